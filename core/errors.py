@@ -1,0 +1,15 @@
+"""Exceptions whose message is fit to show a user in one line."""
+
+from __future__ import annotations
+
+
+class ModelBrowseError(Exception):
+    """Base class: the message is a complete, one-line explanation for the user."""
+
+
+class SourceError(ModelBrowseError):
+    """The model source could not be resolved, imported or built."""
+
+
+class UsageError(ModelBrowseError):
+    """A command-line value is malformed (a bad `--kw`, `--input-shape` or `--weights`)."""

@@ -1,0 +1,101 @@
+"""Statistics of a tensor's values: exact, or estimated at once from a small sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+HISTOGRAM_BINS = 24
+SAMPLE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class TensorStats:
+    """What the detail pane shows for a tensor's values."""
+
+    numel: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    zero_fraction: float
+    nan_count: int
+    inf_count: int
+    histogram: tuple[int, ...]
+    hist_range: tuple[float, float]
+    estimated: bool = False
+
+
+def unavailable_reason(tensor: torch.Tensor) -> str | None:
+    """Why a tensor has no statistics to show, or None when it has."""
+    if tensor.is_meta:
+        return "meta tensor: no data"
+    if tensor.numel() == 0:
+        return "empty tensor"
+    if tensor.is_sparse or tensor.layout is not torch.strided:
+        return f"{tensor.layout} tensor: statistics not supported"
+    if tensor.dtype.is_complex:
+        return "complex tensor: statistics not supported"
+    return None
+
+
+def compute_stats(tensor: torch.Tensor) -> TensorStats:
+    """Exact statistics over every element (done off the UI thread for large tensors)."""
+    return _stats(tensor.detach().reshape(-1), estimated=False)
+
+
+def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> TensorStats:
+    """Statistics from an evenly strided sample: under a millisecond at any size."""
+    flat = tensor.detach().reshape(-1)
+    if flat.numel() <= sample_size:
+        return _stats(flat, estimated=False)
+    step = flat.numel() // sample_size
+    return _stats(flat[::step][:sample_size], estimated=True, numel=flat.numel())
+
+
+def _stats(flat: torch.Tensor, estimated: bool, numel: int | None = None) -> TensorStats:
+    if flat.device.type != "cpu":
+        flat = flat.cpu()
+    # float32 and float64 are used as they are; a float64 copy of a large tensor costs memory.
+    values = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    nan_mask = torch.isnan(values)
+    inf_mask = torch.isinf(values)
+    nan_count = int(nan_mask.sum())
+    inf_count = int(inf_mask.sum())
+    finite = values[~(nan_mask | inf_mask)] if nan_count or inf_count else values
+    zero_fraction = float((values == 0).sum()) / max(values.numel(), 1)
+    if finite.numel() == 0:
+        nan = float("nan")
+        return TensorStats(
+            numel or values.numel(),
+            nan,
+            nan,
+            nan,
+            nan,
+            zero_fraction,
+            nan_count,
+            inf_count,
+            (),
+            (nan, nan),
+            estimated,
+        )
+    low, high = float(finite.min()), float(finite.max())
+    std = float(finite.std()) if finite.numel() > 1 else 0.0
+    if high > low:
+        histogram = tuple(int(c) for c in torch.histc(finite, HISTOGRAM_BINS, low, high))
+    else:
+        histogram = (finite.numel(),)
+    return TensorStats(
+        numel=numel or values.numel(),
+        mean=float(finite.mean()),
+        std=std,
+        min=low,
+        max=high,
+        zero_fraction=zero_fraction,
+        nan_count=nan_count,
+        inf_count=inf_count,
+        histogram=histogram,
+        hist_range=(low, high),
+        estimated=estimated,
+    )

@@ -1,0 +1,39 @@
+"""The module tree as plain text, for `--print`."""
+
+from __future__ import annotations
+
+from modelbrowse.core.index import NodeIndex, NodeKind
+from modelbrowse.core.units import human_bytes, human_count, printable
+
+
+def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
+    """One line per module (path, class, parameters), indented by depth, then the totals."""
+    rows: list[tuple[str, str, str, str]] = []
+    for path in index.paths():
+        node = index.node(path)
+        if not node.is_module or (depth is not None and node.depth > depth):
+            continue
+        label = "  " * node.depth + (printable(path) if path else "(root)")
+        aliases = [a for a in index.aliases(path) if a != path]
+        note = f"shared with {', '.join(printable(a) for a in aliases)}" if aliases else ""
+        params = human_count(index.totals(path).params)
+        rows.append((label, printable(node.type_name), params, note))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        f"{label:<{widths[0]}}  {cls:<{widths[1]}}  {params:>{widths[2]}}  {note}".rstrip()
+        for label, cls, params, note in rows
+    ]
+    totals = index.totals()
+    lines.append("")
+    lines.append(
+        f"Total params: {totals.params:,} ({human_count(totals.params)})  "
+        f"trainable: {totals.trainable:,}  frozen: {totals.frozen:,}  "
+        f"buffers: {totals.buffers:,}  size: {human_bytes(totals.nbytes)}"
+    )
+    for path in index.paths():
+        if index.node(path).kind is NodeKind.UNREGISTERED_TENSOR:
+            lines.append(
+                f"warning: {printable(path)} is a plain tensor attribute, not a registered buffer: "
+                "it is not in state_dict() and .to() does not move it"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""The modelbrowse terminal app: screens, key bindings and the command-line entry point."""

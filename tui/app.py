@@ -1,0 +1,361 @@
+"""The modelbrowse App: composes the widgets, maps keys to actions, runs the workers.
+
+Torch is imported in a worker after the first paint, so the frame shows at once; the model is
+built on `meta` first and materialised afterwards without blocking a key.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.units import human_count, printable
+from modelbrowse.tui.screens.help import HelpScreen
+from modelbrowse.tui.screens.summary import SummaryScreen
+from modelbrowse.widgets.detail_pane import DetailPane
+from modelbrowse.widgets.model_header import ModelHeader
+from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Static, Tree
+
+if TYPE_CHECKING:
+    import torch
+    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.sources import Source
+
+# Random initialisation above this many parameters waits until real values are needed.
+EAGER_MATERIALISE_LIMIT = 100_000_000
+# Tensors up to this size get exact statistics on the UI thread (well under a millisecond).
+INLINE_STATS_LIMIT = 65_536
+# Filtering as one types is for models whose index searches in a few milliseconds.
+LIVE_FILTER_LIMIT = 50_000
+
+
+@dataclass
+class AppOptions:
+    """What the command line asked for; parsed further once torch is imported."""
+
+    source: str
+    kw: list[str] = field(default_factory=list)
+    weights: str | None = None
+    input_shape: str | None = None
+    debug: bool = False
+
+
+class ModelBrowseApp(App[None]):
+    """Browse a model: tree on the left, details on the right."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "modelbrowse"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("colon", "goto", "Go to"),
+        Binding("slash", "filter", "Filter"),
+        Binding("n", "next_match", "Next match", show=False),
+        Binding("N", "previous_match", "Prev match", show=False),
+        Binding("s", "summary", "Summary"),
+        Binding("question_mark", "help", "Help"),
+        Binding("escape", "clear", "Clear filter", show=False),
+    ]
+
+    def __init__(self, options: AppOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.index: NodeIndex | None = None
+        self.source: Source | None = None
+        self.error_message: str | None = None
+        self.state = "loading"
+        self._prompt_mode: str | None = None
+        self._matches: list[str] = []
+        self._detail_token = 0
+        self._materialising = False
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield ModelHeader(self.options.source, id="header")
+        with Horizontal(id="main"):
+            yield ModuleTree(id="tree")
+            yield DetailPane(id="detail")
+        with Vertical(id="prompt-bar"):
+            yield Static("", id="prompt-error")
+            yield Input(id="prompt")
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt-bar").display = False
+        self.query_one(ModuleTree).focus()
+        self.query_one(ModelHeader).show_loading("loading torch")
+        self.load_model()
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="load")
+    def load_model(self) -> None:
+        try:
+            from modelbrowse.core.arguments import parse_kwargs
+            from modelbrowse.core.index import NodeIndex
+            from modelbrowse.core.sources import resolve_source
+
+            self.call_from_thread(self.query_one(ModelHeader).show_loading, "building model")
+            source = resolve_source(
+                self.options.source, parse_kwargs(self.options.kw), self.options.weights
+            )
+            model, is_meta = source.build_structure()
+            index = NodeIndex(model)
+        except ModelBrowseError as exc:
+            self.call_from_thread(self._fail, str(exc))
+            return
+        except Exception as exc:  # never a traceback on the user's terminal
+            detail = traceback.format_exc() if self.options.debug else ""
+            self.call_from_thread(self._fail, f"unexpected error: {exc!r}", detail)
+            return
+        self.call_from_thread(self._show_index, source, index, is_meta)
+
+    def _fail(self, message: str, detail: str = "") -> None:
+        self.error_message = message + (f"\n{detail}" if detail else "")
+        self.exit(return_code=2)
+
+    def _show_index(self, source: Source, index: NodeIndex, is_meta: bool) -> None:
+        self.source = source
+        self.index = index
+        params = index.totals().params
+        if not is_meta:
+            self.state = "pretrained" if source.weights else ""
+        elif params <= EAGER_MATERIALISE_LIMIT:
+            self.state = "initialising weights"
+            self.materialise()
+        else:
+            self.state = f"structure only: values load when needed ({human_count(params)} params)"
+        self._refresh_header()
+        tree = self.query_one(ModuleTree)
+        tree.load(index)
+        self._show_detail("")
+
+    @work(thread=True, exclusive=True, group="materialise")
+    def materialise(self) -> None:
+        """Build the model with real tensors and swap it in; paths stay the same."""
+        assert self.source is not None
+        from modelbrowse.core.index import NodeIndex
+
+        self._materialising = True
+        try:
+            model = self.source.build_real()
+            index = NodeIndex(model)
+        except ModelBrowseError as exc:
+            self.call_from_thread(self._fail, str(exc))
+            return
+        finally:
+            self._materialising = False
+        self.call_from_thread(self._swap_index, index)
+
+    def _swap_index(self, index: NodeIndex) -> None:
+        self.index = index
+        self.state = "random init" if self.source and self.source.kind == "torchvision" else ""
+        self._refresh_header()
+        tree = self.query_one(ModuleTree)
+        tree.rebind(index)
+        self._show_detail(tree.cursor_path or "")
+
+    def _ensure_materialising(self) -> None:
+        if self.index is not None and self.index.is_meta and not self._materialising:
+            self._materialising = True
+            self.state = "initialising weights"
+            self._refresh_header()
+            self.materialise()
+
+    def _refresh_header(self) -> None:
+        if self.index is not None:
+            self.query_one(ModelHeader).show_index(self.index, self.state)
+
+    # --- the detail pane -------------------------------------------------------------------
+
+    @on(Tree.NodeHighlighted)
+    def _on_highlight(self, event: Tree.NodeHighlighted[TreeEntry]) -> None:
+        entry = event.node.data
+        if entry is None or self.index is None:
+            return
+        if entry.page is not None:
+            start, stop = entry.page
+            self.query_one(DetailPane).show_message(
+                f"modules {start} to {stop - 1} of {entry.path or 'the root'}: expand to see them"
+            )
+            return
+        self._show_detail(entry.path)
+
+    def _show_detail(self, path: str) -> None:
+        from modelbrowse.core.stats import compute_stats, estimate_stats, unavailable_reason
+
+        assert self.index is not None
+        self._detail_token += 1
+        pane = self.query_one(DetailPane)
+        node = self.index.node(path)
+        pane.show_node(self.index, path)
+        if node.is_module:
+            return
+        tensor = node.tensor
+        if tensor.is_meta:
+            self._ensure_materialising()
+            pane.show_stats(None, "loading: initialising real tensors…")
+            return
+        reason = unavailable_reason(tensor)
+        if reason is not None:
+            pane.show_stats(None, reason)
+        elif tensor.numel() <= INLINE_STATS_LIMIT:
+            pane.show_stats(compute_stats(tensor))
+        else:
+            pane.show_stats(estimate_stats(tensor))
+            self.exact_stats(self._detail_token, tensor)
+
+    @work(thread=True, exclusive=True, group="stats")
+    def exact_stats(self, token: int, tensor: torch.Tensor) -> None:
+        from modelbrowse.core.stats import compute_stats
+
+        if token != self._detail_token:
+            return  # the cursor moved on before this started
+        stats = compute_stats(tensor)
+        self.call_from_thread(self._stats_ready, token, stats)
+
+    def _stats_ready(self, token: int, stats: Any) -> None:
+        if token == self._detail_token:  # a result for a node the cursor has left is dropped
+            self.query_one(DetailPane).show_stats(stats)
+
+    # --- the prompt (go to, filter) --------------------------------------------------------
+
+    def _open_prompt(self, mode: str, placeholder: str, value: str = "") -> None:
+        if self.index is None:
+            self.notify("the model is still loading", severity="warning")
+            return
+        self._prompt_mode = mode
+        bar = self.query_one("#prompt-bar")
+        bar.display = True
+        self.query_one("#prompt-error", Static).update("")
+        prompt = self.query_one("#prompt", Input)
+        prompt.placeholder = placeholder
+        prompt.value = value
+        prompt.focus()
+
+    def _close_prompt(self) -> None:
+        self._prompt_mode = None
+        self.query_one("#prompt-bar").display = False
+        self.query_one(ModuleTree).focus()
+
+    def action_goto(self) -> None:
+        self._open_prompt("goto", ": go to a path, e.g. features.0.weight or classifier[6]")
+
+    def action_filter(self) -> None:
+        tree = self.query_one(ModuleTree)
+        self._open_prompt("filter", "/ filter by path or class name", tree.filter_query)
+
+    @on(Input.Changed, "#prompt")
+    def _prompt_changed(self, event: Input.Changed) -> None:
+        self.query_one("#prompt-error", Static).update("")
+        if self._prompt_mode == "filter" and self.index and len(self.index) <= LIVE_FILTER_LIMIT:
+            self._apply_filter(event.value)
+
+    @on(Input.Submitted, "#prompt")
+    def _prompt_submitted(self, event: Input.Submitted) -> None:
+        assert self.index is not None
+        if self._prompt_mode == "goto":
+            self._goto(event.value)
+        elif self._prompt_mode == "filter":
+            self._apply_filter(event.value)
+            self._close_prompt()
+
+    def _goto(self, text: str) -> None:
+        assert self.index is not None
+        tree = self.query_one(ModuleTree)
+        try:
+            node = self.index.find(text)
+        except ModelBrowseError as exc:
+            self.query_one("#prompt-error", Static).update(Text(str(exc), style="bold red"))
+            return
+        if tree.filter_query and not tree.select_path(node.path):
+            self._apply_filter("")
+        self._close_prompt()
+        tree.select_path(node.path)
+
+    def _apply_filter(self, query: str) -> None:
+        assert self.index is not None
+        tree = self.query_one(ModuleTree)
+        self._matches = self.index.search(query) if query.strip() else []
+        tree.apply_filter(query.strip(), self._matches)
+        status = self.query_one("#status", Static)
+        if query.strip():
+            count = len(self._matches)
+            status.update(
+                Text(
+                    f"filter '{printable(query.strip())}': {count} "
+                    f"match{'es' if count != 1 else ''} · n/N next/previous · escape clears"
+                )
+            )
+        else:
+            status.update("")
+
+    def _jump_match(self, step: int) -> None:
+        if not self._matches:
+            self.notify("no filter matches: press / to filter", severity="warning")
+            return
+        tree = self.query_one(ModuleTree)
+        current = tree.cursor_path
+        order = {path: i for i, path in enumerate(self._matches)}
+        if current in order:
+            target = self._matches[(order[current] + step) % len(self._matches)]
+        else:
+            target = self._matches[0 if step > 0 else -1]
+        tree.select_path(target)
+
+    def action_next_match(self) -> None:
+        self._jump_match(1)
+
+    def action_previous_match(self) -> None:
+        self._jump_match(-1)
+
+    def action_clear(self) -> None:
+        if self._prompt_mode is not None:
+            self._close_prompt()
+            return
+        if self.query_one(ModuleTree).filter_query:
+            self._apply_filter("")
+
+    # --- other screens ---------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_summary(self) -> None:
+        if self.index is None or self.source is None:
+            self.notify("the model is still loading", severity="warning")
+            return
+        shape = self._input_shape()
+        if shape is None:
+            self.notify(
+                "no example input for this model: start with --input-shape 1,3,224,224",
+                severity="warning",
+            )
+            return
+        index = self.index
+
+        def make_summary() -> str:
+            from modelbrowse.core.summary import summarize
+
+            return summarize(index.model, shape)
+
+        dims = "; ".join(",".join(str(d) for d in s) for s in shape)
+        self.push_screen(SummaryScreen(f"torchinfo summary for input {dims}", make_summary))
+
+    def _input_shape(self) -> tuple[tuple[int, ...], ...] | None:
+        from modelbrowse.core.arguments import parse_input_shape
+
+        if self.options.input_shape:
+            return parse_input_shape(self.options.input_shape)
+        return self.source.default_input if self.source else None

@@ -1,0 +1,156 @@
+"""The `modelbrowse` command: parse the arguments, then run the app or print the tree.
+
+Imports nothing heavy at module level: `--help` and `--version` answer without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+PROG = "modelbrowse"
+
+DESCRIPTION = """\
+Browse a PyTorch model in the terminal: a collapsible module tree and a detail pane for every
+parameter and buffer (shape, dtype, device, requires_grad, sharing, statistics)."""
+
+EPILOG = """\
+sources:
+  alexnet, resnet50, vit_b_16, ...   any torchvision model name (case-insensitive)
+  package.module:attr                an nn.Module subclass, a factory function or an instance
+  ./net.py:Net                       the same, from a Python file
+
+examples:
+  modelbrowse alexnet
+  modelbrowse resnet18 --kw num_classes=10
+  modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
+  modelbrowse vit_b_16 --print --depth 2
+
+Press ? in the app for every key."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelbrowse")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source", help="torchvision model name, package.module:attr or file.py:attr"
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="pretrained torchvision weights: DEFAULT, IMAGENET1K_V1 or "
+        "AlexNet_Weights.IMAGENET1K_V1 (downloads them; random initialisation without this flag)",
+    )
+    parser.add_argument(
+        "--kw",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="keyword argument for the model's builder, a Python literal (repeatable): "
+        "--kw num_classes=10",
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="example input for the summary (s): 1,3,224,224; separate several inputs with ';' "
+        "(zoo models have a default)",
+    )
+    parser.add_argument(
+        "--print",
+        dest="print_tree",
+        action="store_true",
+        help="print the module tree as text and exit, without starting the app",
+    )
+    parser.add_argument(
+        "--depth", type=int, metavar="N", help="with --print: only modules up to depth N"
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.depth is not None and args.depth < 0:
+        parser.error("--depth must be 0 or more")
+    if args.print_tree:
+        return _print_tree(args)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return _error(
+            "standard input or output is not a terminal, so the app cannot start; "
+            "use --print for the tree as text (or ssh -t for a terminal)"
+        )
+    return _run_app(args)
+
+
+def _print_tree(args: argparse.Namespace) -> int:
+    from modelbrowse.core.errors import ModelBrowseError
+
+    try:
+        from modelbrowse.core.arguments import parse_kwargs
+        from modelbrowse.core.index import NodeIndex
+        from modelbrowse.core.sources import resolve_source
+        from modelbrowse.core.text_tree import render_tree_text
+
+        source = resolve_source(args.source, parse_kwargs(args.kw), args.weights)
+        model, _ = source.build_structure()
+        text = render_tree_text(NodeIndex(model), depth=args.depth)
+    except ModelBrowseError as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc))
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `modelbrowse x --print | head` is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+
+    options = AppOptions(
+        source=args.source,
+        kw=list(args.kw),
+        weights=args.weights,
+        input_shape=args.input_shape,
+        debug=args.debug,
+    )
+    app = ModelBrowseApp(options)
+    app.run()
+    if app.error_message:
+        return _error(app.error_message)
+    return app.return_code or 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The help screen: every key."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: list[tuple[str, str]] = [
+    ("↑ ↓  j k", "move the cursor"),
+    ("→ ←  l h", "expand / collapse (on a leaf: go to the parent)"),
+    ("enter  space", "toggle the node"),
+    ("g  G  home  end", "first / last line"),
+    ("shift+↑ shift+↓", "previous / next sibling"),
+    (":", "go to a path (features.0.weight, classifier[6])"),
+    ("/", "filter by path or class name; escape clears it"),
+    ("n  N", "next / previous filter match"),
+    ("s", "torchinfo summary for the example input (--input-shape)"),
+    ("?", "this help"),
+    ("q  ctrl+q", "quit"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    """A list of the keys; any of escape, q or ? closes it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, padding=(0, 2), show_header=False)
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for key, what in KEYS:
+            table.add_row(Text(key), Text(what))
+        with VerticalScroll(id="help-body"):
+            yield Static(Text("Keys", style="bold underline"))
+            yield Static(table)
+            yield Static(
+                Text(
+                    "Markers: ◆ parameter  ● buffer  ○ non-persistent buffer  "
+                    "⚠ unregistered tensor. 'shared' marks objects reachable under several paths.",
+                    style="dim",
+                )
+            )
+            yield Static(Text("escape closes", style="italic dim"))
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)

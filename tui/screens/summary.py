@@ -1,0 +1,49 @@
+"""The torchinfo summary, computed in a worker and shown over the tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from modelbrowse.core.errors import ModelBrowseError
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+class SummaryScreen(ModalScreen[None]):
+    """Runs `make_summary` off the UI thread and shows its text, or its error inline."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,s", "close", "Close")]
+
+    def __init__(self, title: str, make_summary: Callable[[], str]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.make_summary = make_summary
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="summary-body"):
+            yield Static(Text(self.title_text, style="bold underline"))
+            yield Static(Text("running torchinfo…", style="italic"), id="summary-text")
+            yield Static(Text("escape closes", style="italic dim"))
+
+    def on_mount(self) -> None:
+        self.run_summary()
+
+    @work(thread=True, exclusive=True)
+    def run_summary(self) -> None:
+        try:
+            text = Text(self.make_summary())
+        except ModelBrowseError as exc:
+            text = Text(str(exc), style="bold red")
+        self.app.call_from_thread(self._show, text)
+
+    def _show(self, text: Text) -> None:
+        self.query_one("#summary-text", Static).update(text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

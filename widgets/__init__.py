@@ -1,0 +1,1 @@
+"""Textual widgets that render modelbrowse.core objects; they never change the model."""

@@ -1,0 +1,183 @@
+"""The detail pane: everything about the node under the cursor."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
+from modelbrowse.widgets.module_tree import KIND_MARKERS
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from modelbrowse.core.index import Node, NodeIndex
+    from modelbrowse.core.stats import TensorStats
+
+SPARK = " ▁▂▃▄▅▆▇█"
+
+
+def dtype_text(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def sparkline(counts: tuple[int, ...]) -> str:
+    """Histogram counts as block characters, scaled to the largest bin."""
+    top = max(counts) if counts else 0
+    if top == 0:
+        return ""
+    return "".join(SPARK[math.ceil(c / top * (len(SPARK) - 1))] for c in counts)
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.6g}"
+
+
+def _fields(rows: list[tuple[str, RenderableType | str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        # Plain strings would be parsed as Rich markup; text from a model is shown literally.
+        table.add_row(Text(key), Text(value) if isinstance(value, str) else value)
+    return table
+
+
+def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
+    """The statistics block: values, or a note (`computing…`, `meta tensor: no data`)."""
+    if stats is None:
+        return _fields([("statistics", Text(note, style="italic"))])
+    heading = "statistics"
+    source = "estimate from a sample, exact values coming…" if stats.estimated else "exact"
+    rows: list[tuple[str, RenderableType | str]] = [
+        (heading, Text(note or source, style="italic")),
+        ("mean", _number(stats.mean)),
+        ("std", _number(stats.std)),
+        ("min", _number(stats.min)),
+        ("max", _number(stats.max)),
+        ("zeros", f"{stats.zero_fraction:.2%}"),
+        ("NaN", Text(f"{stats.nan_count:,}", style="bold red" if stats.nan_count else "")),
+        ("Inf", Text(f"{stats.inf_count:,}", style="bold red" if stats.inf_count else "")),
+    ]
+    if stats.histogram:
+        low, high = stats.hist_range
+        rows.append(("histogram", Text(sparkline(stats.histogram), style="green")))
+        rows.append(("", Text(f"{_number(low)} … {_number(high)}", style="dim")))
+    return _fields(rows)
+
+
+def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
+    tensor = node.obj
+    rows: list[tuple[str, RenderableType | str]] = [
+        ("kind", node.kind.value),
+        ("shape", shape_text(tuple(tensor.shape))),
+        ("dtype", dtype_text(tensor.dtype)),
+        ("device", str(tensor.device)),
+        ("requires_grad", str(tensor.requires_grad)),
+        ("numel", f"{tensor.numel():,}"),
+        ("size", human_bytes(tensor.numel() * tensor.element_size())),
+    ]
+    aliases = [a for a in index.aliases(node.path) if a != node.path]
+    if aliases:
+        rows.append(("shared with", "\n".join(printable(a) for a in aliases)))
+    parts: list[RenderableType] = [
+        Text(printable(node.path, limit=400), style="bold underline"),
+        _fields(rows),
+    ]
+    if node.kind.name == "UNREGISTERED_TENSOR":
+        parts.append(
+            Text(
+                "⚠ a plain tensor attribute, not registered with register_buffer: it is not in "
+                "state_dict() and .to()/.cuda() do not move it.",
+                style="yellow",
+            )
+        )
+    elif node.kind.name == "NONPERSISTENT_BUFFER":
+        parts.append(Text("non-persistent: not saved in state_dict()", style="dim"))
+    return Group(*parts)
+
+
+def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
+    module = node.obj
+    totals = index.totals(node.path)
+    try:
+        arguments = module.extra_repr()
+    except Exception as exc:  # a user's extra_repr can raise; show why instead
+        arguments = f"(extra_repr failed: {type(exc).__name__})"
+    rows: list[tuple[str, RenderableType | str]] = [
+        ("path", printable(node.path, limit=400) if node.path else "(root)"),
+        ("class", f"{type(module).__module__}.{type(module).__qualname__}"),
+    ]
+    if arguments:
+        rows.append(("arguments", printable(arguments, limit=400)))
+    aliases = [a for a in index.aliases(node.path) if a != node.path]
+    if aliases:
+        rows.append(("shared with", "\n".join(printable(a) for a in aliases)))
+    child_modules = sum(1 for c in node.children if index.node(c).is_module)
+    rows.append(("children", f"{child_modules} modules"))
+    totals_rows: list[tuple[str, RenderableType | str]] = [
+        ("parameters", f"{totals.params:,} ({human_count(totals.params)})"),
+        ("trainable", f"{totals.trainable:,}"),
+        ("frozen", f"{totals.frozen:,}"),
+        ("buffers", f"{totals.buffers:,}"),
+        ("size", human_bytes(totals.nbytes)),
+    ]
+    title = Text(
+        printable(node.path, limit=400) or printable(node.type_name), style="bold underline"
+    )
+    parts: list[RenderableType] = [
+        title,
+        _fields(rows),
+        Text(""),
+        Text("subtree totals", style="bold"),
+        _fields(totals_rows),
+    ]
+    tensors = [index.node(c) for c in node.children if not index.node(c).is_module]
+    if tensors:
+        table = Table(title=None, box=None, header_style="bold", padding=(0, 1))
+        name_width = min(max(len(printable(c.name)) for c in tensors), 32)
+        for column in ("name", "kind", "shape", "dtype", "requires_grad"):
+            table.add_column(
+                column, no_wrap=True, min_width=name_width if column == "name" else None
+            )
+        for child in tensors:
+            tensor = child.obj
+            cells = (
+                printable(child.name),
+                KIND_MARKERS[child.kind.name][1],
+                shape_text(tuple(tensor.shape)),
+                dtype_text(tensor.dtype),
+                str(tensor.requires_grad),
+            )
+            table.add_row(*(Text(cell) for cell in cells))
+        parts += [Text(""), Text("direct parameters and buffers", style="bold"), table]
+    return Group(*parts)
+
+
+class DetailPane(VerticalScroll):
+    """Shows one node: a module's summary or a tensor's properties and statistics."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("loading…", style="italic"), id="detail-body")
+        yield Static("", id="detail-stats")
+
+    def show_message(self, message: str) -> None:
+        self.query_one("#detail-body", Static).update(Text(message, style="italic"))
+        self.query_one("#detail-stats", Static).update("")
+
+    def show_node(self, index: NodeIndex, path: str) -> None:
+        node = index.node(path)
+        body = module_renderable(index, node) if node.is_module else tensor_renderable(index, node)
+        self.query_one("#detail-body", Static).update(body)
+        self.query_one("#detail-stats", Static).update("")
+        self.scroll_home(animate=False)
+
+    def show_stats(self, stats: TensorStats | None, note: str = "") -> None:
+        block = Group(Text(""), stats_renderable(stats, note))
+        self.query_one("#detail-stats", Static).update(block)

@@ -1,0 +1,286 @@
+"""The module tree: a lazy Textual `Tree` over a node index.
+
+Children are added when a node is first expanded, and long module lists are split into pages of
+`PAGE_SIZE`, so the cost of the tree follows what is on screen, not the size of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from modelbrowse.core.units import human_count, printable, shape_text
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+if TYPE_CHECKING:
+    from modelbrowse.core.index import Node, NodeIndex
+
+PAGE_SIZE = 100
+
+# Markers that tell kinds apart without colour.
+KIND_MARKERS = {
+    "PARAMETER": ("◆", "param"),
+    "BUFFER": ("●", "buffer"),
+    "NONPERSISTENT_BUFFER": ("○", "buffer, non-persistent"),
+    "UNREGISTERED_TENSOR": ("⚠", "unregistered tensor"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    """What a tree line stands for: a path, or a page of a long module list."""
+
+    path: str
+    page: tuple[int, int] | None = None
+
+
+def node_label(index: NodeIndex, node: Node) -> Text:
+    """`features  Sequential  2.5M`, or `weight ◆ (64, 3, 11, 11)  23.3K` for a tensor."""
+    name = printable(node.name) if node.path else printable(node.type_name)
+    label = Text()
+    shared = index.is_shared(node.path)
+    if node.is_module:
+        totals = index.totals(node.path)
+        label.append(name, style="bold")
+        if node.path:
+            label.append(f"  {printable(node.type_name)}", style="cyan")
+        label.append(f"  {human_count(totals.params)}", style="green")
+        if totals.params and totals.trainable == 0:
+            label.append("  frozen", style="blue")
+        elif totals.frozen:
+            label.append("  partly frozen", style="blue")
+    else:
+        marker, _ = KIND_MARKERS[node.kind.name]
+        tensor = node.obj
+        style = "yellow" if node.kind.name == "UNREGISTERED_TENSOR" else "magenta"
+        label.append(f"{marker} ", style=style)
+        label.append(name)
+        label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
+        label.append(f"  {human_count(tensor.numel())}", style="green")
+        if node.kind.name == "PARAMETER" and not tensor.requires_grad:
+            label.append("  frozen", style="blue")
+        if node.kind.name == "UNREGISTERED_TENSOR":
+            label.append("  not registered", style="yellow")
+    if shared:
+        label.append("  shared", style="bold magenta")
+    return label
+
+
+class ModuleTree(Tree[TreeEntry]):
+    """A collapsible module tree that reads a `NodeIndex`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("right,l", "expand", "Expand", show=False),
+        Binding("left,h", "collapse", "Collapse", show=False),
+        Binding("enter", "toggle_node", "Toggle", show=False),
+        Binding("home,g", "scroll_home", "First", show=False),
+        Binding("end,G", "scroll_end", "Last", show=False),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("loading…", data=TreeEntry(""), **kwargs)
+        self.index: NodeIndex | None = None
+        self.filter_query: str = ""
+        self.guide_depth = 3
+        self.show_root = True
+        self._populated: set[int] = set()
+
+    # --- loading -------------------------------------------------------------------------
+
+    def load(self, index: NodeIndex, select: str = "") -> None:
+        """Show a fresh index, root expanded to the first level, cursor on `select`."""
+        self.index = index
+        self.filter_query = ""
+        self._reset_root()
+        self.root.expand()
+        self.select_path(select if select in index else "")
+
+    def _reset_root(self) -> None:
+        assert self.index is not None
+        self.clear()
+        self._populated.clear()
+        self.root.data = TreeEntry("")
+        self.root.set_label(node_label(self.index, self.index.root))
+        self._populate(self.root)
+
+    def rebind(self, index: NodeIndex) -> None:
+        """Point the tree at a new index over the same paths (after materialising): relabel."""
+        self.index = index
+        self.refresh_labels()
+
+    def refresh_labels(self) -> None:
+        assert self.index is not None
+        stack: list[TreeNode[TreeEntry]] = [self.root]
+        while stack:
+            tree_node = stack.pop()
+            entry = tree_node.data
+            if entry is not None and entry.page is None and entry.path in self.index:
+                tree_node.set_label(node_label(self.index, self.index.node(entry.path)))
+            stack.extend(tree_node.children)
+
+    # --- lazy children -------------------------------------------------------------------
+
+    def _on_tree_node_expanded(self, event: Tree.NodeExpanded[TreeEntry]) -> None:
+        self._populate(event.node)
+
+    def _populate(self, tree_node: TreeNode[TreeEntry]) -> None:
+        if tree_node.id in self._populated or self.index is None or tree_node.data is None:
+            return
+        self._populated.add(tree_node.id)
+        entry = tree_node.data
+        children = self.index.children(entry.path)
+        if entry.page is not None:
+            start, stop = entry.page
+            modules = [c for c in children if c.is_module][start:stop]
+            for child in modules:
+                self._add_child(tree_node, child)
+            return
+        tensors = [c for c in children if not c.is_module]
+        modules = [c for c in children if c.is_module]
+        for child in tensors:
+            self._add_child(tree_node, child)
+        if len(modules) > PAGE_SIZE:
+            name = self.index.node(entry.path).name if entry.path else "children"
+            for start in range(0, len(modules), PAGE_SIZE):
+                stop = min(start + PAGE_SIZE, len(modules))
+                label = Text(f"{name}[{start}:{stop}]", style="italic")
+                label.append(f"  {stop - start} modules", style="dim")
+                tree_node.add(label, data=TreeEntry(entry.path, (start, stop)))
+        else:
+            for child in modules:
+                self._add_child(tree_node, child)
+
+    def _add_child(self, parent: TreeNode[TreeEntry], child: Node) -> TreeNode[TreeEntry]:
+        assert self.index is not None
+        label = node_label(self.index, child)
+        if child.is_module and child.children:
+            return parent.add(label, data=TreeEntry(child.path))
+        return parent.add_leaf(label, data=TreeEntry(child.path))
+
+    # --- navigation ----------------------------------------------------------------------
+
+    def action_expand(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.allow_expand and not node.is_expanded:
+            node.expand()
+        elif node.is_expanded and node.children:
+            self.move_cursor(node.children[0])
+
+    def action_collapse(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded and node.allow_expand:
+            node.collapse()
+        elif node.parent is not None:
+            self.move_cursor(node.parent)
+
+    def tree_node_for(self, path: str, expand: bool = True) -> TreeNode[TreeEntry] | None:
+        """The tree line of `path`, expanding (and populating) its ancestors on the way."""
+        if self.index is None or path not in self.index:
+            return None
+        chain = [path]
+        while chain[-1]:
+            chain.append(self.index.node(chain[-1]).parent or "")
+        current = self.root
+        for step in reversed(chain[:-1]):
+            found = self._child_for(current, step)
+            if found is None:
+                return None
+            current = found
+        ancestor = current.parent
+        while expand and ancestor is not None:
+            ancestor.expand()
+            ancestor = ancestor.parent
+        return current
+
+    def _child_for(self, tree_node: TreeNode[TreeEntry], path: str) -> TreeNode[TreeEntry] | None:
+        self._populate(tree_node)
+        for child in tree_node.children:
+            entry = child.data
+            if entry is None:
+                continue
+            if entry.page is None and entry.path == path:
+                return child
+            if entry.page is not None and self.index is not None:
+                names = [c.path for c in self.index.child_modules(entry.path)]
+                start, stop = entry.page
+                if path in names[start:stop]:
+                    return self._child_for(child, path)
+        return None
+
+    def select_path(self, path: str) -> bool:
+        """Move the cursor to `path`, expanding what hides it; False when it is not shown."""
+        tree_node = self.tree_node_for(path)
+        if tree_node is None:
+            return False
+        self.move_to(tree_node)
+        return True
+
+    def move_to(self, tree_node: TreeNode[TreeEntry]) -> None:
+        """Move the cursor to a line that may have been added or revealed a moment ago."""
+        # Tree numbers its lines lazily; reading them renumbers newly expanded nodes first.
+        _ = self._tree_lines
+        self.move_cursor(tree_node)
+        self.scroll_to_node(tree_node, animate=False)
+
+    @property
+    def cursor_path(self) -> str | None:
+        node = self.cursor_node
+        if node is None or node.data is None or node.data.page is not None:
+            return None
+        return node.data.path
+
+    # --- filtering -----------------------------------------------------------------------
+
+    def apply_filter(self, query: str, matches: list[str]) -> None:
+        """Show only `matches` and their ancestors, expanded; an empty query shows everything."""
+        assert self.index is not None
+        current = self.cursor_path or ""
+        self.filter_query = query
+        if not query:
+            self._reset_root()
+            self.root.expand()
+            self.select_path(current)
+            return
+        match_set = set(matches)
+        keep: set[str] = {""}
+        for path in matches:
+            keep.add(path)
+            parent = self.index.node(path).parent
+            while parent is not None and parent not in keep:
+                keep.add(parent)
+                parent = self.index.node(parent).parent
+        self.clear()
+        self._populated.clear()
+        self.root.data = TreeEntry("")
+        self.root.set_label(node_label(self.index, self.index.root))
+        self._populated.add(self.root.id)  # a filtered tree never lazy-loads more children
+        lines: dict[str, TreeNode[TreeEntry]] = {"": self.root}
+        for path in self.index.paths():
+            if not path or path not in keep:
+                continue
+            node = self.index.node(path)
+            parent_line = lines[node.parent or ""]
+            label = node_label(self.index, node)
+            if path in match_set:
+                label.stylize("reverse", 0, len(printable(node.name)))
+            has_kept_children = any(c in keep for c in node.children)
+            line = parent_line.add(
+                label,
+                data=TreeEntry(path),
+                expand=has_kept_children,
+                allow_expand=has_kept_children,
+            )
+            self._populated.add(line.id)
+            lines[path] = line
+        self.root.expand()
+        target = current if current in lines and current else (matches[0] if matches else "")
+        self.move_to(lines.get(target, self.root))
