@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from modelbrowse.core.errors import ModelBrowseError
 from torch import nn
+
+from modelbrowse.core.errors import ModelBrowseError
 
 
 class NodeKind(enum.Enum):

@@ -21,9 +21,10 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from torch import nn
+
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
-from torch import nn
 
 _TORCHVISION_FIX = (
     "torchvision does not work with the installed torch ({reason}); install builds that match, "
@@ -152,8 +153,8 @@ def _parameters_on_meta() -> Iterator[None]:
             tensor = tensor.to("meta")
         original_buffer(module, name, tensor, persistent=persistent)
 
-    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
-    nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign,assignment]
+    nn.Module.register_buffer = register_buffer  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -203,12 +204,13 @@ def import_torchvision_models() -> ModuleType:
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(_TORCHVISION_FIX.format(reason=reason)) from exc
-    return models
+    return models  # type: ignore[no-any-return]
 
 
 def torchvision_names() -> list[str]:
     """Every name torchvision's model registry knows."""
-    return sorted(import_torchvision_models().list_models())
+    names: list[str] = import_torchvision_models().list_models()
+    return sorted(names)
 
 
 def _resolve_torchvision(spec: str, kwargs: dict[str, Any], weights: str | None) -> Source:

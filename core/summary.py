@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import torch
+from torch import nn
+
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import ModelBrowseError
-from torch import nn
 
 _UNITS = re.compile(r"\(Units\.(\w+)\)")
 _UNIT_WORDS = {"NONE": "", "KILOBYTES": "K", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}
@@ -40,9 +42,7 @@ def summarize(model: nn.Module, input_shape: InputShape, depth: int = 3) -> str:
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
     return torch.device("cpu")
 

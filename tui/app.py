@@ -10,13 +10,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.units import human_count, printable
-from modelbrowse.tui.screens.help import HelpScreen
-from modelbrowse.tui.screens.summary import SummaryScreen
-from modelbrowse.widgets.detail_pane import DetailPane
-from modelbrowse.widgets.model_header import ModelHeader
-from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -24,8 +17,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static, Tree
 
+from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.units import human_count, printable
+from modelbrowse.tui.screens.help import HelpScreen
+from modelbrowse.tui.screens.summary import SummaryScreen
+from modelbrowse.widgets.detail_pane import DetailPane
+from modelbrowse.widgets.model_header import ModelHeader
+from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
+
 if TYPE_CHECKING:
     import torch
+
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.sources import Source
 
@@ -76,7 +78,7 @@ class ModelBrowseApp(App[None]):
         self._prompt_mode: str | None = None
         self._matches: list[str] = []
         self._detail_token = 0
-        self._materialising = False
+        self.materialising = False
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class ModelBrowseApp(App[None]):
         assert self.source is not None
         from modelbrowse.core.index import NodeIndex
 
-        self._materialising = True
+        self.materialising = True
         try:
             model = self.source.build_real()
             index = NodeIndex(model)
@@ -155,7 +157,7 @@ class ModelBrowseApp(App[None]):
             self.call_from_thread(self._fail, str(exc))
             return
         finally:
-            self._materialising = False
+            self.materialising = False
         self.call_from_thread(self._swap_index, index)
 
     def _swap_index(self, index: NodeIndex) -> None:
@@ -167,8 +169,8 @@ class ModelBrowseApp(App[None]):
         self._show_detail(tree.cursor_path or "")
 
     def _ensure_materialising(self) -> None:
-        if self.index is not None and self.index.is_meta and not self._materialising:
-            self._materialising = True
+        if self.index is not None and self.index.is_meta and not self.materialising:
+            self.materialising = True
             self.state = "initialising weights"
             self._refresh_header()
             self.materialise()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
-from modelbrowse.widgets.module_tree import KIND_MARKERS
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
+
+from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
+from modelbrowse.widgets.module_tree import KIND_MARKERS
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import Node, NodeIndex
@@ -41,7 +42,7 @@ def _number(value: float) -> str:
 
 def _fields(rows: list[tuple[str, RenderableType | str]]) -> Table:
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
+    table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
     table.add_column(overflow="fold")
     for key, value in rows:
         # Plain strings would be parsed as Rich markup; text from a model is shown literally.

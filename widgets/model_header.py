@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modelbrowse.core.units import human_bytes, human_count, printable
 from rich.text import Text
 from textual.widgets import Static
+
+from modelbrowse.core.units import human_bytes, human_count, printable
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex

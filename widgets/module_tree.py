@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from modelbrowse.core.units import human_count, printable, shape_text
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
+
+from modelbrowse.core.units import human_count, printable, shape_text
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import Node, NodeIndex

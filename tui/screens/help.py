@@ -52,5 +52,8 @@ class HelpScreen(ModalScreen[None]):
             )
             yield Static(Text("escape closes", style="italic dim"))
 
+    def on_mount(self) -> None:
+        self.query_one("#help-body").focus()
+
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from modelbrowse.core.errors import ModelBrowseError
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -13,6 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from modelbrowse.core.errors import ModelBrowseError
 
 
 class SummaryScreen(ModalScreen[None]):
@@ -32,18 +33,20 @@ class SummaryScreen(ModalScreen[None]):
             yield Static(Text("escape closes", style="italic dim"))
 
     def on_mount(self) -> None:
+        self.query_one("#summary-body").focus()  # arrows, page keys and end scroll the table
         self.run_summary()
 
     @work(thread=True, exclusive=True)
     def run_summary(self) -> None:
         try:
-            text = Text(self.make_summary())
+            text = Text(self.make_summary(), no_wrap=True, overflow="ignore")
         except ModelBrowseError as exc:
             text = Text(str(exc), style="bold red")
         self.app.call_from_thread(self._show, text)
 
     def _show(self, text: Text) -> None:
-        self.query_one("#summary-text", Static).update(text)
+        if self.is_attached:  # the user may have closed the screen while torchinfo ran
+            self.query_one("#summary-text", Static).update(text)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -1,0 +1,53 @@
+"""Helpers for driving the app with Pilot and reading what the screen shows."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+
+from textual.app import App
+from textual.pilot import Pilot
+
+from modelbrowse.tui.app import ModelBrowseApp
+
+
+def screen_text(app: App[object]) -> str:
+    """The characters on the screen, line by line, as a person would read them."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+def squeeze(text: str) -> str:
+    """Runs of spaces folded to one, so assertions do not depend on column alignment."""
+    return re.sub(r"[ \t]+", " ", text)
+
+
+async def wait_for(
+    pilot: Pilot[object], predicate: Callable[[], bool], timeout: float = 60.0
+) -> None:
+    """Let the app run until `predicate()` holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting; screen:\n{screen_text(pilot.app)}")
+        await pilot.pause(0.05)
+        await asyncio.sleep(0)
+
+
+async def wait_loaded(pilot: Pilot[object]) -> None:
+    """Wait until the model is shown with real tensors."""
+    app = pilot.app
+    assert isinstance(app, ModelBrowseApp)
+    await wait_for(
+        pilot,
+        lambda: app.index is not None and not app.index.is_meta and not app.materialising,
+    )
+    await pilot.pause()
+
+
+async def wait_for_text(pilot: Pilot[object], needle: str, timeout: float = 30.0) -> str:
+    """Wait until `needle` is on the screen (spaces folded); returns the screen."""
+    await wait_for(pilot, lambda: needle in squeeze(screen_text(pilot.app)), timeout)
+    return squeeze(screen_text(pilot.app))

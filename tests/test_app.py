@@ -1,0 +1,238 @@
+"""The app driven by keys (Pilot): what the screen shows after each press."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+
+SIZE = (120, 40)
+
+
+def tree_text(app: ModelBrowseApp) -> str:
+    """The left pane only: the part of each line before the detail pane's border."""
+    return squeeze("\n".join(line.split("││")[0] for line in screen_text(app).splitlines()))
+
+
+def detail_heading(app: ModelBrowseApp) -> str:
+    """The first line of the detail pane: the path of the node under the cursor."""
+    for line in screen_text(app).splitlines()[2:]:
+        cells = [c.strip() for c in line.split("│") if c.strip()]
+        if len(cells) >= 2:
+            return cells[1].split("  ")[0]
+        if len(cells) == 1 and line.rstrip().endswith("│") and line.count("│") >= 3:
+            return cells[0]
+    return ""
+
+
+async def test_alexnet_goto_weight_shows_its_properties_and_statistics() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        screen = squeeze(screen_text(app))
+        assert "alexnet · AlexNet" in screen
+        assert "61.1M params" in screen
+        assert "features Sequential 2.5M" in screen
+        assert "classifier Sequential 58.6M" in screen
+        assert "features.0 " not in screen  # first level only until expanded
+
+        await pilot.press("colon", *"features.0.weight", "enter")
+        screen = await wait_for_text(pilot, "statistics exact")
+        for expected in (
+            "features.0.weight",
+            "shape (64, 3, 11, 11)",
+            "dtype float32",
+            "device cpu",
+            "requires_grad True",
+            "numel 23,232",
+            "kind parameter",
+            "mean",
+            "std",
+            "zeros",
+            "histogram",
+        ):
+            assert expected in screen, expected
+        # The ancestors were expanded to reveal the node.
+        assert "◆ weight (64, 3, 11, 11)" in screen
+
+
+async def test_large_tensor_shows_an_estimate_then_exact_statistics() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("colon", *"classifier.1.weight", "enter")
+        await pilot.pause()
+        first = squeeze(screen_text(app))
+        assert "shape (4096, 9216)" in first
+        assert "estimate from a sample" in first or "statistics exact" in first
+        await wait_for_text(pilot, "statistics exact")
+
+
+async def test_goto_unknown_path_is_an_inline_error_and_nothing_moves() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("colon", *"classifier.9", "enter")
+        screen = await wait_for_text(pilot, "no such path")
+        assert "no such path: 'classifier.9'" in screen
+        assert "classifier has: 0, 1, 2, 3, 4, 5, 6" in screen
+        assert detail_heading(app) == "AlexNet"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "no such path" not in squeeze(screen_text(app))
+
+
+async def test_keys_move_expand_and_collapse() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j")
+        await wait_for(pilot, lambda: detail_heading(app) == "features")
+        await pilot.press("l")  # expand
+        await wait_for_text(pilot, "0 Conv2d 23.3K")
+        await pilot.press("l")  # on an expanded node: into its first child
+        await wait_for(pilot, lambda: detail_heading(app) == "features.0")
+        await pilot.press("h")  # a collapsed node: to its parent
+        await wait_for(pilot, lambda: detail_heading(app) == "features")
+        await pilot.press("h")  # collapse
+        await pilot.pause()
+        assert "0 Conv2d 23.3K" not in squeeze(screen_text(app))
+        await pilot.press("enter")  # toggles
+        await wait_for_text(pilot, "0 Conv2d 23.3K")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: detail_heading(app) == "AlexNet")
+        await pilot.press("down", "down")
+        await wait_for(pilot, lambda: detail_heading(app) == "features.0")
+        await pilot.press("left")
+        await wait_for(pilot, lambda: detail_heading(app) == "features")
+
+
+async def test_filter_shows_matches_with_ancestors_and_escape_clears() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("slash", *"conv", "enter")
+        screen = await wait_for_text(pilot, "5 matches")
+        assert "features Sequential" in screen
+        tree = tree_text(app)
+        assert tree.count("Conv2d") == 5
+        assert "Linear" not in tree
+        assert "classifier" not in tree
+        # The cursor starts on the first match.
+        await wait_for(pilot, lambda: detail_heading(app) == "features.0")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: detail_heading(app) == "features.3")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: detail_heading(app) == "features.6")
+        await pilot.press("N")
+        await wait_for(pilot, lambda: detail_heading(app) == "features.3")
+        await pilot.press("N", "N")  # wraps around to the last match
+        await wait_for(pilot, lambda: detail_heading(app) == "features.10")
+        await pilot.press("escape")
+        screen = await wait_for_text(pilot, "classifier Sequential 58.6M")
+        assert "matches" not in screen
+        assert detail_heading(app) == "features.10"  # the cursor stays where it was
+
+
+async def test_help_lists_the_keys_and_q_quits() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("question_mark")
+        screen = await wait_for_text(pilot, "go to a path")
+        assert "filter by path or class name" in screen
+        assert "torchinfo summary" in screen
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "go to a path" not in squeeze(screen_text(app))
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_summary_shows_torchinfo_table() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("s")
+        screen = await wait_for_text(pilot, "AlexNet (AlexNet) [1, 1000]")
+        assert "input 1,3,224,224" in screen
+        assert "features.0" in screen or "Conv2d (0)" in screen
+        await pilot.press("end")
+        await wait_for_text(pilot, "Total params: 61,100,840")
+
+
+async def test_summary_with_a_bad_input_shape_is_an_inline_error() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet", input_shape="1,5,224,224"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("s")
+        screen = await wait_for_text(pilot, "summary failed")
+        assert "1,5,224,224" in screen
+        assert app.is_running
+
+
+@pytest.fixture
+def shared_source(models_file: Path) -> str:
+    return f"{models_file}:SharedNet"
+
+
+async def test_shared_module_and_tied_weight_appear_under_every_path(shared_source: str) -> None:
+    app = ModelBrowseApp(AppOptions(shared_source))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        screen = squeeze(screen_text(app))
+        # 80 embed + 72 linear: the tied head weight is not counted twice.
+        assert "152 params" in screen
+        assert "encoder Linear 72 shared" in screen
+
+        await pilot.press("colon", *"decoder.proj", "enter")
+        screen = await wait_for_text(pilot, "shared with")
+        assert "decoder.proj" in screen
+        assert "shared with encoder" in screen
+
+        await pilot.press("colon", *"head.weight", "enter")
+        screen = await wait_for_text(pilot, "shared with embed.weight")
+        assert "shape (10, 8)" in screen
+
+
+async def test_buffers_and_unregistered_tensor_are_marked(shared_source: str) -> None:
+    app = ModelBrowseApp(AppOptions(shared_source))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        screen = squeeze(screen_text(app))
+        assert "● scale (8,)" in screen
+        assert "○ cache (4,)" in screen
+        assert "⚠ mask (3, 3) 9 not registered" in screen
+
+        await pilot.press("colon", *"mask", "enter")
+        screen = await wait_for_text(pilot, "kind unregistered tensor")
+        assert "not in state_dict()" in screen
+        await pilot.press("colon", *"cache", "enter")
+        screen = await wait_for_text(pilot, "kind non-persistent buffer")
+        assert "not saved in state_dict()" in screen
+
+
+async def test_unknown_model_exits_with_status_2_and_one_line() -> None:
+    app = ModelBrowseApp(AppOptions("alexnett"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.error_message is not None)
+    assert app.return_code == 2
+    assert app.error_message == "unknown model 'alexnett' (did you mean: alexnet?)"
+
+
+async def test_long_module_lists_are_paged(models_file: Path) -> None:
+    app = ModelBrowseApp(AppOptions(f"{models_file}:WideList"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j", "l")
+        screen = await wait_for_text(pilot, "layers[0:100] 100 modules")
+        assert "layers[200:250] 50 modules" in screen
+        assert "0 Linear" not in screen
+        await pilot.press("colon", *"layers.150.weight", "enter")
+        await wait_for(pilot, lambda: detail_heading(app) == "layers.150.weight")
+        screen = squeeze(screen_text(app))
+        assert "150 Linear" in screen

@@ -1,0 +1,41 @@
+"""The README's promises: two set-up commands, CI runs the test one, every flag documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from modelbrowse.tui.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def setup_commands() -> list[str]:
+    section = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
+
+
+def test_exactly_two_set_up_commands_run_and_test() -> None:
+    commands = setup_commands()
+    assert len(commands) == 2
+    assert all("\n" not in command for command in commands)
+    assert commands[0].endswith("modelbrowse alexnet")
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert setup_commands()[1] in ci_lines
+
+
+def test_every_cli_flag_is_documented() -> None:
+    flags = [
+        option
+        for action in build_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    ]
+    assert "--print" in flags
+    missing = [flag for flag in flags if f"`{flag}" not in README]
+    assert not missing

@@ -1,0 +1,18 @@
+"""Whole-screen snapshots (pytest-textual-snapshot); regenerate with --snapshot-update."""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+
+from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from tests.app_support import wait_for_text, wait_loaded
+
+
+def test_main_screen_on_alexnet(snap_compare: object) -> None:
+    async def open_classifier(pilot: Pilot[object]) -> None:
+        await wait_loaded(pilot)
+        await pilot.press("colon", *"classifier.6", "enter")
+        await wait_for_text(pilot, "out_features=1000")
+
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=open_classifier)  # type: ignore[operator]

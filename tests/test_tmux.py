@@ -1,0 +1,121 @@
+"""The installed `modelbrowse` command in a real terminal (tmux), read with capture-pane."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.tmux,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+COMMAND = Path(sys.executable).parent / "modelbrowse"
+
+
+class Terminal:
+    """A detached tmux session of 120x40 running one command."""
+
+    def __init__(self, socket: str, session: str) -> None:
+        self.socket = socket
+        self.session = session
+
+    def tmux(self, *args: str) -> str:
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True
+        )
+        return result.stdout
+
+    def screen(self) -> str:
+        return re.sub(r"[ \t]+", " ", self.tmux("capture-pane", "-p", "-t", self.session))
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.session, *keys)
+
+    def wait_for(self, needle: str, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if needle in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{needle!r} did not appear; the screen:\n{self.screen()}")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    socket = f"modelbrowse-test-{uuid.uuid4().hex[:8]}"
+    term = Terminal(socket, "app")
+    yield term
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def start(terminal: Terminal, tmp_path: Path, *args: str) -> Path:
+    """Run the command in the terminal; returns the file its exit status is written to."""
+    status = tmp_path / "status"
+    line = " ".join([str(COMMAND), *args])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+    subprocess.run(
+        [
+            "tmux", "-L", terminal.socket, "new-session", "-d", "-s", terminal.session,
+            "-x", "120", "-y", "40", f"cd {tmp_path} && {line}; echo $? > {status}; sleep 60",
+        ],
+        check=True,
+        env={**env, "TERM": "xterm-256color"},
+    )  # fmt: skip
+    return status
+
+
+def wait_for_file(path: Path, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.1)
+    raise AssertionError(f"{path} was not written")
+
+
+def test_browse_alexnet_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
+    assert COMMAND.exists(), f"the console script is not installed at {COMMAND}"
+    status = start(terminal, tmp_path, "alexnet")
+    screen = terminal.wait_for("[random init]")
+    assert "features Sequential 2.5M" in screen
+    assert "q Quit" in screen
+
+    terminal.keys(":")
+    terminal.wait_for("go to a path")
+    terminal.keys("features.0.weight", "Enter")
+    screen = terminal.wait_for("statistics exact")
+    for expected in ("shape (64, 3, 11, 11)", "dtype float32", "device cpu", "requires_grad True"):
+        assert expected in screen
+
+    terminal.keys("/")
+    terminal.keys("linear", "Enter")
+    screen = terminal.wait_for("3 matches")
+    assert "features Sequential" not in screen
+    terminal.keys("Escape")
+    terminal.wait_for("features Sequential 2.5M")
+
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"
+    # The terminal is restored: the shell's screen, not the app's, is what is left.
+    assert "q Quit" not in terminal.screen()
+
+
+def test_unknown_model_prints_one_line_in_a_real_terminal(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    status = start(terminal, tmp_path, "alexnett")
+    assert wait_for_file(status, timeout=90) == "2"
+    screen = terminal.screen()
+    assert "modelbrowse: error: unknown model 'alexnett' (did you mean: alexnet?)" in screen
+    assert "Traceback" not in screen
