@@ -1,0 +1,53 @@
+"""Qualified paths: reading and replacing the module at a path, and writing it as Python."""
+
+from __future__ import annotations
+
+import keyword
+
+from torch import nn
+
+from modelbrowse.core.errors import ModelBrowseError
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """'classifier.6' -> ('classifier', '6'); 'fc' -> ('', 'fc')."""
+    parent, _, name = path.rpartition(".")
+    return parent, name
+
+
+def get_module(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise ModelBrowseError(f"no module at {path!r}") from None
+
+
+def set_module(model: nn.Module, path: str, module: nn.Module) -> None:
+    """Put `module` at `path`, keeping its place in the parent's order."""
+    if not path:
+        raise ModelBrowseError("the root cannot be replaced here")
+    parent_path, name = split_path(path)
+    parent = get_module(model, parent_path)
+    if name not in parent._modules:
+        raise ModelBrowseError(f"no module at {path!r}")
+    parent._modules[name] = module
+
+
+def code_ref(model: nn.Module, path: str, root: str = "model") -> str:
+    """Python for the object at `path`: 'classifier.6.weight' -> 'model.classifier[6].weight'.
+
+    Indexing is used where the container supports it (Sequential, ModuleList, ModuleDict).
+    """
+    text = root
+    current: object = model
+    for part in path.split(".") if path else []:
+        if isinstance(current, (nn.Sequential, nn.ModuleList)) and part.isdigit():
+            text += f"[{part}]"
+        elif isinstance(current, nn.ModuleDict):
+            text += f"[{part!r}]"
+        elif part.isidentifier() and not keyword.iskeyword(part):
+            text += f".{part}"
+        else:
+            text = f"getattr({text}, {part!r})"
+        current = getattr(current, part, None)
+    return text
