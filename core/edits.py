@@ -6,6 +6,7 @@ built model, bit for bit: edits that draw random numbers carry their seed.
 
 from __future__ import annotations
 
+import keyword
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -446,6 +447,15 @@ class Insert(Edit):
         }
 
 
+def child_name_problem(parent: nn.Module, parent_path: str, name: str) -> str | None:
+    """Why `name` cannot be a new child of `parent`, or None when it can."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return f"{name!r} is not a valid attribute name"
+    if hasattr(parent, name) or name in parent._modules:
+        return f"{parent_path or 'the root'} already has an attribute named {name!r}"
+    return None
+
+
 @dataclass
 class AddModule(Edit):
     """Add a named child module (`add_module`) to a module that is not a list."""
@@ -463,14 +473,12 @@ class AddModule(Edit):
         return True
 
     def apply(self, model: nn.Module) -> None:
-        if not self.name.isidentifier():
-            raise EditError(f"{self.name!r} is not a valid attribute name")
         if not is_module_path(model, self.path):
             raise EditError(f"{self.path} is not a module")
         parent = get_module(model, self.path)
-        if hasattr(parent, self.name) or self.name in parent._modules:
-            where = self.path or "the root"
-            raise EditError(f"{where} already has an attribute named {self.name!r}")
+        problem = child_name_problem(parent, self.path, self.name)
+        if problem is not None:
+            raise EditError(problem)
         device, dtype = placement(model, self.path)
         if self.new is None:
             self.new = _build_seeded(self.spec, self.seed, device, dtype)

@@ -121,12 +121,20 @@ _INDEXING = re.compile(r"\[\s*(-?\d+)\s*\]")
 
 
 def normalise_path(text: str) -> str:
-    """Accept how people write paths: `model.classifier[6].weight` -> `classifier.6.weight`."""
-    path = _INDEXING.sub(r".\1", text.strip()).strip(".")
-    for prefix in ("model.", "self."):
-        if path.startswith(prefix):
-            path = path[len(prefix) :]
-    return "" if path in ("model", "self") else path
+    """Accept how people write paths: `model.classifier[6]` -> `model.classifier.6`."""
+    return _INDEXING.sub(r".\1", text.strip()).strip(".")
+
+
+def path_candidates(text: str) -> list[str]:
+    """What `text` may name, most literal first: `model.fc` is `model.fc`, else `fc`."""
+    path = normalise_path(text)
+    candidates = [path]
+    for prefix in ("model", "self"):
+        if path == prefix:
+            candidates.append("")
+        elif path.startswith(prefix + "."):
+            candidates.append(path[len(prefix) + 1 :])
+    return candidates
 
 
 class NodeIndex:
@@ -160,10 +168,11 @@ class NodeIndex:
 
     def find(self, text: str) -> Node:
         """The node for a path as a user typed it; a clear error when there is none."""
-        path = normalise_path(text)
-        if path in self._nodes:
-            return self._nodes[path]
-        parent = path
+        candidates = path_candidates(text)
+        for path in candidates:
+            if path in self._nodes:
+                return self._nodes[path]
+        parent = candidates[-1]
         while parent and parent not in self._nodes:
             parent = parent_path(parent) or ""
         hint = ""
@@ -190,6 +199,22 @@ class NodeIndex:
         """Every path of the object behind `path`, itself included, in tree order."""
         node = self.node(path)
         return list(self._paths_by_id.get(id(node.obj), [path]))
+
+    def aliases_outside(self, path: str) -> list[str]:
+        """Paths outside the subtree at `path` that reach an object inside it (shared or tied)."""
+
+        def inside(other: str) -> bool:
+            return not path or other == path or other.startswith(path + ".")
+
+        found: list[str] = []
+        for candidate, node in self._nodes.items():
+            if not inside(candidate):
+                continue
+            for alias in self._paths_by_id.get(id(node.obj), ()):
+                if not inside(alias) and alias not in found:
+                    found.append(alias)
+        # "encoder" says it all; "encoder.weight" beside it would only repeat it.
+        return [a for a in found if not any(p in found for p in ancestors(a))]
 
     def is_shared(self, path: str) -> bool:
         return len(self.aliases(path)) > 1

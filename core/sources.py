@@ -139,12 +139,16 @@ def _parameters_on_meta() -> Iterator[None]:
     """
     original_parameter = nn.Module.register_parameter
     original_buffer = nn.Module.register_buffer
+    # The meta twin of each real parameter, so one registered twice (a tie) stays one object.
+    twins: dict[int, tuple[nn.Parameter, nn.Parameter]] = {}
 
     def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
         original_parameter(module, name, param)
-        if param is not None:
-            kwargs = {"requires_grad": param.requires_grad}
-            module._parameters[name] = type(param)(param.to("meta"), **kwargs)
+        if param is not None and not param.is_meta:
+            if id(param) not in twins:
+                twin = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+                twins[id(param)] = (param, twin)
+            module._parameters[name] = twins[id(param)][1]
 
     def register_buffer(
         module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True

@@ -58,7 +58,12 @@ def _stats(flat: torch.Tensor, estimated: bool, numel: int | None = None) -> Ten
     if flat.device.type != "cpu":
         flat = flat.cpu()
     # float32 and float64 are used as they are; a float64 copy of a large tensor costs memory.
-    values = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    # Integers (small: counters, indices) go to float64, which holds int64 values near exactly.
+    integral = not flat.dtype.is_floating_point and flat.dtype != torch.bool
+    if flat.dtype in (torch.float32, torch.float64):
+        values = flat
+    else:
+        values = flat.double() if integral else flat.float()
     nan_mask = torch.isnan(values)
     inf_mask = torch.isinf(values)
     nan_count = int(nan_mask.sum())
@@ -80,10 +85,18 @@ def _stats(flat: torch.Tensor, estimated: bool, numel: int | None = None) -> Ten
             (nan, nan),
             estimated,
         )
-    low, high = float(finite.min()), float(finite.max())
+    low: float
+    high: float
+    if integral:
+        low, high = int(flat.min()), int(flat.max())  # exact, even above 2**53
+    else:
+        low, high = float(finite.min()), float(finite.max())
     std = float(finite.std()) if finite.numel() > 1 else 0.0
     if high > low:
-        histogram = tuple(int(c) for c in torch.histc(finite, HISTOGRAM_BINS, low, high))
+        binned = finite
+        if finite.dtype != torch.float64 and high - low > torch.finfo(finite.dtype).max:
+            binned = finite.double()  # the range itself overflows this dtype
+        histogram = tuple(int(c) for c in torch.histc(binned, HISTOGRAM_BINS, low, high))
     else:
         histogram = (finite.numel(),)
     return TensorStats(

@@ -137,6 +137,17 @@ async def test_filter_shows_matches_with_ancestors_and_escape_clears() -> None:
         assert detail_heading(app) == "features.10"  # the cursor stays where it was
 
 
+async def test_colon_and_slash_inside_the_prompt_are_text() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("slash", *"a/b:c")
+        screen = await wait_for_text(pilot, "a/b:c")
+        assert "go to a path" not in screen
+        await pilot.press("enter")
+        await wait_for_text(pilot, "filter 'a/b:c': 0 matches")
+
+
 async def test_help_lists_the_keys_and_q_quits() -> None:
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:

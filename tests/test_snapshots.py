@@ -5,12 +5,15 @@ from __future__ import annotations
 from textual.pilot import Pilot
 
 from modelbrowse.tui.app import AppOptions, ModelBrowseApp
-from tests.app_support import wait_for_text, wait_loaded
+from tests.app_support import wait_for, wait_for_text, wait_loaded
 
 
 def test_main_screen_on_alexnet(snap_compare: object) -> None:
     async def open_classifier(pilot: Pilot[object]) -> None:
         await wait_loaded(pilot)
+        app = pilot.app
+        assert isinstance(app, ModelBrowseApp)
+        await wait_for(pilot, lambda: bool(app.shape_status))  # the shape check runs in a worker
         await pilot.press("colon", *"classifier.6", "enter")
         await wait_for_text(pilot, "out_features=1000")
 

@@ -63,7 +63,12 @@ def start(terminal: Terminal, tmp_path: Path, *args: str) -> Path:
     """Run the command in the terminal; returns the file its exit status is written to."""
     status = tmp_path / "status"
     line = " ".join([str(COMMAND), *args])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+    # COLUMNS and LINES (set by some test runners) would override the terminal's real size.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TMUX") and k not in ("COLUMNS", "LINES")
+    }
     subprocess.run(
         [
             "tmux", "-L", terminal.socket, "new-session", "-d", "-s", terminal.session,

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Input, Static, Tree
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import human_count, printable
+from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
 from modelbrowse.widgets.detail_pane import DetailPane
@@ -28,6 +29,7 @@ from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 if TYPE_CHECKING:
     import torch
 
+    from modelbrowse.core.history import EditHistory
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.sources import Source
 
@@ -37,6 +39,7 @@ EAGER_MATERIALISE_LIMIT = 100_000_000
 INLINE_STATS_LIMIT = 65_536
 # Filtering as one types is for models whose index searches in a few milliseconds.
 LIVE_FILTER_LIMIT = 50_000
+PROMPT_ACTIONS = frozenset({"goto", "filter"})
 
 
 @dataclass
@@ -50,7 +53,7 @@ class AppOptions:
     debug: bool = False
 
 
-class ModelBrowseApp(App[None]):
+class ModelBrowseApp(EditActions, App[None]):
     """Browse a model: tree on the left, details on the right."""
 
     CSS_PATH = "app.tcss"
@@ -58,12 +61,21 @@ class ModelBrowseApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("colon", "goto", "Go to"),
-        Binding("slash", "filter", "Filter"),
+        Binding("q", "quit_app", "Quit"),
+        # Priority, so that the prompt has focus before the keys typed right after it arrive.
+        Binding("colon", "goto", "Go to", priority=True),
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("n", "next_match", "Next match", show=False),
         Binding("N", "previous_match", "Prev match", show=False),
-        Binding("s", "summary", "Summary"),
+        Binding("f", "freeze", "Freeze"),
+        Binding("i", "reinit", "Re-init"),
+        Binding("e", "replace", "Replace"),
+        Binding("d", "delete", "Delete", show=False),
+        Binding("a", "insert", "Insert", show=False),
+        Binding("u", "undo", "Undo"),
+        Binding("ctrl+r", "redo", "Redo", show=False),
+        Binding("L", "edit_log", "Log"),
+        Binding("s", "summary", "Summary", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("escape", "clear", "Clear filter", show=False),
     ]
@@ -79,6 +91,19 @@ class ModelBrowseApp(App[None]):
         self._matches: list[str] = []
         self._detail_token = 0
         self.materialising = False
+        self.history: EditHistory | None = None
+        self.shape_status = ""
+        self.shape_failed = False
+        self._pending = []
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog is open, the main screen's keys do nothing (they were typed ahead)."""
+        if action in PROMPT_ACTIONS and isinstance(self.focused, Input):
+            return False  # `:` and `/` are text inside an input
+        if len(self.screen_stack) > 1:
+            own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
+            return action not in own
+        return True
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -95,7 +120,7 @@ class ModelBrowseApp(App[None]):
 
     def on_mount(self) -> None:
         self.query_one("#prompt-bar").display = False
-        self.query_one(ModuleTree).focus()
+        self.screen.set_focus(self.query_one(ModuleTree))
         self.query_one(ModelHeader).show_loading("loading torch")
         self.load_model()
 
@@ -133,6 +158,7 @@ class ModelBrowseApp(App[None]):
         params = index.totals().params
         if not is_meta:
             self.state = "pretrained" if source.weights else ""
+            self._start_history()
         elif params <= EAGER_MATERIALISE_LIMIT:
             self.state = "initialising weights"
             self.materialise()
@@ -167,6 +193,18 @@ class ModelBrowseApp(App[None]):
         tree = self.query_one(ModuleTree)
         tree.rebind(index)
         self._show_detail(tree.cursor_path or "")
+        self._start_history()
+
+    def _start_history(self) -> None:
+        """Edits act on real tensors: start the history, run queued edits, check shapes once."""
+        from modelbrowse.core.history import EditHistory
+
+        assert self.index is not None
+        self.history = EditHistory(self.index.model)
+        pending, self._pending = self._pending, []
+        for action in pending:
+            action()
+        self.run_shape_check()
 
     def _ensure_materialising(self) -> None:
         if self.index is not None and self.index.is_meta and not self.materialising:
@@ -176,8 +214,15 @@ class ModelBrowseApp(App[None]):
             self.materialise()
 
     def _refresh_header(self) -> None:
-        if self.index is not None:
-            self.query_one(ModelHeader).show_index(self.index, self.state)
+        if self.index is None:
+            return
+        unsaved = self.history.unsaved if self.history is not None else 0
+        shape = self.shape_status
+        if self.shape_failed:
+            shape = f"shape check failed: {shape}"
+        self.query_one(ModelHeader).show_index(
+            self.index, self.state, unsaved, shape, self.shape_failed
+        )
 
     # --- the detail pane -------------------------------------------------------------------
 
@@ -244,12 +289,13 @@ class ModelBrowseApp(App[None]):
         prompt = self.query_one("#prompt", Input)
         prompt.placeholder = placeholder
         prompt.value = value
-        prompt.focus()
+        # Focus now, not after the queued keys: what is typed right after `/` belongs here.
+        self.screen.set_focus(prompt)
 
     def _close_prompt(self) -> None:
         self._prompt_mode = None
         self.query_one("#prompt-bar").display = False
-        self.query_one(ModuleTree).focus()
+        self.screen.set_focus(self.query_one(ModuleTree))
 
     def action_goto(self) -> None:
         self._open_prompt("goto", ": go to a path, e.g. features.0.weight or classifier[6]")

@@ -28,7 +28,14 @@ class ModelHeader(Static):
         text.append(f"  {what}…", style="italic")
         self.update(text)
 
-    def show_index(self, index: NodeIndex, state: str, unsaved: int = 0) -> None:
+    def show_index(
+        self,
+        index: NodeIndex,
+        state: str,
+        unsaved: int = 0,
+        shape: str = "",
+        shape_failed: bool = False,
+    ) -> None:
         totals = index.totals()
         text = Text()
         text.append("modelbrowse  ", style="bold")
@@ -39,8 +46,10 @@ class ModelHeader(Static):
             f" ({human_count(totals.trainable)} trainable, {human_count(totals.frozen)} frozen)"
         )
         text.append(f"  {human_bytes(totals.nbytes)}")
-        if state:
-            text.append(f"  [{state}]", style="italic yellow")
         if unsaved:
             text.append(f"  {unsaved} unsaved edit{'s' if unsaved != 1 else ''}", style="bold red")
+        if shape:
+            text.append(f"  {shape}", style="bold red" if shape_failed else "cyan")
+        if state:
+            text.append(f"  [{state}]", style="italic yellow")
         self.update(text)

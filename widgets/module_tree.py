@@ -109,6 +109,31 @@ class ModuleTree(Tree[TreeEntry]):
         self.root.set_label(node_label(self.index, self.index.root))
         self._populate(self.root)
 
+    def reload(self, index: NodeIndex) -> None:
+        """Show a changed index, keeping what was expanded and the cursor where it was."""
+        expanded: set[TreeEntry] = set()
+        stack: list[TreeNode[TreeEntry]] = [self.root]
+        while stack:
+            tree_node = stack.pop()
+            if tree_node.is_expanded and tree_node.data is not None:
+                expanded.add(tree_node.data)
+            stack.extend(tree_node.children)
+        cursor = self.cursor_path or ""
+        self.index = index
+        if self.filter_query:
+            return  # the owner re-applies the filter over the new index
+        self._reset_root()
+        stack = [self.root]
+        while stack:
+            tree_node = stack.pop()
+            if tree_node is self.root or tree_node.data in expanded:
+                self._populate(tree_node)
+                tree_node.expand()
+                stack.extend(tree_node.children)
+        while cursor and cursor not in index:
+            cursor = cursor.rpartition(".")[0]  # the node went away: its nearest ancestor
+        self.select_path(cursor or "")
+
     def rebind(self, index: NodeIndex) -> None:
         """Point the tree at a new index over the same paths (after materialising): relabel."""
         self.index = index

@@ -1,0 +1,213 @@
+"""Editing from the keyboard (Pilot): the screen after each edit, undo, the log, quitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from textual.pilot import Pilot
+
+from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+
+SIZE = (130, 40)
+
+
+async def goto(pilot: Pilot[object], path: str) -> None:
+    """`:path` enter, then wait until the detail pane shows that path."""
+    await pilot.press("colon", *path, "enter")
+    await wait_for(pilot, lambda: f"│ {path} │" in squeeze(screen_text(pilot.app)))
+
+
+async def replace_with(pilot: Pilot[object], spec: str) -> None:
+    await pilot.press("e")
+    await wait_for(pilot, lambda: "replace " in squeeze(screen_text(pilot.app)))
+    await pilot.press("ctrl+a", "ctrl+k", *spec, "enter")
+    await pilot.pause()
+
+
+def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool]]:
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return state, [p.requires_grad for p in model.parameters()]
+
+
+async def test_done_means_on_alexnet() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await wait_for_text(pilot, "output (1, 1000)")
+        assert app.history is not None
+        original_state, original_flags = snapshot(app.history.model)
+        original_head = app.history.model.classifier[6]
+
+        await goto(pilot, "classifier.6")
+        await pilot.press("e")
+        screen = await wait_for_text(pilot, "replace classifier.6")
+        assert "nn.Linear(in_features=4096, out_features=1000, bias=True)" in screen
+        await pilot.press("ctrl+a", "ctrl+k", *"nn.Linear(4096, 10)", "enter")
+        await wait_for_text(pilot, "output (1, 10)")
+
+        await goto(pilot, "features")
+        await pilot.press("f")
+        await wait_for_text(pilot, "features Sequential 2.5M frozen")
+
+        await goto(pilot, "classifier.6")
+        await pilot.press("i")
+        await wait_for_text(pilot, "xavier_uniform")
+        await pilot.press("down", "enter")
+        screen = await wait_for_text(pilot, "with xavier_uniform (seed")
+        assert "57.0M params (54.6M trainable, 2.5M frozen)" in screen
+        assert "3 unsaved edits" in screen
+        assert "output (1, 10)" in screen
+
+        await pilot.press("L")
+        screen = await wait_for_text(pilot, "Edit log: 3 edits")
+        assert "model.classifier[6] = nn.Linear(4096, 10)" in screen
+        assert "model.features.requires_grad_(False)" in screen
+        assert "nn.init.xavier_uniform_(model.classifier[6].weight)" in screen
+        edited_state, edited_flags = snapshot(app.history.model)
+        code = app.history.code()
+        await pilot.press("escape")
+
+        # The log's code performs the same edits on a freshly built model, bit for bit.
+        fresh = torchvision.models.alexnet()
+        fresh.load_state_dict(original_state)
+        exec(code, {"model": fresh})
+        assert fresh.state_dict().keys() == edited_state.keys()
+        assert all(torch.equal(fresh.state_dict()[k], v) for k, v in edited_state.items())
+        assert [p.requires_grad for p in fresh.parameters()] == edited_flags
+
+        await pilot.press("u", "u", "u")
+        screen = await wait_for_text(pilot, "undid: replace classifier.6")
+        assert "61.1M params (61.1M trainable, 0 frozen)" in screen
+        assert "unsaved" not in screen
+        await wait_for_text(pilot, "output (1, 1000)")
+        state, flags = snapshot(app.history.model)
+        assert all(torch.equal(original_state[k], v) for k, v in state.items())
+        assert flags == original_flags
+        assert app.history.model.classifier[6] is original_head
+
+        await pilot.press("ctrl+r")
+        screen = await wait_for_text(pilot, "redid: replace classifier.6")
+        assert "1 unsaved edit" in screen
+
+
+async def test_bad_replace_spec_is_an_inline_error_and_nothing_changes() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await goto(pilot, "classifier.6")
+        for spec, message in [
+            ("__import__('os').system('true')", "only torch.nn classes can be called"),
+            ("nn.Linearr(4096, 10)", "'Linearr' is not a torch.nn module class"),
+            ("nn.Linear(4096, x)", "only literal arguments are allowed"),
+            ("nn.Linear('a', 10)", "nn.Linear: TypeError"),
+            ("nn.Linear(4096,", "not valid Python"),
+        ]:
+            await replace_with(pilot, spec)
+            screen = await wait_for_text(pilot, message)
+            assert "replace classifier.6" in screen  # the dialog stays open
+            await pilot.press("escape")
+            await pilot.pause()
+        screen = squeeze(screen_text(app))
+        assert "61.1M params" in screen
+        assert "unsaved" not in screen
+        assert app.history is not None and not app.history.done
+
+
+async def test_replace_that_breaks_the_forward_is_kept_and_marked() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await goto(pilot, "classifier.4")
+        await replace_with(pilot, "nn.Linear(2048, 4096)")
+        screen = await wait_for_text(pilot, "shape check failed")
+        assert "classifier.4: expected 2048 input features, got 4096" in screen
+        await pilot.press("u")
+        await wait_for_text(pilot, "output (1, 1000)")
+        assert "shape check failed" not in squeeze(screen_text(app))
+
+
+async def test_delete_and_insert_renumber_and_undo() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await goto(pilot, "classifier.6")
+        await pilot.press("d")
+        screen = await wait_for_text(pilot, "delete classifier.6 (now nn.Identity())")
+        assert "6 Identity 0" in screen
+        assert "output (1, 4096)" in await wait_for_text(pilot, "output (1, 4096)")
+
+        await goto(pilot, "features.0")
+        await pilot.press("a")
+        await wait_for_text(pilot, "insert into features after features.0")
+        await pilot.press(*"nn.BatchNorm2d(64)", "enter")
+        screen = await wait_for_text(pilot, "insert nn.BatchNorm2d(64) into features at 1")
+        assert "1 BatchNorm2d 128" in screen
+        assert "2 ReLU 0" in screen  # later siblings renumbered
+        await pilot.press("u", "u")
+        screen = await wait_for_text(pilot, "undid: delete classifier.6")
+        assert "BatchNorm2d" not in screen
+        assert "61.1M params" in screen
+
+
+async def test_add_named_child_outside_a_list_asks_for_a_name() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await goto(pilot, "avgpool")
+        await pilot.press("home")  # the root: not inside a list
+        await wait_for(pilot, lambda: "│ AlexNet │" in squeeze(screen_text(app)))
+        await pilot.press("a")
+        await wait_for_text(pilot, "add a named child to the root")
+        await pilot.press(*"features", "enter")
+        await wait_for_text(pilot, "the root already has an attribute named 'features'")
+        await pilot.press(*["backspace"] * len("features"), *"class", "enter")
+        await wait_for_text(pilot, "'class' is not a valid attribute name")
+        await pilot.press(*["backspace"] * len("class"), *"extra", "enter")
+        await pilot.press(*"nn.ReLU()", "enter")
+        screen = await wait_for_text(pilot, "add nn.ReLU() as extra")
+        assert "1 unsaved edit" in screen
+        assert app.history is not None
+        assert isinstance(app.history.model.extra, torch.nn.ReLU)
+
+
+async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) -> None:
+    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await goto(pilot, "head.weight")
+        await pilot.press("f")
+        screen = await wait_for_text(pilot, "freeze head.weight")
+        assert "also changes: embed.weight" in screen
+        assert app.history is not None
+        assert not app.history.model.embed.weight.requires_grad
+        await goto(pilot, "embed.weight")
+        screen = await wait_for_text(pilot, "requires_grad False")
+
+        await goto(pilot, "decoder.proj")
+        await replace_with(pilot, "nn.Linear(8, 8, bias=False)")
+        screen = await wait_for_text(pilot, "replace decoder.proj")
+        assert "also changes: encoder" in screen
+        model = app.history.model
+        assert model.encoder is model.decoder.proj
+
+
+async def test_quit_with_unsaved_edits_asks_first() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await goto(pilot, "features")
+        await pilot.press("f")
+        await wait_for_text(pilot, "1 unsaved edit")
+        await pilot.press("q")
+        await wait_for_text(pilot, "1 unsaved edit will be lost. Quit anyway?")
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running
+        await pilot.press("q")
+        await wait_for_text(pilot, "Quit anyway?")
+        await pilot.press("y")
+        await pilot.pause()
+    assert app.return_code == 0

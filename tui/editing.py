@@ -1,0 +1,291 @@
+"""The edit keys: each builds a core edit, applies it through the history, refreshes the view."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import work
+from textual.widgets import Static
+
+from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.tui.screens.dialogs import (
+    ConfirmDialog,
+    ReinitAnswer,
+    ReinitDialog,
+    SpecAnswer,
+    SpecDialog,
+)
+from modelbrowse.tui.screens.edit_log import EditLogScreen
+from modelbrowse.widgets.module_tree import ModuleTree
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.tui.app import ModelBrowseApp
+
+
+class EditActions:
+    """Mixed into the App: key actions that change the model, and what follows an edit."""
+
+    history: EditHistory | None
+    shape_status: str
+    shape_failed: bool
+    _pending: list[Callable[[], None]]
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @property
+    def _app(self) -> ModelBrowseApp:
+        return self  # type: ignore[return-value]
+
+    def _cursor(self) -> str | None:
+        app = self._app
+        if app.index is None:
+            app.notify("the model is still loading", severity="warning")
+            return None
+        path = app.query_one(ModuleTree).cursor_path
+        if path is None:
+            app.notify("move the cursor to a module or tensor first", severity="warning")
+        return path
+
+    def _when_real(self, action: Callable[[], None]) -> None:
+        """Run an edit now if tensors are real, else once they are (and say so)."""
+        app = self._app
+        if self.history is not None:
+            action()
+            return
+        self._pending.append(action)
+        app._ensure_materialising()
+        app.notify("initialising weights: the edit is applied when they are ready")
+
+    def _status(self, message: str, style: str = "") -> None:
+        self._app.query_one("#status", Static).update(Text(message, style=style))
+
+    def _apply(self, edit: Edit) -> None:
+        app = self._app
+        assert self.history is not None and app.index is not None
+        also = app.index.aliases_outside(edit.path)
+        try:
+            self.history.apply(edit)
+        except ModelBrowseError as exc:
+            app.notify(str(exc), severity="error", title="nothing changed")
+            self._status(f"nothing changed: {exc}", "bold red")
+            return
+        message = edit.describe()
+        if also:
+            message += f" · also changes: {', '.join(also)}"
+        self._after_change(edit, message)
+
+    def _after_change(self, edit: Edit, message: str) -> None:
+        from modelbrowse.core.index import NodeIndex
+
+        app = self._app
+        assert self.history is not None
+        index: NodeIndex = NodeIndex(self.history.model)
+        app.index = index
+        tree = app.query_one(ModuleTree)
+        tree.reload(index)
+        if tree.filter_query:
+            app._apply_filter(tree.filter_query)
+        app._refresh_header()
+        app._show_detail(tree.cursor_path or "")
+        self._status(message)
+        if edit.changes_structure:
+            self.run_shape_check()
+
+    # --- the shape check -----------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="shape-check")
+    def run_shape_check(self) -> None:
+        from modelbrowse.core.shape_check import ShapeCheck, check_shapes
+
+        app = self._app
+        shape = app._input_shape()
+        if self.history is None:
+            return
+        if shape is None:
+            result = ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
+        else:
+            result = check_shapes(self.history.model, shape)
+        app.call_from_thread(self._shape_checked, result)
+
+    def _shape_checked(self, result: Any) -> None:
+        app = self._app
+        self.shape_failed = result.ok is False
+        self.shape_status = result.message
+        app._refresh_header()
+        if result.ok is False:
+            self._status(f"shape check failed: {result.message}", "bold red")
+
+    # --- the edit keys -------------------------------------------------------------------------
+
+    def action_freeze(self) -> None:
+        path = self._cursor()
+        if path is None:
+            return
+
+        def freeze() -> None:
+            from modelbrowse.core.edits import SetTrainable
+
+            app = self._app
+            assert app.index is not None
+            totals = app.index.totals(path)
+            node = app.index.node(path)
+            if node.is_module and totals.params == 0:
+                app.notify(f"{path or 'the model'} has no parameters", severity="warning")
+                return
+            self._apply(SetTrainable(path, trainable=totals.trainable == 0))
+
+        self._when_real(freeze)
+
+    def action_reinit(self) -> None:
+        from modelbrowse.core.edits import SCHEME_NAMES, SCHEMES, Reinit, new_seed
+
+        path = self._cursor()
+        if path is None:
+            return
+        app = self._app
+        assert app.index is not None
+        schemes = SCHEME_NAMES if app.index.node(path).is_module else list(SCHEMES)
+
+        def chosen(answer: ReinitAnswer | None) -> None:
+            if answer is not None:
+                self._when_real(lambda: self._apply(Reinit(path, answer.scheme, answer.seed)))
+
+        app.push_screen(ReinitDialog(path or "the whole model", schemes, new_seed()), chosen)
+
+    def _spec_check(self, text: str) -> str | None:
+        from modelbrowse.core.specs import build_module
+
+        try:
+            build_module(text, device="meta")
+        except ModelBrowseError as exc:
+            return str(exc)
+        return None
+
+    def action_replace(self) -> None:
+        from modelbrowse.core.specs import constructor_text
+
+        path = self._cursor()
+        if path is None:
+            return
+        app = self._app
+        assert app.index is not None
+        node = app.index.node(path)
+        if not node.is_module:
+            app.notify("replace acts on modules: move to one", severity="warning")
+            return
+        if not path:
+            app.notify("the root cannot be replaced from the app", severity="warning")
+            return
+
+        def chosen(answer: SpecAnswer | None) -> None:
+            if answer is not None:
+                from modelbrowse.core.edits import Replace
+
+                self._when_real(lambda: self._apply(Replace(path, answer.spec)))
+
+        current = constructor_text(node.obj)
+        hint = "" if current else f"{node.type_name} is not a torch.nn class: type a new module"
+        app.push_screen(SpecDialog(f"replace {path}", current, self._spec_check, hint=hint), chosen)
+
+    def action_delete(self) -> None:
+        from modelbrowse.core.edits import Delete
+
+        path = self._cursor()
+        if path is None:
+            return
+        app = self._app
+        assert app.index is not None
+        if not app.index.node(path).is_module:
+            app.notify("delete acts on modules (it puts nn.Identity() there)", severity="warning")
+            return
+        if not path:
+            app.notify("the root cannot be deleted", severity="warning")
+            return
+        self._when_real(lambda: self._apply(Delete(path)))
+
+    def action_insert(self) -> None:
+        from modelbrowse.core.edits import AddModule, Insert, child_name_problem
+
+        path = self._cursor()
+        if path is None:
+            return
+        app = self._app
+        assert app.index is not None
+        node = app.index.node(path)
+        parent = app.index.node(node.parent) if node.parent is not None else None
+        container = parent is not None and type(parent.obj).__name__ in (
+            "Sequential",
+            "ModuleList",
+        )
+        if node.is_module and container and node.name.isdigit() and parent is not None:
+            position = int(node.name) + 1
+            parent_path = parent.path
+
+            def inserted(answer: SpecAnswer | None) -> None:
+                if answer is not None:
+                    edit = Insert(parent_path, position, answer.spec)
+                    self._when_real(lambda: self._apply(edit))
+
+            title = f"insert into {parent_path or 'the root'} after {path}"
+            app.push_screen(SpecDialog(title, "", self._spec_check), inserted)
+            return
+        if not node.is_module:
+            app.notify("insert acts on modules: move to one", severity="warning")
+            return
+
+        def name_problem(name: str) -> str | None:
+            return child_name_problem(node.obj, path, name)
+
+        def added(answer: SpecAnswer | None) -> None:
+            if answer is not None:
+                edit = AddModule(path, answer.name, answer.spec)
+                self._when_real(lambda: self._apply(edit))
+
+        title = f"add a named child to {path or 'the root'}"
+        app.push_screen(SpecDialog(title, "", self._spec_check, name_check=name_problem), added)
+
+    def action_undo(self) -> None:
+        self._step(undo=True)
+
+    def action_redo(self) -> None:
+        self._step(undo=False)
+
+    def _step(self, undo: bool) -> None:
+        app = self._app
+        if self.history is None:
+            app.notify("nothing to undo" if undo else "nothing to redo", severity="warning")
+            return
+        edit = self.history.undo() if undo else self.history.redo()
+        if edit is None:
+            app.notify("nothing to undo" if undo else "nothing to redo", severity="warning")
+            return
+        self._after_change(edit, f"{'undid' if undo else 'redid'}: {edit.describe()}")
+
+    def action_edit_log(self) -> None:
+        entries: list[tuple[str, list[str]]] = []
+        snippet = ""
+        if self.history is not None:
+            entries = [(e.describe(), e.as_code()) for e in self.history.done]
+            snippet = self.history.code()
+        self._app.push_screen(EditLogScreen(entries, snippet))
+
+    def action_quit_app(self) -> None:
+        app = self._app
+        unsaved = self.history.unsaved if self.history is not None else 0
+        if not unsaved:
+            app.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                app.exit()
+
+        plural = "s" if unsaved != 1 else ""
+        question = f"{unsaved} unsaved edit{plural} will be lost. Quit anyway?"
+        app.push_screen(ConfirmDialog(question), answered)

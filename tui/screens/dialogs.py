@@ -1,0 +1,175 @@
+"""Dialogs for edits: a spec to build, a scheme to re-initialise with, a yes/no question."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList, Static
+
+SpecCheck = Callable[[str], str | None]
+"""Returns an error message for a spec that would not build, or None."""
+
+
+@dataclass(frozen=True)
+class SpecAnswer:
+    spec: str
+    name: str = ""
+
+
+class SpecDialog(ModalScreen[SpecAnswer | None]):
+    """One input for a module spec (and one for a name, when adding a named child)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self,
+        title: str,
+        value: str,
+        check: SpecCheck,
+        name_check: SpecCheck | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.check = check
+        self.name_check = name_check
+        self.ask_name = name_check is not None
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.title_text, style="bold"))
+            if self.ask_name:
+                yield Input(placeholder="name of the new child, e.g. extra_head", id="name")
+            yield Input(
+                self.value,
+                placeholder="a torch.nn constructor, e.g. nn.Linear(4096, 10)",
+                id="spec",
+            )
+            yield Static("", id="dialog-error")
+            yield Static(
+                Text(self.hint or "enter applies · escape cancels", style="dim"), id="dialog-hint"
+            )
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query_one("#name" if self.ask_name else "#spec", Input))
+
+    @on(Input.Changed)
+    def _clear_error(self) -> None:
+        self.query_one("#dialog-error", Static).update("")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        name = ""
+        if self.name_check is not None:
+            name = self.query_one("#name", Input).value.strip()
+            problem = self.name_check(name) if name else "type a name for the new child"
+            if problem is not None:
+                self._error(problem)
+                self.set_focus(self.query_one("#name", Input))
+                return
+        if event.input.id == "name":
+            self.set_focus(self.query_one("#spec", Input))
+            return
+        spec = self.query_one("#spec", Input).value
+        problem = self.check(spec)
+        if problem is not None:
+            self._error(problem)
+            return
+        self.dismiss(SpecAnswer(spec.strip(), name))
+
+    def _error(self, message: str) -> None:
+        self.query_one("#dialog-error", Static).update(Text(message, style="bold red"))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class ReinitAnswer:
+    scheme: str
+    seed: int
+
+
+class ReinitDialog(ModalScreen[ReinitAnswer | None]):
+    """Choose a scheme (the module's own reset_parameters() first) and see or set the seed."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, target: str, schemes: list[str], seed: int) -> None:
+        super().__init__()
+        self.target = target
+        self.schemes = schemes
+        self.seed = seed
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(f"re-initialise {self.target}", style="bold"))
+            yield OptionList(*self.schemes, id="schemes")
+            yield Label("seed")
+            yield Input(str(self.seed), id="seed", type="integer")
+            yield Static("", id="dialog-error")
+            yield Static(
+                Text("enter applies · tab to the seed · escape cancels", style="dim"),
+                id="dialog-hint",
+            )
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        options.highlighted = 0
+        self.set_focus(options)
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self) -> None:
+        self._finish()
+
+    @on(Input.Submitted, "#seed")
+    def _seed_entered(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        options = self.query_one(OptionList)
+        text = self.query_one("#seed", Input).value.strip()
+        try:
+            seed = int(text)
+        except ValueError:
+            seed = -1
+        if not 0 <= seed < 2**63:
+            message = Text("the seed is a whole number, 0 or more", style="bold red")
+            self.query_one("#dialog-error", Static).update(message)
+            return
+        index = options.highlighted if options.highlighted is not None else 0
+        self.dismiss(ReinitAnswer(self.schemes[index], seed))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    """A yes/no question: y or enter says yes, n or escape says no."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question, style="bold"))
+            yield Static(Text("y yes · n no", style="dim"))
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
