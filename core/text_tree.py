@@ -25,8 +25,10 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
     ]
     totals = index.totals()
     lines.append("")
+    short = human_count(totals.params)
+    exact = f"{totals.params:,}"
     lines.append(
-        f"Total params: {totals.params:,} ({human_count(totals.params)})  "
+        f"Total params: {exact}{f' ({short})' if short != exact else ''}  "
         f"trainable: {totals.trainable:,}  frozen: {totals.frozen:,}  "
         f"buffers: {totals.buffers:,}  size: {human_bytes(totals.nbytes)}"
     )

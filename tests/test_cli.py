@@ -1,0 +1,166 @@
+"""The command line: exit status, what goes to stdout and stderr, and what gets imported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torchvision
+
+from modelbrowse.tui.cli import main
+
+COMMAND = Path(sys.executable).parent / "modelbrowse"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(COMMAND), *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_help_lists_the_flags_without_importing_torch() -> None:
+    result = python(
+        "import sys\n"
+        "from modelbrowse.tui.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported for --help'\n"
+        "assert 'textual' not in sys.modules, 'textual imported for --help'\n"
+    )
+    assert result.returncode == 0, result.stderr
+    for flag in (
+        "--print",
+        "--depth",
+        "--weights",
+        "--kw",
+        "--input-shape",
+        "--debug",
+        "--version",
+    ):
+        assert flag in result.stdout
+
+
+def test_version() -> None:
+    result = run_command("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("modelbrowse ")
+    assert result.stdout.split()[1][0].isdigit()
+
+
+def test_core_and_widgets_import_in_one_direction() -> None:
+    result = python(
+        "import sys, pkgutil, importlib\n"
+        "import modelbrowse.core as core\n"
+        "for info in pkgutil.iter_modules(core.__path__):\n"
+        "    importlib.import_module('modelbrowse.core.' + info.name)\n"
+        "assert 'textual' not in sys.modules, 'core imports textual'\n"
+        "import modelbrowse.widgets as widgets\n"
+        "for info in pkgutil.iter_modules(widgets.__path__):\n"
+        "    importlib.import_module('modelbrowse.widgets.' + info.name)\n"
+        "assert 'modelbrowse.tui' not in sys.modules, 'widgets import tui'\n"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_print_shows_the_tree_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["AlexNet", "--print", "--depth", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["(root)", "AlexNet", "61.1M"]
+    assert out[1].split() == ["features", "Sequential", "2.5M"]
+    assert out[3].split() == ["classifier", "Sequential", "58.6M"]
+    assert "features.0" not in "\n".join(out)
+    assert out[-1].startswith("Total params: 61,100,840 (61.1M)  trainable: 61,100,840  frozen: 0")
+
+
+def test_print_of_a_file_source_marks_sharing_and_plain_tensors(
+    capsys: pytest.CaptureFixture[str], models_file: Path
+) -> None:
+    assert main([f"{models_file}:SharedNet", "--print"]) == 0
+    captured = capsys.readouterr()
+    assert "decoder.proj  Linear       72  shared with encoder" in captured.out
+    assert "Total params: 152  trainable: 152" in captured.out
+    assert "mask is a plain tensor attribute" in captured.out + captured.err
+
+
+@pytest.mark.parametrize("name", torchvision.models.list_models())
+def test_every_torchvision_model_prints(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([name, "--print", "--depth", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("(root)")
+    assert "Total params: " in captured.out
+    assert captured.err == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alexnett"], "unknown model 'alexnett' (did you mean: alexnet?)"),
+        (["resnet18", "--kw", "num_classes"], "--kw expects NAME=VALUE, got 'num_classes'"),
+        (["resnet18", "--kw", "bogus=1"], "resnet18"),
+        (["no_such_package_xyz.models:Net"], "no_such_package_xyz"),
+        (["tests/fixtures/models.py:Broken"], "Broken"),
+        (["tests/fixtures/models.py:Nothing"], "Nothing"),
+        (["./missing.py:Net"], "missing.py"),
+    ],
+)
+def test_bad_sources_are_one_line_and_status_2(args: list[str], message: str) -> None:
+    result = run_command(*args, "--print")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("modelbrowse: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = run_command("tests/fixtures/models.py:Broken", "--print", "--debug")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("modelbrowse: error: ")
+
+
+def test_app_without_a_terminal_says_so() -> None:
+    result = run_command("alexnet")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "use --print for the tree as text (or ssh -t for a terminal)"
+    )
+
+
+def test_broken_torchvision_is_explained_and_import_paths_still_work(tmp_path: Path) -> None:
+    fake = tmp_path / "torchvision"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise RuntimeError('operator torchvision::nms does not exist')\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = run_command("alexnet", "--print", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "operator torchvision::nms does not exist" in lines[0]
+    assert "pip install" in lines[0]
+
+    result = run_command("tests/fixtures/models.py:SharedNet", "--print", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "SharedNet" in result.stdout
