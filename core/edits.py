@@ -239,8 +239,12 @@ def init_steps(model: nn.Module, path: str, scheme: str) -> tuple[list[_InitStep
         tensor = tensor_at(model, path)
         if scheme == RESET_PARAMETERS:
             raise EditError("reset_parameters applies to modules: choose a scheme for a tensor")
+        if not tensor.is_floating_point() and scheme not in ("zeros", "ones"):
+            raise EditError(f"{scheme} needs a floating-point tensor; {path} is {tensor.dtype}")
         if SCHEMES[scheme].needs_matrix and tensor.dim() < 2:
-            raise EditError(f"{scheme} needs a tensor of 2 or more dimensions; {path} has 1")
+            raise EditError(
+                f"{scheme} needs a tensor of 2 or more dimensions; {path} has {tensor.dim()}"
+            )
         return [_InitStep(path, scheme)], []
     steps: list[_InitStep] = []
     skipped: list[str] = []
@@ -321,6 +325,15 @@ def _tensors_touched(model: nn.Module, path: str) -> list[torch.Tensor]:
 # --- replace, delete, insert -------------------------------------------------------------------
 
 
+def _assign_code(model: nn.Module, path: str, value: str) -> str:
+    """`ref = value`; `setattr(parent, 'name', value)` where the ref is a getattr() call."""
+    ref = code_ref(model, path)
+    if ref.endswith(")"):  # getattr(model.seq, 'conv-1'): a call cannot be assigned to
+        parent, name = split_path(path)
+        return f"setattr({code_ref(model, parent)}, {name!r}, {value})"
+    return f"{ref} = {value}"
+
+
 @dataclass
 class Replace(Edit):
     """Put a new module, built from a spec, at a path (and at every alias of the old one)."""
@@ -352,10 +365,11 @@ class Replace(Edit):
         device, dtype = placement(model, self.path)
         if self.new is None:  # a redo puts back the same new object
             self.new = _build_seeded(self.spec, self.seed, device, dtype)
+            self.new.train(self.old.training)  # a model in eval mode stays in eval mode
         code = spec_code(self.spec) + _placement_code(device, dtype)
-        refs = [code_ref(model, p) for p in self.aliases]
-        self._code = [f"torch.manual_seed({self.seed})", f"{refs[0]} = {code}"]
-        self._code += [f"{ref} = {refs[0]}" for ref in refs[1:]]
+        first = code_ref(model, self.aliases[0])
+        self._code = [f"torch.manual_seed({self.seed})", _assign_code(model, self.aliases[0], code)]
+        self._code += [_assign_code(model, alias, first) for alias in self.aliases[1:]]
         for alias in self.aliases:
             set_module(model, alias, self.new)
 
@@ -415,7 +429,8 @@ class Insert(Edit):
         if not isinstance(container, (nn.Sequential, nn.ModuleList)):
             raise EditError(f"{self.path or 'the root'} is not an nn.Sequential or nn.ModuleList")
         if not 0 <= self.index <= len(container):
-            raise EditError(f"index {self.index} is outside {self.path} (0 to {len(container)})")
+            where = self.path or "the root"
+            raise EditError(f"index {self.index} is outside {where} (0 to {len(container)})")
         if any(not key.isdigit() for key in container._modules):
             raise EditError(f"{self.path} has named children: add a named module instead")
         device, dtype = placement(model, self.path)

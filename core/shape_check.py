@@ -66,6 +66,22 @@ def _mismatch(module: nn.Module, inputs: tuple[Any, ...]) -> str | None:
     return None
 
 
+def _cannot_run_here(module: nn.Module, inputs: tuple[Any, ...], exc: BaseException) -> bool:
+    """True for errors of the check, not of the model's shapes.
+
+    Meta tensors have no data (`.item()`, data-dependent shapes, numpy) and some ops have no meta
+    kernel; and the check's float inputs are no token ids for an embedding.
+    """
+    if "meta" in str(exc).lower():
+        return True
+    first = inputs[0] if inputs else None
+    return (
+        isinstance(module, (nn.Embedding, nn.EmbeddingBag))
+        and isinstance(first, torch.Tensor)
+        and first.dtype not in (torch.int32, torch.int64)
+    )
+
+
 def _hooks(model: nn.Module, active: list[tuple[str, nn.Module, tuple[Any, ...]]]) -> Iterator[Any]:
     for path, module in model.named_modules():
 
@@ -97,8 +113,10 @@ def check_shapes(model: nn.Module, input_shape: InputShape) -> ShapeCheck:
         if not active:
             return ShapeCheck(None, f"shape check unavailable: {_first_line(exc)}")
         path, module, args = active[-1]
-        reason = _mismatch(module, args) or _first_line(exc)
-        return ShapeCheck(False, f"{path or type(module).__name__}: {reason}")
+        reason = _mismatch(module, args)
+        if reason is None and _cannot_run_here(module, args, exc):
+            return ShapeCheck(None, f"shape check unavailable: {_first_line(exc)}")
+        return ShapeCheck(False, f"{path or type(module).__name__}: {reason or _first_line(exc)}")
     finally:
         for handle in handles:
             handle.remove()

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import human_bytes
@@ -38,6 +39,8 @@ def _nn_class(name: str) -> type[nn.Module]:
     candidate = getattr(nn, name, None) if not name.startswith("_") else None
     if not (isinstance(candidate, type) and issubclass(candidate, nn.Module)):
         raise SpecError(f"'{name}' is not a torch.nn module class")
+    if issubclass(candidate, LazyModuleMixin):
+        raise SpecError(f"nn.{name} is a lazy module, with no sizes until its first forward")
     return candidate
 
 
@@ -86,6 +89,9 @@ def _literal(node: ast.expr, depth: int) -> Any:
     raise SpecError(f"only literal arguments are allowed, not '{_source(node)}'")
 
 
+_PLACEMENT_ARGUMENTS = ("device", "dtype")
+
+
 def _call(node: ast.Call, depth: int) -> _Call:
     cls = _class_of(node.func)
     args = []
@@ -93,10 +99,16 @@ def _call(node: ast.Call, depth: int) -> _Call:
         if isinstance(arg, ast.Starred):
             raise SpecError("*args are not allowed in a spec")
         args.append(_literal(arg, depth))
-    kwargs = []
+    kwargs: list[tuple[str, Any]] = []
     for keyword in node.keywords:
         if keyword.arg is None:
             raise SpecError("**kwargs are not allowed in a spec")
+        if any(keyword.arg == name for name, _ in kwargs):
+            raise SpecError(f"keyword argument repeated: {keyword.arg}")
+        if keyword.arg in _PLACEMENT_ARGUMENTS:
+            raise SpecError(
+                f"leave out {keyword.arg}=: a new module takes the device and dtype of its place"
+            )
         kwargs.append((keyword.arg, _literal(keyword.value, depth)))
     return _Call(cls, tuple(args), tuple(kwargs))
 
@@ -195,13 +207,36 @@ def constructor_text(module: nn.Module) -> str:
     """`nn.Linear(in_features=4096, out_features=1000, bias=True)`; '' if it cannot be written.
 
     Only torch.nn classes can be written, and only when every argument can be recovered from
-    the module's attributes as a literal.
+    the module's attributes as a literal, and the text builds (on meta) the same submodules,
+    parameters and buffers, with the same shapes, as `module` has.
     """
+    text = _constructor_text(module)
+    return text if text and _rebuilds(text, module) else ""
+
+
+def _layout(module: nn.Module) -> tuple[list[Any], ...]:
+    return (
+        [(name, type(m)) for name, m in module.named_modules(remove_duplicate=False)],
+        [(name, t.shape) for name, t in module.named_parameters(remove_duplicate=False)],
+        [(name, t.shape) for name, t in module.named_buffers(remove_duplicate=False)],
+    )
+
+
+def _rebuilds(text: str, module: nn.Module) -> bool:
+    try:
+        with torch.device("meta"):
+            rebuilt = _instantiate(parse_spec(text))
+        return _layout(rebuilt) == _layout(module)
+    except (SpecError, ValueError, RuntimeError):  # ValueError: an uninitialized (lazy) tensor
+        return False
+
+
+def _constructor_text(module: nn.Module) -> str:
     cls = type(module)
     if getattr(nn, cls.__name__, None) is not cls:
         return ""
     if isinstance(module, (nn.Sequential, nn.ModuleList)):
-        parts = [constructor_text(child) for child in module]
+        parts = [_constructor_text(child) for child in module]
         if any(not part for part in parts):
             return ""
         return (

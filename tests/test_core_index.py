@@ -374,4 +374,4 @@ def test_a_model_3000_modules_deep_does_not_hit_the_recursion_limit(
     assert index.totals().params == 6
     assert index.search("linear") == [deepest]
     text = render_tree_text(index)
-    assert "Total params: 6 (6)" in text
+    assert "Total params: 6  trainable: 6" in text

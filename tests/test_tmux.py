@@ -124,3 +124,24 @@ def test_unknown_model_prints_one_line_in_a_real_terminal(
     screen = terminal.screen()
     assert "modelbrowse: error: unknown model 'alexnett' (did you mean: alexnet?)" in screen
     assert "Traceback" not in screen
+
+
+def test_replace_the_head_and_undo_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
+    status = start(terminal, tmp_path, "alexnet")
+    terminal.wait_for("[random init]")
+    terminal.keys(":", "classifier.6", "Enter")
+    terminal.wait_for("out_features=1000,")
+    terminal.keys("e")
+    screen = terminal.wait_for("replace classifier.6")
+    assert "nn.Linear(in_features=4096, out_features=1000, bias=True)" in screen
+    terminal.keys("nn.Linear(4096, 10)", "Enter")  # typing replaces the selected text
+    screen = terminal.wait_for("output (1, 10)")
+    assert "57.0M params" in screen
+    assert "1 unsaved edit" in screen
+    assert "out_features=10," in screen
+
+    terminal.keys("u")
+    screen = terminal.wait_for("61.1M params")
+    assert "unsaved" not in screen
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"

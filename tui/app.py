@@ -68,7 +68,7 @@ class ModelBrowseApp(EditActions, App[None]):
         Binding("n", "next_match", "Next match", show=False),
         Binding("N", "previous_match", "Prev match", show=False),
         Binding("f", "freeze", "Freeze"),
-        Binding("i", "reinit", "Re-init"),
+        Binding("i", "reinit", "Re-init", show=False),
         Binding("e", "replace", "Replace"),
         Binding("d", "delete", "Delete", show=False),
         Binding("a", "insert", "Insert", show=False),

@@ -190,7 +190,11 @@ class EditActions:
                 self._when_real(lambda: self._apply(Replace(path, answer.spec)))
 
         current = constructor_text(node.obj)
-        hint = "" if current else f"{node.type_name} is not a torch.nn class: type a new module"
+        hint = (
+            ""
+            if current
+            else f"the arguments of this {node.type_name} cannot be read back: type the new module"
+        )
         app.push_screen(SpecDialog(f"replace {path}", current, self._spec_check, hint=hint), chosen)
 
     def action_delete(self) -> None:

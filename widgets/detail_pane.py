@@ -104,6 +104,38 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     return Group(*parts)
 
 
+def argument_lines(arguments: str, width: int = 28) -> str:
+    """`extra_repr()` text with one top-level argument per line once it is longer than `width`."""
+    if len(arguments) <= width:
+        return arguments
+    parts: list[str] = []
+    depth = 0
+    quote = ""
+    start = 0
+    for i, char in enumerate(arguments):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(arguments[start : i + 1].strip())
+            start = i + 1
+    parts.append(arguments[start:].strip())
+    return "\n".join(part for part in parts if part)
+
+
+def class_text(module: object) -> Text:
+    """The class name, with the module it is defined in below it."""
+    cls = type(module)
+    text = Text(cls.__qualname__, style="bold")
+    text.append(f"\n{cls.__module__}", style="dim")
+    return text
+
+
 def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
     module = node.obj
     totals = index.totals(node.path)
@@ -113,10 +145,10 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
         arguments = f"(extra_repr failed: {type(exc).__name__})"
     rows: list[tuple[str, RenderableType | str]] = [
         ("path", printable(node.path, limit=400) if node.path else "(root)"),
-        ("class", f"{type(module).__module__}.{type(module).__qualname__}"),
+        ("class", class_text(module)),
     ]
     if arguments:
-        rows.append(("arguments", printable(arguments, limit=400)))
+        rows.append(("arguments", argument_lines(printable(arguments, limit=400))))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
         rows.append(("shared with", "\n".join(printable(a) for a in aliases)))

@@ -12,6 +12,24 @@ from modelbrowse.core.units import human_bytes, human_count, printable
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
 
+GAP = "  "
+
+
+def pack(items: list[Text], width: int) -> Text:
+    """Join items with a gap, starting a new line where the next item would not fit whole."""
+    out = Text()
+    used = 0
+    for item in items:
+        if used and used + len(GAP) + item.cell_len > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append(GAP)
+            used += len(GAP)
+        out.append_text(item)
+        used += item.cell_len
+    return out
+
 
 class ModelHeader(Static):
     """`modelbrowse  alexnet · AlexNet  61.1M params (61.1M trainable, 0 frozen)  233.1 MiB`."""
@@ -19,14 +37,30 @@ class ModelHeader(Static):
     def __init__(self, source_label: str, **kwargs: object) -> None:
         super().__init__("", **kwargs)  # type: ignore[arg-type]
         self.source_label = source_label
+        self._items: list[Text] = []
         self.show_loading("starting")
 
+    def _show(self, items: list[Text]) -> None:
+        self._items = items
+        self._repack()
+
+    def _repack(self) -> None:
+        width = self.content_size.width or self.app.size.width
+        self.update(pack(self._items, max(width, 20)))
+
+    def on_resize(self) -> None:
+        self._repack()
+
     def show_loading(self, what: str) -> None:
+        self._show([self._title(), Text(f"{what}…", style="italic")])
+
+    def _title(self, class_name: str = "") -> Text:
         text = Text()
         text.append("modelbrowse  ", style="bold")
         text.append(printable(self.source_label), style="bold cyan")
-        text.append(f"  {what}…", style="italic")
-        self.update(text)
+        if class_name:
+            text.append(f" · {printable(class_name)}")
+        return text
 
     def show_index(
         self,
@@ -37,19 +71,17 @@ class ModelHeader(Static):
         shape_failed: bool = False,
     ) -> None:
         totals = index.totals()
-        text = Text()
-        text.append("modelbrowse  ", style="bold")
-        text.append(printable(self.source_label), style="bold cyan")
-        text.append(f" · {printable(index.root.type_name)}")
-        text.append(f"  {human_count(totals.params)} params", style="green")
-        text.append(
-            f" ({human_count(totals.trainable)} trainable, {human_count(totals.frozen)} frozen)"
+        counts = Text(f"{human_count(totals.params)} params", style="green")
+        counts.append(
+            f" ({human_count(totals.trainable)} trainable, {human_count(totals.frozen)} frozen)",
+            style="",
         )
-        text.append(f"  {human_bytes(totals.nbytes)}")
+        items = [self._title(index.root.type_name), counts, Text(human_bytes(totals.nbytes))]
         if unsaved:
-            text.append(f"  {unsaved} unsaved edit{'s' if unsaved != 1 else ''}", style="bold red")
+            plural = "s" if unsaved != 1 else ""
+            items.append(Text(f"{unsaved} unsaved edit{plural}", style="bold red"))
         if shape:
-            text.append(f"  {shape}", style="bold red" if shape_failed else "cyan")
+            items.append(Text(shape, style="bold red" if shape_failed else "cyan"))
         if state:
-            text.append(f"  [{state}]", style="italic yellow")
-        self.update(text)
+            items.append(Text(f"[{state}]", style="italic yellow"))
+        self._show(items)

@@ -22,6 +22,13 @@ KEYS: list[tuple[str, str]] = [
     ("/", "filter by path or class name; escape clears it"),
     ("n  N", "next / previous filter match"),
     ("s", "torchinfo summary for the example input (--input-shape)"),
+    ("f", "freeze / unfreeze the subtree or parameter (requires_grad)"),
+    ("i", "re-initialise: choose a scheme and a seed"),
+    ("e", "replace the module: edit its constructor call, e.g. nn.Linear(4096, 10)"),
+    ("d", "delete the module (puts nn.Identity() in its place)"),
+    ("a", "insert after it in a Sequential / ModuleList, else add a named child"),
+    ("u  ctrl+r", "undo / redo"),
+    ("L", "the edit log, in words and as PyTorch code"),
     ("?", "this help"),
     ("q  ctrl+q", "quit"),
 ]

@@ -1,0 +1,208 @@
+"""Freeze and re-initialise on small models, each undone exactly."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from modelbrowse.core.edits import SCHEME_NAMES, EditError, Reinit, SetTrainable
+from modelbrowse.core.errors import ModelBrowseError
+from tests.edit_support import assert_state, flags, small_net, state
+from tests.fixtures.models import SharedNet
+
+# --- freeze / unfreeze ---------------------------------------------------------------------------
+
+
+def test_freeze_a_subtree_then_undo_restores_each_flag() -> None:
+    """A partly frozen subtree comes back partly frozen, parameter by parameter."""
+    net = small_net()
+    net[4].bias.requires_grad_(False)
+    before = flags(net)
+    edit = SetTrainable("", trainable=False)
+    edit.apply(net)
+    assert not any(flags(net).values())
+    assert edit.as_code() == ["model.requires_grad_(False)"]
+    edit.undo(net)
+    assert flags(net) == before
+    unfreeze = SetTrainable("4", trainable=True)
+    unfreeze.apply(net)
+    assert net[4].bias.requires_grad and net[4].weight.requires_grad
+    unfreeze.undo(net)
+    assert flags(net) == before
+
+
+def test_freeze_one_parameter() -> None:
+    net = small_net()
+    edit = SetTrainable("4.weight", trainable=False)
+    edit.apply(net)
+    assert [n for n, f in flags(net).items() if not f] == ["4.weight"]
+    assert edit.as_code() == ["model[4].weight.requires_grad_(False)"]
+    assert edit.describe() == "freeze 4.weight"
+
+
+@pytest.mark.parametrize(
+    ("path", "error", "message"),
+    [
+        ("1.running_mean", EditError, "1.running_mean is a buffer: buffers have no requires_grad"),
+        ("2", EditError, "2 has no parameters to freeze"),
+        ("4.nothing", EditError, "no parameter or buffer at '4.nothing'"),
+        ("9.weight", ModelBrowseError, "no module at '9'"),
+    ],
+)
+def test_freeze_refusals(path: str, error: type[Exception], message: str) -> None:
+    net = small_net()
+    before = flags(net)
+    with pytest.raises(error, match=re.escape(message)):
+        SetTrainable(path, trainable=False).apply(net)
+    assert flags(net) == before
+
+
+@pytest.mark.parametrize("path", ["encoder", "decoder.proj", "encoder.weight", "head"])
+def test_freezing_one_alias_freezes_what_both_paths_see(path: str) -> None:
+    """`encoder` is `decoder.proj`; `head.weight` is `embed.weight`: one tensor, two names."""
+    net = SharedNet()
+    SetTrainable(path, trainable=False).apply(net)
+    frozen = {n for n, f in flags(net).items() if not f}
+    expected = {
+        "encoder": {"encoder.weight", "encoder.bias", "decoder.proj.weight", "decoder.proj.bias"},
+        "decoder.proj": {
+            "encoder.weight",
+            "encoder.bias",
+            "decoder.proj.weight",
+            "decoder.proj.bias",
+        },
+        "encoder.weight": {"encoder.weight", "decoder.proj.weight"},
+        "head": {"head.weight", "embed.weight"},
+    }[path]
+    assert frozen == expected
+
+
+# --- re-initialise -------------------------------------------------------------------------------
+
+INITS: dict[str, Callable[[torch.Tensor], object]] = {
+    "xavier_uniform": nn.init.xavier_uniform_,
+    "xavier_normal": nn.init.xavier_normal_,
+    "kaiming_uniform": nn.init.kaiming_uniform_,
+    "kaiming_normal": nn.init.kaiming_normal_,
+    "normal(std=0.01)": partial(nn.init.normal_, std=0.01),
+    "trunc_normal(std=0.02)": partial(nn.init.trunc_normal_, std=0.02),
+    "zeros": nn.init.zeros_,
+    "ones": nn.init.ones_,
+}
+
+
+def test_every_scheme_is_covered() -> None:
+    assert sorted(SCHEME_NAMES) == sorted(["reset_parameters", *INITS])
+
+
+@pytest.mark.parametrize("scheme", list(INITS))
+def test_a_scheme_draws_the_weight_from_the_seed(scheme: str) -> None:
+    """A Linear's weight is exactly what the nn.init function gives after manual_seed(seed)."""
+    layer = nn.Linear(64, 32)
+    expected = layer.weight.detach().clone()
+    torch.manual_seed(1234)
+    INITS[scheme](expected)
+    Reinit("", scheme, seed=1234).apply(layer)
+    assert torch.equal(layer.weight, expected)
+    assert torch.equal(layer.bias, torch.zeros(32))
+
+
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
+def test_reinit_a_whole_model(scheme: str) -> None:
+    """Weights get the scheme, biases zeros, norms 1 and 0, running stats reset; undo is exact."""
+    net, twin = small_net(), small_net()
+    original = state(net)
+    tensors = list(net.state_dict(keep_vars=True).values())
+    rng = torch.random.get_rng_state()
+    edit = Reinit("", scheme, seed=99)
+    edit.apply(net)
+    Reinit("", scheme, seed=99).apply(twin)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the global generator is untouched
+    assert_state(twin, state(net))  # the seed makes it reproducible, bit for bit
+    for index in (0, 4, 6):
+        assert not torch.equal(net[index].weight, original[f"{index}.weight"])
+        if scheme != "reset_parameters":
+            assert torch.equal(net[index].bias, torch.zeros_like(net[index].bias))
+    for index in (1, 5):
+        assert torch.equal(net[index].weight, torch.ones_like(net[index].weight))
+        assert torch.equal(net[index].bias, torch.zeros_like(net[index].bias))
+    assert torch.equal(net[1].running_mean, torch.zeros(4))
+    assert torch.equal(net[1].running_var, torch.ones(4))
+    assert int(net[1].num_batches_tracked) == 0
+    assert edit.as_code()[0] == "torch.manual_seed(99)"
+    assert "(seed 99)" in edit.describe()
+    edit.undo(net)
+    assert_state(net, original)
+    assert list(net.state_dict(keep_vars=True).values()) == tensors  # same tensor objects
+
+
+def test_reinit_one_tensor_touches_nothing_else() -> None:
+    net = small_net()
+    original = state(net)
+    edit = Reinit("4.weight", "kaiming_normal", seed=5)
+    edit.apply(net)
+    changed = [k for k, v in original.items() if not torch.equal(net.state_dict()[k], v)]
+    assert changed == ["4.weight"]
+    assert edit.as_code() == ["torch.manual_seed(5)", "nn.init.kaiming_normal_(model[4].weight)"]
+    edit.undo(net)
+    assert_state(net, original)
+
+
+def test_reinit_reports_parameters_it_leaves_alone() -> None:
+    net = nn.Sequential(nn.Linear(2, 2), nn.PReLU(2))
+    prelu = net[1].weight.detach().clone()
+    edit = Reinit("", "zeros", seed=1)
+    edit.apply(net)
+    assert edit.skipped == ["1"]
+    assert torch.equal(net[1].weight, prelu)
+    assert torch.equal(net[0].weight, torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize(
+    ("path", "scheme", "message"),
+    [
+        ("4.weight", "reset_parameters", "reset_parameters applies to modules"),
+        ("4.bias", "xavier_uniform", "xavier_uniform needs a tensor of 2 or more dimensions"),
+        ("1.running_mean", "kaiming_normal", "2 or more dimensions; 1.running_mean has 1"),
+        ("1.num_batches_tracked", "normal(std=0.01)", "needs a floating-point tensor"),
+        ("1.num_batches_tracked", "xavier_normal", "1.num_batches_tracked is torch.int64"),
+        ("2", "xavier_uniform", "nothing to re-initialise in 2"),
+        ("", "orthogonal", "unknown scheme 'orthogonal'"),
+    ],
+)
+def test_reinit_refusals_leave_the_model_as_it_was(path: str, scheme: str, message: str) -> None:
+    net = small_net()
+    original = state(net)
+    with pytest.raises(EditError, match=re.escape(message)):
+        Reinit(path, scheme).apply(net)
+    assert_state(net, original)
+
+
+def test_reinit_names_the_dimensions_of_a_scalar() -> None:
+    model = nn.Module()
+    model.scale = nn.Parameter(torch.tensor(2.0))
+    with pytest.raises(EditError, match=re.escape("2 or more dimensions; scale has 0")):
+        Reinit("scale", "xavier_uniform").apply(model)
+    assert model.scale.detach().item() == 2.0
+
+
+def test_reinit_zeros_an_integer_buffer() -> None:
+    net = small_net()
+    Reinit("1.num_batches_tracked", "zeros").apply(net)
+    assert int(net[1].num_batches_tracked) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Reinit with a scheme overwrites an nn.Embedding's padding_idx row, which "
+    "reset_parameters (and nn.Embedding itself) keeps at zero",
+)
+def test_reinit_keeps_the_padding_row_of_an_embedding_zero() -> None:
+    embedding = nn.Embedding(10, 4, padding_idx=0)
+    Reinit("", "normal(std=0.01)", seed=3).apply(embedding)
+    assert torch.equal(embedding.weight[0], torch.zeros(4))
