@@ -67,21 +67,37 @@ class Source:
             "weights": self.weights,
         }
 
-    def build_structure(self) -> tuple[nn.Module, bool]:
-        """Build the model cheaply: on `meta` where possible. Returns (model, is_meta)."""
+    def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:
+        """Build the model cheaply: on `meta` where possible. Returns (model, is_meta).
+
+        Where it cannot be built on `meta`, it is built for real, with `seed`.
+        """
         if self.instance is not None:
             return self.instance, False
         if self.weights is None:
             model = _build_on_meta(lambda: self._call_builder())
             if model is not None:
                 return model, True
-        return self.build_real(), False
+        return self.build_real(seed), False
 
-    def build_real(self) -> nn.Module:
-        """Build the model with real tensors (random initialisation, or downloaded weights)."""
+    def build_real(self, seed: int | None = None) -> nn.Module:
+        """Build the model with real tensors (random initialisation, or downloaded weights).
+
+        With a seed, random initialisation is reproducible: the same seed gives the same bytes.
+        The caller's random state is left as it was.
+        """
         if self.instance is not None:
             return self.instance
-        return self._call_builder()
+        if seed is None:
+            return self._call_builder()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._call_builder()
+
+    @property
+    def reproducible(self) -> bool:
+        """Whether building again gives the same tensors (a given instance cannot be rebuilt)."""
+        return self.instance is None
 
     def _call_builder(self) -> nn.Module:
         kwargs = dict(self.kwargs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -20,6 +21,7 @@ from textual.widgets import Footer, Input, Static, Tree
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import human_count, printable
 from modelbrowse.tui.editing import EditActions
+from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
 from modelbrowse.widgets.detail_pane import DetailPane
@@ -40,6 +42,9 @@ INLINE_STATS_LIMIT = 65_536
 # Filtering as one types is for models whose index searches in a few milliseconds.
 LIVE_FILTER_LIMIT = 50_000
 PROMPT_ACTIONS = frozenset({"goto", "filter"})
+CHANGING_ACTIONS = frozenset(
+    {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
+)
 
 
 @dataclass
@@ -51,9 +56,10 @@ class AppOptions:
     weights: str | None = None
     input_shape: str | None = None
     debug: bool = False
+    seed: int | None = None
 
 
-class ModelBrowseApp(EditActions, App[None]):
+class ModelBrowseApp(EditActions, SaveActions, App[None]):
     """Browse a model: tree on the left, details on the right."""
 
     CSS_PATH = "app.tcss"
@@ -75,6 +81,7 @@ class ModelBrowseApp(EditActions, App[None]):
         Binding("u", "undo", "Undo"),
         Binding("ctrl+r", "redo", "Redo", show=False),
         Binding("L", "edit_log", "Log"),
+        Binding("w", "save", "Write"),
         Binding("s", "summary", "Summary", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("escape", "clear", "Clear filter", show=False),
@@ -92,6 +99,9 @@ class ModelBrowseApp(EditActions, App[None]):
         self._detail_token = 0
         self.materialising = False
         self.history: EditHistory | None = None
+        self.init_seed: int | None = options.seed
+        self.saving = False
+        self.last_save_path: str | None = None
         self.shape_status = ""
         self.shape_failed = False
         self._pending = []
@@ -100,10 +110,16 @@ class ModelBrowseApp(EditActions, App[None]):
         """While a dialog is open, the main screen's keys do nothing (they were typed ahead)."""
         if action in PROMPT_ACTIONS and isinstance(self.focused, Input):
             return False  # `:` and `/` are text inside an input
+        if self.saving and action in CHANGING_ACTIONS:
+            return None  # the model must not change while it is being written
         if len(self.screen_stack) > 1:
             own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
             return action not in own
         return True
+
+    def protected_paths(self) -> set[Path]:
+        """Files the model was opened from: overwriting them takes a second confirmation."""
+        return set()
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -137,7 +153,11 @@ class ModelBrowseApp(EditActions, App[None]):
             source = resolve_source(
                 self.options.source, parse_kwargs(self.options.kw), self.options.weights
             )
-            model, is_meta = source.build_structure()
+            from modelbrowse.core.edits import new_seed
+
+            if self.init_seed is None:
+                self.init_seed = new_seed()
+            model, is_meta = source.build_structure(self.init_seed)
             index = NodeIndex(model)
         except ModelBrowseError as exc:
             self.call_from_thread(self._fail, str(exc))
@@ -177,7 +197,7 @@ class ModelBrowseApp(EditActions, App[None]):
 
         self.materialising = True
         try:
-            model = self.source.build_real()
+            model = self.source.build_real(self.init_seed)
             index = NodeIndex(model)
         except ModelBrowseError as exc:
             self.call_from_thread(self._fail, str(exc))

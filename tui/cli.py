@@ -80,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--depth", type=int, metavar="N", help="with --print: only modules up to depth N"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed for the random initialisation, recorded in the recipe (default: a fresh one)",
+    )
+    parser.add_argument(
+        "--recipe",
+        metavar="R.json",
+        help="with --output: rebuild SOURCE, replay this recipe's edits and write the result",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="OUT.pt",
+        help="with --recipe: where the weights go (.pt, .pth or .safetensors); "
+        "OUT.recipe.json is written beside them",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
@@ -96,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.depth is not None and args.depth < 0:
         parser.error("--depth must be 0 or more")
+    if (args.recipe is None) != (args.output is None):
+        parser.error("--recipe and --output go together")
+    if args.recipe is not None:
+        return _replay(args)
     if args.print_tree:
         return _print_tree(args)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -134,6 +155,29 @@ def _print_tree(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """`SOURCE --recipe R.json --output OUT.pt`: the edits again, without the app."""
+    from modelbrowse.core.errors import ModelBrowseError
+
+    try:
+        from modelbrowse.core.arguments import parse_kwargs
+        from modelbrowse.core.recipe import replay_recipe
+        from modelbrowse.core.sources import resolve_source
+
+        source = resolve_source(args.source, parse_kwargs(args.kw), args.weights)
+        report = replay_recipe(args.recipe, source, args.output)
+    except ModelBrowseError as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc))
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
+    print(report.summary())
+    return 0
+
+
 def _run_app(args: argparse.Namespace) -> int:
     from modelbrowse.tui.app import AppOptions, ModelBrowseApp
 
@@ -143,6 +187,7 @@ def _run_app(args: argparse.Namespace) -> int:
         weights=args.weights,
         input_shape=args.input_shape,
         debug=args.debug,
+        seed=args.seed,
     )
     app = ModelBrowseApp(options)
     app.run()

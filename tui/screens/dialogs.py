@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets.input import Selection
 
 SpecCheck = Callable[[str], str | None]
 """Returns an error message for a spec that would not build, or None."""
@@ -155,21 +156,78 @@ class ReinitDialog(ModalScreen[ReinitAnswer | None]):
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """A yes/no question: y or enter says yes, n or escape says no."""
+    """A yes/no question: y says yes (enter too, unless `y_only`), n or escape says no."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("enter", "enter", "Yes", show=False),
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, *, y_only: bool = False) -> None:
         super().__init__()
         self.question = question
+        self.y_only = y_only
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(self.question, style="bold"))
-            yield Static(Text("y yes · n no", style="dim"))
+            yield Static(Text("y yes · n no", style="dim"), id="dialog-hint")
+
+    def action_enter(self) -> None:
+        if self.y_only:
+            hint = Text("press y to confirm, n to go back", style="bold yellow")
+            self.query_one("#dialog-hint", Static).update(hint)
+            return
+        self.dismiss(True)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class PathDialog(ModalScreen[str | None]):
+    """One input for a file path, checked before the dialog closes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, value: str, check: SpecCheck, hint: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.value = value
+        self.check = check
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.title_text, style="bold"))
+            yield Input(
+                self.value,
+                placeholder="a path ending in .pt, .pth or .safetensors",
+                select_on_focus=False,
+            )
+            yield Static("", id="dialog-error")
+            yield Static(
+                Text(self.hint or "enter saves · escape cancels", style="dim"), id="dialog-hint"
+            )
+
+    def on_mount(self) -> None:
+        field = self.query_one(Input)
+        self.set_focus(field)
+        stem_end = field.value.rfind(".")  # select the name, keep the extension
+        if stem_end > 0:
+            field.selection = Selection(field.value.rfind("/") + 1, stem_end)
+
+    @on(Input.Changed)
+    def _clear_error(self) -> None:
+        self.query_one("#dialog-error", Static).update("")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        problem = self.check(event.value)
+        if problem is not None:
+            self.query_one("#dialog-error", Static).update(Text(problem, style="bold red"))
+            return
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

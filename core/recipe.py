@@ -1,0 +1,305 @@
+"""The recipe beside saved weights: where the model came from and the edits that made it.
+
+A state_dict alone does not load into the original architecture once modules were replaced; the
+recipe rebuilds the architecture (`load_edited`) or the whole edited model (`replay_recipe`).
+The format is documented in the README ("The recipe").
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelbrowse.core.edits import EDIT_TYPES, Edit, Reinit, SetTrainable
+from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.saving import (
+    SaveReport,
+    file_sha256,
+    read_weights,
+    save_weights,
+    write_atomic,
+)
+from modelbrowse.core.sources import Source, resolve_source
+
+RECIPE_FORMAT = "modelbrowse-recipe"
+RECIPE_VERSION = 1
+RECIPE_SUFFIX = ".recipe.json"
+
+
+class RecipeError(ModelBrowseError):
+    """A recipe that cannot be read, does not match, or does not apply."""
+
+
+def recipe_path_for(weights: str | os.PathLike[str]) -> Path:
+    """`alexnet-edited.pt` -> `alexnet-edited.pt.recipe.json`."""
+    weights = Path(weights)
+    return weights.with_name(weights.name + RECIPE_SUFFIX)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelbrowse")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def source_record(source: Source, init_seed: int | None) -> dict[str, Any]:
+    """The source as the recipe stores it: enough to resolve and build it again."""
+    spec = source.spec
+    if source.kind == "import":
+        module_part, _, attr = spec.rpartition(":")
+        if module_part.endswith(".py"):  # a file: absolute, so it resolves from anywhere
+            spec = f"{Path(module_part).expanduser().resolve()}:{attr}"
+    return {
+        "kind": source.kind,
+        "spec": spec,
+        "kwargs": {name: repr(value) for name, value in source.kwargs.items()},
+        "weights": source.weights,
+        "init_seed": init_seed,
+        "reproducible": source.reproducible,
+    }
+
+
+def frozen_parameters(model: nn.Module) -> list[str]:
+    """Names (as in state_dict) of the parameters that do not require grad."""
+    return [
+        name
+        for name, param in model.named_parameters(remove_duplicate=False)
+        if not param.requires_grad
+    ]
+
+
+def build_recipe(
+    source: Source, init_seed: int | None, edits: list[Edit], model: nn.Module, report: SaveReport
+) -> dict[str, Any]:
+    return {
+        "format": RECIPE_FORMAT,
+        "version": RECIPE_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "modelbrowse": _version(),
+        "torch": torch.__version__,
+        "source": source_record(source, init_seed),
+        "edits": [edit.to_dict() for edit in edits],
+        "frozen": frozen_parameters(model),
+        "weights": {
+            "file": report.path.name,
+            "format": report.format,
+            "sha256": report.sha256,
+            "tensors": report.tensors,
+            "params": report.params,
+        },
+    }
+
+
+def write_recipe(recipe: dict[str, Any], path: Path) -> None:
+    text = json.dumps(recipe, indent=2) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_edited(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    source: Source,
+    init_seed: int | None,
+    edits: list[Edit],
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> SaveReport:
+    """Write the weights (atomic, verified) and then the recipe beside them."""
+    report = save_weights(model, path, progress=progress)
+    recipe = build_recipe(source, init_seed, edits, model, report)
+    write_recipe(recipe, recipe_path_for(report.path))
+    return report
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a recipe file; every problem is one line."""
+    path = Path(path)
+    try:
+        recipe = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecipeError(f"no recipe at {path}") from exc
+    except OSError as exc:
+        raise RecipeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path} is not a recipe: {exc}") from exc
+    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
+        raise RecipeError(f"{path} is not a modelbrowse recipe")
+    version = recipe.get("version")
+    if not isinstance(version, int) or version > RECIPE_VERSION:
+        raise RecipeError(
+            f"{path} has recipe version {version}; this modelbrowse reads up to {RECIPE_VERSION}"
+        )
+    for key, kind in (("source", dict), ("edits", list), ("frozen", list)):
+        if not isinstance(recipe.get(key), kind):
+            raise RecipeError(f"{path}: '{key}' is missing or malformed")
+    return recipe
+
+
+def _kwargs(record: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for name, text in (record.get("kwargs") or {}).items():
+        try:
+            kwargs[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            kwargs[name] = text
+    return kwargs
+
+
+def resolve_recipe_source(recipe: dict[str, Any], *, with_weights: bool = True) -> Source:
+    record = recipe["source"]
+    weights = record.get("weights") if with_weights else None
+    return resolve_source(str(record.get("spec", "")), _kwargs(record), weights)
+
+
+def check_same_source(recipe: dict[str, Any], source: Source) -> None:
+    """A recipe replays only onto the source it was written for."""
+    mine = source_record(source, None)
+    theirs = recipe["source"]
+    for key in ("kind", "spec", "kwargs", "weights"):
+        if key == "spec" and mine["kind"] == "torchvision":
+            same = str(theirs.get("spec", "")).lower() == mine["spec"].lower()
+        else:
+            same = theirs.get(key) == mine[key]
+        if not same:
+            raise RecipeError(
+                f"the recipe was written for {theirs.get('spec')!r}"
+                f" ({key} {theirs.get(key)!r}), not {source.spec!r} ({key} {mine[key]!r})"
+            )
+
+
+def edits_of(recipe: dict[str, Any]) -> list[Edit]:
+    """The recipe's edit records as Edit objects; a malformed record names its step."""
+    edits: list[Edit] = []
+    for number, record in enumerate(recipe["edits"], start=1):
+        try:
+            fields = dict(record)
+            cls = EDIT_TYPES[fields.pop("op")]
+            edits.append(cls(**fields))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecipeError(f"step {number} of the recipe is malformed: {record!r}") from exc
+    return edits
+
+
+def replay(model: nn.Module, edits: list[Edit], *, structure_only: bool = False) -> None:
+    """Apply the edits in order; the first that fails is one line naming its step."""
+    for number, edit in enumerate(edits, start=1):
+        if structure_only and isinstance(edit, (Reinit, SetTrainable)):
+            continue  # the weights and flags come from the file and the recipe
+        try:
+            edit.apply(model)
+        except ModelBrowseError as exc:
+            raise RecipeError(f"step {number} ({edit.describe()}): {exc}") from exc
+
+
+def apply_frozen(model: nn.Module, frozen: list[str]) -> None:
+    names = set(frozen)
+    for name, param in model.named_parameters(remove_duplicate=False):
+        param.requires_grad_(name not in names)
+
+
+# --- the one line a training script needs ----------------------------------------------------
+
+
+def load_edited(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> nn.Module:
+    """The edited model saved at `path`: architecture rebuilt from the recipe beside it, the
+    weights loaded with `strict=True`, frozen parameters frozen.
+
+        model = modelbrowse.core.load_edited("alexnet-edited.pt")
+    """
+    path = Path(path).expanduser()
+    recipe = read_recipe(recipe_path_for(path))
+    expected = (recipe.get("weights") or {}).get("sha256")
+    if expected and file_sha256(path) != expected:
+        raise RecipeError(f"{path} is not the file its recipe describes (its sha256 differs)")
+    source = resolve_recipe_source(recipe, with_weights=False)
+    edits = edits_of(recipe)
+    state = read_weights(path)
+    model = _load_on_meta(source, edits, state)
+    if model is None:
+        model = source.build_real(recipe["source"].get("init_seed"))
+        replay(model, edits, structure_only=True)
+        _load_strict(model, state, assign=False)
+    apply_frozen(model, recipe["frozen"])
+    return model.to(map_location)
+
+
+def _load_on_meta(
+    source: Source, edits: list[Edit], state: dict[str, torch.Tensor]
+) -> nn.Module | None:
+    """Build on meta and take the file's tensors as they are; None where that cannot work."""
+    model, is_meta = source.build_structure()
+    if not is_meta:
+        return None
+    replay(model, edits, structure_only=True)
+    ties = _tied_groups(model)
+    _load_strict(model, state, assign=True)
+    _restore_ties(model, ties)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return None  # non-persistent buffers have no values in the file: build for real
+    return model
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, assign: bool) -> None:
+    try:
+        model.load_state_dict(state, strict=True, assign=assign)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[1:3]) or first[0]
+        raise RecipeError(f"the weights do not fit the rebuilt model: {detail}") from exc
+
+
+def _tied_groups(model: nn.Module) -> list[list[str]]:
+    """Names of parameters and buffers that are one object under several names."""
+    by_id: dict[int, list[str]] = {}
+    for name, tensor in [
+        *model.named_parameters(remove_duplicate=False),
+        *model.named_buffers(remove_duplicate=False),
+    ]:
+        by_id.setdefault(id(tensor), []).append(name)
+    return [names for names in by_id.values() if len(names) > 1]
+
+
+def _restore_ties(model: nn.Module, groups: list[list[str]]) -> None:
+    """`assign=True` gives each name its own tensor; put the shared ones back together."""
+    for first, *others in groups:
+        owner_path, _, attr = first.rpartition(".")
+        tensor = getattr(model.get_submodule(owner_path), attr)
+        for other in others:
+            other_path, _, other_attr = other.rpartition(".")
+            setattr(model.get_submodule(other_path), other_attr, tensor)
+
+
+# --- headless --------------------------------------------------------------------------------
+
+
+def replay_recipe(
+    recipe_file: str | os.PathLike[str], source: Source, output: str | os.PathLike[str]
+) -> SaveReport:
+    """Rebuild `source`, replay the recipe, write `output` and its recipe. Nothing is written
+    when a step fails."""
+    recipe = read_recipe(recipe_file)
+    check_same_source(recipe, source)
+    if not recipe["source"].get("reproducible", True):
+        raise RecipeError("the recipe's source is a module instance: its weights cannot be rebuilt")
+    edits = edits_of(recipe)
+    seed = recipe["source"].get("init_seed")
+    model = source.build_real(seed)
+    replay(model, edits)
+    apply_frozen(model, recipe["frozen"])
+    return save_edited(model, output, source, seed, edits)

@@ -1,0 +1,334 @@
+"""Writing a state_dict to disk: atomically, in `.pt` or `.safetensors`, read back and verified."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+from modelbrowse.core.errors import ModelBrowseError
+
+FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
+ALIASES_KEY = "modelbrowse.aliases"
+CHUNK = 1 << 20
+
+Progress = Callable[[float], None]
+"""Called with the fraction written so far, 0.0 to 1.0."""
+
+
+class SaveError(ModelBrowseError):
+    """The weights could not be written, or what was written does not read back the same."""
+
+
+@dataclass(frozen=True)
+class SaveReport:
+    path: Path
+    format: str
+    tensors: int
+    params: int
+    nbytes: int
+    seconds: float
+    sha256: str
+
+    def summary(self) -> str:
+        from modelbrowse.core.units import human_bytes, human_count
+
+        return (
+            f"wrote {self.path} ({self.tensors} tensors, {human_count(self.params)} params, "
+            f"{human_bytes(self.nbytes)}, {self.seconds:.1f} s)"
+        )
+
+
+def format_for(path: str | os.PathLike[str]) -> str:
+    """`pt` or `safetensors`, from the file's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise SaveError(
+            f"{Path(path).name}: unknown extension '{suffix or '(none)'}'; "
+            "use .pt, .pth or .safetensors"
+        )
+    return FORMATS[suffix]
+
+
+def describe_os_error(path: Path, exc: OSError) -> str:
+    """`cannot write x.pt: no space left on device` and the like, in one line."""
+    if isinstance(exc, IsADirectoryError) or (path.is_dir() and not path.is_symlink()):
+        return f"cannot write {path}: it is a directory"
+    if exc.errno == errno.ENOENT and not path.parent.is_dir():
+        return f"cannot write {path}: the directory {path.parent} does not exist"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot write {path}: {reason[0].lower()}{reason[1:]}"
+
+
+def write_atomic(
+    path: Path, write: Callable[[Path], None], check: Callable[[Path], None] | None = None
+) -> None:
+    """Write to a temporary file beside `path`, fsync, check it, then `os.replace` it into place.
+
+    Whatever fails (the writer, the check, the disk), `path` is left as it was.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SaveError(f"cannot write {path}: it is a directory")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SaveError(describe_os_error(path, exc)) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if check is not None:
+            check(tmp)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o644 & ~_umask())
+        os.replace(tmp, path)
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        raise SaveError(describe_os_error(path, exc)) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform or file system allows it
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes through it."""
+
+    def __init__(self, handle: IO[bytes], total: int, progress: Progress | None) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.written = 0
+        self.total = max(total, 1)
+        self.progress = progress
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.written += len(data)
+        if self.progress is not None:
+            self.progress(min(self.written / self.total, 1.0))
+        return len(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- shared storage, for safetensors ---------------------------------------------------------
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    return (
+        tensor.device,
+        tensor.untyped_storage().data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tuple(tensor.stride()),
+        tensor.dtype,
+    )
+
+
+def split_aliases(
+    state: dict[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Each tensor once (the first key names it), and {alias: key} for the keys that repeat it.
+
+    Tensors that overlap another one without being the same view are copied, since safetensors
+    refuses shared storage; this is the only copy saving makes, and it is of that tensor alone.
+    """
+    unique: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first_of: dict[tuple[Any, ...], str] = {}
+    storages: set[tuple[Any, int]] = set()
+    for key, tensor in state.items():
+        tensor = tensor.detach()
+        ident = _storage_key(tensor)
+        if ident in first_of:
+            aliases[key] = first_of[ident]
+            continue
+        storage = (tensor.device, tensor.untyped_storage().data_ptr())
+        if storage in storages or not tensor.is_contiguous() or _is_partial_view(tensor):
+            tensor = tensor.contiguous().clone()
+        else:
+            storages.add(storage)
+        first_of[ident] = key
+        unique[key] = tensor
+    return unique, aliases
+
+
+def _is_partial_view(tensor: torch.Tensor) -> bool:
+    """A view onto part of a larger storage: safetensors would refuse or mis-save it."""
+    if tensor.numel() == 0:
+        return False
+    return tensor.storage_offset() != 0 or tensor.untyped_storage().nbytes() != (
+        tensor.numel() * tensor.element_size()
+    )
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state_dict, refusing tensors that have no data yet."""
+    state = model.state_dict()
+    for key, tensor in state.items():
+        if tensor.is_meta:
+            raise SaveError(f"{key} has no values yet (it is on the meta device)")
+    return state
+
+
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> SaveReport:
+    """Write `model.state_dict()` to `path` atomically; the extension picks the format."""
+    path = Path(path).expanduser()
+    fmt = format_for(path)
+    start = time.perf_counter()
+    state = state_of(model)
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    sha: list[str] = []
+
+    def write(tmp: Path) -> None:
+        if fmt == "pt":
+            with open(tmp, "wb") as handle:
+                writer = _HashingWriter(handle, total, progress)
+                torch.save(state, writer)  # type: ignore[arg-type]
+                handle.flush()
+            sha.append(writer.digest.hexdigest())
+        else:
+            from safetensors.torch import save_file
+
+            unique, aliases = split_aliases(state)
+            metadata = {"format": "pt"}
+            if aliases:  # only then: safetensors orders header metadata at random
+                metadata[ALIASES_KEY] = json.dumps(aliases, sort_keys=True)
+            save_file(unique, str(tmp), metadata=metadata)
+            if progress is not None:
+                progress(1.0)
+
+    def check(tmp: Path) -> None:
+        if verify:
+            verify_file(tmp, state, fmt, shown_as=path)
+        if not sha:
+            sha.append(file_sha256(tmp))
+
+    write_atomic(path, write, check)
+    params = sum(p.numel() for p in model.parameters())
+    return SaveReport(
+        path=path,
+        format=fmt,
+        tensors=len(state),
+        params=params,
+        nbytes=path.stat().st_size,
+        seconds=time.perf_counter() - start,
+        sha256=sha[0],
+    )
+
+
+# --- reading back ----------------------------------------------------------------------------
+
+
+def read_weights(path: str | os.PathLike[str], fmt: str | None = None) -> dict[str, torch.Tensor]:
+    """A state_dict from `.pt` (weights only, memory-mapped) or `.safetensors`, ties restored.
+
+    `fmt` names the format of a file whose name does not carry it (a temporary file).
+    """
+    path = Path(path)
+    fmt = fmt or format_for(path)
+    try:
+        if fmt == "pt":
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            if not isinstance(loaded, dict) or not all(
+                isinstance(v, torch.Tensor) for v in loaded.values()
+            ):
+                raise SaveError(f"{path} does not hold a state_dict")
+            return dict(loaded)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:  # type: ignore[no-untyped-call]
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            metadata = handle.metadata() or {}
+        for alias, key in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
+            state[alias] = state[key]
+        return state
+    except SaveError:
+        raise
+    except OSError as exc:
+        raise SaveError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except Exception as exc:  # a corrupt file raises whatever its parser raises
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SaveError(f"cannot read {path}: {first}") from exc
+
+
+def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes, so that NaN equals NaN and -0.0 differs from 0.0."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return flat.view(torch.uint8)
+
+
+def compare(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> Iterator[str]:
+    """Every difference between two state_dicts: keys, shapes, dtypes, bytes."""
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    if missing:
+        yield f"missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
+    if extra:
+        yield f"unexpected {', '.join(extra[:3])}{' …' if len(extra) > 3 else ''}"
+    for key, tensor in expected.items():
+        other = found.get(key)
+        if other is None:
+            continue
+        if tuple(other.shape) != tuple(tensor.shape):
+            yield f"{key}: shape {tuple(other.shape)}, expected {tuple(tensor.shape)}"
+        elif other.dtype != tensor.dtype:
+            yield f"{key}: dtype {other.dtype}, expected {tensor.dtype}"
+        elif not torch.equal(_as_bytes(other), _as_bytes(tensor)):
+            yield f"{key}: the values differ"
+
+
+def verify_file(
+    path: Path, state: dict[str, torch.Tensor], fmt: str, shown_as: Path | None = None
+) -> None:
+    """Read the file back and compare it with `state`; raise on the first difference."""
+    problems = list(compare(state, read_weights(path, fmt)))
+    if problems:
+        raise SaveError(f"{shown_as or path} did not read back the same: {problems[0]}")

@@ -1,0 +1,157 @@
+"""The write key: a path, confirmations, then an atomic, verified save in a worker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.widgets import Static
+
+from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
+
+if TYPE_CHECKING:
+    from modelbrowse.core.saving import SaveReport
+    from modelbrowse.tui.app import ModelBrowseApp
+
+
+def default_save_name(source_spec: str) -> str:
+    """`alexnet` -> `alexnet-edited.pt`; `pkg.models:Net` -> `net-edited.pt`."""
+    name = source_spec.rpartition(":")[2] or source_spec
+    name = Path(name).stem or "model"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.lower())
+    return f"{safe or 'model'}-edited.pt"
+
+
+def path_problem(text: str) -> str | None:
+    """Why `text` cannot be saved to, or None."""
+    from modelbrowse.core.saving import SaveError, format_for
+
+    text = text.strip()
+    if not text:
+        return "type a path for the weights"
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return f"{path} is a directory"
+    try:
+        format_for(path)
+    except SaveError as exc:
+        return str(exc)
+    if not path.parent.is_dir():
+        return f"the directory {path.parent} does not exist"
+    if not os.access(path.parent, os.W_OK):
+        return f"the directory {path.parent} is not writable"
+    return None
+
+
+class SaveActions:
+    """Mixed into the App: `w` writes the edited weights and the recipe beside them."""
+
+    @property
+    def _save_app(self) -> ModelBrowseApp:
+        return self  # type: ignore[return-value]
+
+    def _save_status(self, message: str, style: str = "") -> None:
+        self._save_app.query_one("#status", Static).update(Text(message, style=style))
+
+    def action_save(self) -> None:
+        app = self._save_app
+        if app.index is None or app.source is None:
+            app.notify("the model is still loading", severity="warning")
+            return
+        default = app.last_save_path or default_save_name(app.source.spec)
+        app.push_screen(
+            PathDialog("write the weights (and the recipe beside them)", default, path_problem),
+            self._path_chosen,
+        )
+
+    def _path_chosen(self, text: str | None) -> None:
+        if text is None:
+            return
+        app = self._save_app
+        path = Path(text).expanduser()
+        if not path.exists():
+            self._start_save(path)
+            return
+
+        def then_save(yes: bool | None) -> None:
+            if yes:
+                self._start_save(path)
+
+        if path.resolve() in app.protected_paths():
+
+            def first_answer(yes: bool | None) -> None:
+                if yes:  # a second, explicit question for the file the model came from
+                    question = f"Overwrite {path} with the edited weights? It cannot be undone."
+                    app.push_screen(ConfirmDialog(question, y_only=True), then_save)
+
+            question = f"{path} is the checkpoint this model was opened from. Replace it?"
+            app.push_screen(ConfirmDialog(question, y_only=True), first_answer)
+            return
+        app.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?", y_only=True), then_save)
+
+    def _start_save(self, path: Path) -> None:
+        app = self._save_app
+        if app.history is None:
+            app._pending.append(lambda: self._start_save(path))
+            app._ensure_materialising()
+            app.notify("initialising weights: the save starts when they are ready")
+            return
+        app.saving = True
+        app.refresh_bindings()
+        self._save_status(f"writing {path}…")
+        self._save_worker(path)
+
+    @work(thread=True, exclusive=True, group="save")
+    def _save_worker(self, path: Path) -> None:
+        from modelbrowse.core.recipe import save_edited
+
+        app = self._save_app
+        assert app.history is not None and app.source is not None
+        shown = [-1]
+
+        def progress(fraction: float) -> None:
+            percent = int(fraction * 100)
+            if percent != shown[0] and percent % 5 == 0:
+                shown[0] = percent
+                app.call_from_thread(self._save_status, f"writing {path}… {percent}%")
+
+        try:
+            report = save_edited(
+                app.history.model,
+                path,
+                app.source,
+                app.init_seed,
+                list(app.history.done),
+                progress=progress,
+            )
+        except ModelBrowseError as exc:
+            app.call_from_thread(self._save_failed, str(exc))
+            return
+        except Exception as exc:  # never a traceback, and the edits stay
+            app.call_from_thread(self._save_failed, f"unexpected error: {exc!r}")
+            return
+        app.call_from_thread(self._saved, report)
+
+    def _saved(self, report: SaveReport) -> None:
+        from modelbrowse.core.recipe import recipe_path_for
+
+        app = self._save_app
+        app.saving = False
+        app.refresh_bindings()
+        assert app.history is not None
+        app.history.mark_saved()
+        app.last_save_path = str(report.path)
+        app._refresh_header()
+        recipe = recipe_path_for(report.path).name
+        self._save_status(f"{report.summary()} · and {recipe}", "green")
+
+    def _save_failed(self, message: str) -> None:
+        app = self._save_app
+        app.saving = False
+        app.refresh_bindings()
+        self._save_status(f"not saved: {message}", "bold red")
+        app.notify(message, severity="error", title="not saved")
