@@ -164,3 +164,68 @@ def test_broken_torchvision_is_explained_and_import_paths_still_work(tmp_path: P
     result = run_command("tests/fixtures/models.py:SharedNet", "--print", env=env)
     assert result.returncode == 0, result.stderr
     assert "SharedNet" in result.stdout
+
+
+def saved_shared_net(directory: Path, models_file: Path) -> Path:
+    """A SharedNet with one replace, saved with its recipe, as the app would."""
+    from modelbrowse.core.edits import Replace
+    from modelbrowse.core.recipe import save_edited
+    from modelbrowse.core.sources import resolve_source
+
+    source = resolve_source(f"{models_file}:SharedNet")
+    model = source.build_real(seed=3)
+    edit = Replace("decoder.act", "nn.GELU()")
+    edit.apply(model)
+    save_edited(model, directory / "net.pt", source, 3, [edit])
+    return directory / "net.pt.recipe.json"
+
+
+def test_recipe_replays_without_the_app(tmp_path: Path, models_file: Path) -> None:
+    recipe = saved_shared_net(tmp_path, models_file)
+    result = run_command(
+        f"{models_file}:SharedNet", "--recipe", str(recipe), "--output", str(tmp_path / "o.pt")
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {tmp_path / 'o.pt'} (")
+    assert (tmp_path / "o.pt").read_bytes() == (tmp_path / "net.pt").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("source", "edit_json", "message"),
+    [
+        ("alexnet", None, "the recipe was written for"),
+        (None, ("decoder.act", "decoder.gone"), "step 1 (replace decoder.gone"),
+    ],
+)
+def test_a_recipe_that_does_not_apply_writes_nothing(
+    tmp_path: Path,
+    models_file: Path,
+    source: str | None,
+    edit_json: tuple[str, str] | None,
+    message: str,
+) -> None:
+    recipe = saved_shared_net(tmp_path, models_file)
+    if edit_json is not None:
+        recipe.write_text(recipe.read_text().replace(*edit_json))
+    result = run_command(
+        source or f"{models_file}:SharedNet",
+        "--recipe",
+        str(recipe),
+        "--output",
+        str(tmp_path / "o.pt"),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_recipe_and_output_go_together(tmp_path: Path) -> None:
+    result = run_command("alexnet", "--recipe", str(tmp_path / "r.json"))
+    assert result.returncode == 2
+    assert "--recipe and --output go together" in result.stderr
+
+    result = run_command("alexnet", "--recipe", str(tmp_path / "r.json"), "--output", "o.pt")
+    assert result.returncode == 2
+    assert f"no recipe at {tmp_path / 'r.json'}" in result.stderr

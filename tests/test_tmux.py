@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = [
     pytest.mark.tmux,
@@ -126,7 +127,7 @@ def test_unknown_model_prints_one_line_in_a_real_terminal(
     assert "Traceback" not in screen
 
 
-def test_replace_the_head_and_undo_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
+def test_replace_undo_redo_and_write_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
     status = start(terminal, tmp_path, "alexnet")
     terminal.wait_for("[random init]")
     terminal.keys(":", "classifier.6", "Enter")
@@ -143,5 +144,16 @@ def test_replace_the_head_and_undo_in_a_real_terminal(terminal: Terminal, tmp_pa
     terminal.keys("u")
     screen = terminal.wait_for("61.1M params")
     assert "unsaved" not in screen
+    terminal.keys("C-r")
+    terminal.wait_for("57.0M params")
+
+    terminal.keys("w")
+    terminal.wait_for("write the weights")
+    terminal.keys("Enter")
+    screen = terminal.wait_for("wrote alexnet-edited.pt")
+    assert "unsaved" not in screen
     terminal.keys("q")
     assert wait_for_file(status) == "0"
+
+    state = torch.load(tmp_path / "alexnet-edited.pt", weights_only=True)
+    assert state["classifier.6.weight"].shape == (10, 4096)

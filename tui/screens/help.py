@@ -29,6 +29,7 @@ KEYS: list[tuple[str, str]] = [
     ("a", "insert after it in a Sequential / ModuleList, else add a named child"),
     ("u  ctrl+r", "undo / redo"),
     ("L", "the edit log, in words and as PyTorch code"),
+    ("w", "write the weights (.pt or .safetensors) and the recipe beside them"),
     ("?", "this help"),
     ("q  ctrl+q", "quit"),
 ]
