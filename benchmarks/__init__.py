@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Modules whose import registers figures, in the order their figures are reported.
-FIGURE_MODULES = ("benchmarks.startup",)
+FIGURE_MODULES = ("benchmarks.startup", "benchmarks.save")
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -65,6 +65,7 @@ class Result:
     runs: int = 0
     samples: dict[str, list[float]] = field(default_factory=dict)
     error: str | None = None
+    unit: str = "s"
 
     @property
     def ratio(self) -> float | None:
@@ -103,8 +104,9 @@ class Result:
         return {
             "figure": self.figure,
             "description": self.description,
-            "value_s": self.value,
-            "baseline_s": self.baseline,
+            "value": self.value,
+            "baseline_value": self.baseline,
+            "unit": self.unit,
             "baseline": self.baseline_name,
             "ratio": self.ratio,
             "target": self.target.describe() if self.target else None,
@@ -114,7 +116,7 @@ class Result:
             "pass": self.passed,
             "verdict": self.verdict,
             "runs": self.runs,
-            "samples_s": self.samples,
+            "samples": self.samples,
             "error": self.error,
         }
 

@@ -111,8 +111,10 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} s"
+def _amount(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f} s" if unit == "s" else f"{value:.1f} {unit}"
 
 
 def format_table(results: Sequence[Result]) -> str:
@@ -121,8 +123,8 @@ def format_table(results: Sequence[Result]) -> str:
     rows = [
         (
             r.figure,
-            _seconds(r.value),
-            _seconds(r.baseline),
+            _amount(r.value, r.unit),
+            _amount(r.baseline, r.unit),
             "-" if r.ratio is None else f"{r.ratio:.2f}x",
             r.target.describe() if r.target else "-",
             r.verdict,

@@ -1,0 +1,130 @@
+"""Saving: the app's save path (atomic, fsynced, hashed, verified) against a bare `torch.save`.
+
+Each sample is one fresh process (`benchmarks.save_worker`) that builds the state_dict, then times
+only the save; the three ways of saving run interleaved, round by round, in the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import (
+    BenchmarkError,
+    Context,
+    Result,
+    Sampler,
+    SampleSet,
+    Target,
+    figure,
+    median,
+    ratio_result,
+)
+
+MODES = ("bare", "app", "app-noverify")
+MIB = float(1 << 20)
+
+
+def _save_sampler(model: str, mode: str) -> Sampler:
+    def measure(ctx: Context) -> dict[str, float]:
+        with tempfile.TemporaryDirectory(prefix="modelbrowse-bench-") as directory:
+            target = Path(directory) / f"{model}-{mode}.pt"
+            argv = [sys.executable, "-m", "benchmarks.save_worker", model, mode, str(target)]
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, timeout=ctx.timeout * 5, check=False
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise BenchmarkError(f"`{' '.join(argv)}` did not finish") from exc
+            if done.returncode != 0:
+                raise BenchmarkError(f"`{' '.join(argv)}` failed:\n{done.stderr[-2000:]}")
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+        return {
+            f"{model}.{mode}": figures["seconds"],
+            f"{model}.{mode}.extra_mib": figures["extra"] / MIB,
+            f"{model}.state_mib": figures["state"] / MIB,
+        }
+
+    return Sampler(f"{model}.{mode}", measure, full_only=model == "synthetic")
+
+
+ALEXNET = SampleSet(
+    "save-alexnet", tuple(_save_sampler("alexnet", m) for m in MODES), runs=5, quick_runs=2
+)
+SYNTHETIC = SampleSet(
+    "save-2gib", tuple(_save_sampler("synthetic", m) for m in MODES), runs=3, quick_runs=1
+)
+
+
+def _time_figure(ctx: Context, sample_set: SampleSet, model: str, mode: str) -> Result:
+    verified = mode == "app"
+    return ratio_result(
+        ctx,
+        sample_set,
+        name=f"save_{model}{'' if verified else '_noverify'}",
+        description=f"{model} state_dict: modelbrowse save "
+        f"({'verified' if verified else 'without verification'}; atomic, fsynced, hashed) "
+        "/ bare torch.save",
+        value_key=f"{model}.{mode}",
+        baseline_key=f"{model}.bare",
+        baseline_name="torch.save(model.state_dict(), path)",
+        target=Target(1.5 if verified else 1.1),
+    )
+
+
+def _memory_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
+    """Peak extra anonymous memory of the verified save, as a fraction of the state_dict."""
+    result = Result(
+        f"save_{model}_memory",
+        f"{model}: peak extra anonymous memory during the verified save (MiB) / state_dict size",
+        baseline_name="state_dict size (MiB)",
+        target=Target(0.5),
+    )
+    try:
+        samples = ctx.samples(sample_set)
+    except BenchmarkError as exc:
+        result.error = str(exc)
+        return result
+    extra = samples.get(f"{model}.app.extra_mib")
+    size = samples.get(f"{model}.state_mib")
+    if not extra or not size:
+        result.error = "no samples"
+        return result
+    result.value = max(extra)
+    result.baseline = median(size)
+    result.runs = len(extra)
+    result.unit = "MiB"
+    return result
+
+
+@figure("save_alexnet")
+def save_alexnet(ctx: Context) -> Result:
+    return _time_figure(ctx, ALEXNET, "alexnet", "app")
+
+
+@figure("save_alexnet_noverify")
+def save_alexnet_noverify(ctx: Context) -> Result:
+    return _time_figure(ctx, ALEXNET, "alexnet", "app-noverify")
+
+
+@figure("save_alexnet_memory")
+def save_alexnet_memory(ctx: Context) -> Result:
+    return _memory_figure(ctx, ALEXNET, "alexnet")
+
+
+@figure("save_2gib", quick=False)
+def save_synthetic(ctx: Context) -> Result:
+    return _time_figure(ctx, SYNTHETIC, "synthetic", "app")
+
+
+@figure("save_2gib_noverify", quick=False)
+def save_synthetic_noverify(ctx: Context) -> Result:
+    return _time_figure(ctx, SYNTHETIC, "synthetic", "app-noverify")
+
+
+@figure("save_2gib_memory", quick=False)
+def save_synthetic_memory(ctx: Context) -> Result:
+    return _memory_figure(ctx, SYNTHETIC, "synthetic")
