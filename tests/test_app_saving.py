@@ -159,3 +159,33 @@ async def test_a_failed_save_keeps_the_edits_and_says_why(
         # The user can try again at once, elsewhere.
         await open_save_dialog(pilot)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_the_file_the_model_came_from_needs_two_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_file: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "sharednet-edited.pt"
+    target.write_bytes(b"the original checkpoint")
+    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
+    monkeypatch.setattr(app, "protected_paths", lambda: {target.resolve()})
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await open_save_dialog(pilot)
+        await pilot.press("enter")
+        await wait_for_text(pilot, "is the checkpoint this model was opened from. Replace it?")
+        await pilot.press("y")
+        await wait_for_text(pilot, "with the edited weights? It cannot be undone.")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "cannot be undone" not in squeeze(screen_text(app)))
+        await pilot.pause(0.3)
+        assert target.read_bytes() == b"the original checkpoint"
+
+        await open_save_dialog(pilot)
+        await pilot.press("enter")
+        await wait_for_text(pilot, "is the checkpoint this model was opened from")
+        await pilot.press("y")
+        await wait_for_text(pilot, "It cannot be undone.")
+        await pilot.press("y")
+        await wait_for_text(pilot, "wrote sharednet-edited.pt")
+    assert torch.load(target, weights_only=True)["embed.weight"].shape == (10, 8)
