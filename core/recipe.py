@@ -32,6 +32,7 @@ from modelbrowse.core.sources import Source, resolve_source
 RECIPE_FORMAT = "modelbrowse-recipe"
 RECIPE_VERSION = 1
 RECIPE_SUFFIX = ".recipe.json"
+ALIGNMENT = 64
 
 
 class RecipeError(ModelBrowseError):
@@ -103,7 +104,11 @@ def build_recipe(
 
 def write_recipe(recipe: dict[str, Any], path: Path) -> None:
     text = json.dumps(recipe, indent=2) + "\n"
-    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)
 
 
 def save_edited(
@@ -225,7 +230,7 @@ def load_edited(
     path = Path(path).expanduser()
     recipe = read_recipe(recipe_path_for(path))
     expected = (recipe.get("weights") or {}).get("sha256")
-    if expected and file_sha256(path) != expected:
+    if expected and _sha256_of(path) != expected:
         raise RecipeError(f"{path} is not the file its recipe describes (its sha256 differs)")
     source = resolve_recipe_source(recipe, with_weights=False)
     edits = edits_of(recipe)
@@ -239,6 +244,13 @@ def load_edited(
     return model.to(map_location)
 
 
+def _sha256_of(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise RecipeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def _load_on_meta(
     source: Source, edits: list[Edit], state: dict[str, torch.Tensor]
 ) -> nn.Module | None:
@@ -248,6 +260,9 @@ def _load_on_meta(
         return None
     replay(model, edits, structure_only=True)
     ties = _tied_groups(model)
+    # CPU kernels round differently on data that is not 64-byte aligned (safetensors' mmap can
+    # leave it so); such tensors are copied, the others are taken as they are.
+    state = {k: v.clone() if v.data_ptr() % ALIGNMENT else v for k, v in state.items()}
     _load_strict(model, state, assign=True)
     _restore_ties(model, ties)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):

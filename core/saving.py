@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -97,11 +98,36 @@ def write_atomic(
             os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
         _fsync_directory(path.parent)
-    except OSError as exc:
-        raise SaveError(describe_os_error(path, exc)) from exc
+    except SaveError:
+        raise
+    except Exception as exc:  # a library's own exception may carry the OSError behind it
+        os_error = os_error_in(exc)
+        if os_error is None:
+            raise
+        raise SaveError(describe_os_error(path, os_error)) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind an exception: itself, one in its chain, or one named in its message.
+
+    torch.save masks a failed write with its own RuntimeError ("unexpected pos ..."), with the
+    OSError as its context; safetensors reports "I/O error: ... (os error 28)" in words only.
+    """
+    seen: set[int] = set()
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, OSError):
+            return chain
+        match = re.search(r"\(os error (\d+)\)", str(chain))
+        if match:
+            code = int(match.group(1))
+            return OSError(code, os.strerror(code))
+        chain = chain.__cause__ or chain.__context__
+    return None
 
 
 def _umask() -> int:
@@ -178,7 +204,7 @@ def split_aliases(
     for key, tensor in state.items():
         tensor = tensor.detach()
         ident = _storage_key(tensor)
-        if ident in first_of:
+        if ident in first_of and tensor.numel() > 0:  # every empty tensor sits at address 0
             aliases[key] = first_of[ident]
             continue
         storage = (tensor.device, tensor.untyped_storage().data_ptr())
@@ -195,8 +221,9 @@ def _is_partial_view(tensor: torch.Tensor) -> bool:
     """A view onto part of a larger storage: safetensors would refuse or mis-save it."""
     if tensor.numel() == 0:
         return False
-    return tensor.storage_offset() != 0 or tensor.untyped_storage().nbytes() != (
-        tensor.numel() * tensor.element_size()
+    return bool(
+        tensor.storage_offset() != 0
+        or tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size()
     )
 
 
