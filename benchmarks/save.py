@@ -24,7 +24,7 @@ from benchmarks import (
     ratio_result,
 )
 
-MODES = ("bare", "app", "app-noverify")
+MODES = ("bare", "bare-fsync", "app", "app-noverify")
 MIB = float(1 << 20)
 
 
@@ -75,6 +75,20 @@ def _time_figure(ctx: Context, sample_set: SampleSet, model: str, mode: str) -> 
     )
 
 
+def _fsync_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
+    """For context: the verified save against a torch.save that also waits for the disk."""
+    return ratio_result(
+        ctx,
+        sample_set,
+        name=f"save_{model}_vs_fsynced",
+        description=f"{model} state_dict: modelbrowse save (verified) / torch.save then fsync",
+        value_key=f"{model}.app",
+        baseline_key=f"{model}.bare-fsync",
+        baseline_name="torch.save(state_dict, f); os.fsync(f)",
+        target=Target(1.5, informational=True),
+    )
+
+
 def _memory_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
     """Peak extra anonymous memory of the verified save, as a fraction of the state_dict."""
     result = Result(
@@ -108,6 +122,16 @@ def save_alexnet(ctx: Context) -> Result:
 @figure("save_alexnet_noverify")
 def save_alexnet_noverify(ctx: Context) -> Result:
     return _time_figure(ctx, ALEXNET, "alexnet", "app-noverify")
+
+
+@figure("save_alexnet_vs_fsynced")
+def save_alexnet_vs_fsynced(ctx: Context) -> Result:
+    return _fsync_figure(ctx, ALEXNET, "alexnet")
+
+
+@figure("save_2gib_vs_fsynced", quick=False)
+def save_synthetic_vs_fsynced(ctx: Context) -> Result:
+    return _fsync_figure(ctx, SYNTHETIC, "synthetic")
 
 
 @figure("save_alexnet_memory")

@@ -1,14 +1,15 @@
 """One timed save in a fresh process: `python -m benchmarks.save_worker MODEL MODE PATH`.
 
 MODEL is `alexnet` or `synthetic` (about 2 GiB of float32 in 64 tensors); MODE is `bare`
-(`torch.save(model.state_dict())`), `app` (modelbrowse's save: atomic, fsync, verified) or
-`app-noverify`. Prints one JSON line: seconds, peak extra anonymous memory in bytes during the
-save, and the state_dict's size.
+(`torch.save(model.state_dict())`), `bare-fsync` (the same, then fsync), `app` (modelbrowse's
+save: atomic, fsync, verified) or `app-noverify`. Prints one JSON line: seconds, peak extra
+anonymous memory in bytes during the save, and the state_dict's size.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -57,7 +58,7 @@ def build(model_name: str) -> nn.Module:
 def main(model_name: str, mode: str, path: str) -> None:
     model = build(model_name)
     state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    if mode != "bare":
+    if mode.startswith("app"):
         from modelbrowse.core.saving import save_weights
     before = rss_anon()
     sampler = PeakSampler()
@@ -65,6 +66,11 @@ def main(model_name: str, mode: str, path: str) -> None:
     start = time.perf_counter()
     if mode == "bare":
         torch.save(model.state_dict(), path)
+    elif mode == "bare-fsync":
+        with open(path, "wb") as handle:
+            torch.save(model.state_dict(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
     else:
         save_weights(model, path, verify=mode == "app")
     seconds = time.perf_counter() - start

@@ -11,6 +11,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -90,10 +91,15 @@ def write_atomic(
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        if check is not None:
-            check(tmp)
+        # The fsync waits on the disk and the check on the CPU: they run side by side, and the
+        # file only takes its name once both are done.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            synced = pool.submit(_fsync_file, tmp)
+            try:
+                if check is not None:
+                    check(tmp)
+            finally:
+                synced.result()
         with contextlib.suppress(OSError):
             os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
@@ -128,6 +134,11 @@ def os_error_in(exc: BaseException) -> OSError | None:
             return OSError(code, os.strerror(code))
         chain = chain.__cause__ or chain.__context__
     return None
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _umask() -> int:

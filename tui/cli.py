@@ -15,7 +15,8 @@ PROG = "modelbrowse"
 
 DESCRIPTION = """\
 Browse a PyTorch model in the terminal: a collapsible module tree and a detail pane for every
-parameter and buffer (shape, dtype, device, requires_grad, sharing, statistics)."""
+parameter and buffer (shape, dtype, device, requires_grad, sharing, statistics). Edit it from the
+keyboard, write the weights, and load them back with modelbrowse.core.load_edited."""
 
 EPILOG = """\
 sources:
@@ -28,6 +29,7 @@ examples:
   modelbrowse resnet18 --kw num_classes=10
   modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
   modelbrowse vit_b_16 --print --depth 2
+  modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
 
 Press ? in the app for every key."""
 
@@ -39,6 +41,17 @@ def _version() -> str:
         return version("modelbrowse")
     except PackageNotFoundError:
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, reading the installed version only when asked (it costs an import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"{PROG} {_version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT.recipe.json is written beside them",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version number and exit")
     return parser
 
 
