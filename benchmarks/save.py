@@ -26,6 +26,7 @@ from benchmarks import (
 
 MODES = ("bare", "bare-fsync", "app", "app-noverify")
 MIB = float(1 << 20)
+LABEL = {"alexnet": "alexnet", "synthetic": "2gib"}
 
 
 def _save_sampler(model: str, mode: str) -> Sampler:
@@ -64,7 +65,7 @@ def _time_figure(ctx: Context, sample_set: SampleSet, model: str, mode: str) -> 
     return ratio_result(
         ctx,
         sample_set,
-        name=f"save_{model}{'' if verified else '_noverify'}",
+        name=f"save_{LABEL[model]}{'' if verified else '_noverify'}",
         description=f"{model} state_dict: modelbrowse save "
         f"({'verified' if verified else 'without verification'}; atomic, fsynced, hashed) "
         "/ bare torch.save",
@@ -80,7 +81,7 @@ def _fsync_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
     return ratio_result(
         ctx,
         sample_set,
-        name=f"save_{model}_vs_fsynced",
+        name=f"save_{LABEL[model]}_vs_fsynced",
         description=f"{model} state_dict: modelbrowse save (verified) / torch.save then fsync",
         value_key=f"{model}.app",
         baseline_key=f"{model}.bare-fsync",
@@ -92,7 +93,7 @@ def _fsync_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
 def _memory_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
     """Peak extra anonymous memory of the verified save, as a fraction of the state_dict."""
     result = Result(
-        f"save_{model}_memory",
+        f"save_{LABEL[model]}_memory",
         f"{model}: peak extra anonymous memory during the verified save (MiB) / state_dict size",
         baseline_name="state_dict size (MiB)",
         target=Target(0.5),
