@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 PROG = "modelbrowse"
 
@@ -140,10 +140,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_app(args)
 
 
-def _print_tree(args: argparse.Namespace) -> int:
+def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
+    """Run `work`; any error is one line on stderr and status 2 (a traceback with --debug)."""
     from modelbrowse.core.errors import ModelBrowseError
 
     try:
+        return work()
+    except ModelBrowseError as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc))
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
+
+
+def _print_tree(args: argparse.Namespace) -> int:
+    def print_tree() -> int:
         from modelbrowse.core.arguments import parse_kwargs
         from modelbrowse.core.index import NodeIndex
         from modelbrowse.core.sources import resolve_source
@@ -152,43 +166,29 @@ def _print_tree(args: argparse.Namespace) -> int:
         source = resolve_source(args.source, parse_kwargs(args.kw), args.weights)
         model, _ = source.build_structure()
         text = render_tree_text(NodeIndex(model), depth=args.depth)
-    except ModelBrowseError as exc:
-        if args.debug:
-            traceback.print_exc()
-        return _error(str(exc))
-    except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `modelbrowse x --print | head` is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `modelbrowse x --print | head` is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+    return _guarded(args, print_tree)
 
 
 def _replay(args: argparse.Namespace) -> int:
     """`SOURCE --recipe R.json --output OUT.pt`: the edits again, without the app."""
-    from modelbrowse.core.errors import ModelBrowseError
 
-    try:
+    def replay() -> int:
         from modelbrowse.core.arguments import parse_kwargs
         from modelbrowse.core.recipe import replay_recipe
         from modelbrowse.core.sources import resolve_source
 
         source = resolve_source(args.source, parse_kwargs(args.kw), args.weights)
-        report = replay_recipe(args.recipe, source, args.output)
-    except ModelBrowseError as exc:
-        if args.debug:
-            traceback.print_exc()
-        return _error(str(exc))
-    except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
-    print(report.summary())
-    return 0
+        print(replay_recipe(args.recipe, source, args.output).summary())
+        return 0
+
+    return _guarded(args, replay)
 
 
 def _run_app(args: argparse.Namespace) -> int:
