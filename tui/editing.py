@@ -52,15 +52,19 @@ class EditActions:
             app.notify("move the cursor to a module or tensor first", severity="warning")
         return path
 
-    def _when_real(self, action: Callable[[], None]) -> None:
-        """Run an edit now if tensors are real, else once they are (and say so)."""
+    def _when_real(
+        self,
+        action: Callable[[], None],
+        waiting: str = "initialising weights: the edit is applied when they are ready",
+    ) -> None:
+        """Run an action now if tensors are real, else once they are (and say so)."""
         app = self._app
         if self.history is not None:
             action()
             return
         self._pending.append(action)
         app._ensure_materialising()
-        app.notify("initialising weights: the edit is applied when they are ready")
+        app.notify(waiting)
 
     def _status(self, message: str, style: str = "") -> None:
         self._app.query_one("#status", Static).update(Text(message, style=style))

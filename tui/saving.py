@@ -6,9 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import work
-from textual.widgets import Static
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
@@ -54,9 +52,6 @@ class SaveActions:
     def _save_app(self) -> ModelBrowseApp:
         return self  # type: ignore[return-value]
 
-    def _save_status(self, message: str, style: str = "") -> None:
-        self._save_app.query_one("#status", Static).update(Text(message, style=style))
-
     def action_save(self) -> None:
         app = self._save_app
         if app.index is None or app.source is None:
@@ -96,13 +91,12 @@ class SaveActions:
     def _start_save(self, path: Path) -> None:
         app = self._save_app
         if app.history is None:
-            app._pending.append(lambda: self._start_save(path))
-            app._ensure_materialising()
-            app.notify("initialising weights: the save starts when they are ready")
+            waiting = "initialising weights: the save starts when they are ready"
+            app._when_real(lambda: self._start_save(path), waiting)
             return
         app.saving = True
         app.refresh_bindings()
-        self._save_status(f"writing {path}…")
+        self._save_app._status(f"writing {path}…")
         self._save_worker(path)
 
     @work(thread=True, exclusive=True, group="save")
@@ -117,7 +111,7 @@ class SaveActions:
             percent = int(fraction * 100)
             if percent != shown[0] and percent % 5 == 0:
                 shown[0] = percent
-                app.call_from_thread(self._save_status, f"writing {path}… {percent}%")
+                app.call_from_thread(app._status, f"writing {path}… {percent}%")
 
         try:
             report = save_edited(
@@ -147,11 +141,11 @@ class SaveActions:
         app.last_save_path = str(report.path)
         app._refresh_header()
         recipe = recipe_path_for(report.path).name
-        self._save_status(f"{report.summary()} · and {recipe}", "green")
+        self._save_app._status(f"{report.summary()} · and {recipe}", "green")
 
     def _save_failed(self, message: str) -> None:
         app = self._save_app
         app.saving = False
         app.refresh_bindings()
-        self._save_status(f"not saved: {message}", "bold red")
+        self._save_app._status(f"not saved: {message}", "bold red")
         app.notify(message, severity="error", title="not saved")
