@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,9 @@ from modelbrowse.core.saving import SaveError
 from modelbrowse.tui.app import AppOptions, ModelBrowseApp
 from modelbrowse.tui.cli import main
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.saving_support import sha256
 
 SIZE = (130, 40)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 async def goto(pilot: Pilot[object], path: str) -> None:
