@@ -521,11 +521,6 @@ class AddModule(Edit):
         }
 
 
-EDIT_TYPES: dict[str, type[Edit]] = {
-    cls.op: cls for cls in (SetTrainable, Reinit, Replace, Delete, Insert, AddModule)
-}
-
-
 def iter_code(edits: list[Edit]) -> Iterator[str]:
     for edit in edits:
         yield f"# {edit.describe()}"

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import EDIT_TYPES, Edit, Reinit, SetTrainable
+from modelbrowse.core.edit_types import EDIT_TYPES
+from modelbrowse.core.edits import Edit, Reinit, SetTrainable
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.saving import (
     SaveReport,
@@ -28,6 +29,8 @@ from modelbrowse.core.saving import (
     write_atomic,
 )
 from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.ties import restore_ties, tied_groups
+from modelbrowse.core.weights_tree import tree_from_state_dict
 
 RECIPE_FORMAT = "modelbrowse-recipe"
 RECIPE_VERSION = 1
@@ -56,6 +59,27 @@ def _version() -> str:
 
 def source_record(source: Source, init_seed: int | None) -> dict[str, Any]:
     """The source as the recipe stores it: enough to resolve and build it again."""
+    from modelbrowse.core.checkpoint_source import CheckpointSource
+
+    if isinstance(source, CheckpointSource):
+        options = source.options
+        return {
+            "kind": source.kind,
+            "spec": str(Path(source.spec).expanduser().resolve()),
+            "kwargs": {},
+            "weights": None,
+            "init_seed": init_seed,
+            "reproducible": True,
+            "format": source.loaded.format,
+            "whole_model": source.loaded.module is not None,
+            "arch": source_record(source.arch, init_seed) if source.arch else None,
+            "checkpoint": {
+                "key": options.key,
+                "keep_prefix": options.keep_prefix,
+                "strip_prefix": options.strip_prefix,
+                "trust_pickle": options.trust_pickle,
+            },
+        }
     spec = source.spec
     if source.kind == "import":
         module_part, _, attr = spec.rpartition(":")
@@ -164,8 +188,23 @@ def _kwargs(record: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def resolve_recipe_source(recipe: dict[str, Any], *, with_weights: bool = True) -> Source:
+def resolve_recipe_source(recipe: dict[str, Any], *, with_weights: bool = True) -> Source | None:
+    """The recipe's source again. Without weights (for `load_edited`, whose file holds them),
+    a checkpoint's architecture is enough, and a checkpoint without one needs nothing: None."""
     record = recipe["source"]
+    if record.get("kind") == "checkpoint":
+        arch = record.get("arch")
+        if not with_weights and not record.get("whole_model"):
+            return resolve_recipe_source({"source": arch}, with_weights=False) if arch else None
+        from modelbrowse.core.checkpoints import CheckpointOptions
+
+        options = CheckpointOptions(**(record.get("checkpoint") or {}))
+        arch_spec = str(arch["spec"]) if arch else None
+        kwargs = _kwargs(arch) if arch else {}
+        arch_weights = arch.get("weights") if arch else None
+        return resolve_source(
+            str(record.get("spec", "")), kwargs, arch_weights, arch=arch_spec, checkpoint=options
+        )
     weights = record.get("weights") if with_weights else None
     return resolve_source(str(record.get("spec", "")), _kwargs(record), weights)
 
@@ -235,6 +274,10 @@ def load_edited(
     source = resolve_recipe_source(recipe, with_weights=False)
     edits = edits_of(recipe)
     state = read_weights(path)
+    if source is None:  # a checkpoint edited without an architecture: its keys are the model
+        tree = tree_from_state_dict(state)
+        apply_frozen(tree, recipe["frozen"])
+        return tree.to(map_location)
     model = _load_on_meta(source, edits, state)
     if model is None:
         model = source.build_real(recipe["source"].get("init_seed"))
@@ -259,12 +302,12 @@ def _load_on_meta(
     if not is_meta:
         return None
     replay(model, edits, structure_only=True)
-    ties = _tied_groups(model)
+    ties = tied_groups(model)
     # CPU kernels round differently on data that is not 64-byte aligned (safetensors' mmap can
     # leave it so); such tensors are copied, the others are taken as they are.
     state = {k: v.clone() if v.data_ptr() % ALIGNMENT else v for k, v in state.items()}
     _load_strict(model, state, assign=True)
-    _restore_ties(model, ties)
+    restore_ties(model, ties)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         return None  # non-persistent buffers have no values in the file: build for real
     return model
@@ -277,27 +320,6 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, assign: bo
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[1:3]) or first[0]
         raise RecipeError(f"the weights do not fit the rebuilt model: {detail}") from exc
-
-
-def _tied_groups(model: nn.Module) -> list[list[str]]:
-    """Names of parameters and buffers that are one object under several names."""
-    by_id: dict[int, list[str]] = {}
-    for name, tensor in [
-        *model.named_parameters(remove_duplicate=False),
-        *model.named_buffers(remove_duplicate=False),
-    ]:
-        by_id.setdefault(id(tensor), []).append(name)
-    return [names for names in by_id.values() if len(names) > 1]
-
-
-def _restore_ties(model: nn.Module, groups: list[list[str]]) -> None:
-    """`assign=True` gives each name its own tensor; put the shared ones back together."""
-    for first, *others in groups:
-        owner_path, _, attr = first.rpartition(".")
-        tensor = getattr(model.get_submodule(owner_path), attr)
-        for other in others:
-            other_path, _, other_attr = other.rpartition(".")
-            setattr(model.get_submodule(other_path), other_attr, tensor)
 
 
 # --- headless --------------------------------------------------------------------------------

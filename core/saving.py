@@ -21,7 +21,7 @@ from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
 
-FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
+FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
 CHUNK = 1 << 20
 
@@ -58,7 +58,7 @@ def format_for(path: str | os.PathLike[str]) -> str:
     if suffix not in FORMATS:
         raise SaveError(
             f"{Path(path).name}: unknown extension '{suffix or '(none)'}'; "
-            "use .pt, .pth or .safetensors"
+            "use .pt, .pth, .bin, .ckpt or .safetensors"
         )
     return FORMATS[suffix]
 

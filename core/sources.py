@@ -18,13 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
+
+if TYPE_CHECKING:
+    from modelbrowse.core.checkpoints import CheckpointOptions
 
 _TORCHVISION_FIX = (
     "torchvision does not work with the installed torch ({reason}); install builds that match, "
@@ -198,13 +201,27 @@ def _build_on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
 
 
 def resolve_source(
-    spec: str, kwargs: dict[str, Any] | None = None, weights: str | None = None
+    spec: str,
+    kwargs: dict[str, Any] | None = None,
+    weights: str | None = None,
+    *,
+    arch: str | None = None,
+    checkpoint: CheckpointOptions | None = None,
 ) -> Source:
-    """Resolve a command-line source: `alexnet`, `pkg.module:attr` or `./net.py:Net`."""
+    """Resolve a command-line source: `alexnet`, `pkg.module:attr`, `./net.py:Net`, or a
+    checkpoint file or folder (optionally loaded into the architecture `arch`)."""
+    from modelbrowse.core.checkpoints import looks_like_path
+
     kwargs = dict(kwargs or {})
     spec = spec.strip()
     if not spec:
         raise SourceError("no model given")
+    if looks_like_path(spec):
+        from modelbrowse.core.checkpoint_source import resolve_checkpoint
+
+        return resolve_checkpoint(spec, kwargs, weights, arch, checkpoint)
+    if arch is not None:
+        raise UsageError("--arch applies to a checkpoint file or folder")
     if ":" in spec:
         if weights is not None:
             raise UsageError("--weights applies to torchvision models only")

@@ -6,6 +6,22 @@ from modelbrowse.core.index import NodeIndex, NodeKind
 from modelbrowse.core.units import human_bytes, human_count, printable
 
 
+def render_source_info(source: object) -> str:
+    """What a checkpoint holds besides the tree (format, epoch, optimizer, metadata) and how it
+    fits an architecture; empty for other sources."""
+    rows: list[tuple[str, str]] = list(getattr(source, "info", []))
+    if not rows:
+        return ""
+    width = max(len(printable(label)) for label, _ in rows)
+    lines = [f"{printable(label):<{width}}  {printable(value)}" for label, value in rows]
+    for warning in getattr(source, "warnings", []):
+        lines.append(f"warning: {printable(warning)}")
+    fit = getattr(source, "fit", None)
+    if (fit is not None and not fit.fits) or (fit is not None and fit.casts):
+        lines += ["", *fit.lines()]
+    return "\n".join(lines) + "\n\n"
+
+
 def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
     """One line per module (path, class, parameters), indented by depth, then the totals."""
     rows: list[tuple[str, str, str, str]] = []

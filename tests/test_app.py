@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from modelbrowse.tui.app import ModelBrowseApp
+from modelbrowse.tui.options import AppOptions
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 
 SIZE = (120, 40)

@@ -8,7 +8,8 @@ import torch
 import torchvision
 from textual.pilot import Pilot
 
-from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from modelbrowse.tui.app import ModelBrowseApp
+from modelbrowse.tui.options import AppOptions
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 
 SIZE = (130, 40)

@@ -10,8 +10,9 @@ from textual.pilot import Pilot
 
 from modelbrowse.core.recipe import load_edited, read_recipe
 from modelbrowse.core.saving import SaveError
-from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.cli import main
+from modelbrowse.tui.options import AppOptions
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 from tests.saving_support import sha256
 
@@ -110,7 +111,7 @@ async def test_an_existing_file_needs_y(
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("weights.txt", "unknown extension '.txt'; use .pt, .pth or .safetensors"),
+        ("weights.txt", "unknown extension '.txt'; use .pt, .pth, .bin, .ckpt or .safetensors"),
         ("no/such/dir/w.pt", "the directory no/such/dir does not exist"),
         ("adir", "adir is a directory"),
         ("", "type a path for the weights"),

@@ -11,8 +11,8 @@ import torch
 import torchvision
 from torch import nn
 
+from modelbrowse.core.edit_types import EDIT_TYPES
 from modelbrowse.core.edits import (
-    EDIT_TYPES,
     AddModule,
     Delete,
     Edit,

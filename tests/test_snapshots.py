@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.pilot import Pilot
 
-from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+from modelbrowse.tui.app import ModelBrowseApp
+from modelbrowse.tui.options import AppOptions
 from tests.app_support import wait_for, wait_for_text, wait_loaded
 
 

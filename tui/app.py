@@ -7,7 +7,6 @@ built on `meta` first and materialised afterwards without blocking a key.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,6 +20,7 @@ from textual.widgets import Footer, Input, Static, Tree
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import human_count, printable
 from modelbrowse.tui.editing import EditActions
+from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
@@ -45,18 +45,6 @@ PROMPT_ACTIONS = frozenset({"goto", "filter"})
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
-
-
-@dataclass
-class AppOptions:
-    """What the command line asked for; parsed further once torch is imported."""
-
-    source: str
-    kw: list[str] = field(default_factory=list)
-    weights: str | None = None
-    input_shape: str | None = None
-    debug: bool = False
-    seed: int | None = None
 
 
 class ModelBrowseApp(EditActions, SaveActions, App[None]):
@@ -104,6 +92,7 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         self.last_save_path: str | None = None
         self.shape_status = ""
         self.shape_failed = False
+        self.header_warning = ""
         self._pending = []
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -119,7 +108,8 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
 
     def protected_paths(self) -> set[Path]:
         """Files the model was opened from: overwriting them takes a second confirmation."""
-        return set()
+        files = getattr(self.source, "files", None) or []
+        return {Path(f).resolve() for f in files}
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -145,14 +135,10 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
         try:
-            from modelbrowse.core.arguments import parse_kwargs
             from modelbrowse.core.index import NodeIndex
-            from modelbrowse.core.sources import resolve_source
 
             self.call_from_thread(self.query_one(ModelHeader).show_loading, "building model")
-            source = resolve_source(
-                self.options.source, parse_kwargs(self.options.kw), self.options.weights
-            )
+            source = self.options.resolve()
             from modelbrowse.core.edits import new_seed
 
             if self.init_seed is None:
@@ -184,10 +170,24 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
             self.materialise()
         else:
             self.state = f"structure only: values load when needed ({human_count(params)} params)"
+        self._show_source_info(source)
         self._refresh_header()
         tree = self.query_one(ModuleTree)
         tree.load(index)
         self._show_detail("")
+
+    def _show_source_info(self, source: Source) -> None:
+        """A checkpoint's information and load report go below the root's details."""
+        fit = getattr(source, "fit", None)
+        report = fit.lines() if fit is not None and (not fit.fits or fit.casts) else []
+        warnings: list[str] = list(getattr(source, "warnings", []))
+        self.query_one(DetailPane).set_source_info(
+            list(getattr(source, "info", [])), report, warnings
+        )
+        if warnings:
+            self.header_warning = warnings[0]
+        if fit is not None and not fit.fits:
+            self.notify(f"{fit.summary()}: the root's details list them", severity="warning")
 
     @work(thread=True, exclusive=True, group="materialise")
     def materialise(self) -> None:
@@ -241,7 +241,7 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         if self.shape_failed:
             shape = f"shape check failed: {shape}"
         self.query_one(ModelHeader).show_index(
-            self.index, self.state, unsaved, shape, self.shape_failed
+            self.index, self.state, unsaved, shape, self.shape_failed, self.header_warning
         )
 
     # --- the detail pane -------------------------------------------------------------------

@@ -10,6 +10,10 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelbrowse.tui.options import AppOptions
 
 PROG = "modelbrowse"
 
@@ -110,6 +114,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --recipe: where the weights go (.pt, .pth or .safetensors); "
         "OUT.recipe.json is written beside them",
     )
+    checkpoints = parser.add_argument_group("checkpoint files and folders")
+    checkpoints.add_argument(
+        "--arch",
+        metavar="SOURCE",
+        help="load the checkpoint into this architecture (any model source) with strict=False "
+        "and report missing, unexpected and mismatched keys",
+    )
+    checkpoints.add_argument(
+        "--key",
+        metavar="NAME",
+        help="the entry of a training checkpoint that holds the weights (found by itself "
+        "when it is state_dict, model, ema, ...); dotted for nested dicts",
+    )
+    checkpoints.add_argument(
+        "--keep-prefix",
+        action="store_true",
+        help="keep a 'module.' (DataParallel/DDP) or '_orig_mod.' prefix on every key",
+    )
+    checkpoints.add_argument(
+        "--strip-prefix",
+        metavar="PREFIX",
+        help="keep only the keys under PREFIX (backbone.), without it",
+    )
+    checkpoints.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a file that holds pickled Python objects (a whole model). This runs code "
+        "from the file: only for files you trust",
+    )
+    checkpoints.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="where the tensors go: cpu (the default, for files saved on a GPU too) or cuda:N",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     parser.add_argument("--version", action=_VersionAction, help="show the version number and exit")
     return parser
@@ -156,16 +194,33 @@ def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
         return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
 
 
+def _options(args: argparse.Namespace) -> AppOptions:
+    from modelbrowse.tui.options import AppOptions
+
+    return AppOptions(
+        source=args.source,
+        kw=list(args.kw),
+        weights=args.weights,
+        input_shape=args.input_shape,
+        debug=args.debug,
+        seed=args.seed,
+        arch=args.arch,
+        key=args.key,
+        keep_prefix=args.keep_prefix,
+        strip_prefix=args.strip_prefix,
+        trust_pickle=args.trust_pickle,
+        device=args.device,
+    )
+
+
 def _print_tree(args: argparse.Namespace) -> int:
     def print_tree() -> int:
-        from modelbrowse.core.arguments import parse_kwargs
         from modelbrowse.core.index import NodeIndex
-        from modelbrowse.core.sources import resolve_source
-        from modelbrowse.core.text_tree import render_tree_text
+        from modelbrowse.core.text_tree import render_source_info, render_tree_text
 
-        source = resolve_source(args.source, parse_kwargs(args.kw), args.weights)
+        source = _options(args).resolve()
         model, _ = source.build_structure()
-        text = render_tree_text(NodeIndex(model), depth=args.depth)
+        text = render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth)
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -180,11 +235,9 @@ def _replay(args: argparse.Namespace) -> int:
     """`SOURCE --recipe R.json --output OUT.pt`: the edits again, without the app."""
 
     def replay() -> int:
-        from modelbrowse.core.arguments import parse_kwargs
         from modelbrowse.core.recipe import replay_recipe
-        from modelbrowse.core.sources import resolve_source
 
-        source = resolve_source(args.source, parse_kwargs(args.kw), args.weights)
+        source = _options(args).resolve()
         print(replay_recipe(args.recipe, source, args.output).summary())
         return 0
 
@@ -192,17 +245,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run_app(args: argparse.Namespace) -> int:
-    from modelbrowse.tui.app import AppOptions, ModelBrowseApp
+    from modelbrowse.tui.app import ModelBrowseApp
 
-    options = AppOptions(
-        source=args.source,
-        kw=list(args.kw),
-        weights=args.weights,
-        input_shape=args.input_shape,
-        debug=args.debug,
-        seed=args.seed,
-    )
-    app = ModelBrowseApp(options)
+    app = ModelBrowseApp(_options(args))
     app.run()
     if app.error_message:
         return _error(app.error_message)

@@ -66,6 +66,17 @@ class EditActions:
         app._ensure_materialising()
         app.notify(waiting)
 
+    def _weights_only(self, what: str) -> bool:
+        """A checkpoint without an architecture: only tensor re-inits and key deletes apply."""
+        if not getattr(self._app.source, "weights_only", False):
+            return False
+        self._app.notify(
+            f"{what} needs the architecture: open the checkpoint with --arch NAME "
+            "(without it: i re-initialises a tensor, d deletes keys)",
+            severity="warning",
+        )
+        return True
+
     def _status(self, message: str, style: str = "") -> None:
         self._app.query_one("#status", Static).update(Text(message, style=style))
 
@@ -129,7 +140,7 @@ class EditActions:
 
     def action_freeze(self) -> None:
         path = self._cursor()
-        if path is None:
+        if path is None or self._weights_only("freezing"):
             return
 
         def freeze() -> None:
@@ -154,6 +165,8 @@ class EditActions:
             return
         app = self._app
         assert app.index is not None
+        if app.index.node(path).is_module and self._weights_only("re-initialising a module"):
+            return
         schemes = SCHEME_NAMES if app.index.node(path).is_module else list(SCHEMES)
 
         def chosen(answer: ReinitAnswer | None) -> None:
@@ -175,7 +188,7 @@ class EditActions:
         from modelbrowse.core.specs import constructor_text
 
         path = self._cursor()
-        if path is None:
+        if path is None or self._weights_only("replacing"):
             return
         app = self._app
         assert app.index is not None
@@ -209,6 +222,14 @@ class EditActions:
             return
         app = self._app
         assert app.index is not None
+        if getattr(app.source, "weights_only", False):
+            from modelbrowse.core.weight_edits import DeleteKeys
+
+            if not path:
+                app.notify("the root cannot be deleted", severity="warning")
+                return
+            self._when_real(lambda: self._apply(DeleteKeys(path)))
+            return
         if not app.index.node(path).is_module:
             app.notify("delete acts on modules (it puts nn.Identity() there)", severity="warning")
             return
@@ -221,7 +242,7 @@ class EditActions:
         from modelbrowse.core.edits import AddModule, Insert, child_name_problem
 
         path = self._cursor()
-        if path is None:
+        if path is None or self._weights_only("inserting"):
             return
         app = self._app
         assert app.index is not None

@@ -16,8 +16,16 @@ if TYPE_CHECKING:
     from modelbrowse.tui.app import ModelBrowseApp
 
 
-def default_save_name(source_spec: str) -> str:
-    """`alexnet` -> `alexnet-edited.pt`; `pkg.models:Net` -> `net-edited.pt`."""
+def default_save_name(source_spec: str, kind: str = "") -> str:
+    """`alexnet` -> `alexnet-edited.pt`; `pkg.models:Net` -> `net-edited.pt`; a checkpoint
+    `runs/best.pth` -> `runs/best-edited.pth`, beside it and in its format."""
+    if kind == "checkpoint":
+        path = Path(source_spec).expanduser()
+        suffix = path.suffix.lower() if path.is_file() else ".safetensors"
+        if suffix not in (".pt", ".pth", ".bin", ".ckpt", ".safetensors"):
+            suffix = ".pt"
+        name = path.stem if path.is_file() else path.name
+        return str(path.with_name(f"{name or 'model'}-edited{suffix}"))
     name = source_spec.rpartition(":")[2] or source_spec
     name = Path(name).stem or "model"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.lower())
@@ -57,7 +65,7 @@ class SaveActions:
         if app.index is None or app.source is None:
             app.notify("the model is still loading", severity="warning")
             return
-        default = app.last_save_path or default_save_name(app.source.spec)
+        default = app.last_save_path or default_save_name(app.source.spec, app.source.kind)
         app.push_screen(
             PathDialog("write the weights (and the recipe beside them)", default, path_problem),
             self._path_chosen,

@@ -193,8 +193,30 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
     return Group(*parts)
 
 
+def source_renderable(
+    rows: list[tuple[str, str]], report: list[str], warnings: list[str]
+) -> RenderableType:
+    """What a checkpoint holds besides its tensors, and how it fit the architecture."""
+    parts: list[RenderableType] = [Text(""), Text("checkpoint", style="bold")]
+    parts.append(_fields([(printable(k), printable(v, limit=400)) for k, v in rows]))
+    for warning in warnings:
+        parts.append(Text(f"⚠ {printable(warning)}", style="bold yellow"))
+    if report:
+        parts += [Text(""), Text("load report", style="bold")]
+        parts.append(Text("\n".join(printable(line, limit=400) for line in report)))
+    return Group(*parts)
+
+
 class DetailPane(VerticalScroll):
     """Shows one node: a module's summary or a tensor's properties and statistics."""
+
+    source_info: RenderableType | None = None
+
+    def set_source_info(
+        self, rows: list[tuple[str, str]], report: list[str], warnings: list[str]
+    ) -> None:
+        """Shown below the root's details (a checkpoint's epoch, metadata, load report)."""
+        self.source_info = source_renderable(rows, report, warnings) if rows else None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("loading…", style="italic"), id="detail-body")
@@ -207,6 +229,8 @@ class DetailPane(VerticalScroll):
     def show_node(self, index: NodeIndex, path: str) -> None:
         node = index.node(path)
         body = module_renderable(index, node) if node.is_module else tensor_renderable(index, node)
+        if not path and self.source_info is not None:
+            body = Group(body, self.source_info)
         self.query_one("#detail-body", Static).update(body)
         self.query_one("#detail-stats", Static).update("")
         self.scroll_home(animate=False)

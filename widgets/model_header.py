@@ -69,6 +69,7 @@ class ModelHeader(Static):
         unsaved: int = 0,
         shape: str = "",
         shape_failed: bool = False,
+        warning: str = "",
     ) -> None:
         totals = index.totals()
         counts = Text(f"{human_count(totals.params)} params", style="green")
@@ -84,4 +85,6 @@ class ModelHeader(Static):
             items.append(Text(shape, style="bold red" if shape_failed else "cyan"))
         if state:
             items.append(Text(f"[{state}]", style="italic yellow"))
+        if warning:
+            items.append(Text(f"⚠ {printable(warning)}", style="bold red"))
         self._show(items)

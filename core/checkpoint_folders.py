@@ -1,0 +1,174 @@
+"""Checkpoint folders: Hugging Face model folders, `torch.distributed.checkpoint`, single files."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelbrowse.core.checkpoints import (
+    CHECKPOINT_SUFFIXES,
+    WEIGHTS_KEYS,
+    Checkpoint,
+    CheckpointOptions,
+    open_file,
+    open_safetensors,
+)
+from modelbrowse.core.errors import SourceError
+
+_HF_CONFIG_FIELDS = (
+    "model_type",
+    "architectures",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+    "torch_dtype",
+    "tie_word_embeddings",
+)
+
+
+def open_folder(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
+    if (path / ".metadata").is_file():
+        return open_distributed(path, options, map_location)
+    weights = hf_weight_files(path)
+    if weights:
+        checkpoint = _open_weight_files(weights, options, map_location)
+        checkpoint.format = f"Hugging Face folder ({checkpoint.format})"
+        config = path / "config.json"
+        if config.is_file():
+            checkpoint.info[:0] = describe_hf_config(config)
+            checkpoint.files.append(config)
+        return checkpoint
+    candidates = sorted(
+        p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES)
+    )
+    if len(candidates) == 1:
+        return open_file(candidates[0], options, map_location)
+    if candidates:
+        names = ", ".join(p.name for p in candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+        raise SourceError(f"{path} holds several checkpoints ({names}); open one of them")
+    raise SourceError(
+        f"{path} is a directory without a model (no config.json with weights, "
+        "no torch.distributed.checkpoint .metadata, no checkpoint file)"
+    )
+
+
+def hf_weight_files(folder: Path) -> list[Path]:
+    """The weight files of a Hugging Face folder, shards in index order; [] when there are none."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = folder / index_name
+        if index.is_file():
+            return _shards_from_index(index)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return [folder / name]
+    if (folder / "config.json").is_file():
+        return sorted(folder.glob("*.safetensors"))
+    return []
+
+
+def _shards_from_index(index: Path) -> list[Path]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = list(dict.fromkeys(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise SourceError(f"{index} is not a weights index (no weight_map)") from None
+    files = [index.parent / name for name in names]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise SourceError(f"{index.name} names shards that are missing: {', '.join(missing[:3])}")
+    return files
+
+
+def _open_weight_files(
+    files: list[Path], options: CheckpointOptions, map_location: str
+) -> Checkpoint:
+    if all(f.suffix == ".safetensors" for f in files):
+        return open_safetensors(files, map_location)
+    checkpoint = open_file(files[0], options, map_location)
+    for shard in files[1:]:
+        checkpoint.tensors.update(open_file(shard, options, map_location).tensors)
+    checkpoint.files = list(files)
+    return checkpoint
+
+
+def describe_hf_config(config: Path) -> list[tuple[str, str]]:
+    try:
+        data: Any = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [("config.json", "unreadable")]
+    if not isinstance(data, dict):
+        return [("config.json", "not a JSON object")]
+    rows = []
+    for name in _HF_CONFIG_FIELDS:
+        if name in data:
+            value = data[name]
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            rows.append((f"config {name}", text))
+    return rows
+
+
+# --- torch.distributed.checkpoint ------------------------------------------------------------
+
+
+def open_distributed(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
+    """Tree and shapes from the metadata; data is read later with `dcp.load`."""
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
+    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
+
+    try:
+        metadata = FileSystemReader(str(path)).read_metadata()
+    except Exception as exc:
+        raise SourceError(f"cannot read {path} (torch.distributed.checkpoint): {exc}") from None
+    checkpoint = Checkpoint(path, "torch.distributed.checkpoint", files=sorted(path.iterdir()))
+    skipped = []
+    for key, entry in metadata.state_dict_metadata.items():
+        if isinstance(entry, TensorStorageMetadata):
+            checkpoint.tensors[key] = torch.empty(
+                entry.size, dtype=entry.properties.dtype, device="meta"
+            )
+        elif isinstance(entry, BytesStorageMetadata):
+            skipped.append(key)
+    if skipped:
+        checkpoint.info.append(("non-tensor entries", ", ".join(skipped[:8])))
+    shapes = {key: (t.shape, t.dtype) for key, t in checkpoint.tensors.items()}
+
+    def load_data(keys: list[str]) -> dict[str, torch.Tensor]:
+        state = {key: torch.empty(shapes[key][0], dtype=shapes[key][1]) for key in keys}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "no process group": fine for reading on one process
+            from torch.distributed.checkpoint.state_dict_loader import load
+
+            load(state, checkpoint_id=str(path))
+        return {key: value.to(map_location) for key, value in state.items()}
+
+    checkpoint.load_data = load_data
+    _choose_group(checkpoint, options.key)
+    return checkpoint
+
+
+def _choose_group(checkpoint: Checkpoint, key: str | None) -> None:
+    """A distributed checkpoint of `model.*` and `optim.*` keys: the weights are `model.*`."""
+    groups = list(dict.fromkeys(k.partition(".")[0] for k in checkpoint.tensors))
+    if key is not None:
+        if key not in groups:
+            raise SourceError(
+                f"--key {key!r}: {checkpoint.path} has no such entry "
+                f"(it has: {', '.join(groups[:12])})"
+            )
+        chosen = key
+    else:
+        found = [g for g in WEIGHTS_KEYS if g in groups]
+        if len(groups) < 2 or not found:
+            return
+        chosen = found[0]
+    prefix = chosen + "."
+    checkpoint.rename({k: k[len(prefix) :] for k in checkpoint.tensors if k.startswith(prefix)})
+    checkpoint.info.insert(0, ("weights from", f"{chosen!r}"))
+    others = [g for g in groups if g != chosen]
+    if others:
+        checkpoint.info.append(("other entries", ", ".join(others)))

@@ -1,0 +1,162 @@
+"""A checkpoint as a model source: its weights as a tree, or loaded into an architecture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelbrowse.core.checkpoints import Checkpoint, CheckpointOptions, open_checkpoint
+from modelbrowse.core.errors import SourceError
+from modelbrowse.core.fit import FitReport, fit_report
+from modelbrowse.core.sources import Source
+from modelbrowse.core.ties import restore_ties, tied_groups
+from modelbrowse.core.weights_tree import tree_from_state_dict
+
+
+@dataclass
+class CheckpointSource(Source):
+    """`modelbrowse best.pth [--arch resnet50]`."""
+
+    checkpoint: Checkpoint | None = None
+    arch: Source | None = None
+    options: CheckpointOptions = field(default_factory=CheckpointOptions)
+    fit: FitReport | None = None
+
+    @property
+    def loaded(self) -> Checkpoint:
+        assert self.checkpoint is not None
+        return self.checkpoint
+
+    @property
+    def files(self) -> list[Path]:
+        """The files the model was read from (overwriting one asks twice)."""
+        return list(self.loaded.files)
+
+    @property
+    def info(self) -> list[tuple[str, str]]:
+        rows = [("format", self.loaded.format), *self.loaded.info]
+        if self.fit is not None:
+            rows.insert(1, ("fit", self.fit.summary()))
+        if self.weights_only:
+            rows.append(("tensor kinds", "parameter or buffer guessed from the names"))
+        return rows
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.loaded.warnings)
+
+    @property
+    def weights_only(self) -> bool:
+        """Opened without an architecture: only weight edits make sense."""
+        return self.arch is None and self.loaded.module is None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "kind": self.kind,
+            "arch": self.arch.describe() if self.arch else None,
+        }
+
+    def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:
+        checkpoint = self.loaded
+        if self.arch is None:
+            if checkpoint.module is not None:
+                return checkpoint.module, False
+            return tree_from_state_dict(checkpoint.tensors), checkpoint.load_data is not None
+        model, is_meta = self.arch.build_structure(seed)
+        self._check_fit(model)
+        if not is_meta:
+            self._load_into(model)
+            return model, False
+        if checkpoint.load_data is None and _assign_matching(model, checkpoint.tensors, self._fit):
+            return model, False
+        return model, True
+
+    def build_real(self, seed: int | None = None) -> nn.Module:
+        checkpoint = self.loaded
+        if self.arch is None:
+            if checkpoint.module is not None:
+                return checkpoint.module
+            return tree_from_state_dict(checkpoint.read_all())
+        model = self.arch.build_real(seed)
+        self._check_fit(model)
+        self._load_into(model)
+        return model
+
+    @property
+    def _fit(self) -> FitReport:
+        assert self.fit is not None
+        return self.fit
+
+    def _check_fit(self, model: nn.Module) -> None:
+        if self.fit is not None:
+            return
+        assert self.arch is not None
+        report = fit_report(self.arch.label, model.state_dict(), self.loaded.tensors)
+        if not report.loaded:
+            hint = f"; {report.prefix_hint.removeprefix('hint: ')}" if report.prefix_hint else ""
+            raise SourceError(
+                f"none of the {len(self.loaded.tensors)} tensors in {self.loaded.path} "
+                f"fit {self.arch.label}{hint}"
+            )
+        self.fit = report
+
+    def _load_into(self, model: nn.Module) -> None:
+        """Copy the tensors that fit; the rest stay as initialised."""
+        state = self.loaded.read_all()
+        chosen = {key: state[key] for key in self._fit.loaded}
+        model.load_state_dict(chosen, strict=False)
+
+
+def _assign_matching(model: nn.Module, tensors: dict[str, torch.Tensor], fit: FitReport) -> bool:
+    """Take the file's tensors into a meta model without copying; True when nothing is left on
+    meta (else the model needs a real build: missing keys, mismatches, non-persistent buffers)."""
+    if not fit.fits:
+        return False
+    expected = model.state_dict()
+    ties = tied_groups(model)
+    state = {}
+    for key in fit.loaded:
+        tensor = tensors[key]
+        if tensor.dtype != expected[key].dtype:
+            tensor = tensor.to(expected[key].dtype)  # what load_state_dict's copy would do
+        state[key] = tensor
+    model.load_state_dict(state, strict=False, assign=True)
+    restore_ties(model, ties)
+    return not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+
+
+def resolve_checkpoint(
+    spec: str,
+    kwargs: dict[str, Any],
+    weights: str | None,
+    arch: str | None,
+    options: CheckpointOptions | None,
+) -> CheckpointSource:
+    """Open the file or folder now (headers only); the architecture, if any, is resolved too."""
+    from modelbrowse.core.sources import resolve_source
+
+    options = options or CheckpointOptions()
+    arch_source = resolve_source(arch, kwargs, weights) if arch else None
+    if arch_source is None and kwargs:
+        raise SourceError("--kw applies to an architecture: add --arch NAME for the checkpoint")
+    checkpoint = open_checkpoint(spec, options)
+    if arch_source is not None and checkpoint.module is not None:
+        raise SourceError(
+            f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
+        )
+    label = Path(spec).name + (f" into {arch_source.label}" if arch_source else "")
+    return CheckpointSource(
+        spec=spec,
+        kind="checkpoint",
+        label=label,
+        builder=lambda: None,
+        default_input=arch_source.default_input if arch_source else None,
+        checkpoint=checkpoint,
+        arch=arch_source,
+        options=options,
+    )

@@ -1,0 +1,464 @@
+"""Checkpoint files and folders: find the weights, load them lazily, and say what else is there.
+
+Every `.pt` load is `weights_only=True` unless the user passed `--trust-pickle`; data is
+memory-mapped (torch's `mmap=True`, safetensors' `safe_open`), so opening reads headers only and a
+tensor's bytes are read when something looks at them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.file_kinds import FileKind, sniff
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
+# Where training scripts keep the weights, most specific first.
+WEIGHTS_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model_state",
+    "model",
+    "module",
+    "net",
+    "network",
+    "weights",
+    "params",
+    "ema",
+    "model_ema",
+    "state_dict_ema",
+    "ema_state_dict",
+)
+# Prefixes that wrappers add to every key: DataParallel/DDP, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_INFO_VALUE_LIMIT = 120
+
+
+@dataclass
+class CheckpointOptions:
+    """How to open a checkpoint: the command line's `--key`, `--keep-prefix`, ... flags."""
+
+    key: str | None = None
+    keep_prefix: bool = False
+    strip_prefix: str | None = None
+    trust_pickle: bool = False
+    device: str | None = None
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file or folder holds."""
+
+    path: Path
+    format: str
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    module: nn.Module | None = None  # TorchScript, or a trusted pickled model
+    info: list[tuple[str, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # For formats whose tensors start on `meta` (distributed checkpoints): reads the data of
+    # the named keys (as the file names them, see `original_key`).
+    load_data: Callable[[list[str]], dict[str, torch.Tensor]] | None = None
+    # Shown key -> the key in the file, for the keys a prefix was stripped from.
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    def original_key(self, key: str) -> str:
+        return self.renamed.get(key, key)
+
+    def rename(self, renamed: dict[str, str]) -> None:
+        """Keep only the keys in `renamed` (old -> new), in order, under their new names."""
+        self.tensors = {new: self.tensors[old] for old, new in renamed.items()}
+        self.renamed = {new: self.original_key(old) for old, new in renamed.items()}
+
+    def read_all(self) -> dict[str, torch.Tensor]:
+        """Every tensor with data: what `tensors` holds, or what `load_data` reads."""
+        if self.load_data is None:
+            return self.tensors
+        keys = list(self.tensors)
+        data = self.load_data([self.original_key(k) for k in keys])
+        return {key: data[self.original_key(key)] for key in keys}
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether a source names a file or folder rather than a zoo model or an import path."""
+    if os.path.exists(spec):
+        return True
+    attr = spec.rpartition(":")[2]
+    if ":" in spec and attr and all(part.isidentifier() for part in attr.split(".")):
+        return False  # package.module:attr or ./file.py:attr
+    return spec.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in spec or spec.startswith("~")
+
+
+def open_checkpoint(spec: str, options: CheckpointOptions | None = None) -> Checkpoint:
+    """Open a checkpoint file or folder; every problem is a SourceError of one line."""
+    options = options or CheckpointOptions()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"no such file or directory: {spec}")
+    map_location = _map_location(options.device)
+    if path.is_dir():
+        from modelbrowse.core.checkpoint_folders import open_folder
+
+        checkpoint = open_folder(path, options, map_location)
+    else:
+        checkpoint = open_file(path, options, map_location)
+    checkpoint.path = path
+    if checkpoint.module is None:
+        _strip_wrapper_prefix(checkpoint, options.keep_prefix)
+        if options.strip_prefix:
+            _strip_prefix(checkpoint, options.strip_prefix)
+        if not checkpoint.tensors:
+            raise SourceError(f"{spec} holds no tensors")
+    return checkpoint
+
+
+def _map_location(device: str | None) -> str:
+    if device is None or device == "cpu":
+        return "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return str(parsed)
+
+
+# --- single files ----------------------------------------------------------------------------
+
+
+def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
+    kind = sniff(path)
+    if kind is FileKind.SAFETENSORS:
+        return open_safetensors([path], map_location)
+    if kind is FileKind.TORCHSCRIPT:
+        return _open_torchscript(path, map_location)
+    if kind is FileKind.PICKLE:
+        raise SourceError(f"{path} is a plain Python pickle, not a torch checkpoint")
+    loaded = _torch_load(path, kind, options, map_location)
+    checkpoint = Checkpoint(
+        path, "torch (legacy format)" if kind is FileKind.TORCH_LEGACY else "torch"
+    )
+    checkpoint.files = [path]
+    if options.trust_pickle:
+        checkpoint.warnings.append("trusted pickle: loading this file ran code from it")
+    if isinstance(loaded, nn.Module):
+        checkpoint.format = "pickled model"
+        checkpoint.module = loaded.to(map_location)
+        return checkpoint
+    _take_weights(checkpoint, loaded, options.key)
+    return checkpoint
+
+
+def _torch_load(path: Path, kind: FileKind, options: CheckpointOptions, map_location: str) -> Any:
+    mmap = kind is FileKind.TORCH_ZIP  # the legacy format cannot be memory-mapped
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # weights_only stays explicit: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD must not turn it off.
+            return torch.load(
+                path,
+                map_location=map_location,
+                weights_only=not options.trust_pickle,
+                mmap=mmap,
+            )
+    except Exception as exc:  # torch raises many types for a bad file
+        if not options.trust_pickle and _is_weights_only_refusal(exc):
+            raise SourceError(_pickle_refusal(path)) from None
+        raise SourceError(f"cannot read {path} ({kind.value}): {_first_line(exc)}") from None
+
+
+def _is_weights_only_refusal(exc: Exception) -> bool:
+    import pickle
+
+    return (
+        isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
+    )
+
+
+def _pickle_refusal(path: Path) -> str:
+    needs = unsafe_globals(path)
+    what = (
+        f"; it imports {', '.join(needs[:4])}" + (", ..." if len(needs) > 4 else "")
+        if needs
+        else ""
+    )
+    return (
+        f"{path} holds pickled Python objects (a whole model?), and loading it runs code from the "
+        f"file{what}. Pass --trust-pickle only if you trust where it came from"
+    )
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The globals a pickled checkpoint would import, read without running it."""
+    try:
+        found: list[str] = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # the legacy format and damaged files cannot be scanned
+        return []
+    return found
+
+
+def _open_torchscript(path: Path, map_location: str) -> Checkpoint:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(path), map_location=map_location)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise SourceError(f"cannot read {path} (TorchScript): {_first_line(exc)}") from None
+    checkpoint = Checkpoint(path, "TorchScript", module=module, files=[path])
+    checkpoint.info.append(
+        ("scripted class", getattr(module, "original_name", type(module).__name__))
+    )
+    return checkpoint
+
+
+def open_safetensors(paths: list[Path], map_location: str) -> Checkpoint:
+    """One or more safetensors files, memory-mapped; the header metadata becomes information."""
+    from safetensors import safe_open
+
+    from modelbrowse.core.saving import ALIASES_KEY
+
+    checkpoint = Checkpoint(paths[0], "safetensors", files=list(paths))
+    for path in paths:
+        try:
+            with safe_open(str(path), framework="pt", device=map_location) as handle:  # type: ignore[no-untyped-call]
+                metadata = handle.metadata() or {}
+                for key in handle.keys():  # noqa: SIM118 - a safe_open handle is not a dict
+                    checkpoint.tensors[key] = handle.get_tensor(key)
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise SourceError(f"cannot read {path} (safetensors): {_first_line(exc)}") from None
+        aliases = metadata.pop(ALIASES_KEY, None)
+        if aliases:
+            for alias, key in json.loads(aliases).items():
+                if key in checkpoint.tensors:
+                    checkpoint.tensors[alias] = checkpoint.tensors[key]
+        for name, value in metadata.items():
+            checkpoint.info.append((f"metadata {name}", value))
+    return checkpoint
+
+
+# --- training checkpoints: where are the weights? ---------------------------------------------
+
+
+def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None) -> None:
+    if not isinstance(loaded, Mapping):
+        raise SourceError(
+            f"{checkpoint.path} holds a {type(loaded).__name__}, "
+            "not a state_dict or a checkpoint dict"
+        )
+    if key is not None and _all_tensors(loaded):
+        raise SourceError(
+            f"--key {key!r}: {checkpoint.path} is a plain state_dict with no entries to choose "
+            "(--strip-prefix keeps the keys under a prefix)"
+        )
+    if key is not None:
+        weights = _lookup(loaded, key)
+        if weights is None:
+            raise SourceError(
+                f"--key {key!r}: {checkpoint.path} has no such entry "
+                f"(it has: {', '.join(map(str, list(loaded)[:12]))})"
+            )
+        rest = {k: v for k, v in loaded.items() if k != key.split(".")[0]}
+        checkpoint.info.insert(0, ("weights from", f"[{key!r}] (--key)"))
+    elif _all_tensors(loaded):
+        weights, rest = loaded, {}
+    else:
+        found = _find_weights(loaded)
+        if found is None:
+            raise SourceError(
+                f"{checkpoint.path} holds a dict without a state_dict in it "
+                f"(entries: {', '.join(map(str, list(loaded)[:12]))}); name one with --key"
+            )
+        found_key, weights = found
+        rest = {k: v for k, v in loaded.items() if k != found_key}
+        others = [k for k, v in rest.items() if isinstance(v, Mapping) and _all_tensors(v) and v]
+        note = f" (also there: {', '.join(others)}; choose with --key)" if others else ""
+        checkpoint.info.insert(0, ("weights from", f"[{found_key!r}]{note}"))
+    checkpoint.tensors = dict(_flatten(weights))
+    skipped = [k for k, v in _flatten_all(weights) if not isinstance(v, torch.Tensor)]
+    if skipped:
+        checkpoint.info.append(("non-tensor entries", _short(", ".join(skipped))))
+    checkpoint.info.extend(describe_extras(rest))
+
+
+def _lookup(loaded: Mapping[Any, Any], key: str) -> Mapping[str, Any] | None:
+    value: Any = loaded
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value if isinstance(value, Mapping) and _has_tensors(value) else None
+
+
+def _all_tensors(mapping: Mapping[Any, Any]) -> bool:
+    return all(isinstance(v, torch.Tensor) for _, v in _flatten_all(mapping))
+
+
+def _has_tensors(mapping: Mapping[Any, Any]) -> bool:
+    return any(isinstance(v, torch.Tensor) for _, v in _flatten_all(mapping))
+
+
+def _find_weights(loaded: Mapping[Any, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    for key in WEIGHTS_KEYS:
+        value = loaded.get(key)
+        if isinstance(value, Mapping) and _has_tensors(value):
+            return key, value
+    # Otherwise the biggest dict of tensors that is not optimizer state.
+    candidates = [
+        (sum(v.numel() for _, v in _flatten(value)), str(key), value)
+        for key, value in loaded.items()
+        if isinstance(value, Mapping) and _has_tensors(value) and not _is_optimizer_state(value)
+    ]
+    if not candidates:
+        return None
+    _, key, value = max(candidates, key=lambda c: c[0])
+    return key, value
+
+
+def _flatten_all(mapping: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested dicts as dotted keys: {'a': {'b': t}} -> ('a.b', t)."""
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from _flatten_all(value, dotted + ".")
+        else:
+            yield dotted, value
+
+
+def _flatten(mapping: Mapping[Any, Any]) -> Iterator[tuple[str, torch.Tensor]]:
+    return ((k, v) for k, v in _flatten_all(mapping) if isinstance(v, torch.Tensor))
+
+
+def _strip_prefix(checkpoint: Checkpoint, prefix: str) -> None:
+    """`--strip-prefix backbone.`: keys under it lose it; the others are dropped."""
+    kept = {k: k[len(prefix) :] for k in checkpoint.tensors if k.startswith(prefix)}
+    if not kept:
+        first = ", ".join(list(checkpoint.tensors)[:3])
+        raise SourceError(f"--strip-prefix {prefix!r}: no key starts with it (keys: {first}, ...)")
+    dropped = len(checkpoint.tensors) - len(kept)
+    checkpoint.rename(kept)
+    note = f"; {dropped} other keys left out" if dropped else ""
+    checkpoint.info.append(("key prefix", f"{prefix!r} stripped (--strip-prefix){note}"))
+
+
+def _strip_wrapper_prefix(checkpoint: Checkpoint, keep: bool) -> None:
+    for prefix in WRAPPER_PREFIXES:
+        keys = list(checkpoint.tensors)
+        if not keys or not all(k.startswith(prefix) for k in keys):
+            continue
+        if keep:
+            checkpoint.info.append(("key prefix", f"every key starts with {prefix!r} (kept)"))
+            return
+        checkpoint.rename({k: k[len(prefix) :] for k in keys})
+        checkpoint.info.append(
+            ("key prefix", f"{prefix!r} stripped from every key (--keep-prefix keeps it)")
+        )
+
+
+# --- the rest of a training checkpoint, as information ----------------------------------------
+
+
+def describe_extras(rest: Mapping[Any, Any]) -> list[tuple[str, str]]:
+    """Epoch, metrics, optimizer and the like: one (label, text) row each."""
+    rows: list[tuple[str, str]] = []
+    for key, value in rest.items():
+        label = str(key)
+        if _is_optimizer_state(value):
+            rows.append((label, describe_optimizer(value)))
+        elif isinstance(value, (list, tuple)) and value and all(map(_is_optimizer_state, value)):
+            rows.append((label, "; ".join(describe_optimizer(v) for v in value)))
+        elif isinstance(value, torch.Tensor):
+            rows.append((label, _tensor_value(value)))
+        elif isinstance(value, Mapping):
+            scalars = [(k, v) for k, v in value.items() if _is_scalar(v)]
+            if scalars and len(scalars) == len(value):
+                rows.append((label, _short(", ".join(f"{k}={_scalar(v)}" for k, v in scalars))))
+            else:
+                rows.append((label, f"dict of {len(value)} entries"))
+        elif _is_scalar(value):
+            rows.append((label, _scalar(value)))
+        elif isinstance(value, (list, tuple)):
+            rows.append((label, f"{type(value).__name__} of {len(value)} items"))
+        else:
+            rows.append((label, type(value).__name__))
+    return rows
+
+
+def _is_optimizer_state(value: Any) -> bool:
+    return isinstance(value, Mapping) and "param_groups" in value and "state" in value
+
+
+def describe_optimizer(state: Mapping[str, Any]) -> str:
+    """'AdamW, 2 parameter groups, lr 0.001' from an optimizer's state_dict."""
+    groups = state.get("param_groups") or []
+    first = groups[0] if groups and isinstance(groups[0], Mapping) else {}
+    name = guess_optimizer(first)
+    count = len(groups)
+    text = f"{name} optimizer state, {count} parameter group{'s' if count != 1 else ''}"
+    if "lr" in first and _is_scalar(first["lr"]):
+        text += f", lr {_scalar(first['lr'])}"
+    return text
+
+
+def guess_optimizer(group: Mapping[str, Any]) -> str:
+    """The optimizer class, told from the options in a parameter group."""
+    keys = set(group)
+    if {"betas", "amsgrad"} <= keys:
+        return "AdamW" if group.get("decoupled_weight_decay") else "Adam"
+    if {"momentum", "dampening", "nesterov"} <= keys:
+        return "SGD"
+    for name, options in (
+        ("RMSprop", {"alpha", "centered"}),
+        ("Adagrad", {"lr_decay", "initial_accumulator_value"}),
+        ("Adadelta", {"rho"}),
+        ("LBFGS", {"history_size"}),
+    ):
+        if options <= keys:
+            return name
+    return "an"
+
+
+def _is_scalar(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_meta
+    return isinstance(value, (int, float, str, bool)) or value is None
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    return _short(str(value))
+
+
+def _tensor_value(tensor: torch.Tensor) -> str:
+    if _is_scalar(tensor):
+        return _scalar(tensor)
+    return f"tensor {tuple(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+
+
+def _short(text: str) -> str:
+    if len(text) <= _INFO_VALUE_LIMIT:
+        return text
+    return text[: _INFO_VALUE_LIMIT - 1] + "…"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,48 @@
+"""What the command line asked for, and the source it names; imports torch only when resolving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelbrowse.core.sources import Source
+
+
+@dataclass
+class AppOptions:
+    """The command line's choices, shared by the app, `--print` and `--recipe`."""
+
+    source: str
+    kw: list[str] = field(default_factory=list)
+    weights: str | None = None
+    input_shape: str | None = None
+    debug: bool = False
+    seed: int | None = None
+    arch: str | None = None
+    key: str | None = None
+    keep_prefix: bool = False
+    strip_prefix: str | None = None
+    trust_pickle: bool = False
+    device: str | None = None
+
+    def resolve(self) -> Source:
+        """The model source these options name (files are opened: headers only)."""
+        from modelbrowse.core.arguments import parse_kwargs
+        from modelbrowse.core.checkpoints import CheckpointOptions
+        from modelbrowse.core.sources import resolve_source
+
+        checkpoint = CheckpointOptions(
+            key=self.key,
+            keep_prefix=self.keep_prefix,
+            strip_prefix=self.strip_prefix,
+            trust_pickle=self.trust_pickle,
+            device=self.device,
+        )
+        return resolve_source(
+            self.source,
+            parse_kwargs(self.kw),
+            self.weights,
+            arch=self.arch,
+            checkpoint=checkpoint,
+        )
