@@ -31,6 +31,7 @@ from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 if TYPE_CHECKING:
     import torch
 
+    from modelbrowse.core.diff import DiffView
     from modelbrowse.core.history import EditHistory
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.sources import Source
@@ -93,6 +94,7 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         self.shape_status = ""
         self.shape_failed = False
         self.header_warning = ""
+        self.diff_view: DiffView | None = None
         self._pending = []
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -101,6 +103,8 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
             return False  # `:` and `/` are text inside an input
         if self.saving and action in CHANGING_ACTIONS:
             return None  # the model must not change while it is being written
+        if self.diff_view is not None and action in CHANGING_ACTIONS:
+            return None  # a comparison is read-only
         if len(self.screen_stack) > 1:
             own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
             return action not in own
@@ -114,7 +118,10 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
     # --- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield ModelHeader(self.options.source, id="header")
+        label = self.options.source
+        if self.options.diff is not None:
+            label = f"{label} vs {self.options.diff}"
+        yield ModelHeader(label, id="header")
         with Horizontal(id="main"):
             yield ModuleTree(id="tree")
             yield DetailPane(id="detail")
@@ -143,6 +150,9 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
 
             if self.init_seed is None:
                 self.init_seed = new_seed()
+            if self.options.diff is not None:
+                self._load_diff(source, self.options.diff)
+                return
             model, is_meta = source.build_structure(self.init_seed)
             index = NodeIndex(model)
         except ModelBrowseError as exc:
@@ -153,6 +163,37 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
             self.call_from_thread(self._fail, f"unexpected error: {exc!r}", detail)
             return
         self.call_from_thread(self._show_index, source, index, is_meta)
+
+    def _load_diff(self, source: Source, other_spec: str) -> None:
+        """`A --diff B`: read both (every tensor), then show the union tree, marked."""
+        from modelbrowse.core.diff import diff_view
+        from modelbrowse.core.index import NodeIndex
+
+        other = self.options.resolve(other_spec)
+        self.call_from_thread(self.query_one(ModelHeader).show_loading, "comparing every tensor")
+        view = diff_view(source, other, 0 if self.options.seed is None else self.options.seed)
+        index = NodeIndex(view.model)
+        self.call_from_thread(self._show_diff, source, view, index)
+
+    def _show_diff(self, source: Source, view: DiffView, index: NodeIndex) -> None:
+        from modelbrowse.core.diff import diff_summary
+
+        self.diff_view = view
+        self.source = source
+        self.index = index
+        self.state = "comparison: read-only"
+        rows = [
+            ("A", self.options.source),
+            ("B", self.options.diff or ""),
+            ("diff", diff_summary(view.diffs)),
+            ("marks", "- only in A, + only in B, ! shape, ≠ dtype, ~ values, = equal"),
+        ]
+        self.query_one(DetailPane).set_source_info(rows, [], [], title="comparison")
+        self._refresh_header()
+        tree = self.query_one(ModuleTree)
+        tree.marks = {path: change.value for path, change in view.marks.items()}
+        tree.load(index)
+        self._show_detail("")
 
     def _fail(self, message: str, detail: str = "") -> None:
         self.error_message = message + (f"\n{detail}" if detail else "")
@@ -267,6 +308,12 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         pane = self.query_one(DetailPane)
         node = self.index.node(path)
         pane.show_node(self.index, path)
+        if self.diff_view is not None and path in self.diff_view.by_key:
+            from modelbrowse.core.diff import CHANGE_WORDS
+
+            change = self.diff_view.by_key[path]
+            words = CHANGE_WORDS[change.change]
+            pane.show_note("A vs B", f"{words}: {change.detail}" if change.detail else words)
         if node.is_module:
             return
         tensor = node.tensor

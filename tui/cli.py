@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --recipe: where the weights go (.pt, .pth or .safetensors); "
         "OUT.recipe.json is written beside them",
     )
+    parser.add_argument(
+        "--diff",
+        metavar="OTHER",
+        help="compare SOURCE with OTHER key by key (a fine-tuned checkpoint against its base); "
+        "with --print, exit 0 when equal and 1 when different",
+    )
     checkpoints = parser.add_argument_group("checkpoint files and folders")
     checkpoints.add_argument(
         "--arch",
@@ -168,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--recipe and --output go together")
     if args.recipe is not None:
         return _replay(args)
+    if args.print_tree and args.diff is not None:
+        return _print_diff(args)
     if args.print_tree:
         return _print_tree(args)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -210,6 +218,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         strip_prefix=args.strip_prefix,
         trust_pickle=args.trust_pickle,
         device=args.device,
+        diff=args.diff,
     )
 
 
@@ -220,15 +229,35 @@ def _print_tree(args: argparse.Namespace) -> int:
 
         source = _options(args).resolve()
         model, _ = source.build_structure()
-        text = render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth)
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:  # `modelbrowse x --print | head` is fine
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _write(render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth))
         return 0
 
     return _guarded(args, print_tree)
+
+
+def _print_diff(args: argparse.Namespace) -> int:
+    """`A --diff B --print`: the differing keys as text; 0 when equal, 1 when not, like diff."""
+
+    def print_diff() -> int:
+        from modelbrowse.core.diff import diff_states, diff_text, is_equal, state_for_diff
+
+        options = _options(args)
+        seed = 0 if args.seed is None else args.seed
+        left = state_for_diff(options.resolve(), seed)
+        right = state_for_diff(options.resolve(args.diff), seed)
+        diffs = diff_states(left, right)
+        _write(diff_text(diffs, args.source, args.diff))
+        return 0 if is_equal(diffs) else 1
+
+    return _guarded(args, print_diff)
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `modelbrowse x --print | head` is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -120,8 +120,8 @@ class EditActions:
 
         app = self._app
         shape = app._input_shape()
-        if self.history is None:
-            return
+        if self.history is None or getattr(app.source, "weights_only", False):
+            return  # a checkpoint without an architecture cannot run
         if shape is None:
             result = ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
         else:

@@ -25,9 +25,11 @@ class AppOptions:
     strip_prefix: str | None = None
     trust_pickle: bool = False
     device: str | None = None
+    diff: str | None = None
 
-    def resolve(self) -> Source:
-        """The model source these options name (files are opened: headers only)."""
+    def resolve(self, spec: str | None = None) -> Source:
+        """The model source these options name (files are opened: headers only); `spec` in
+        place of the first source (the other side of `--diff`)."""
         from modelbrowse.core.arguments import parse_kwargs
         from modelbrowse.core.checkpoints import CheckpointOptions
         from modelbrowse.core.sources import resolve_source
@@ -40,7 +42,7 @@ class AppOptions:
             device=self.device,
         )
         return resolve_source(
-            self.source,
+            spec or self.source,
             parse_kwargs(self.kw),
             self.weights,
             arch=self.arch,

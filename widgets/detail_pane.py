@@ -132,7 +132,10 @@ def class_text(module: object) -> Text:
     """The class name, with the module it is defined in below it."""
     cls = type(module)
     text = Text(cls.__qualname__, style="bold")
-    text.append(f"\n{cls.__module__}", style="dim")
+    if cls.__module__ == "modelbrowse.core.weights_tree":
+        text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
+    else:
+        text.append(f"\n{cls.__module__}", style="dim")
     return text
 
 
@@ -194,10 +197,10 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
 
 
 def source_renderable(
-    rows: list[tuple[str, str]], report: list[str], warnings: list[str]
+    rows: list[tuple[str, str]], report: list[str], warnings: list[str], title: str = "checkpoint"
 ) -> RenderableType:
     """What a checkpoint holds besides its tensors, and how it fit the architecture."""
-    parts: list[RenderableType] = [Text(""), Text("checkpoint", style="bold")]
+    parts: list[RenderableType] = [Text(""), Text(title, style="bold")]
     parts.append(_fields([(printable(k), printable(v, limit=400)) for k, v in rows]))
     for warning in warnings:
         parts.append(Text(f"⚠ {printable(warning)}", style="bold yellow"))
@@ -213,17 +216,28 @@ class DetailPane(VerticalScroll):
     source_info: RenderableType | None = None
 
     def set_source_info(
-        self, rows: list[tuple[str, str]], report: list[str], warnings: list[str]
+        self,
+        rows: list[tuple[str, str]],
+        report: list[str],
+        warnings: list[str],
+        title: str = "checkpoint",
     ) -> None:
         """Shown below the root's details (a checkpoint's epoch, metadata, load report)."""
-        self.source_info = source_renderable(rows, report, warnings) if rows else None
+        self.source_info = source_renderable(rows, report, warnings, title) if rows else None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("loading…", style="italic"), id="detail-body")
+        yield Static("", id="detail-note")
         yield Static("", id="detail-stats")
+
+    def show_note(self, title: str, text: str, style: str = "") -> None:
+        """A block between the details and the statistics (how a tensor differs, in --diff)."""
+        note = Group(Text(""), _fields([(title, Text(printable(text, limit=400), style=style))]))
+        self.query_one("#detail-note", Static).update(note)
 
     def show_message(self, message: str) -> None:
         self.query_one("#detail-body", Static).update(Text(message, style="italic"))
+        self.query_one("#detail-note", Static).update("")
         self.query_one("#detail-stats", Static).update("")
 
     def show_node(self, index: NodeIndex, path: str) -> None:
@@ -232,6 +246,7 @@ class DetailPane(VerticalScroll):
         if not path and self.source_info is not None:
             body = Group(body, self.source_info)
         self.query_one("#detail-body", Static).update(body)
+        self.query_one("#detail-note", Static).update("")
         self.query_one("#detail-stats", Static).update("")
         self.scroll_home(animate=False)
 

@@ -38,10 +38,16 @@ class TreeEntry:
     page: tuple[int, int] | None = None
 
 
-def node_label(index: NodeIndex, node: Node) -> Text:
+# How a comparison (`--diff`) marks a line: marker -> style.
+MARK_STYLES = {"-": "bold red", "+": "bold green", "!": "bold yellow", "≠": "bold yellow"}
+
+
+def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
     """`features  Sequential  2.5M`, or `weight ◆ (64, 3, 11, 11)  23.3K` for a tensor."""
     name = printable(node.name) if node.path else printable(node.type_name)
     label = Text()
+    if mark:
+        label.append(f"{mark} ", style=MARK_STYLES.get(mark, "yellow" if mark == "~" else "dim"))
     shared = index.is_shared(node.path)
     if node.is_module:
         totals = index.totals(node.path)
@@ -90,6 +96,11 @@ class ModuleTree(Tree[TreeEntry]):
         self.guide_depth = 3
         self.show_root = True
         self._populated: set[int] = set()
+        self.marks: dict[str, str] = {}
+
+    def _label(self, node: Node) -> Text:
+        assert self.index is not None
+        return node_label(self.index, node, self.marks.get(node.path, ""))
 
     # --- loading -------------------------------------------------------------------------
 
@@ -106,7 +117,7 @@ class ModuleTree(Tree[TreeEntry]):
         self.clear()
         self._populated.clear()
         self.root.data = TreeEntry("")
-        self.root.set_label(node_label(self.index, self.index.root))
+        self.root.set_label(self._label(self.index.root))
         self._populate(self.root)
 
     def reload(self, index: NodeIndex) -> None:
@@ -146,7 +157,7 @@ class ModuleTree(Tree[TreeEntry]):
             tree_node = stack.pop()
             entry = tree_node.data
             if entry is not None and entry.page is None and entry.path in self.index:
-                tree_node.set_label(node_label(self.index, self.index.node(entry.path)))
+                tree_node.set_label(self._label(self.index.node(entry.path)))
             stack.extend(tree_node.children)
 
     # --- lazy children -------------------------------------------------------------------
@@ -183,7 +194,7 @@ class ModuleTree(Tree[TreeEntry]):
 
     def _add_child(self, parent: TreeNode[TreeEntry], child: Node) -> TreeNode[TreeEntry]:
         assert self.index is not None
-        label = node_label(self.index, child)
+        label = self._label(child)
         if child.is_module and child.children:
             return parent.add(label, data=TreeEntry(child.path))
         return parent.add_leaf(label, data=TreeEntry(child.path))
@@ -287,7 +298,7 @@ class ModuleTree(Tree[TreeEntry]):
         self.clear()
         self._populated.clear()
         self.root.data = TreeEntry("")
-        self.root.set_label(node_label(self.index, self.index.root))
+        self.root.set_label(self._label(self.index.root))
         self._populated.add(self.root.id)  # a filtered tree never lazy-loads more children
         lines: dict[str, TreeNode[TreeEntry]] = {"": self.root}
         for path in self.index.paths():
@@ -295,7 +306,7 @@ class ModuleTree(Tree[TreeEntry]):
                 continue
             node = self.index.node(path)
             parent_line = lines[node.parent or ""]
-            label = node_label(self.index, node)
+            label = self._label(node)
             if path in match_set:
                 label.stylize("reverse", 0, len(printable(node.name)))
             has_kept_children = any(c in keep for c in node.children)
