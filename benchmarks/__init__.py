@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Modules whose import registers figures, in the order their figures are reported.
-FIGURE_MODULES = ("benchmarks.startup", "benchmarks.save")
+FIGURE_MODULES = ("benchmarks.startup", "benchmarks.save", "benchmarks.checkpoints")
 
 DEFAULT_TIMEOUT_S = 60.0
 

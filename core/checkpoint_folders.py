@@ -112,6 +112,14 @@ def describe_hf_config(config: Path) -> list[tuple[str, str]]:
     return rows
 
 
+# Top-level entries of a training checkpoint that hold no weights.
+_TRAINING_STATE_WORDS = ("optim", "sched", "scaler", "rng", "step", "epoch", "metric", "args")
+
+
+def _is_training_state(name: str) -> bool:
+    return any(word in name.lower() for word in _TRAINING_STATE_WORDS)
+
+
 # --- torch.distributed.checkpoint ------------------------------------------------------------
 
 
@@ -147,13 +155,18 @@ def open_distributed(path: Path, options: CheckpointOptions, map_location: str) 
         return {key: value.to(map_location) for key, value in state.items()}
 
     checkpoint.load_data = load_data
-    _choose_group(checkpoint, options.key)
+    _choose_group(checkpoint, options.key, [key.partition(".")[0] for key in skipped])
     return checkpoint
 
 
-def _choose_group(checkpoint: Checkpoint, key: str | None) -> None:
-    """A distributed checkpoint of `model.*` and `optim.*` keys: the weights are `model.*`."""
-    groups = list(dict.fromkeys(k.partition(".")[0] for k in checkpoint.tensors))
+def _choose_group(checkpoint: Checkpoint, key: str | None, non_tensor: list[str]) -> None:
+    """A distributed checkpoint of `model.*` and `optim.*` keys: the weights are `model.*`.
+
+    A group is chosen only when everything beside it is training state (optimizer, step, ...):
+    a plain state_dict whose first submodule is called `model` keeps all its keys.
+    """
+    tensor_groups = list(dict.fromkeys(k.partition(".")[0] for k in checkpoint.tensors))
+    groups = list(dict.fromkeys(tensor_groups + non_tensor))
     if key is not None:
         if key not in groups:
             raise SourceError(
@@ -162,13 +175,16 @@ def _choose_group(checkpoint: Checkpoint, key: str | None) -> None:
             )
         chosen = key
     else:
-        found = [g for g in WEIGHTS_KEYS if g in groups]
+        found = [g for g in WEIGHTS_KEYS if g in tensor_groups]
         if len(groups) < 2 or not found:
             return
         chosen = found[0]
+        training_state = set(non_tensor) | {g for g in tensor_groups if _is_training_state(g)}
+        if any(g != chosen and g not in training_state for g in groups):
+            return
     prefix = chosen + "."
     checkpoint.rename({k: k[len(prefix) :] for k in checkpoint.tensors if k.startswith(prefix)})
     checkpoint.info.insert(0, ("weights from", f"{chosen!r}"))
-    others = [g for g in groups if g != chosen]
+    others = [g for g in tensor_groups if g != chosen]
     if others:
         checkpoint.info.append(("other entries", ", ".join(others)))

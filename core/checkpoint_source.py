@@ -9,9 +9,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelbrowse.core.checkpoints import Checkpoint, CheckpointOptions, open_checkpoint
-from modelbrowse.core.errors import SourceError
+from modelbrowse.core.checkpoints import (
+    CHECKPOINT_SUFFIXES,
+    Checkpoint,
+    CheckpointOptions,
+    open_checkpoint,
+)
+from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.fit import FitReport, fit_report
+from modelbrowse.core.hf_models import (
+    INSTALL_HINT,
+    config_file,
+    resolve_hf_config,
+    transformers_installed,
+)
 from modelbrowse.core.sources import Source
 from modelbrowse.core.ties import restore_ties, tied_groups
 from modelbrowse.core.weights_tree import tree_from_state_dict
@@ -25,6 +36,9 @@ class CheckpointSource(Source):
     arch: Source | None = None
     options: CheckpointOptions = field(default_factory=CheckpointOptions)
     fit: FitReport | None = None
+    # The architecture came from the folder's config.json, not --arch: when it cannot be built
+    # or nothing fits, the weights' tree is shown instead of an error.
+    arch_from_config: bool = False
 
     @property
     def loaded(self) -> Checkpoint:
@@ -54,6 +68,16 @@ class CheckpointSource(Source):
         """Opened without an architecture: only weight edits make sense."""
         return self.arch is None and self.loaded.module is None
 
+    @property
+    def edit_refusal(self) -> str | None:
+        """Why no edit applies to this model at all, or None."""
+        if isinstance(self.loaded.module, torch.jit.ScriptModule):
+            return (
+                "a TorchScript model is compiled code and cannot be edited; write its weights "
+                "(w) and open them with --arch NAME to edit"
+            )
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {
             "spec": self.spec,
@@ -67,13 +91,26 @@ class CheckpointSource(Source):
             if checkpoint.module is not None:
                 return checkpoint.module, False
             return tree_from_state_dict(checkpoint.tensors), checkpoint.load_data is not None
-        model, is_meta = self.arch.build_structure(seed)
-        self._check_fit(model)
+        try:
+            model, is_meta = self.arch.build_structure(seed)
+            self._check_fit(model)
+        except SourceError as exc:
+            if not self.arch_from_config:
+                raise
+            checkpoint.info.append(("architecture", f"not used: {exc}"))
+            self.arch = None
+            return self.build_structure(seed)
         if not is_meta:
             self._load_into(model)
             return model, False
-        if checkpoint.load_data is None and _assign_matching(model, checkpoint.tensors, self._fit):
-            return model, False
+        if checkpoint.load_data is None and self._fit.fits:
+            if _assign_matching(model, checkpoint.tensors, self._fit):
+                return model, False
+            if not any(p.is_meta for p in model.parameters()):
+                # Only computed buffers are left (rotary `inv_freq`): build them for real.
+                again = self.arch.build_with_real_buffers()
+                if again is not None and _assign_matching(again, checkpoint.tensors, self._fit):
+                    return again, False
         return model, True
 
     def build_real(self, seed: int | None = None) -> nn.Module:
@@ -96,7 +133,9 @@ class CheckpointSource(Source):
         if self.fit is not None:
             return
         assert self.arch is not None
-        report = fit_report(self.arch.label, model.state_dict(), self.loaded.tensors)
+        report = fit_report(
+            self.arch.label, model.state_dict(), self.loaded.tensors, tied_groups(model)
+        )
         if not report.loaded:
             hint = f"; {report.prefix_hint.removeprefix('hint: ')}" if report.prefix_hint else ""
             raise SourceError(
@@ -130,6 +169,55 @@ def _assign_matching(model: nn.Module, tensors: dict[str, torch.Tensor], fit: Fi
     return not any(t.is_meta for t in (*model.parameters(), *model.buffers()))
 
 
+def resolve_path(
+    spec: str,
+    kwargs: dict[str, Any],
+    weights: str | None,
+    arch: str | None,
+    options: CheckpointOptions | None,
+) -> Source:
+    """A file or folder: a checkpoint, or a Hugging Face config alone (an architecture)."""
+    path = Path(spec).expanduser()
+    config = config_file(path) if path.exists() else None
+    if config is not None and (path.is_file() or not _holds_weights(path)):
+        flags = (["--arch"] if arch else []) + (options.flags() if options else [])
+        if flags or kwargs or weights:
+            given = ", ".join(
+                flags + (["--kw"] if kwargs else []) + (["--weights"] if weights else [])
+            )
+            raise UsageError(f"{given}: {spec} is a config without weights; nothing to load")
+        return resolve_hf_config(config)
+    return resolve_checkpoint(spec, kwargs, weights, arch, options)
+
+
+def _holds_weights(folder: Path) -> bool:
+    from modelbrowse.core.checkpoint_folders import hf_weight_files
+
+    if (folder / ".metadata").is_file() or hf_weight_files(folder):
+        return True
+    return any(p.name.lower().endswith(CHECKPOINT_SUFFIXES) for p in folder.iterdir())
+
+
+def _config_architecture(checkpoint: Checkpoint) -> Source | None:
+    """A Hugging Face folder's architecture, built by transformers when it is installed."""
+    folder = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
+    config = config_file(folder) if checkpoint.format.startswith("Hugging Face") else None
+    if config is None:
+        return None
+    if not transformers_installed():
+        checkpoint.info.append(
+            ("architecture", f"from the keys; {INSTALL_HINT} builds it from config.json")
+        )
+        return None
+    try:
+        source = resolve_hf_config(config)
+    except SourceError as exc:
+        checkpoint.info.append(("architecture", f"not built: {exc}"))
+        return None
+    checkpoint.info.insert(0, ("architecture", f"{source.label}, built by transformers"))
+    return source
+
+
 def resolve_checkpoint(
     spec: str,
     kwargs: dict[str, Any],
@@ -149,6 +237,9 @@ def resolve_checkpoint(
         raise SourceError(
             f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
         )
+    from_config = None
+    if arch_source is None and checkpoint.module is None:
+        from_config = _config_architecture(checkpoint)
     label = Path(spec).name + (f" into {arch_source.label}" if arch_source else "")
     return CheckpointSource(
         spec=spec,
@@ -157,6 +248,7 @@ def resolve_checkpoint(
         builder=lambda: None,
         default_input=arch_source.default_input if arch_source else None,
         checkpoint=checkpoint,
-        arch=arch_source,
+        arch=arch_source or from_config,
         options=options,
+        arch_from_config=from_config is not None,
     )

@@ -43,13 +43,15 @@ def sniff(path: Path) -> FileKind:
         raise SourceError(f"{path} is empty (0 bytes)")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _zip_kind(path)
-    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-        return FileKind.TORCH_LEGACY if _LEGACY_MAGIC in head[:32] else FileKind.PICKLE
-    safetensors = _safetensors_problem(head, size)
+    # safetensors first: a header of 128, 384, ... bytes starts with the pickle protocol bytes
+    safetensors = _safetensors_problem(path, head, size)
     if safetensors is None:
         return FileKind.SAFETENSORS
-    if safetensors:
+    looks_pickled = head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5
+    if safetensors and not looks_pickled:
         raise SourceError(f"{path} is a damaged safetensors file: {safetensors}")
+    if looks_pickled:
+        return FileKind.TORCH_LEGACY if _LEGACY_MAGIC in head[:32] else FileKind.PICKLE
     raise SourceError(f"{path} is {_describe_other(head)}, not a model checkpoint")
 
 
@@ -69,8 +71,8 @@ def _zip_kind(path: Path) -> FileKind:
     raise SourceError(f"{path} is a zip archive but not a torch checkpoint (it holds {shown})")
 
 
-def _safetensors_problem(head: bytes, size: int) -> str | None:
-    """None for a plausible safetensors header; '' when not safetensors at all; else the damage."""
+def _safetensors_problem(path: Path, head: bytes, size: int) -> str | None:
+    """None for a sound safetensors header; '' when not safetensors at all; else the damage."""
     if len(head) < 9 or head[8:9] != b"{":
         return ""
     (length,) = struct.unpack("<Q", head[:8])
@@ -78,7 +80,37 @@ def _safetensors_problem(head: bytes, size: int) -> str | None:
         return ""
     if 8 + length > size:
         return f"its header says {length} bytes but the file has {size - 8} (truncated?)"
+    raw = head[8 : 8 + length]
+    if len(raw) < length:
+        try:
+            with path.open("rb") as handle:
+                handle.seek(8)
+                raw = handle.read(length)
+        except OSError as exc:
+            return f"cannot read its header: {exc.strerror or exc}"
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "its header is not valid JSON"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    data_end = max(
+        (
+            int(entry["data_offsets"][1])
+            for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict) and _has_offsets(entry)
+        ),
+        default=0,
+    )
+    if 8 + length + data_end > size:
+        missing = 8 + length + data_end - size
+        return f"its tensors need {missing} bytes more than the file has (truncated?)"
     return None
+
+
+def _has_offsets(entry: dict[str, object]) -> bool:
+    offsets = entry.get("data_offsets")
+    return isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int)
 
 
 def _describe_other(head: bytes) -> str:

@@ -21,6 +21,9 @@ class FitReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     casts: list[tuple[str, torch.dtype, torch.dtype]] = field(default_factory=list)
+    # Keys the checkpoint lacks that are tied to one it holds (an output layer sharing the
+    # input embedding): loading one loads both.
+    tied: list[tuple[str, str]] = field(default_factory=list)
     prefix_hint: str = ""
 
     @property
@@ -50,6 +53,10 @@ class FitReport:
                 [f"{k}: {shape_text(a)} -> {shape_text(b)}" for k, a, b in self.mismatched],
             ),
             (
+                "tied to a loaded tensor (loaded with it)",
+                [f"{k} = {printable(loaded)}" for k, loaded in self.tied],
+            ),
+            (
                 "dtype casts done by load_state_dict",
                 [f"{k}: {_dtype(a)} -> {_dtype(b)}" for k, a, b in self.casts],
             ),
@@ -67,9 +74,13 @@ class FitReport:
 
 
 def fit_report(
-    arch: str, model_state: Mapping[str, torch.Tensor], checkpoint: Mapping[str, torch.Tensor]
+    arch: str,
+    model_state: Mapping[str, torch.Tensor],
+    checkpoint: Mapping[str, torch.Tensor],
+    ties: list[list[str]] | None = None,
 ) -> FitReport:
-    """Compare by key, shape and dtype only: works on `meta` tensors and reads no data."""
+    """Compare by key, shape and dtype only: works on `meta` tensors and reads no data.
+    `ties` (groups of names of one tensor) lets a tie that is saved once count as loaded."""
     report = FitReport(arch)
     for key, expected in model_state.items():
         found = checkpoint.get(key)
@@ -81,6 +92,15 @@ def fit_report(
             report.loaded.append(key)
             if found.dtype != expected.dtype:
                 report.casts.append((key, found.dtype, expected.dtype))
+    loaded = set(report.loaded)
+    for group in ties or []:
+        present = next((name for name in group if name in loaded), None)
+        if present is None:
+            continue
+        for name in group:
+            if name in report.missing:
+                report.missing.remove(name)
+                report.tied.append((name, present))
     report.unexpected = [key for key in checkpoint if key not in model_state]
     if report.missing and report.unexpected:
         report.prefix_hint = prefix_hint(list(model_state), report.unexpected)

@@ -87,6 +87,11 @@ class Node:
     def type_name(self) -> str:
         """The class for a module; `Parameter`, `Tensor` for tensors."""
         if self.kind is NodeKind.MODULE:
+            # A TorchScript module's Python class is RecursiveScriptModule; the scripted one
+            # (Linear, ResNet) is what the user wrote.
+            scripted = getattr(self.obj, "original_name", None)
+            if isinstance(self.obj, torch.jit.ScriptModule) and isinstance(scripted, str):
+                return scripted
             return type(self.obj).__name__
         return "Parameter" if isinstance(self.obj, nn.Parameter) else "Tensor"
 

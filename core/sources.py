@@ -97,6 +97,18 @@ class Source:
             torch.manual_seed(seed)
             return self._call_builder()
 
+    def build_with_real_buffers(self) -> nn.Module | None:
+        """Parameters on `meta`, buffers real: for taking a checkpoint's parameters by
+        assignment when the model computes buffers the checkpoint does not hold. None when the
+        builder cannot run so."""
+        if self.instance is not None or self.weights is not None:
+            return None
+        try:
+            with _parameters_on_meta(buffers=False):
+                return self._call_builder()
+        except SourceError:
+            return None
+
     @property
     def reproducible(self) -> bool:
         """Whether building again gives the same tensors (a given instance cannot be rebuilt)."""
@@ -150,11 +162,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Put parameters and buffers on `meta` as they are registered; other tensors stay real.
+def _parameters_on_meta(buffers: bool = True) -> Iterator[None]:
+    """Put parameters (and buffers, unless told not to) on `meta` as they are registered; other
+    tensors stay real.
 
     For builders that compute on tensors while constructing (torchvision's RegNet does), where a
-    global `meta` device fails with "Cannot copy out of meta tensor".
+    global `meta` device fails with "Cannot copy out of meta tensor"; and, with real buffers, for
+    models whose buffers are computed, not saved (rotary embeddings' `inv_freq`).
     """
     original_parameter = nn.Module.register_parameter
     original_buffer = nn.Module.register_buffer
@@ -177,7 +191,8 @@ def _parameters_on_meta() -> Iterator[None]:
         original_buffer(module, name, tensor, persistent=persistent)
 
     nn.Module.register_parameter = register_parameter  # type: ignore[method-assign,assignment]
-    nn.Module.register_buffer = register_buffer  # type: ignore[method-assign,assignment]
+    if buffers:
+        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -217,11 +232,13 @@ def resolve_source(
     if not spec:
         raise SourceError("no model given")
     if looks_like_path(spec):
-        from modelbrowse.core.checkpoint_source import resolve_checkpoint
+        from modelbrowse.core.checkpoint_source import resolve_path
 
-        return resolve_checkpoint(spec, kwargs, weights, arch, checkpoint)
-    if arch is not None:
-        raise UsageError("--arch applies to a checkpoint file or folder")
+        return resolve_path(spec, kwargs, weights, arch, checkpoint)
+    flags = (["--arch"] if arch is not None else []) + (checkpoint.flags() if checkpoint else [])
+    if flags:
+        verb = "apply" if len(flags) > 1 else "applies"
+        raise UsageError(f"{', '.join(flags)} {verb} to a checkpoint file or folder")
     if ":" in spec:
         if weights is not None:
             raise UsageError("--weights applies to torchvision models only")

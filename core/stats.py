@@ -8,6 +8,9 @@ import torch
 
 HISTOGRAM_BINS = 24
 SAMPLE_SIZE = 4096
+# Above this many elements, exact statistics go chunk by chunk: a float32 copy and masks of a
+# whole 131M-element bfloat16 embedding would take over 2 GiB at once.
+CHUNK_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +45,71 @@ def unavailable_reason(tensor: torch.Tensor) -> str | None:
 
 def compute_stats(tensor: torch.Tensor) -> TensorStats:
     """Exact statistics over every element (done off the UI thread for large tensors)."""
-    return _stats(tensor.detach().reshape(-1), estimated=False)
+    flat = tensor.detach().reshape(-1)
+    if flat.numel() > CHUNK_ELEMENTS and flat.device.type == "cpu":
+        return _chunked_stats(flat)
+    return _stats(flat, estimated=False)
+
+
+def _chunked_stats(flat: torch.Tensor) -> TensorStats:
+    """The same figures in two passes over slices, with memory for one slice at a time.
+
+    Means and variances are merged per slice (Chan et al.), in float64.
+    """
+    integral = not flat.dtype.is_floating_point and flat.dtype != torch.bool
+    count = nan_count = inf_count = zeros = 0
+    mean = m2 = 0.0
+    low, high = float("inf"), float("-inf")
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        values = _as_float(flat[start : start + CHUNK_ELEMENTS], integral)
+        finite_mask = torch.isfinite(values)
+        nans = int(torch.isnan(values).sum())
+        nan_count += nans
+        zeros += int((values == 0).sum())
+        finite = values if bool(finite_mask.all()) else values[finite_mask]
+        inf_count += values.numel() - finite.numel() - nans
+        n = finite.numel()
+        if n == 0:
+            continue
+        chunk_mean = float(finite.sum(dtype=torch.float64)) / n
+        chunk_m2 = float(((finite - chunk_mean) ** 2).sum(dtype=torch.float64))
+        delta = chunk_mean - mean
+        total = count + n
+        mean += delta * n / total
+        m2 += chunk_m2 + delta * delta * count * n / total
+        count = total
+        low, high = min(low, float(finite.min())), max(high, float(finite.max()))
+    numel = flat.numel()
+    if count == 0:
+        nan = float("nan")
+        return TensorStats(
+            numel, nan, nan, nan, nan, zeros / numel, nan_count, inf_count, (), (nan, nan)
+        )
+    if integral:
+        low, high = int(low), int(high)
+    std = (m2 / (count - 1)) ** 0.5 if count > 1 else 0.0
+    if high > low:
+        counts = torch.zeros(HISTOGRAM_BINS, dtype=torch.float64)
+        for start in range(0, numel, CHUNK_ELEMENTS):
+            values = _as_float(flat[start : start + CHUNK_ELEMENTS], integral)
+            if values.dtype != torch.float64 and high - low > torch.finfo(values.dtype).max:
+                values = values.double()  # the range itself overflows this dtype
+            counts += torch.histc(values[torch.isfinite(values)], HISTOGRAM_BINS, low, high)
+        histogram = tuple(int(c) for c in counts)
+    else:
+        histogram = (count,)
+    return TensorStats(
+        numel=numel,
+        mean=mean,
+        std=std,
+        min=low,
+        max=high,
+        zero_fraction=zeros / numel,
+        nan_count=nan_count,
+        inf_count=inf_count,
+        histogram=histogram,
+        hist_range=(low, high),
+    )
 
 
 def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> TensorStats:
@@ -52,6 +119,12 @@ def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> Tens
         return _stats(flat, estimated=False)
     step = flat.numel() // sample_size
     return _stats(flat[::step][:sample_size], estimated=True, numel=flat.numel())
+
+
+def _as_float(values: torch.Tensor, integral: bool) -> torch.Tensor:
+    if values.dtype in (torch.float32, torch.float64):
+        return values
+    return values.double() if integral else values.float()
 
 
 def _stats(flat: torch.Tensor, estimated: bool, numel: int | None = None) -> TensorStats:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -17,10 +18,18 @@ def tied_groups(model: nn.Module) -> list[list[str]]:
 
 
 def restore_ties(model: nn.Module, groups: list[list[str]]) -> None:
-    """`assign=True` gives each name its own tensor; put the shared ones back together."""
-    for first, *others in groups:
-        owner_path, _, attr = first.rpartition(".")
-        tensor = getattr(model.get_submodule(owner_path), attr)
-        for other in others:
+    """`assign=True` gives each name its own tensor; put the shared ones back together (around
+    the one that holds data, when only one name of a tie was loaded)."""
+    for group in groups:
+        tensors = [_tensor_at(model, name) for name in group]
+        source = next((i for i, t in enumerate(tensors) if not t.is_meta), 0)
+        tensor = tensors[source]
+        for other in group[:source] + group[source + 1 :]:
             other_path, _, other_attr = other.rpartition(".")
             setattr(model.get_submodule(other_path), other_attr, tensor)
+
+
+def _tensor_at(model: nn.Module, name: str) -> torch.Tensor:
+    owner_path, _, attr = name.rpartition(".")
+    tensor: torch.Tensor = getattr(model.get_submodule(owner_path), attr)
+    return tensor

@@ -45,6 +45,11 @@ def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
     groups: dict[str, nn.Module] = {"": root}
     shared: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
     for key, tensor in state.items():
+        if "" in key.split("."):
+            raise SourceError(
+                f"the key {key!r} has an empty part between its dots; "
+                "it cannot be shown as a tree (open it with --arch, or rename the key)"
+            )
         prefix, _, name = key.rpartition(".")
         parent = _group(groups, prefix, key)
         if name in parent._modules:

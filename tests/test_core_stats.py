@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelbrowse.core import stats
 from modelbrowse.core.stats import (
     HISTOGRAM_BINS,
     SAMPLE_SIZE,
@@ -228,3 +229,23 @@ def test_estimate_of_a_small_tensor_is_exact() -> None:
     assert not estimate.estimated
     assert estimate == compute_stats(tensor)
     assert isinstance(estimate, TensorStats)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.int64])
+def test_large_tensors_give_the_same_figures_slice_by_slice(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype
+) -> None:
+    torch.manual_seed(0)
+    values = (torch.randn(10_001) * 50).to(dtype)
+    values[:30] = 0
+    if dtype.is_floating_point:
+        values[7], values[8], values[9] = float("nan"), float("inf"), float("-inf")
+    whole = compute_stats(values)
+    monkeypatch.setattr(stats, "CHUNK_ELEMENTS", 1000)
+    sliced = compute_stats(values)
+    assert sliced.histogram == whole.histogram
+    assert (sliced.min, sliced.max, sliced.numel) == (whole.min, whole.max, whole.numel)
+    assert (sliced.nan_count, sliced.inf_count) == (whole.nan_count, whole.inf_count)
+    assert sliced.zero_fraction == whole.zero_fraction
+    assert sliced.mean == pytest.approx(whole.mean, rel=1e-5, abs=1e-6)
+    assert sliced.std == pytest.approx(whole.std, rel=1e-5)

@@ -206,6 +206,8 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         if not is_meta:
             self.state = "pretrained" if source.weights else ""
             self._start_history()
+        elif self.options.meta:
+            self.state = "meta: shapes only, no values"
         elif params <= EAGER_MATERIALISE_LIMIT:
             self.state = "initialising weights"
             self.materialise()
@@ -223,7 +225,10 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         report = fit.lines() if fit is not None and (not fit.fits or fit.casts) else []
         warnings: list[str] = list(getattr(source, "warnings", []))
         self.query_one(DetailPane).set_source_info(
-            list(getattr(source, "info", [])), report, warnings
+            list(getattr(source, "info", [])),
+            report,
+            warnings,
+            title=getattr(source, "info_title", "checkpoint"),
         )
         if warnings:
             self.header_warning = warnings[0]
@@ -267,7 +272,16 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
             action()
         self.run_shape_check()
 
+    def edit_refusal(self) -> str | None:
+        """Why nothing may change (or be written) at all, or None."""
+        if self.options.meta and self.index is not None and self.index.is_meta:
+            return "--meta: the model has no values to edit or write (open it without --meta)"
+        refusal: str | None = getattr(self.source, "edit_refusal", None)
+        return refusal
+
     def _ensure_materialising(self) -> None:
+        if self.options.meta:
+            return
         if self.index is not None and self.index.is_meta and not self.materialising:
             self.materialising = True
             self.state = "initialising weights"
@@ -317,7 +331,7 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
         if node.is_module:
             return
         tensor = node.tensor
-        if tensor.is_meta:
+        if tensor.is_meta and not self.options.meta:
             self._ensure_materialising()
             pane.show_stats(None, "loading: initialising real tensors…")
             return

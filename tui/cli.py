@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "source", help="torchvision model name, package.module:attr or file.py:attr"
+        "source",
+        help="torchvision model name, package.module:attr, file.py:attr, or a checkpoint file "
+        "or folder (state_dict, safetensors, TorchScript, Hugging Face, distributed checkpoint)",
     )
     parser.add_argument(
         "--weights",
@@ -120,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare SOURCE with OTHER key by key (a fine-tuned checkpoint against its base); "
         "with --print, exit 0 when equal and 1 when different",
     )
+    parser.add_argument(
+        "--meta",
+        action="store_true",
+        help="shapes only: build on the meta device and never create values (no memory at any "
+        "size; statistics say 'meta tensor: no data'; no edits or writing)",
+    )
     checkpoints = parser.add_argument_group("checkpoint files and folders")
     checkpoints.add_argument(
         "--arch",
@@ -172,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--depth must be 0 or more")
     if (args.recipe is None) != (args.output is None):
         parser.error("--recipe and --output go together")
+    if args.meta and (args.recipe is not None or args.diff is not None):
+        parser.error(
+            "--meta has no values to compare or write; leave it out with --recipe or --diff"
+        )
     if args.recipe is not None:
         return _replay(args)
     if args.print_tree and args.diff is not None:
@@ -219,6 +231,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         trust_pickle=args.trust_pickle,
         device=args.device,
         diff=args.diff,
+        meta=args.meta,
     )
 
 

@@ -47,6 +47,10 @@ class EditActions:
         if app.index is None:
             app.notify("the model is still loading", severity="warning")
             return None
+        refusal = app.edit_refusal()
+        if refusal:
+            app.notify(refusal, severity="warning", title="nothing changed")
+            return None
         path = app.query_one(ModuleTree).cursor_path
         if path is None:
             app.notify("move the cursor to a module or tensor first", severity="warning")

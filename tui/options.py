@@ -26,6 +26,7 @@ class AppOptions:
     trust_pickle: bool = False
     device: str | None = None
     diff: str | None = None
+    meta: bool = False  # never create tensor values: structure and shapes only
 
     def resolve(self, spec: str | None = None) -> Source:
         """The model source these options name (files are opened: headers only); `spec` in

@@ -28,6 +28,8 @@ def default_save_name(source_spec: str, kind: str = "") -> str:
         return str(path.with_name(f"{name or 'model'}-edited{suffix}"))
     name = source_spec.rpartition(":")[2] or source_spec
     name = Path(name).stem or "model"
+    if kind == "huggingface":  # the config.json of a model folder: name it after the folder
+        name = Path(source_spec).parent.name or "model"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.lower())
     return f"{safe or 'model'}-edited.pt"
 
@@ -64,6 +66,13 @@ class SaveActions:
         app = self._save_app
         if app.index is None or app.source is None:
             app.notify("the model is still loading", severity="warning")
+            return
+        if app.options.meta and app.index.is_meta:
+            app.notify(
+                "--meta: the model has no values to write (open it without --meta)",
+                severity="warning",
+                title="nothing written",
+            )
             return
         default = app.last_save_path or default_save_name(app.source.spec, app.source.kind)
         app.push_screen(

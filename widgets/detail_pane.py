@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import torch
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -132,6 +133,9 @@ def class_text(module: object) -> Text:
     """The class name, with the module it is defined in below it."""
     cls = type(module)
     text = Text(cls.__qualname__, style="bold")
+    scripted = getattr(module, "original_name", None)
+    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
+        return Text(scripted, style="bold") + Text("\nTorchScript (compiled)", style="dim")
     if cls.__module__ == "modelbrowse.core.weights_tree":
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
     else:
@@ -150,7 +154,7 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
         ("path", printable(node.path, limit=400) if node.path else "(root)"),
         ("class", class_text(module)),
     ]
-    if arguments:
+    if arguments and not isinstance(module, torch.jit.ScriptModule):  # it says original_name=
         rows.append(("arguments", argument_lines(printable(arguments, limit=400))))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:

@@ -171,7 +171,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.question, style="bold"))
+            yield Static(Text(self.question, style="bold"), classes="question")
             yield Static(Text("y yes · n no", style="dim"), id="dialog-hint")
 
     def action_enter(self) -> None:

@@ -1,0 +1,117 @@
+"""Architectures from a Hugging Face `config.json`, built with `transformers` when it is installed.
+
+`transformers` is an optional extra: without it a Hugging Face folder opens as its weights' tree,
+and only a folder holding nothing but a config (which has no tree without an architecture) needs
+it. Models are built on the `meta` device first, so a 7B config costs milliseconds and no memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelbrowse.core.errors import SourceError
+from modelbrowse.core.sources import Source
+
+INSTALL_HINT = "pip install 'modelbrowse[hf]'"
+
+
+def transformers_installed() -> bool:
+    return importlib.util.find_spec("transformers") is not None
+
+
+def config_file(path: Path) -> Path | None:
+    """The `config.json` of a folder (or the file itself), if it names a transformers model."""
+    config = path if path.is_file() else path / "config.json"
+    if config.name != "config.json" or not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or "model_type" not in data:
+        return None
+    return config
+
+
+@dataclass
+class HFConfigSource(Source):
+    """`modelbrowse ./llama-7b/config.json`: the architecture a config describes."""
+
+    config_path: Path | None = None
+    info_title = "config"
+
+    @property
+    def info(self) -> list[tuple[str, str]]:
+        """The config's main fields, shown at the root."""
+        from modelbrowse.core.checkpoint_folders import describe_hf_config
+
+        if self.config_path is None:
+            return []
+        rows = describe_hf_config(self.config_path)
+        return [("format", "Hugging Face config (no weights)"), *rows]
+
+    def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:
+        # Never the real build as a fallback: for a 7B config that is 28 GB of random numbers.
+        with torch.device("meta"):
+            return self._call_builder(), True
+
+
+def resolve_hf_config(config: Path) -> HFConfigSource:
+    """The architecture of `config` (a config.json), or a SourceError saying why not."""
+    if not transformers_installed():
+        raise SourceError(
+            f"building the model in {config} needs transformers, which is not installed "
+            f"({INSTALL_HINT})"
+        )
+    config_object, cls = _config_and_class(config)
+    name = cls.__name__ if isinstance(cls, type) else "AutoModel"
+
+    def build() -> nn.Module:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model: nn.Module = cls._from_config(config_object)
+        return model
+
+    return HFConfigSource(
+        spec=str(config.resolve()),
+        kind="huggingface",
+        label=f"{name} ({config.parent.name}/config.json)",
+        builder=build,
+        config_path=config,
+    )
+
+
+def _config_and_class(config: Path) -> tuple[Any, Any]:
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    # Its notes on config values would print over the app.
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    try:
+        config_object = transformers.AutoConfig.from_pretrained(
+            str(config.parent), local_files_only=True
+        )
+    except Exception as exc:  # transformers raises ValueError, OSError, KeyError, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"transformers cannot read {config}: {first}") from None
+    for name in getattr(config_object, "architectures", None) or []:
+        cls = getattr(transformers, name, None)
+        if isinstance(cls, type) and issubclass(cls, nn.Module):
+            return config_object, cls
+    try:
+        auto = transformers.AutoModel._model_mapping[type(config_object)]
+    except Exception:
+        names = ", ".join(getattr(config_object, "architectures", None) or []) or "none"
+        raise SourceError(
+            f"transformers has no model class for {config} (architectures: {names}; "
+            "models with their own code are not run)"
+        ) from None
+    return config_object, auto

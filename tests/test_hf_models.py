@@ -1,0 +1,158 @@
+"""Hugging Face folders with `transformers` installed (an optional extra) and without it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from modelbrowse.core import checkpoint_source
+from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.recipe import load_edited, save_edited
+from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.weights_tree import Weights
+from modelbrowse.tui.app import ModelBrowseApp
+from modelbrowse.tui.cli import main
+from modelbrowse.tui.options import AppOptions
+from tests.app_support import wait_for, wait_for_text
+from tests.saving_support import assert_same_tensors
+
+transformers = pytest.importorskip("transformers")
+
+TINY_GPT2 = {"n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 64, "n_positions": 16}
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 saved as transformers saves it: the output layer is tied to the embedding
+    and saved once."""
+    config = transformers.GPT2Config(**TINY_GPT2, bos_token_id=0, eos_token_id=0)
+    config.architectures = ["GPT2LMHeadModel"]
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("hf") / "tiny-gpt2"
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def config_only(tmp_path: Path, gpt2_folder: Path) -> Path:
+    folder = tmp_path / "config-only"
+    folder.mkdir()
+    (folder / "config.json").write_text((gpt2_folder / "config.json").read_text())
+    return folder
+
+
+def test_a_folder_is_loaded_into_the_architecture_its_config_names(gpt2_folder: Path) -> None:
+    source = resolve_source(str(gpt2_folder))
+    model, is_meta = source.build_structure()
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    assert not is_meta  # the file's tensors were taken as they are
+    assert model.lm_head.weight is model.transformer.wte.weight  # the tie saved once
+    with torch.no_grad():
+        reference = transformers.GPT2LMHeadModel.from_pretrained(gpt2_folder)
+    assert_same_tensors(model.state_dict(), reference.state_dict())
+    rows = dict(source.info)  # type: ignore[attr-defined]
+    assert rows["fit"] == "fits GPT2LMHeadModel (tiny-gpt2/config.json): all 28 tensors loaded"
+
+
+def test_a_config_the_architecture_cannot_be_built_from_falls_back_to_the_keys(
+    tmp_path: Path, gpt2_folder: Path
+) -> None:
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes((gpt2_folder / "model.safetensors").read_bytes())
+    config = {"model_type": "my-own-model", "architectures": ["MyOwnModel"]}
+    (folder / "config.json").write_text(json.dumps(config))
+    source = resolve_source(str(folder))
+    model, _ = source.build_structure()
+    assert isinstance(model, Weights)
+    assert dict(source.info)["architecture"].startswith("not built: transformers cannot read")  # type: ignore[attr-defined]
+
+
+def test_without_transformers_the_folder_opens_as_its_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpt2_folder: Path
+) -> None:
+    monkeypatch.setattr(checkpoint_source, "transformers_installed", lambda: False)
+    source = resolve_source(str(gpt2_folder))
+    model, _ = source.build_structure()
+    assert isinstance(model, Weights)
+    hint = dict(source.info)["architecture"]  # type: ignore[attr-defined]
+    assert hint == "from the keys; pip install 'modelbrowse[hf]' builds it from config.json"
+
+    monkeypatch.setattr("modelbrowse.core.hf_models.transformers_installed", lambda: False)
+    with pytest.raises(SourceError, match=r"needs transformers, which is not installed"):
+        resolve_source(str(config_only(tmp_path, gpt2_folder)))
+
+
+def test_a_config_alone_builds_on_meta_and_prints(
+    tmp_path: Path, gpt2_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = config_only(tmp_path, gpt2_folder)
+    model, is_meta = resolve_source(str(folder)).build_structure()
+    assert is_meta and all(p.is_meta for p in model.parameters())
+    assert main([str(folder / "config.json"), "--print", "--depth", "1"]) == 0
+    lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert "format Hugging Face config (no weights)" in lines
+    assert "(root) GPT2LMHeadModel 28.0K" in lines
+    assert main([str(folder), "--print", "--arch", "resnet18"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error.strip()
+        == f"modelbrowse: error: --arch: {folder} is a config without weights; nothing to load"
+    )
+
+
+def test_edits_on_the_built_architecture_save_and_load_back(
+    tmp_path: Path, gpt2_folder: Path
+) -> None:
+    from modelbrowse.core.edits import Replace
+
+    source = resolve_source(str(gpt2_folder))
+    model, _ = source.build_structure()
+    edit = Replace("lm_head", "nn.Linear(32, 5, bias=False)")
+    edit.apply(model)
+    out = tmp_path / "five-way.safetensors"
+    save_edited(model, out, source, None, [edit])
+    loaded = load_edited(out)
+    assert type(loaded).__name__ == "GPT2LMHeadModel"
+    assert loaded.lm_head.out_features == 5
+    assert_same_tensors(loaded.state_dict(), model.state_dict())
+
+
+async def test_meta_shows_shapes_without_values_and_refuses_edits(
+    tmp_path: Path, gpt2_folder: Path
+) -> None:
+    app = ModelBrowseApp(AppOptions(str(config_only(tmp_path, gpt2_folder)), meta=True))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_text(pilot, "meta: shapes only, no values")
+        screen = await wait_for_text(pilot, "config model_type")
+        assert re.search(r"││ config +│", screen)  # the root's block is titled for a config
+        await pilot.press(":", *"transformer.wte.weight", "enter")
+        await wait_for_text(pilot, "meta tensor: no data")
+        for key in ("f", "w"):
+            await pilot.press(key)
+            await wait_for(
+                pilot,
+                lambda: any(
+                    "--meta: the model has no values" in n.message for n in app._notifications
+                ),
+            )
+            app.clear_notifications()
+        assert app.index is not None and app.index.is_meta
+        assert not app.materialising
+
+
+def test_meta_refuses_what_needs_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["alexnet", "--meta", "--diff", "alexnet", "--print"])
+    assert exited.value.code == 2
+    assert "--meta has no values to compare or write" in capsys.readouterr().err
+
+
+def test_checkpoint_flags_on_a_zoo_model_are_refused() -> None:
+    with pytest.raises(UsageError, match=r"^--key, --trust-pickle apply to a checkpoint file"):
+        from modelbrowse.core.checkpoints import CheckpointOptions
+
+        resolve_source("alexnet", checkpoint=CheckpointOptions(key="model", trust_pickle=True))
