@@ -15,9 +15,9 @@ from modelbrowse.core.checkpoints import (
     Checkpoint,
     CheckpointOptions,
     open_file,
-    open_safetensors,
 )
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.safetensors_files import open_safetensors
 
 _HF_CONFIG_FIELDS = (
     "model_type",

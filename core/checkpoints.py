@@ -7,21 +7,20 @@ tensor's bytes are read when something looks at them.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import struct
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.file_kinds import FileKind, sniff
+from modelbrowse.core.training_info import describe_extras, is_optimizer_state, short
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
 # Where training scripts keep the weights, most specific first.
@@ -42,7 +41,6 @@ WEIGHTS_KEYS = (
 )
 # Prefixes that wrappers add to every key: DataParallel/DDP, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-_INFO_VALUE_LIMIT = 120
 
 
 @dataclass
@@ -157,6 +155,8 @@ def _map_location(device: str | None) -> str:
 def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
     kind = sniff(path)
     if kind is FileKind.SAFETENSORS:
+        from modelbrowse.core.safetensors_files import open_safetensors
+
         return open_safetensors([path], map_location)
     if kind is FileKind.TORCHSCRIPT:
         return _open_torchscript(path, map_location)
@@ -196,7 +196,7 @@ def _torch_load(path: Path, kind: FileKind, options: CheckpointOptions, map_loca
             raise SourceError(
                 f"cannot read {path} ({kind.value}): it ends early or is damaged (truncated?)"
             ) from None
-        raise SourceError(f"cannot read {path} ({kind.value}): {_first_line(exc)}") from None
+        raise SourceError(f"cannot read {path} ({kind.value}): {first_line(exc)}") from None
 
 
 def _is_weights_only_refusal(exc: Exception) -> bool:
@@ -233,89 +233,12 @@ def _open_torchscript(path: Path, map_location: str) -> Checkpoint:
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(path), map_location=map_location)  # type: ignore[no-untyped-call]
     except Exception as exc:
-        raise SourceError(f"cannot read {path} (TorchScript): {_first_line(exc)}") from None
+        raise SourceError(f"cannot read {path} (TorchScript): {first_line(exc)}") from None
     checkpoint = Checkpoint(path, "TorchScript", module=module, files=[path])
     checkpoint.info.append(
         ("scripted class", getattr(module, "original_name", type(module).__name__))
     )
     return checkpoint
-
-
-def open_safetensors(paths: list[Path], map_location: str) -> Checkpoint:
-    """One or more safetensors files, memory-mapped; the header metadata becomes information."""
-    from safetensors import safe_open
-
-    from modelbrowse.core.saving import ALIASES_KEY
-
-    checkpoint = Checkpoint(paths[0], "safetensors", files=list(paths))
-    for path in paths:
-        try:
-            with safe_open(str(path), framework="pt", device=map_location) as handle:  # type: ignore[no-untyped-call]
-                metadata = handle.metadata() or {}
-                mapped = _map_safetensors(path) if map_location == "cpu" else {}
-                for key in handle.keys():  # noqa: SIM118 - a safe_open handle is not a dict
-                    tensor = mapped.get(key)
-                    checkpoint.tensors[key] = handle.get_tensor(key) if tensor is None else tensor
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise SourceError(f"cannot read {path} (safetensors): {_first_line(exc)}") from None
-        aliases = metadata.pop(ALIASES_KEY, None)
-        if aliases:
-            for alias, key in json.loads(aliases).items():
-                if key in checkpoint.tensors:
-                    checkpoint.tensors[alias] = checkpoint.tensors[key]
-        for name, value in metadata.items():
-            if (f"metadata {name}", value) not in checkpoint.info:  # shards repeat it
-                checkpoint.info.append((f"metadata {name}", value))
-    return checkpoint
-
-
-_SAFETENSORS_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-}
-
-
-def _map_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every aligned tensor as a view of one private memory map of the file.
-
-    `get_tensor` reads each tensor (and the kernel's readahead around it) when called: 3.5 GiB
-    and seconds for a 7B model before the first screen. A view reads nothing until its data is
-    used, and writes to it stay in this process (copy-on-write), never in the file. Tensors the
-    map cannot hold (unaligned, unknown dtype) are left to `get_tensor`.
-    """
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header: dict[str, Any] = json.loads(handle.read(length))
-    size = path.stat().st_size
-    if size == 0:
-        return {}
-    storage = cast(
-        torch.UntypedStorage, torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
-    )
-    tensors = {}
-    for key, entry in header.items():
-        dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype")) if key != "__metadata__" else None
-        if dtype is None:
-            continue
-        begin = 8 + length + int(entry["data_offsets"][0])
-        if begin % dtype.itemsize:
-            continue
-        shape = [int(n) for n in entry["shape"]]
-        strides = [math.prod(shape[i + 1 :]) for i in range(len(shape))]  # row-major
-        tensors[key] = torch.empty(0, dtype=dtype).set_(
-            storage, begin // dtype.itemsize, shape, strides
-        )
-    return tensors
 
 
 # --- training checkpoints: where are the weights? ---------------------------------------------
@@ -358,7 +281,7 @@ def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None) -> None:
     checkpoint.tensors = dict(_flatten(weights))
     skipped = [k for k, v in _flatten_all(weights) if not isinstance(v, torch.Tensor)]
     if skipped:
-        checkpoint.info.append(("non-tensor entries", _short(", ".join(skipped))))
+        checkpoint.info.append(("non-tensor entries", short(", ".join(skipped))))
     checkpoint.info.extend(describe_extras(rest))
 
 
@@ -388,7 +311,7 @@ def _find_weights(loaded: Mapping[Any, Any]) -> tuple[str, Mapping[str, Any]] | 
     candidates = [
         (sum(v.numel() for _, v in _flatten(value)), str(key), value)
         for key, value in loaded.items()
-        if isinstance(value, Mapping) and _has_tensors(value) and not _is_optimizer_state(value)
+        if isinstance(value, Mapping) and _has_tensors(value) and not is_optimizer_state(value)
     ]
     if not candidates:
         return None
@@ -436,95 +359,6 @@ def _strip_wrapper_prefix(checkpoint: Checkpoint, keep: bool) -> None:
         )
 
 
-# --- the rest of a training checkpoint, as information ----------------------------------------
-
-
-def describe_extras(rest: Mapping[Any, Any]) -> list[tuple[str, str]]:
-    """Epoch, metrics, optimizer and the like: one (label, text) row each."""
-    rows: list[tuple[str, str]] = []
-    for key, value in rest.items():
-        label = str(key)
-        if _is_optimizer_state(value):
-            rows.append((label, describe_optimizer(value)))
-        elif isinstance(value, (list, tuple)) and value and all(map(_is_optimizer_state, value)):
-            rows.append((label, "; ".join(describe_optimizer(v) for v in value)))
-        elif isinstance(value, torch.Tensor):
-            rows.append((label, _tensor_value(value)))
-        elif isinstance(value, Mapping):
-            scalars = [(k, v) for k, v in value.items() if _is_scalar(v)]
-            if scalars and len(scalars) == len(value):
-                rows.append((label, _short(", ".join(f"{k}={_scalar(v)}" for k, v in scalars))))
-            else:
-                rows.append((label, f"dict of {len(value)} entries"))
-        elif _is_scalar(value):
-            rows.append((label, _scalar(value)))
-        elif isinstance(value, (list, tuple)):
-            rows.append((label, f"{type(value).__name__} of {len(value)} items"))
-        else:
-            rows.append((label, type(value).__name__))
-    return rows
-
-
-def _is_optimizer_state(value: Any) -> bool:
-    return isinstance(value, Mapping) and "param_groups" in value and "state" in value
-
-
-def describe_optimizer(state: Mapping[str, Any]) -> str:
-    """'AdamW, 2 parameter groups, lr 0.001' from an optimizer's state_dict."""
-    groups = state.get("param_groups") or []
-    first = groups[0] if groups and isinstance(groups[0], Mapping) else {}
-    name = guess_optimizer(first)
-    count = len(groups)
-    text = f"{name} optimizer state, {count} parameter group{'s' if count != 1 else ''}"
-    if "lr" in first and _is_scalar(first["lr"]):
-        text += f", lr {_scalar(first['lr'])}"
-    return text
-
-
-def guess_optimizer(group: Mapping[str, Any]) -> str:
-    """The optimizer class, told from the options in a parameter group."""
-    keys = set(group)
-    if {"betas", "amsgrad"} <= keys:
-        return "AdamW" if group.get("decoupled_weight_decay") else "Adam"
-    if {"momentum", "dampening", "nesterov"} <= keys:
-        return "SGD"
-    for name, options in (
-        ("RMSprop", {"alpha", "centered"}),
-        ("Adagrad", {"lr_decay", "initial_accumulator_value"}),
-        ("Adadelta", {"rho"}),
-        ("LBFGS", {"history_size"}),
-    ):
-        if options <= keys:
-            return name
-    return "an"
-
-
-def _is_scalar(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.numel() == 1 and not value.is_meta
-    return isinstance(value, (int, float, str, bool)) or value is None
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        value = value.item()
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{value:.6g}"
-    return _short(str(value))
-
-
-def _tensor_value(tensor: torch.Tensor) -> str:
-    if _is_scalar(tensor):
-        return _scalar(tensor)
-    return f"tensor {tuple(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
-
-
-def _short(text: str) -> str:
-    if len(text) <= _INFO_VALUE_LIMIT:
-        return text
-    return text[: _INFO_VALUE_LIMIT - 1] + "…"
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
