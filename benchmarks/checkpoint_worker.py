@@ -7,10 +7,11 @@
   data region is a hole (`truncate`), so about 13.5 GB of bfloat16 costs a few KiB of disk and
   no memory. Reads as zeros.
 - `write-pt PATH`: a 3 GiB state_dict `.pt` (12 float32 tensors of 256 MiB) with real data.
-- `open PATH`: what the app does before its first screen: `AppOptions(source=PATH).resolve()`,
-  `source.build_structure()`, `NodeIndex(model)`; seconds of each step. A tiny checkpoint of the
-  same kind is opened first (`first_open`), so that the modules the app imports lazily are loaded
-  and the timer sees the open itself.
+- `open PATH`: what the app does before its first screen:
+  `AppOptions(source=PATH, keys_only=True).resolve()`, `source.build_structure()`,
+  `NodeIndex(model)`; seconds of each step. A tiny checkpoint of the same kind is opened first
+  (`first_open`), so that the modules the app imports lazily are loaded and the timer sees the
+  open itself.
 - `headers DIR`: the floor for a safetensors open: every shard's header (`safe_open`, `keys`,
   `get_slice(...).get_shape()`).
 - `torch-load PATH`: the floor for a `.pt` open: `torch.load(mmap=True, weights_only=True)`.
@@ -178,7 +179,7 @@ def open_like_the_app(path: str) -> dict[str, Any]:
     from modelbrowse.tui.options import AppOptions
 
     start = time.perf_counter()
-    source = AppOptions(source=path).resolve()
+    source = AppOptions(source=path, keys_only=True).resolve()
     resolved = time.perf_counter()
     model, is_meta = source.build_structure()
     built = time.perf_counter()

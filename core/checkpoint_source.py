@@ -238,7 +238,9 @@ def resolve_checkpoint(
             f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
         )
     from_config = None
-    if arch_source is None and checkpoint.module is None:
+    if arch_source is not None and options.keys_only:
+        raise UsageError("--keys-only and --arch contradict each other: choose one")
+    if arch_source is None and checkpoint.module is None and not options.keys_only:
         from_config = _config_architecture(checkpoint)
     label = Path(spec).name + (f" into {arch_source.label}" if arch_source else "")
     return CheckpointSource(

@@ -52,6 +52,7 @@ class CheckpointOptions:
     strip_prefix: str | None = None
     trust_pickle: bool = False
     device: str | None = None
+    keys_only: bool = False  # a Hugging Face folder as its keys, not built by transformers
 
     def flags(self) -> list[str]:
         """The command-line flags these options stand for, as a user typed them."""
@@ -61,6 +62,7 @@ class CheckpointOptions:
             "--strip-prefix": self.strip_prefix is not None,
             "--trust-pickle": self.trust_pickle,
             "--device": self.device is not None,
+            "--keys-only": self.keys_only,
         }
         return [flag for flag, on in given.items() if on]
 

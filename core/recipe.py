@@ -78,6 +78,7 @@ def source_record(source: Source, init_seed: int | None) -> dict[str, Any]:
                 "keep_prefix": options.keep_prefix,
                 "strip_prefix": options.strip_prefix,
                 "trust_pickle": options.trust_pickle,
+                "keys_only": options.keys_only,
             },
         }
     spec = source.spec

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from modelbrowse.core import checkpoint_source
+from modelbrowse.core.checkpoints import CheckpointOptions
 from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.recipe import load_edited, save_edited
+from modelbrowse.core.recipe import load_edited, read_recipe, save_edited
 from modelbrowse.core.sources import resolve_source
 from modelbrowse.core.weights_tree import Weights
 from modelbrowse.tui.app import ModelBrowseApp
@@ -55,6 +56,20 @@ def test_a_folder_is_loaded_into_the_architecture_its_config_names(gpt2_folder: 
     assert_same_tensors(model.state_dict(), reference.state_dict())
     rows = dict(source.info)  # type: ignore[attr-defined]
     assert rows["fit"] == "fits GPT2LMHeadModel (tiny-gpt2/config.json): all 28 tensors loaded"
+
+
+def test_keys_only_shows_the_keys_and_is_recorded(tmp_path: Path, gpt2_folder: Path) -> None:
+    source = resolve_source(str(gpt2_folder), checkpoint=CheckpointOptions(keys_only=True))
+    model, _ = source.build_structure()
+    assert isinstance(model, Weights)
+    assert "lm_head.weight" not in model.state_dict()  # saved once, under the embedding's name
+    out = tmp_path / "keys.pt"
+    save_edited(model, out, source, None, [])
+    assert read_recipe(f"{out}.recipe.json")["source"]["checkpoint"]["keys_only"] is True
+    with pytest.raises(UsageError, match="--keys-only and --arch contradict"):
+        resolve_source(
+            str(gpt2_folder), arch="resnet18", checkpoint=CheckpointOptions(keys_only=True)
+        )
 
 
 def test_a_config_the_architecture_cannot_be_built_from_falls_back_to_the_keys(

@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEVICE",
         help="where the tensors go: cpu (the default, for files saved on a GPU too) or cuda:N",
     )
+    checkpoints.add_argument(
+        "--keys-only",
+        action="store_true",
+        help="show a Hugging Face folder as its checkpoint's keys, without building the "
+        "architecture from config.json (which needs transformers)",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     parser.add_argument("--version", action=_VersionAction, help="show the version number and exit")
     return parser
@@ -232,6 +238,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         device=args.device,
         diff=args.diff,
         meta=args.meta,
+        keys_only=args.keys_only,
     )
 
 

@@ -26,6 +26,7 @@ class AppOptions:
     trust_pickle: bool = False
     device: str | None = None
     diff: str | None = None
+    keys_only: bool = False
     meta: bool = False  # never create tensor values: structure and shapes only
 
     def resolve(self, spec: str | None = None) -> Source:
@@ -41,6 +42,7 @@ class AppOptions:
             strip_prefix=self.strip_prefix,
             trust_pickle=self.trust_pickle,
             device=self.device,
+            keys_only=self.keys_only,
         )
         return resolve_source(
             spec or self.source,
