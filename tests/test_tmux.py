@@ -157,3 +157,30 @@ def test_replace_undo_redo_and_write_in_a_real_terminal(terminal: Terminal, tmp_
 
     state = torch.load(tmp_path / "alexnet-edited.pt", weights_only=True)
     assert state["classifier.6.weight"].shape == (10, 4096)
+
+
+def test_training_checkpoint_delete_a_key_and_write_in_a_real_terminal(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    state = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2)).state_dict()
+    torch.save(
+        {"epoch": 7, "model": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "last.ckpt"
+    )
+    status = start(terminal, tmp_path, "last.ckpt")
+    screen = terminal.wait_for("epoch 7")
+    assert "weights from ['model']" in screen
+    assert "key prefix 'module.' stripped" in screen
+    assert "1 Group 18" in screen
+    terminal.keys(":", "1.bias", "Enter")
+    terminal.wait_for("shape (2,)")
+    terminal.keys("d")
+    terminal.wait_for("delete the keys 1.bias")
+    terminal.keys("w")
+    screen = terminal.wait_for("write the weights")
+    assert "last-edited.ckpt" in screen
+    terminal.keys("Enter")
+    terminal.wait_for("wrote")
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"
+    written = torch.load(tmp_path / "last-edited.ckpt", weights_only=True)
+    assert list(written) == ["0.weight", "0.bias", "1.weight"]
