@@ -29,6 +29,15 @@ class NodeKind(enum.Enum):
     UNREGISTERED_TENSOR = "unregistered tensor"
 
 
+def scripted_name(module: object) -> str | None:
+    """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
+    RecursiveScriptModule, which says nothing to the user. None for other modules."""
+    scripted = getattr(module, "original_name", None)
+    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
+        return scripted
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Totals:
     """Counts over a subtree, each tensor counted once."""
@@ -87,12 +96,7 @@ class Node:
     def type_name(self) -> str:
         """The class for a module; `Parameter`, `Tensor` for tensors."""
         if self.kind is NodeKind.MODULE:
-            # A TorchScript module's Python class is RecursiveScriptModule; the scripted one
-            # (Linear, ResNet) is what the user wrote.
-            scripted = getattr(self.obj, "original_name", None)
-            if isinstance(self.obj, torch.jit.ScriptModule) and isinstance(scripted, str):
-                return scripted
-            return type(self.obj).__name__
+            return scripted_name(self.obj) or type(self.obj).__name__
         return "Parameter" if isinstance(self.obj, nn.Parameter) else "Tensor"
 
     @property

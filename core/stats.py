@@ -81,10 +81,7 @@ def _chunked_stats(flat: torch.Tensor) -> TensorStats:
         low, high = min(low, float(finite.min())), max(high, float(finite.max()))
     numel = flat.numel()
     if count == 0:
-        nan = float("nan")
-        return TensorStats(
-            numel, nan, nan, nan, nan, zeros / numel, nan_count, inf_count, (), (nan, nan)
-        )
+        return _no_finite_values(numel, zeros / numel, nan_count, inf_count, estimated=False)
     if integral:
         low, high = int(low), int(high)
     std = (m2 / (count - 1)) ** 0.5 if count > 1 else 0.0
@@ -121,6 +118,16 @@ def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> Tens
     return _stats(flat[::step][:sample_size], estimated=True, numel=flat.numel())
 
 
+def _no_finite_values(
+    numel: int, zero_fraction: float, nan_count: int, inf_count: int, estimated: bool
+) -> TensorStats:
+    """Every value NaN or infinite: the counts, and NaN for what needs a finite value."""
+    nan = float("nan")
+    return TensorStats(
+        numel, nan, nan, nan, nan, zero_fraction, nan_count, inf_count, (), (nan, nan), estimated
+    )
+
+
 def _as_float(values: torch.Tensor, integral: bool) -> torch.Tensor:
     if values.dtype in (torch.float32, torch.float64):
         return values
@@ -144,19 +151,8 @@ def _stats(flat: torch.Tensor, estimated: bool, numel: int | None = None) -> Ten
     finite = values[~(nan_mask | inf_mask)] if nan_count or inf_count else values
     zero_fraction = float((values == 0).sum()) / max(values.numel(), 1)
     if finite.numel() == 0:
-        nan = float("nan")
-        return TensorStats(
-            numel or values.numel(),
-            nan,
-            nan,
-            nan,
-            nan,
-            zero_fraction,
-            nan_count,
-            inf_count,
-            (),
-            (nan, nan),
-            estimated,
+        return _no_finite_values(
+            numel or values.numel(), zero_fraction, nan_count, inf_count, estimated
         )
     low: float
     high: float

@@ -272,11 +272,15 @@ class ModelBrowseApp(EditActions, SaveActions, App[None]):
             action()
         self.run_shape_check()
 
-    def edit_refusal(self) -> str | None:
-        """Why nothing may change (or be written) at all, or None."""
+    def meta_refusal(self) -> str | None:
+        """With --meta, why nothing can be edited or written; None when there are values."""
         if self.options.meta and self.index is not None and self.index.is_meta:
             return "--meta: the model has no values to edit or write (open it without --meta)"
-        refusal: str | None = getattr(self.source, "edit_refusal", None)
+        return None
+
+    def edit_refusal(self) -> str | None:
+        """Why nothing may change at all (--meta, a TorchScript model), or None."""
+        refusal: str | None = self.meta_refusal() or getattr(self.source, "edit_refusal", None)
         return refusal
 
     def _ensure_materialising(self) -> None:

@@ -67,12 +67,9 @@ class SaveActions:
         if app.index is None or app.source is None:
             app.notify("the model is still loading", severity="warning")
             return
-        if app.options.meta and app.index.is_meta:
-            app.notify(
-                "--meta: the model has no values to write (open it without --meta)",
-                severity="warning",
-                title="nothing written",
-            )
+        refusal = app.meta_refusal()
+        if refusal is not None:
+            app.notify(refusal, severity="warning", title="nothing written")
             return
         default = app.last_save_path or default_save_name(app.source.spec, app.source.kind)
         app.push_screen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import torch
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from modelbrowse.core.index import scripted_name
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.module_tree import KIND_MARKERS
 
@@ -133,8 +133,8 @@ def class_text(module: object) -> Text:
     """The class name, with the module it is defined in below it."""
     cls = type(module)
     text = Text(cls.__qualname__, style="bold")
-    scripted = getattr(module, "original_name", None)
-    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
+    scripted = scripted_name(module)
+    if scripted is not None:
         return Text(scripted, style="bold") + Text("\nTorchScript (compiled)", style="dim")
     if cls.__module__ == "modelbrowse.core.weights_tree":
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
@@ -154,7 +154,7 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
         ("path", printable(node.path, limit=400) if node.path else "(root)"),
         ("class", class_text(module)),
     ]
-    if arguments and not isinstance(module, torch.jit.ScriptModule):  # it says original_name=
+    if arguments and scripted_name(module) is None:  # a scripted one says original_name=
         rows.append(("arguments", argument_lines(printable(arguments, limit=400))))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
