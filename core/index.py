@@ -93,10 +93,15 @@ class Node:
         return self.kind is NodeKind.MODULE
 
     @property
+    def scripted_name(self) -> str | None:
+        """The class a TorchScript module was scripted from; None for anything else."""
+        return scripted_name(self.obj) if self.kind is NodeKind.MODULE else None
+
+    @property
     def type_name(self) -> str:
         """The class for a module; `Parameter`, `Tensor` for tensors."""
         if self.kind is NodeKind.MODULE:
-            return scripted_name(self.obj) or type(self.obj).__name__
+            return self.scripted_name or type(self.obj).__name__
         return "Parameter" if isinstance(self.obj, nn.Parameter) else "Tensor"
 
     @property

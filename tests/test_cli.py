@@ -80,6 +80,21 @@ def test_core_and_widgets_import_in_one_direction() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_the_app_and_its_widgets_import_without_torch() -> None:
+    """The frame is painted before torch is imported: nothing the app module loads may need it."""
+    result = python(
+        "import sys, pkgutil, importlib\n"
+        "import modelbrowse.widgets as widgets, modelbrowse.tui.screens as screens\n"
+        "for package in (widgets, screens):\n"
+        "    for info in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(package.__name__ + '.' + info.name)\n"
+        "import modelbrowse.tui.app\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision'))\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_print_shows_the_tree_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["AlexNet", "--print", "--depth", "1"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -12,7 +12,6 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.index import scripted_name
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.module_tree import KIND_MARKERS
 
@@ -129,11 +128,11 @@ def argument_lines(arguments: str, width: int = 28) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def class_text(module: object) -> Text:
+def class_text(node: Node) -> Text:
     """The class name, with the module it is defined in below it."""
-    cls = type(module)
+    cls = type(node.obj)
     text = Text(cls.__qualname__, style="bold")
-    scripted = scripted_name(module)
+    scripted = node.scripted_name
     if scripted is not None:
         return Text(scripted, style="bold") + Text("\nTorchScript (compiled)", style="dim")
     if cls.__module__ == "modelbrowse.core.weights_tree":
@@ -152,9 +151,9 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
         arguments = f"(extra_repr failed: {type(exc).__name__})"
     rows: list[tuple[str, RenderableType | str]] = [
         ("path", printable(node.path, limit=400) if node.path else "(root)"),
-        ("class", class_text(module)),
+        ("class", class_text(node)),
     ]
-    if arguments and scripted_name(module) is None:  # a scripted one says original_name=
+    if arguments and node.scripted_name is None:  # a scripted one says original_name=
         rows.append(("arguments", argument_lines(printable(arguments, limit=400))))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
