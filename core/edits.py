@@ -11,14 +11,23 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.paths import code_ref, get_module, set_module, split_path
+from modelbrowse.core.paths import (
+    code_ref,
+    get_module,
+    set_module,
+    split_path,
+    subtree_parameters,
+)
 from modelbrowse.core.specs import build_module, spec_code
+
+if TYPE_CHECKING:
+    from modelbrowse.core.index import NodeIndex
 
 
 class EditError(ModelBrowseError):
@@ -50,8 +59,21 @@ def is_module_path(model: nn.Module, path: str) -> bool:
 
 
 def module_paths(model: nn.Module, module: nn.Module) -> list[str]:
-    """Every path under which `module` is reachable in `model`."""
-    return [p for p, m in model.named_modules(remove_duplicate=False) if m is module]
+    """Every path under which `module` is reachable in `model`, in tree order."""
+    found: list[str] = []
+    stack: list[tuple[str, nn.Module, tuple[int, ...]]] = [("", model, (id(model),))]
+    while stack:  # named_modules(remove_duplicate=False) without its nested generators
+        path, current, seen = stack.pop()
+        if current is module:
+            found.append(path)
+            continue  # a module does not contain itself
+        children = [
+            (f"{path}.{name}" if path else name, sub, (*seen, id(sub)))
+            for name, sub in current._modules.items()
+            if sub is not None and id(sub) not in seen
+        ]
+        stack.extend(reversed(children))
+    return found
 
 
 def placement(model: nn.Module, path: str) -> tuple[torch.device, torch.dtype | None]:
@@ -65,7 +87,10 @@ def placement(model: nn.Module, path: str) -> tuple[torch.device, torch.dtype | 
         if not is_module_path(model, candidate):
             continue
         module = get_module(model, candidate)
-        for tensor in (*module.parameters(), *module.buffers()):
+        tensor: torch.Tensor | None = next(module.parameters(), None)
+        if tensor is None:
+            tensor = next(module.buffers(), None)
+        if tensor is not None:
             dtype = tensor.dtype if tensor.dtype.is_floating_point else None
             return tensor.device, dtype
     return torch.device("cpu"), None
@@ -119,6 +144,18 @@ class Edit(ABC):
         """True when modules were added, removed or replaced (the shape check runs again)."""
         return False
 
+    def touched(self) -> list[str]:
+        """The paths whose subtrees this edit changes (counts, structure)."""
+        return [self.path]
+
+    def update_index(self, index: NodeIndex) -> None:
+        """Bring `index` up to date after this edit was applied or undone, touching only what
+        changed: the subtrees at `touched()` and their ancestors."""
+        if self.changes_structure:
+            index.refresh_structure(self.touched())
+        else:
+            index.refresh_values(self.touched())
+
 
 # --- freeze / unfreeze -------------------------------------------------------------------------
 
@@ -135,7 +172,7 @@ class SetTrainable(Edit):
 
     def apply(self, model: nn.Module) -> None:
         if is_module_path(model, self.path):
-            params = list(get_module(model, self.path).parameters())
+            params = subtree_parameters(get_module(model, self.path))
         else:
             tensor = tensor_at(model, self.path)
             if not isinstance(tensor, nn.Parameter):
@@ -151,6 +188,13 @@ class SetTrainable(Edit):
     def undo(self, model: nn.Module) -> None:
         for param, flag in self._previous:
             param.requires_grad_(flag)
+
+    def update_index(self, index: NodeIndex) -> None:
+        flags = {param.requires_grad for param, _ in self._previous}
+        if len(flags) == 1:  # all alike (after apply always; after undo usually)
+            index.set_trainable(self.path, flags.pop())
+        else:
+            index.refresh_values([self.path])
 
     def describe(self) -> str:
         return f"{'unfreeze' if self.trainable else 'freeze'} {self.path or 'the whole model'}"
@@ -303,6 +347,9 @@ class Reinit(Edit):
             for tensor, saved in self._saved:
                 tensor.copy_(saved)
 
+    def touched(self) -> list[str]:
+        return []  # values change in place; no count does
+
     def describe(self) -> str:
         return (
             f"re-initialise {self.path or 'the whole model'} with {self.scheme} (seed {self.seed})"
@@ -345,6 +392,8 @@ class Replace(Edit):
     op: ClassVar[str] = "replace"
     old: nn.Module | None = field(default=None, repr=False)
     new: nn.Module | None = field(default=None, repr=False)
+    # Every path of the module replaced; a caller with a node index may pass them (walking a
+    # 100,000-module model to find them takes a quarter of a second).
     aliases: list[str] = field(default_factory=list, repr=False)
     _code: list[str] = field(default_factory=list, repr=False)
     _root_holder: list[nn.Module] = field(default_factory=list, repr=False)
@@ -361,7 +410,8 @@ class Replace(Edit):
         if not is_module_path(model, self.path):
             raise EditError(f"{self.path} is not a module")
         self.old = get_module(model, self.path)
-        self.aliases = module_paths(model, self.old)
+        if self.path not in self.aliases:  # given by the caller's index, or found here
+            self.aliases = module_paths(model, self.old)
         device, dtype = placement(model, self.path)
         if self.new is None:  # a redo puts back the same new object
             self.new = _build_seeded(self.spec, self.seed, device, dtype)
@@ -377,6 +427,9 @@ class Replace(Edit):
         assert self.old is not None
         for alias in self.aliases:
             set_module(model, alias, self.old)
+
+    def touched(self) -> list[str]:
+        return list(self.aliases) or [self.path]
 
     def describe(self) -> str:
         return f"replace {self.path} with {spec_code(self.spec)}"
@@ -504,6 +557,9 @@ class AddModule(Edit):
 
     def undo(self, model: nn.Module) -> None:
         delattr(get_module(model, self.path), self.name)
+
+    def touched(self) -> list[str]:
+        return [_join(self.path, self.name)]
 
     def describe(self) -> str:
         return f"add {spec_code(self.spec)} as {_join(self.path, self.name)}"

@@ -8,8 +8,10 @@ subtree totals count every tensor once, as `sum(p.numel() for p in model.paramet
 from __future__ import annotations
 
 import enum
+import gc
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +40,11 @@ def scripted_name(module: object) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Totals:
-    """Counts over a subtree, each tensor counted once."""
+    """Counts over a subtree, each tensor counted once. A value: never changed once made
+    (not frozen only because a frozen dataclass takes five times as long to create, and an
+    index over 100,000 modules creates one per module on every freeze)."""
 
     params: int = 0
     trainable: int = 0
@@ -159,8 +163,10 @@ class NodeIndex:
         self._nodes: dict[str, Node] = {}
         self._paths_by_id: dict[int, list[str]] = {}
         self._totals: dict[str, Totals] = {}
-        self._walk()
-        self._compute_totals()
+        self._in_tree_order = True
+        with _collector_paused():
+            self._add_subtree(model, "", None, 0, ())
+            self._compute_totals()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -204,7 +210,14 @@ class NodeIndex:
 
     def paths(self) -> Iterator[str]:
         """Every path, in tree order (a module, its tensors, then its child modules)."""
+        if not self._in_tree_order:  # a refresh appended nodes at the end: reorder once
+            self._nodes = {path: self._nodes[path] for path in self._ordered("")}
+            self._in_tree_order = True
         return iter(self._nodes)
+
+    def subtree(self, path: str) -> Iterator[str]:
+        """`path` and every path below it, in tree order."""
+        return self._ordered(path)
 
     def modules(self) -> Iterator[Node]:
         return (n for n in self._nodes.values() if n.is_module)
@@ -220,10 +233,11 @@ class NodeIndex:
         def inside(other: str) -> bool:
             return not path or other == path or other.startswith(path + ".")
 
+        if not path:
+            return []  # nothing is outside the whole model
         found: list[str] = []
-        for candidate, node in self._nodes.items():
-            if not inside(candidate):
-                continue
+        for candidate in self._ordered(path):
+            node = self._nodes[candidate]
             for alias in self._paths_by_id.get(id(node.obj), ()):
                 if not inside(alias) and alias not in found:
                     found.append(alias)
@@ -252,62 +266,212 @@ class NodeIndex:
             return []
         return [
             path
-            for path, node in self._nodes.items()
-            if path and (needle in path.lower() or needle in node.type_name.lower())
+            for path in self.paths()
+            if path and (needle in path.lower() or needle in self._nodes[path].type_name.lower())
         ]
+
+    # --- updating after an edit -----------------------------------------------------------
+
+    def refresh_values(self, paths: Iterable[str]) -> None:
+        """Tensors under `paths` changed in place (requires_grad): update the counts above them.
+
+        Only the subtrees at `paths` and their ancestors are recounted; a tensor shared with
+        another path makes the whole model recount, since its duplicates are subtracted there.
+        """
+        for path in _outermost(paths):
+            if path not in self._nodes:
+                continue
+            if not self._nodes[path].is_module:  # a tensor's old counts live in its module's
+                path = self._nodes[path].parent or ""
+            subtree = list(self._ordered(path))
+            if self._touches_shared(subtree):
+                self._compute_totals()
+                return
+            old = self.totals(path)
+            self._count_subtree(subtree)
+            self._propagate(path, self.totals(path) - old)
+
+    def set_trainable(self, path: str, trainable: bool) -> None:
+        """Every parameter under the module at `path` now has `requires_grad=trainable`.
+
+        Each module below has all or none of its parameters trainable, so the counts follow
+        without looking at a tensor: freezing a 100,000-module model takes milliseconds.
+        """
+        node = self.node(path)
+        if not node.is_module or self.aliases_outside(path):
+            self.refresh_values([path])  # one tensor, or parameters also counted elsewhere
+            return
+        old = self._totals[path]
+        prefix = path + "."
+        totals = self._totals
+        for key, sub in totals.items():
+            if not path or key == path or key.startswith(prefix):
+                totals[key] = Totals(
+                    sub.params, sub.params if trainable else 0, sub.buffers, sub.nbytes, sub.tensors
+                )
+        self._propagate(path, totals[path] - old)
+
+    def refresh_structure(self, paths: Iterable[str]) -> None:
+        """Modules or tensors at `paths` were replaced, added or removed: walk them again.
+
+        The rest of the index is kept; counts change along the ancestors of each path.
+        """
+        shared = False
+        for path in _outermost(paths):
+            if not path:
+                self.__init__(self.model)  # type: ignore[misc]
+                return
+            parent = parent_path(path) or ""
+            if parent not in self._nodes:
+                continue  # inside something removed a moment ago
+            with _collector_paused():
+                shared = self._replace_subtree(path, parent) or shared
+        if shared:  # aliases in tree order, and duplicates subtracted again: from scratch
+            self._paths_by_id = {}
+            for path in self.paths():
+                self._paths_by_id.setdefault(id(self._nodes[path].obj), []).append(path)
+            self._compute_totals()
+
+    def _replace_subtree(self, path: str, parent: str) -> bool:
+        """Drop the nodes at `path`, add what the model has there now; True if that involves
+        a shared object (the caller then recounts everything)."""
+        old_paths = list(self._ordered(path)) if path in self._nodes else []
+        shared = self._touches_shared(old_paths)
+        old = self.totals(path) if old_paths else Totals()
+        for old_path in old_paths:
+            node = self._nodes.pop(old_path)
+            self._totals.pop(old_path, None)
+            holders = self._paths_by_id.get(id(node.obj), [])
+            if old_path in holders:
+                holders.remove(old_path)
+            if not holders:
+                self._paths_by_id.pop(id(node.obj), None)
+        parent_node = self._nodes[parent]
+        parent_module: nn.Module = parent_node.obj
+        name = path.rpartition(".")[2]
+        seen = tuple(id(self._nodes[a].obj) for a in (parent, *ancestors(parent)))
+        added: list[str] = []
+        for tensor_name, tensor, kind in _direct_tensors(parent_module):
+            if tensor_name == name:
+                self._add(Node(path, name, kind, tensor, parent, parent_node.depth + 1), link=False)
+                added.append(path)
+        sub = parent_module._modules.get(name)
+        if not added and sub is not None and id(sub) not in seen:
+            added = self._add_subtree(sub, path, parent, parent_node.depth + 1, seen, link=False)
+        parent_node.children = self._child_order(parent)
+        self._in_tree_order = False
+        shared = shared or self._touches_shared(added)
+        if not shared:
+            self._count_subtree(added)
+            new = self.totals(path) if added else Totals()
+            self._propagate(path, new - old)
+        return shared
+
+    def _child_order(self, path: str) -> list[str]:
+        """A module's children as the walk orders them: its tensors, then its submodules."""
+        module: nn.Module = self._nodes[path].obj
+        names = [name for name, _, _ in _direct_tensors(module)]
+        names += [name for name, sub in module._modules.items() if sub is not None]
+        return [c for c in (join_path(path, n) for n in names) if c in self._nodes]
+
+    def _touches_shared(self, paths: list[str]) -> bool:
+        by_id = self._paths_by_id
+        return any(len(by_id.get(id(self._nodes[p].obj), ())) > 1 for p in paths)
+
+    def _propagate(self, path: str, delta: Totals) -> None:
+        if delta == Totals():
+            return
+        for ancestor in ancestors(path):
+            self._totals[ancestor] = self._totals[ancestor] + delta
 
     # --- building --------------------------------------------------------------------------
 
-    def _add(self, node: Node) -> None:
+    def _add(self, node: Node, link: bool = True) -> None:
         self._nodes[node.path] = node
         self._paths_by_id.setdefault(id(node.obj), []).append(node.path)
-        if node.parent is not None:
+        if link and node.parent is not None:
             self._nodes[node.parent].children.append(node.path)
 
-    def _walk(self) -> None:
-        root = Node("", type(self.model).__name__, NodeKind.MODULE, self.model, None, 0)
-        self._add(root)
-        # An explicit stack: a model 10,000 modules deep must not hit the recursion limit.
-        stack: list[tuple[nn.Module, str, int, frozenset[int]]] = [
-            (self.model, "", 0, frozenset({id(self.model)}))
+    def _add_subtree(
+        self,
+        module: nn.Module,
+        path: str,
+        parent: str | None,
+        depth: int,
+        seen: tuple[int, ...],
+        link: bool = True,
+    ) -> list[str]:
+        """Walk `module` depth first, adding nodes in tree order; returns the paths added.
+
+        An explicit stack: a model 10,000 modules deep must not hit the recursion limit.
+        `seen` holds the ids of the ancestors, so that a module containing itself stops there.
+        """
+        added: list[str] = []
+        name = path.rpartition(".")[2] if path else type(module).__name__
+        stack: list[tuple[nn.Module, str, str, str | None, int, tuple[int, ...]]] = [
+            (module, path, name, parent, depth, (*seen, id(module)))
         ]
         while stack:
-            module, path, depth, seen = stack.pop()
-            for name, tensor, kind in _direct_tensors(module):
-                child = join_path(path, name)
-                self._add(Node(child, name, kind, tensor, path, depth + 1))
-            pending = []
-            for name, sub in module._modules.items():
-                if sub is None or id(sub) in seen:  # None placeholders; cycles
-                    continue
-                child = join_path(path, name)
-                self._add(Node(child, name, NodeKind.MODULE, sub, path, depth + 1))
-                pending.append((sub, child, depth + 1, seen | {id(sub)}))
+            module, path, name, parent, depth, seen = stack.pop()
+            self._add(Node(path, name, NodeKind.MODULE, module, parent, depth), link)
+            link = True
+            added.append(path)
+            for tensor_name, tensor, kind in _direct_tensors(module):
+                child = join_path(path, tensor_name)
+                self._add(Node(child, tensor_name, kind, tensor, path, depth + 1))
+                added.append(child)
+            pending = [
+                (sub, join_path(path, sub_name), sub_name, path, depth + 1, (*seen, id(sub)))
+                for sub_name, sub in module._modules.items()
+                if sub is not None and id(sub) not in seen  # None placeholders; cycles
+            ]
             stack.extend(reversed(pending))
-        # Tree order: a module's tensors, then its submodules, depth first.
-        self._nodes = {path: self._nodes[path] for path in self._ordered("")}
+        return added
 
     def _ordered(self, start: str) -> Iterator[str]:
         stack = [start]
+        nodes = self._nodes
         while stack:
             path = stack.pop()
             yield path
-            stack.extend(reversed(self._nodes[path].children))
+            stack.extend(reversed(nodes[path].children))
+
+    def _count_subtree(self, preorder: list[str]) -> None:
+        """Totals of the modules among `preorder` (a subtree, parents before children)."""
+        nodes, totals = self._nodes, self._totals
+        for path in reversed(preorder):
+            node = nodes[path]
+            if node.kind is not NodeKind.MODULE:
+                continue
+            params = trainable = buffers = nbytes = count = 0
+            for child_path in node.children:
+                child = nodes[child_path]
+                kind = child.kind
+                if kind is NodeKind.MODULE:
+                    sub = totals[child_path]
+                    params += sub.params
+                    trainable += sub.trainable
+                    buffers += sub.buffers
+                    nbytes += sub.nbytes
+                    count += sub.tensors
+                elif kind is not NodeKind.UNREGISTERED_TENSOR:
+                    tensor = child.obj
+                    numel = tensor.numel()
+                    nbytes += numel * tensor.element_size()
+                    count += 1
+                    if kind is NodeKind.PARAMETER:
+                        params += numel
+                        if tensor.requires_grad:
+                            trainable += numel
+                    else:
+                        buffers += numel
+            totals[path] = Totals(params, trainable, buffers, nbytes, count)
 
     def _compute_totals(self) -> None:
-        totals: dict[str, Totals] = {}
-        for path in reversed(list(self._nodes)):
-            node = self._nodes[path]
-            if not node.is_module:
-                continue
-            subtotal = Totals()
-            for child_path in node.children:
-                child = self._nodes[child_path]
-                if child.is_module:
-                    subtotal = subtotal + totals[child_path]
-                elif child.kind in _COUNTED:
-                    subtotal = subtotal + _tensor_totals(child)
-            totals[path] = subtotal
+        self._totals = {}
+        with _collector_paused():
+            self._count_subtree(list(self._ordered("")))
+        totals = self._totals
         # A shared tensor was added once per path; count it once in every subtree holding several.
         for paths in self._paths_by_id.values():
             if len(paths) < 2 or self._nodes[paths[0]].kind not in _COUNTED:
@@ -320,7 +484,29 @@ class NodeIndex:
             for ancestor, count in occurrences.items():
                 if count > 1:
                     totals[ancestor] = totals[ancestor] - once.scaled(count - 1)
-        self._totals = totals
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while adding many nodes.
+
+    Every few hundred allocations it would walk every object of the model again: for 100,000
+    modules that made building the index take twice as long.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """The paths not inside another of them, in their order, without repeats."""
+    unique = list(dict.fromkeys(paths))
+    chosen = set(unique)
+    return [p for p in unique if not any(a in chosen for a in ancestors(p))]
 
 
 _COUNTED = (NodeKind.PARAMETER, NodeKind.BUFFER, NodeKind.NONPERSISTENT_BUFFER)
@@ -347,6 +533,7 @@ def _direct_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, Node
         if buffer is not None:
             kind = NodeKind.NONPERSISTENT_BUFFER if name in non_persistent else NodeKind.BUFFER
             yield name, buffer, kind
-    for name, value in vars(module).items():
-        if isinstance(value, torch.Tensor):
-            yield name, value, NodeKind.UNREGISTERED_TENSOR
+    tensor_type = torch.Tensor
+    unregistered = [(k, v) for k, v in vars(module).items() if isinstance(v, tensor_type)]
+    for name, value in unregistered:
+        yield name, value, NodeKind.UNREGISTERED_TENSOR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -9,8 +10,9 @@ import torch
 HISTOGRAM_BINS = 24
 SAMPLE_SIZE = 4096
 # Above this many elements, exact statistics go chunk by chunk: a float32 copy and masks of a
-# whole 131M-element bfloat16 embedding would take over 2 GiB at once.
-CHUNK_ELEMENTS = 1 << 24
+# whole 131M-element bfloat16 embedding would take over 2 GiB at once, and a slice of 4M
+# elements (about 30 ms) is how long a result nobody wants any more keeps a core busy.
+CHUNK_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +45,27 @@ def unavailable_reason(tensor: torch.Tensor) -> str | None:
     return None
 
 
-def compute_stats(tensor: torch.Tensor) -> TensorStats:
-    """Exact statistics over every element (done off the UI thread for large tensors)."""
+class StatsCancelled(Exception):
+    """`compute_stats` stopped between slices because its result was no longer wanted."""
+
+
+def compute_stats(tensor: torch.Tensor, cancelled: Callable[[], bool] | None = None) -> TensorStats:
+    """Exact statistics over every element (done off the UI thread for large tensors).
+
+    A big tensor goes slice by slice; `cancelled` is asked between slices, and StatsCancelled
+    raised when it says yes (the cursor moved on: the CPU is better left to the next node).
+    """
     flat = tensor.detach().reshape(-1)
     if flat.numel() > CHUNK_ELEMENTS and flat.device.type == "cpu":
-        return _chunked_stats(flat)
+        return _chunked_stats(flat, cancelled or _never)
     return _stats(flat, estimated=False)
 
 
-def _chunked_stats(flat: torch.Tensor) -> TensorStats:
+def _never() -> bool:
+    return False
+
+
+def _chunked_stats(flat: torch.Tensor, cancelled: Callable[[], bool]) -> TensorStats:
     """The same figures in two passes over slices, with memory for one slice at a time.
 
     Means and variances are merged per slice (Chan et al.), in float64.
@@ -61,6 +75,8 @@ def _chunked_stats(flat: torch.Tensor) -> TensorStats:
     mean = m2 = 0.0
     low, high = float("inf"), float("-inf")
     for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        if cancelled():
+            raise StatsCancelled
         values = _as_float(flat[start : start + CHUNK_ELEMENTS], integral)
         finite_mask = torch.isfinite(values)
         nans = int(torch.isnan(values).sum())
@@ -88,6 +104,8 @@ def _chunked_stats(flat: torch.Tensor) -> TensorStats:
     if high > low:
         counts = torch.zeros(HISTOGRAM_BINS, dtype=torch.float64)
         for start in range(0, numel, CHUNK_ELEMENTS):
+            if cancelled():
+                raise StatsCancelled
             values = _as_float(flat[start : start + CHUNK_ELEMENTS], integral)
             if values.dtype != torch.float64 and high - low > torch.finfo(values.dtype).max:
                 values = values.double()  # the range itself overflows this dtype

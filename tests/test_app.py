@@ -72,6 +72,22 @@ async def test_large_tensor_shows_an_estimate_then_exact_statistics() -> None:
         await wait_for_text(pilot, "statistics exact")
 
 
+async def test_statistics_of_a_node_left_behind_never_replace_the_current_ones() -> None:
+    """j right after landing on a big tensor: its exact values, still computing, are dropped."""
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("colon", *"classifier.1.weight", "enter", "j")
+        await wait_for(pilot, lambda: not any(w.group == "stats" for w in app.workers))
+        await pilot.pause()
+        screen = squeeze(screen_text(app))
+        assert "classifier.1.bias" in screen
+        assert "numel 4,096" in screen
+        assert "statistics exact" in screen
+        assert "estimate from a sample" not in screen
+        assert "37,748,736" not in screen
+
+
 async def test_goto_unknown_path_is_an_inline_error_and_nothing_moves() -> None:
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:

@@ -249,3 +249,20 @@ def test_large_tensors_give_the_same_figures_slice_by_slice(
     assert sliced.zero_fraction == whole.zero_fraction
     assert sliced.mean == pytest.approx(whole.mean, rel=1e-5, abs=1e-6)
     assert sliced.std == pytest.approx(whole.std, rel=1e-5)
+
+
+def test_slice_by_slice_statistics_stop_when_no_longer_wanted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cursor left the node: the worker stops at the next slice instead of finishing."""
+    monkeypatch.setattr(stats, "CHUNK_ELEMENTS", 1000)
+    asked: list[int] = []
+
+    def cancelled_after_three() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(stats.StatsCancelled):
+        compute_stats(torch.randn(10_000), cancelled=cancelled_after_three)
+    assert len(asked) == 4  # three slices done, stopped before the fourth
+    assert compute_stats(torch.randn(10_000), cancelled=lambda: False).numel == 10_000

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from modelbrowse.core.edits import Edit
     from modelbrowse.core.history import EditHistory
-    from modelbrowse.core.index import NodeIndex
     from modelbrowse.tui.app import ModelBrowseApp
 
 
@@ -87,7 +86,15 @@ class EditActions:
     def _apply(self, edit: Edit) -> None:
         app = self._app
         assert self.history is not None and app.index is not None
+        from modelbrowse.core.edits import Replace
+
         also = app.index.aliases_outside(edit.path)
+        if (
+            isinstance(edit, Replace)
+            and edit.path in app.index
+            and app.index.node(edit.path).is_module
+        ):
+            edit.aliases = app.index.aliases(edit.path)
         try:
             self.history.apply(edit)
         except ModelBrowseError as exc:
@@ -100,14 +107,11 @@ class EditActions:
         self._after_change(edit, message)
 
     def _after_change(self, edit: Edit, message: str) -> None:
-        from modelbrowse.core.index import NodeIndex
-
         app = self._app
-        assert self.history is not None
-        index: NodeIndex = NodeIndex(self.history.model)
-        app.index = index
+        assert self.history is not None and app.index is not None
+        edit.update_index(app.index)
         tree = app.query_one(ModuleTree)
-        tree.reload(index)
+        tree.reload(app.index)
         if tree.filter_query:
             app._apply_filter(tree.filter_query)
         app._refresh_header()
