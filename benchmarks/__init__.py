@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Modules whose import registers figures, in the order their figures are reported.
-FIGURE_MODULES = ("benchmarks.startup", "benchmarks.save", "benchmarks.checkpoints")
+FIGURE_MODULES = (
+    "benchmarks.startup",
+    "benchmarks.save",
+    "benchmarks.checkpoints",
+    "benchmarks.screens",
+)
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -49,6 +54,21 @@ class Target:
     def describe(self) -> str:
         """`ratio <= 1.1`, `<= 0.300 s`, with `(info)` for an informational target."""
         text = f"ratio <= {self.limit}" if self.kind == "ratio" else f"<= {self.limit:.3f} s"
+        return f"{text} (info)" if self.informational else text
+
+
+@dataclass(frozen=True)
+class HeadroomTarget(Target):
+    """A pass condition in MiB (memory, bytes read): `value <= baseline + limit`."""
+
+    kind: str = "headroom"
+
+    def check(self, value: float, ratio: float | None) -> bool:
+        baseline = value / ratio if ratio else 0.0  # no ratio: the baseline is 0
+        return value - baseline <= self.limit
+
+    def describe(self) -> str:
+        text = f"<= baseline + {self.limit:.0f} MiB"
         return f"{text} (info)" if self.informational else text
 
 
@@ -135,6 +155,8 @@ class SampleSet:
     """Samplers run interleaved (order rotated each round) after untimed warm-up commands.
 
     The warm-up (filling the page cache) is skipped with `--quick`, to stay under a minute.
+    A sampler that fails ends the whole set, unless `independent`: then only that sampler is
+    dropped from the rounds left, and the figures that need its samples report its error.
     """
 
     name: str
@@ -142,6 +164,7 @@ class SampleSet:
     runs: int
     quick_runs: int
     warmup: tuple[Sequence[str], ...] = ()
+    independent: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +204,7 @@ class Context:
     timeout: float = DEFAULT_TIMEOUT_S
     runs_override: int | None = None
     _cache: dict[str, dict[str, list[float]] | BenchmarkError] = field(default_factory=dict)
+    _failed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def runs_for(self, sample_set: SampleSet) -> int:
         """How many rounds of the set this run does."""
@@ -201,6 +225,13 @@ class Context:
             raise cached
         return cached
 
+    def failure(self, sample_set: SampleSet, key: str) -> str | None:
+        """Why the sampler giving `key` (`NAME` or `NAME.x`) failed in the set, if it did."""
+        for name, error in self._failed.get(sample_set.name, {}).items():
+            if key == name or key.startswith(name + "."):
+                return f"{name}: {error}"
+        return None
+
     def _collect(self, sample_set: SampleSet) -> dict[str, list[float]]:
         samplers = [s for s in sample_set.samplers if not (self.quick and s.full_only)]
         rounds = self.runs_for(sample_set)
@@ -208,10 +239,24 @@ class Context:
             progress(f"[{sample_set.name}] warm-up: {' '.join(argv)}")
             run_command(argv, self.timeout)
         collected: dict[str, list[float]] = {}
+        failed = self._failed.setdefault(sample_set.name, {})
         for r in range(rounds):
             shift = r % len(samplers)
             for sampler in samplers[shift:] + samplers[:shift]:
-                for key, seconds in sampler.measure(self).items():
+                if sampler.name in failed:
+                    continue
+                try:
+                    measured = sampler.measure(self)
+                except BenchmarkError as exc:
+                    if not sample_set.independent:
+                        raise
+                    failed[sampler.name] = str(exc)
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    progress(f"[{sample_set.name}] {sampler.name} failed, left out: {first}")
+                    if len(failed) == len(samplers):
+                        raise BenchmarkError("every sampler failed; first: " + str(exc)) from exc
+                    continue
+                for key, seconds in measured.items():
                     collected.setdefault(key, []).append(seconds)
             summary = ", ".join(f"{k} {v[-1]:.3f}" for k, v in collected.items())
             progress(f"[{sample_set.name}] round {r + 1}/{rounds}: {summary}")
@@ -244,13 +289,54 @@ def ratio_result(
     keys = [value_key] if baseline_key is None else [value_key, baseline_key]
     missing = [k for k in keys if not samples.get(k)]
     if missing:
-        result.error = f"no samples for {', '.join(missing)}"
+        reasons = sorted({r for k in missing if (r := ctx.failure(sample_set, k)) is not None})
+        result.error = "\n".join(reasons) or f"no samples for {', '.join(missing)}"
         return result
     result.value = median(samples[value_key])
     result.runs = len(samples[value_key])
     result.samples = {k: samples[k] for k in keys}
     if baseline_key is not None:
         result.baseline = median(samples[baseline_key])
+    return result
+
+
+def memory_result(
+    ctx: Context,
+    sample_set: SampleSet,
+    *,
+    name: str,
+    description: str,
+    value_key: str,
+    baseline_key: str,
+    baseline_name: str,
+    target: Target,
+) -> Result:
+    """A MiB figure: the largest sample of value_key (the worst run) against a median."""
+    result = ratio_result(
+        ctx,
+        sample_set,
+        name=name,
+        description=description,
+        value_key=value_key,
+        baseline_key=baseline_key,
+        baseline_name=baseline_name,
+        target=target,
+    )
+    result.unit = "MiB"
+    if result.error is None:
+        result.value = max(result.samples[value_key])
+    return result
+
+
+def extra_series(result: Result, ctx: Context, sample_set: SampleSet, *keys: str) -> Result:
+    """More series of the set in the result's samples, for reading the JSON."""
+    try:
+        samples = ctx.samples(sample_set)
+    except BenchmarkError:
+        return result
+    for key in keys:
+        if samples.get(key):
+            result.samples[key] = samples[key]
     return result
 
 
