@@ -25,6 +25,7 @@ FIGURE_MODULES = (
     "benchmarks.save",
     "benchmarks.checkpoints",
     "benchmarks.screens",
+    "benchmarks.interaction",
 )
 
 DEFAULT_TIMEOUT_S = 60.0
