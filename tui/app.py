@@ -133,7 +133,9 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
         self.query_one("#prompt-bar").display = False
         self.screen.set_focus(self.query_one(ModuleTree))
         self.query_one(ModelHeader).show_loading("loading torch")
-        self.load_model()
+        # After the first paint: importing torch in a thread holds the interpreter lock for
+        # most of a second, and the frame would wait for it.
+        self.call_after_refresh(self.load_model)
 
     # --- the detail pane -------------------------------------------------------------------
 
