@@ -111,7 +111,10 @@ class EditActions:
         assert self.history is not None and app.index is not None
         edit.update_index(app.index)
         tree = app.query_one(ModuleTree)
-        tree.reload(app.index)
+        if edit.changes_structure:
+            tree.reload(app.index)
+        else:
+            tree.refresh_labels()  # same lines, new counts: no re-layout of the tree
         if tree.filter_query:
             app._apply_filter(tree.filter_query)
         app._refresh_header()
