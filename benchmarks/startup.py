@@ -76,7 +76,7 @@ ALEXNET = SampleSet(
         python_sampler("import_floor", IMPORT_FLOOR),
         python_sampler("import_build", IMPORT_AND_BUILD, full_only=True),
     ),
-    runs=7,
+    runs=5,
     quick_runs=1,
     warmup=((sys.executable, "-c", IMPORT_FLOOR),),
 )
