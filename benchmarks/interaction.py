@@ -183,7 +183,9 @@ def synthetic_expand_collapse(ctx: Context) -> Result:
     )
 
 
-def _edit_figure(ctx: Context, name: str, key: str, what: str) -> Result:
+def _edit_figure(
+    ctx: Context, name: str, key: str, what: str, baseline: tuple[str, str] | None = None
+) -> Result:
     return ratio_result(
         ctx,
         SYNTHETIC_KEYS,
@@ -191,20 +193,25 @@ def _edit_figure(ctx: Context, name: str, key: str, what: str) -> Result:
         description=f"{what} on the 100k-module model, from the key until the edit is applied "
         "and the frame rendered (one app run)",
         value_key=key,
-        baseline_key=None,
+        baseline_key=baseline[0] if baseline else None,
+        baseline_name=baseline[1] if baseline else "",
         target=Target(0.200, kind="value"),
     )
 
 
 @figure("synthetic_edit_freeze", quick=False)
 def synthetic_edit_freeze(ctx: Context) -> Result:
-    return _edit_figure(ctx, "synthetic_edit_freeze", "app.edit_freeze", "`f` on the root")
+    floor = ("app.freeze_floor", "`model.requires_grad_(False)` on the same model, same process")
+    return _edit_figure(
+        ctx, "synthetic_edit_freeze", "app.edit_freeze", "`f` on the root", baseline=floor
+    )
 
 
 @figure("synthetic_edit_replace", quick=False)
 def synthetic_edit_replace(ctx: Context) -> Result:
     what = "`enter` in the replace dialog of `layers.0.fc1` holding `nn.Linear(8, 16)`"
-    return _edit_figure(ctx, "synthetic_edit_replace", "app.edit_replace", what)
+    floor = ("app.dialog_cancel", "`escape` in the same dialog: it closes, the screen is redrawn")
+    return _edit_figure(ctx, "synthetic_edit_replace", "app.edit_replace", what, baseline=floor)
 
 
 @figure("synthetic_edit_undo", quick=False)
@@ -220,9 +227,10 @@ def alexnet_stats_estimate(ctx: Context) -> Result:
         ctx,
         ALEXNET_STATS,
         name="alexnet_stats_estimate",
-        description="`modelbrowse alexnet`, go to classifier.1.weight (37.7M values): duration "
-        "of the app's `_show_detail` call (details and estimated statistics put in the pane; "
-        "the pane's rendering comes after, in the frame), median of 5 visits in one app run",
+        description="`modelbrowse alexnet`, go to classifier.1.weight (37.7M values): from the "
+        "start of the app's `_show_detail` call until the estimated statistics are in the pane "
+        "(the exact statistics' worker starts after that, and the pane's rendering comes after, "
+        "in the frame), median of 5 visits in one app run",
         value_key="app.estimate",
         baseline_key=None if ctx.quick else "floor.estimate_floor",
         baseline_name=""

@@ -15,7 +15,10 @@
   the edits, each timed from its key until the app has applied it and drawn the result: `f` on
   the root (freeze: no dialog), `u`, `e` on `layers.0.fc1` then `enter` in the dialog holding
   `nn.Linear(8, 16)` (timed from `enter`; opening the dialog is `replace_dialog`), `u` again.
-  `edit_undo` is the slower undo, `edit_max` the slowest of all.
+  `edit_undo` is the slower undo, `edit_max` the slowest of all. Last, `freeze_floor`: torch's
+  own `model.requires_grad_(False)` on the same model in the same process (then undone), and
+  `dialog_cancel`: the replace dialog opened again and closed with `escape` (no edit), timed
+  like `edit_replace`: what closing a dialog and redrawing the screen costs.
 - `tree`: the floor for the keys: a plain Textual `Tree` (j/k/l/h bound to the same moves) over
   the same lines, children added on first expand from a dict of labels, no detail pane. The same
   expands, presses and collapses; the same keys without `edit_*`.
@@ -144,6 +147,19 @@ async def edits(pilot: Pilot[Any], app: Any, tree: Any, timeout: float) -> dict[
     out["edit_undo_replace"] = await timed_until(pilot, "u", done_count(0), timeout)
     out["edit_undo"] = max(out["edit_undo_freeze"], out["edit_undo_replace"])
     out["edit_max"] = max(v for k, v in out.items() if k.startswith("edit_"))
+    # The floor of a replace: the same dialog closed with `escape`, which redraws the screen.
+    await timed_press(pilot, "e")
+    if not isinstance(app.screen, SpecDialog):
+        raise RuntimeError(f"`e` on layers.0.fc1 opened {app.screen!r}, not the spec dialog")
+    out["dialog_cancel"] = await timed_until(
+        pilot, "escape", lambda: app.screen is app.screen_stack[0], timeout
+    )
+    # The floor of a freeze: torch's own `requires_grad_` over the same model, same process.
+    collect_first()
+    start = time.perf_counter()
+    history.model.requires_grad_(False)
+    out["freeze_floor"] = time.perf_counter() - start
+    history.model.requires_grad_(True)
     return out
 
 

@@ -88,6 +88,18 @@ async def test_statistics_of_a_node_left_behind_never_replace_the_current_ones()
         assert "37,748,736" not in screen
 
 
+async def test_after_a_held_key_the_pane_shows_where_the_cursor_rests() -> None:
+    """Presses in quick succession defer the pane; it follows the cursor once it rests."""
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j", "l", "j", "j", "j")  # features, expanded, down to features.2
+        await wait_for(pilot, lambda: detail_heading(app) == "features.2")
+        await pilot.pause(0.2)
+        assert detail_heading(app) == "features.2"
+        assert "MaxPool2d" in squeeze(screen_text(app))
+
+
 async def test_goto_unknown_path_is_an_inline_error_and_nothing_moves() -> None:
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:

@@ -7,9 +7,11 @@ from pathlib import Path
 import torch
 import torchvision
 from textual.pilot import Pilot
+from textual.widgets.tree import TreeNode
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
+from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 
 SIZE = (130, 40)
@@ -151,6 +153,60 @@ async def test_delete_and_insert_renumber_and_undo() -> None:
         screen = await wait_for_text(pilot, "undid: delete classifier.6")
         assert "BatchNorm2d" not in screen
         assert "61.1M params" in screen
+
+
+def tree_lines(app: ModelBrowseApp) -> list[tuple[int, str, bool, bool]]:
+    """Every line the tree has built, in order: depth, label, expandable, expanded."""
+    tree = app.query_one(ModuleTree)
+    lines: list[tuple[int, str, bool, bool]] = []
+
+    def walk(node: TreeNode[TreeEntry], depth: int) -> None:
+        lines.append((depth, node.label.plain, node.allow_expand, node.is_expanded))
+        if node.is_expanded:
+            for child in node.children:
+                walk(child, depth + 1)
+
+    walk(tree.root, 0)
+    return lines
+
+
+async def test_structural_edits_rebuild_only_the_parent_and_match_a_full_reload() -> None:
+    """After each edit and undo, the tree reads as if it had been rebuilt from scratch."""
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        tree = app.query_one(ModuleTree)
+
+        async def same_as_full_reload() -> None:
+            await pilot.pause()
+            shown, cursor = tree_lines(app), tree.cursor_path
+            assert app.index is not None
+            tree.reload(app.index)
+            await pilot.pause()
+            assert tree_lines(app) == shown
+            assert tree.cursor_path == cursor
+
+        await goto(pilot, "classifier.1")
+        await goto(pilot, "features.1")
+        await replace_with(pilot, "nn.Sequential(nn.ReLU(), nn.Dropout())")
+        await wait_for_text(pilot, "replace features.1")
+        assert (2, "1  Sequential  0", True, False) in tree_lines(app)  # a leaf no more
+        await same_as_full_reload()
+        await goto(pilot, "classifier.6")
+        await pilot.press("d")
+        await wait_for_text(pilot, "delete classifier.6")
+        await same_as_full_reload()
+        await goto(pilot, "features.0")
+        await pilot.press("a")
+        await wait_for_text(pilot, "insert into features after features.0")
+        await pilot.press(*"nn.BatchNorm2d(64)", "enter")
+        await wait_for_text(pilot, "insert nn.BatchNorm2d(64) into features at 1")
+        await same_as_full_reload()
+        for _ in range(3):
+            await pilot.press("u")
+            await wait_for_text(pilot, "undid")
+            await same_as_full_reload()
+        assert (2, "1  ReLU  0", False, False) in tree_lines(app)
 
 
 async def test_add_named_child_outside_a_list_asks_for_a_name() -> None:

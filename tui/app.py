@@ -6,6 +6,7 @@ built on `meta` first and materialised afterwards without blocking a key.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,6 +15,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, Tree
 
 from modelbrowse.core.errors import ModelBrowseError
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 
 # Tensors up to this size get exact statistics on the UI thread (well under a millisecond).
 INLINE_STATS_LIMIT = 65_536
+# Highlights closer together than this come from a held key: the detail pane (a Rich table,
+# two thirds of a keystroke's cost on a big tree) waits until the cursor rests for as long.
+HELD_KEY_GAP_S = 0.05
 # Filtering as one types is for models whose index searches in a few milliseconds.
 LIVE_FILTER_LIMIT = 50_000
 PROMPT_ACTIONS = frozenset({"goto", "filter"})
@@ -84,6 +89,8 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
         self._prompt_mode: str | None = None
         self._matches: list[str] = []
         self._detail_token = 0
+        self._last_highlight = 0.0
+        self._pending_detail: Timer | None = None
         self.materialising = False
         self.history: EditHistory | None = None
         self.init_seed: int | None = options.seed
@@ -143,6 +150,30 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
     def _on_highlight(self, event: Tree.NodeHighlighted[TreeEntry]) -> None:
         entry = event.node.data
         if entry is None or self.index is None:
+            return
+        now = time.monotonic()
+        held = now - self._last_highlight < HELD_KEY_GAP_S
+        self._last_highlight = now
+        if self._pending_detail is not None:
+            self._pending_detail.stop()
+            self._pending_detail = None
+        if held:
+            self._detail_token += 1  # statistics under way are for a node already left
+            self._pending_detail = self.set_timer(
+                HELD_KEY_GAP_S, self._show_cursor_entry, name="detail pane"
+            )
+            return
+        self._show_entry(entry)
+
+    def _show_cursor_entry(self) -> None:
+        """The pane for whatever the cursor is on once it rests (the tree may have changed)."""
+        node = self.query_one(ModuleTree).cursor_node
+        if node is not None and node.data is not None:
+            self._show_entry(node.data)
+
+    def _show_entry(self, entry: TreeEntry) -> None:
+        self._pending_detail = None
+        if self.index is None:
             return
         if entry.page is not None:
             start, stop = entry.page

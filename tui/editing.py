@@ -112,7 +112,7 @@ class EditActions:
         edit.update_index(app.index)
         tree = app.query_one(ModuleTree)
         if edit.changes_structure:
-            tree.reload(app.index)
+            tree.reload_parents(app.index, edit.touched())
         else:
             tree.refresh_labels()  # same lines, new counts: no re-layout of the tree
         if tree.filter_query:

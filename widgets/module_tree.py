@@ -145,6 +145,59 @@ class ModuleTree(Tree[TreeEntry]):
             cursor = cursor.rpartition(".")[0]  # the node went away: its nearest ancestor
         self.select_path(cursor or "")
 
+    def reload_parents(self, index: NodeIndex, paths: list[str]) -> None:
+        """Show what changed at `paths` (replaced, added or removed): only the lines under
+        their parents are built again, the others keep theirs and are relabelled."""
+        parents = {path.rpartition(".")[0] for path in paths}
+        if not paths or "" in paths or self.filter_query:
+            self.reload(index)
+            return
+        cursor = self.cursor_path or ""
+        self.index = index
+        targets: list[TreeNode[TreeEntry]] = []
+        stack: list[TreeNode[TreeEntry]] = [self.root]
+        while stack:
+            tree_node = stack.pop()
+            entry = tree_node.data
+            if entry is not None and entry.page is None and entry.path in parents:
+                targets.append(tree_node)  # its pages, if any, are rebuilt with it
+                continue
+            stack.extend(tree_node.children)
+        for tree_node in targets:
+            self._rebuild(tree_node)
+        self.refresh_labels()
+        while cursor and cursor not in index:
+            cursor = cursor.rpartition(".")[0]  # the node went away: its nearest ancestor
+        self.select_path(cursor or "")
+
+    def _rebuild(self, tree_node: TreeNode[TreeEntry]) -> None:
+        """Build the lines under `tree_node` again, keeping what was expanded below it."""
+        assert self.index is not None and tree_node.data is not None
+        expanded: set[TreeEntry] = set()
+        stack = list(tree_node.children)
+        while stack:
+            below = stack.pop()
+            if below.is_expanded and below.data is not None:
+                expanded.add(below.data)
+            stack.extend(below.children)
+        tree_node.remove_children()
+        if tree_node.data.path not in self.index:
+            return
+        has_children = bool(self.index.node(tree_node.data.path).children)
+        if tree_node.allow_expand != has_children:
+            tree_node.allow_expand = has_children
+        if tree_node.id not in self._populated:
+            return  # never expanded: its lines are built when it is
+        self._populated.discard(tree_node.id)
+        stack = [tree_node]
+        while stack:
+            current = stack.pop()
+            if current is tree_node or current.data in expanded:
+                self._populate(current)
+                if current is not tree_node:
+                    current.expand()
+                stack.extend(current.children)
+
     def rebind(self, index: NodeIndex) -> None:
         """Point the tree at a new index over the same paths (after materialising): relabel."""
         self.index = index
