@@ -51,3 +51,13 @@ async def wait_for_text(pilot: Pilot[object], needle: str, timeout: float = 30.0
     """Wait until `needle` is on the screen (spaces folded); returns the screen."""
     await wait_for(pilot, lambda: needle in squeeze(screen_text(pilot.app)), timeout)
     return squeeze(screen_text(pilot.app))
+
+
+def notifications(app: App[object]) -> str:
+    """The titles and messages of the notifications the app is showing, one per line."""
+    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
+
+
+async def wait_for_notification(pilot: Pilot[object], needle: str, timeout: float = 30.0) -> str:
+    await wait_for(pilot, lambda: needle in notifications(pilot.app), timeout)
+    return notifications(pilot.app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,37 @@ MODELS_FILE = FIXTURES / "models.py"
 def models_file() -> Path:
     """The path of the tiny-models file, for `file.py:attr` sources."""
     return MODELS_FILE
+
+
+@pytest.fixture(autouse=True)
+def _state_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The error log of each test goes to a folder of its own, never the user's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _no_unexpected_app_errors(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[BaseException]]:
+    """The app turns an unexpected error into a notification and goes on; in a test that is a
+    failure unless the test is marked `app_errors_expected` (and then it gets the list)."""
+    from modelbrowse.tui.failures import FailureHandling
+
+    seen: list[BaseException] = []
+    handle = FailureHandling._handle_exception
+
+    def recording(self: FailureHandling, error: Exception) -> None:
+        seen.append(error)
+        handle(self, error)
+
+    monkeypatch.setattr(FailureHandling, "_handle_exception", recording)
+    yield seen
+    if seen and request.node.get_closest_marker("app_errors_expected") is None:
+        raise AssertionError(
+            "the app caught unexpected errors:\n"
+            + "\n".join("".join(traceback.format_exception(e)) for e in seen)
+        )

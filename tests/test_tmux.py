@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +116,25 @@ def test_browse_alexnet_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -
     assert wait_for_file(status) == "0"
     # The terminal is restored: the shell's screen, not the app's, is what is left.
     assert "q Quit" not in terminal.screen()
+
+
+@pytest.mark.parametrize(("name", "expected_status"), [("SIGTERM", "143"), ("SIGHUP", "129")])
+def test_a_signal_restores_the_terminal_and_exits_non_zero(
+    terminal: Terminal, tmp_path: Path, name: str, expected_status: str
+) -> None:
+    status = start(terminal, tmp_path, "alexnet")
+    terminal.wait_for("[random init]")
+    shell = terminal.tmux("display", "-p", "-t", terminal.session, "#{pane_pid}").strip()
+    children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout
+    os.kill(int(children.split()[0]), getattr(signal, name))
+    assert wait_for_file(status) == expected_status
+    modes = terminal.tmux(
+        "display", "-p", "-t", terminal.session, "#{alternate_on} #{mouse_any_flag}"
+    )
+    assert modes.strip() == "0 0"  # out of the alternate screen, mouse reporting off
+    screen = terminal.screen()
+    assert f"modelbrowse: error: stopped by {name}" in screen
+    assert "q Quit" not in screen
 
 
 def test_unknown_model_prints_one_line_in_a_real_terminal(

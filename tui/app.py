@@ -21,12 +21,14 @@ from textual.widgets import Footer, Input, Static, Tree
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import printable
 from modelbrowse.tui.editing import EditActions
+from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
 from modelbrowse.widgets.detail_pane import DetailPane
+from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.model_header import ModelHeader
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 
@@ -51,7 +53,7 @@ CHANGING_ACTIONS = frozenset(
 )
 
 
-class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
+class ModelBrowseApp(Guarded, FailureHandling, LoadActions, EditActions, SaveActions, App[None]):
     """Browse a model: tree on the left, details on the right."""
 
     CSS_PATH = "app.tcss"
@@ -60,6 +62,8 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit_app", "Quit"),
+        Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "ctrl_c", "Quit", show=False, priority=True),
         # Priority, so that the prompt has focus before the keys typed right after it arrive.
         Binding("colon", "goto", "Go to", priority=True),
         Binding("slash", "filter", "Filter", priority=True),
@@ -81,6 +85,7 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
 
     def __init__(self, options: AppOptions) -> None:
         super().__init__()
+        self._init_failure_handling()
         self.options = options
         self.index: NodeIndex | None = None
         self.source: Source | None = None
@@ -104,6 +109,8 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open, the main screen's keys do nothing (they were typed ahead)."""
+        if action == "ctrl_c":
+            return True  # the second ctrl+c quits, whatever dialog the first one opened
         if action in PROMPT_ACTIONS and isinstance(self.focused, Input):
             return False  # `:` and `/` are text inside an input
         if self.saving and action in CHANGING_ACTIONS:
@@ -137,6 +144,7 @@ class ModelBrowseApp(LoadActions, EditActions, SaveActions, App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._install_signal_handlers()
         self.query_one("#prompt-bar").display = False
         self.screen.set_focus(self.query_one(ModuleTree))
         self.query_one(ModelHeader).show_loading("loading torch")

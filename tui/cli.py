@@ -174,9 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return 2
+def _error(message: str, status: int = 2) -> int:
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,9 +217,12 @@ def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
             traceback.print_exc()
         return _error(str(exc))
     except Exception as exc:
+        from modelbrowse.core.error_log import one_line, record_error, where_logged
+
         if args.debug:
             traceback.print_exc()
-        return _error(f"unexpected error: {exc!r} (run with --debug for the traceback)")
+        log = record_error(exc, context=" ".join(sys.argv[1:]))
+        return _error(f"unexpected error: {one_line(exc)} ({where_logged(log)})", status=1)
 
 
 def _options(args: argparse.Namespace) -> AppOptions:
@@ -299,9 +303,10 @@ def _run_app(args: argparse.Namespace) -> int:
 
     app = ModelBrowseApp(_options(args))
     app.run()
+    status = app.return_code or 0
     if app.error_message:
-        return _error(app.error_message)
-    return app.return_code or 0
+        return _error(app.error_message, status=status or 2)
+    return status
 
 
 def run() -> None:

@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
+from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
 
 if TYPE_CHECKING:
@@ -213,7 +214,7 @@ def source_renderable(
     return Group(*parts)
 
 
-class DetailPane(VerticalScroll):
+class DetailPane(Guarded, VerticalScroll):
     """Shows one node: a module's summary or a tensor's properties and statistics."""
 
     source_info: RenderableType | None = None

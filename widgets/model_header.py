@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from modelbrowse.core.units import human_bytes, human_count, printable
+from modelbrowse.widgets.guarded import Guarded
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
@@ -31,7 +32,7 @@ def pack(items: list[Text], width: int) -> Text:
     return out
 
 
-class ModelHeader(Static):
+class ModelHeader(Guarded, Static):
     """`modelbrowse  alexnet · AlexNet  61.1M params (61.1M trainable, 0 frozen)  233.1 MiB`."""
 
     def __init__(self, source_label: str, **kwargs: object) -> None:

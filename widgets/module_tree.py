@@ -15,6 +15,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from modelbrowse.core.units import human_count, printable, shape_text
+from modelbrowse.widgets.guarded import Guarded
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import Node, NodeIndex
@@ -76,7 +77,7 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
     return label
 
 
-class ModuleTree(Tree[TreeEntry]):
+class ModuleTree(Guarded, Tree[TreeEntry]):
     """A collapsible module tree that reads a `NodeIndex`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -15,6 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.input import Selection
 
+from modelbrowse.widgets.guarded import Guarded
+
 SpecCheck = Callable[[str], str | None]
 """Returns an error message for a spec that would not build, or None."""
 
@@ -25,7 +27,7 @@ class SpecAnswer:
     name: str = ""
 
 
-class SpecDialog(ModalScreen[SpecAnswer | None]):
+class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
     """One input for a module spec (and one for a name, when adding a named child)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -101,7 +103,7 @@ class ReinitAnswer:
     seed: int
 
 
-class ReinitDialog(ModalScreen[ReinitAnswer | None]):
+class ReinitDialog(Guarded, ModalScreen[ReinitAnswer | None]):
     """Choose a scheme (the module's own reset_parameters() first) and see or set the seed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -155,7 +157,7 @@ class ReinitDialog(ModalScreen[ReinitAnswer | None]):
         self.dismiss(None)
 
 
-class ConfirmDialog(ModalScreen[bool]):
+class ConfirmDialog(Guarded, ModalScreen[bool]):
     """A yes/no question: y says yes (enter too, unless `y_only`), n or escape says no."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -185,7 +187,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class PathDialog(ModalScreen[str | None]):
+class PathDialog(Guarded, ModalScreen[str | None]):
     """One input for a file path, checked before the dialog closes."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]

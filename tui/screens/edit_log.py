@@ -13,8 +13,10 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from modelbrowse.widgets.guarded import Guarded
 
-class EditLogScreen(ModalScreen[None]):
+
+class EditLogScreen(Guarded, ModalScreen[None]):
     """Shows `(description, code lines)` pairs in order, then the whole snippet."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,L", "close", "Close")]

@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from modelbrowse.widgets.guarded import Guarded
+
 KEYS: list[tuple[str, str]] = [
     ("↑ ↓  j k", "move the cursor"),
     ("→ ←  l h", "expand / collapse (on a leaf: go to the parent)"),
@@ -35,7 +37,7 @@ KEYS: list[tuple[str, str]] = [
 ]
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Guarded, ModalScreen[None]):
     """A list of the keys; any of escape, q or ? closes it."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

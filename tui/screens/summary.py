@@ -14,9 +14,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.widgets.guarded import Guarded
 
 
-class SummaryScreen(ModalScreen[None]):
+class SummaryScreen(Guarded, ModalScreen[None]):
     """Runs `make_summary` off the UI thread and shows its text, or its error inline."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,s", "close", "Close")]

@@ -1,0 +1,97 @@
+"""The app's edge: unexpected errors become notifications, signals and ctrl+c quit cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from modelbrowse.core.error_log import one_line, record_error, where_logged
+
+if TYPE_CHECKING:
+    from modelbrowse.tui.options import AppOptions
+
+# This many unexpected errors within `STORM_WINDOW_S` (a widget failing on every frame, say):
+# the app stops, as it cannot be used, and says so in one line.
+STORM_ERRORS = 5
+STORM_WINDOW_S = 2.0
+# A second ctrl+c within this many seconds quits, whatever is unsaved.
+SECOND_CTRL_C_S = 3.0
+# The exit status after a signal, as a shell reports a process killed by it.
+SIGNAL_STATUS_BASE = 128
+
+
+class FailureHandling:
+    """Mixed into the App: keeps it running after an error in a key handler, worker or render."""
+
+    options: AppOptions
+    error_message: str | None
+    is_running: bool
+    notify: Any
+    exit: Any
+    action_quit_app: Any
+    _exception: BaseException | None
+
+    def _init_failure_handling(self) -> None:
+        self.unexpected_errors: list[BaseException] = []
+        self._error_times: list[float] = []
+        self._ctrl_c_at = 0.0
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Log the traceback and carry on; Textual's default is to exit with it on screen."""
+        from textual.worker import WorkerFailed
+
+        if isinstance(error, WorkerFailed) and isinstance(error.error, Exception):
+            error = error.error  # what the worker raised, not Textual's wrapper
+        self.unexpected_errors.append(error)
+        log = record_error(error, context=f"source {self.options.source!r}")
+        now = time.monotonic()
+        self._error_times = [t for t in self._error_times if now - t < STORM_WINDOW_S] + [now]
+        if not self.is_running or len(self._error_times) >= STORM_ERRORS:
+            self.error_message = f"unexpected error: {one_line(error)} ({where_logged(log)})"
+            self.exit(return_code=1)
+            return
+        detail = where_logged(log)
+        if self.options.debug:
+            import traceback
+
+            detail = "".join(traceback.format_exception(error)[-6:]) + detail
+        self.notify(
+            f"{one_line(error)}\nnothing else changed; {detail}",
+            title="unexpected error",
+            severity="error",
+            timeout=15,
+            markup=False,
+        )
+
+    # --- quitting ------------------------------------------------------------------------
+
+    def action_ctrl_c(self) -> None:
+        """ctrl+c asks like `q`; a second one soon after quits at once."""
+        now = time.monotonic()
+        if now - self._ctrl_c_at < SECOND_CTRL_C_S:
+            self.exit(return_code=SIGNAL_STATUS_BASE + signal.SIGINT)
+            return
+        self._ctrl_c_at = now
+        self.action_quit_app()
+        self.notify("ctrl+c again to quit at once", timeout=SECOND_CTRL_C_S, markup=False)
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP leave through Textual's exit, which restores the terminal."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            # Not the main thread (an app in a test), or no such signal here: nothing to do.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self.error_message = f"stopped by {signal.Signals(signum).name}"
+        self.exit(return_code=SIGNAL_STATUS_BASE + signum)
