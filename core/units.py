@@ -37,3 +37,8 @@ def printable(text: str, limit: int = 200) -> str:
         keep = (limit - 1) // 2
         cleaned = cleaned[:keep] + "…" + cleaned[-keep:]
     return cleaned
+
+
+def printable_lines(text: str, limit: int = 2000) -> str:
+    """`printable` line by line: a message of several lines keeps its line breaks."""
+    return "\n".join(printable(line, limit) for line in text.split("\n"))

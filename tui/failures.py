@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from modelbrowse.core.error_log import one_line, record_error, where_logged
+from modelbrowse.core.units import printable_lines
 
 if TYPE_CHECKING:
     from modelbrowse.tui.options import AppOptions
@@ -29,7 +30,6 @@ class FailureHandling:
     options: AppOptions
     error_message: str | None
     is_running: bool
-    notify: Any
     exit: Any
     action_quit_app: Any
     _exception: BaseException | None
@@ -64,6 +64,25 @@ class FailureHandling:
             severity="error",
             timeout=15,
             markup=False,
+        )
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Notifications are plain text: messages quote keys and paths from files, in which
+        `[/]` would crash the markup parser and escape sequences would reach the terminal."""
+        super().notify(  # type: ignore[misc]
+            printable_lines(message),
+            title=printable_lines(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
         )
 
     # --- quitting ------------------------------------------------------------------------
