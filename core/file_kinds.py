@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import stat
 import struct
 import zipfile
 from pathlib import Path
@@ -32,7 +33,11 @@ class FileKind(enum.Enum):
 def sniff(path: Path) -> FileKind:
     """The kind of a model file, or a SourceError saying what the file is instead."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            # Opening a FIFO waits for a writer; a device may never end: refuse before reading.
+            raise SourceError(f"{path} is {_special_kind(info.st_mode)}, not a file")
+        size = info.st_size
         with path.open("rb") as handle:
             head = handle.read(4096)
     except IsADirectoryError:
@@ -53,6 +58,16 @@ def sniff(path: Path) -> FileKind:
     if looks_pickled:
         return FileKind.TORCH_LEGACY if _LEGACY_MAGIC in head[:32] else FileKind.PICKLE
     raise SourceError(f"{path} is {_describe_other(head)}, not a model checkpoint")
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def _zip_kind(path: Path) -> FileKind:

@@ -623,6 +623,16 @@ def plain_pickle(directory: Path) -> Path:
     return directory / "weights.pkl"
 
 
+def named_pipe(directory: Path) -> Path:
+    path = directory / "weights.pt"
+    os.mkfifo(path)  # opening it to read would wait for a writer forever
+    return path
+
+
+def device(directory: Path) -> Path:
+    return Path("/dev/zero")  # reading it never ends
+
+
 # Each bad input: how the test makes it, and words its one-line message must hold.
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "missing-path": (missing_path, ("no such file or directory",)),
@@ -638,6 +648,8 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "garbage-header": (safetensors_with_a_garbage_header, ("safetensors", "header")),
     "other-zip": (zip_that_is_not_torch, ("is a zip archive but not a torch checkpoint",)),
     "plain-pickle": (plain_pickle, ("plain Python pickle",)),
+    "named-pipe": (named_pipe, ("is a named pipe (FIFO), not a file",)),
+    "device": (device, ("is a device, not a file",)),
 }
 
 
@@ -655,6 +667,20 @@ def test_bad_input_is_one_line_naming_the_file_and_what_is_wrong(
     assert path.name in message
     for word in words:
         assert word in message
+
+
+def test_a_safetensors_file_named_pt_and_a_symlink_to_it_open_as_safetensors(
+    tmp_path: Path,
+) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "model.pt"
+    save_file({"layer.weight": torch.ones(2, 3)}, path)
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(path)
+    for opened in (path, link):
+        model, _ = resolve_source(str(opened)).build_structure()
+        assert dict(model.named_parameters())["layer.weight"].shape == (2, 3)
 
 
 def test_an_architecture_no_key_fits_is_refused_with_the_prefix_to_strip(
