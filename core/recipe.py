@@ -269,9 +269,9 @@ def load_edited(
     """
     path = Path(path).expanduser()
     recipe = read_recipe(recipe_path_for(path))
-    expected = (recipe.get("weights") or {}).get("sha256")
-    if expected and _sha256_of(path) != expected:
-        raise RecipeError(f"{path} is not the file its recipe describes (its sha256 differs)")
+    problem = _hash_mismatch(path, recipe)
+    if problem:
+        raise RecipeError(problem)
     source = resolve_recipe_source(recipe, with_weights=False)
     edits = edits_of(recipe)
     state = read_weights(path)
@@ -286,6 +286,33 @@ def load_edited(
         _load_strict(model, state, assign=False)
     apply_frozen(model, recipe["frozen"])
     return model.to(map_location)
+
+
+def check_recipe_beside(path: str | os.PathLike[str]) -> str | None:
+    """With a recipe beside the weights at `path`: a message if the file is not the one it
+    describes (changed or damaged since it was written: neither format checks on read)."""
+    path = Path(path)
+    recipe_file = recipe_path_for(path)
+    if not path.is_file() or not recipe_file.is_file():
+        return None
+    try:
+        recipe = read_recipe(recipe_file)
+    except RecipeError as exc:
+        return f"the recipe beside {path.name} cannot be used: {exc}"
+    return _hash_mismatch(path, recipe)
+
+
+def _hash_mismatch(path: Path, recipe: dict[str, Any]) -> str | None:
+    expected = (recipe.get("weights") or {}).get("sha256")
+    if not expected:
+        return None
+    actual = _sha256_of(path)
+    if actual == expected:
+        return None
+    return (
+        f"{path} is not the file its recipe describes: its sha256 is {actual}, the recipe "
+        f"says {expected} (changed or damaged since it was written)"
+    )
 
 
 def _sha256_of(path: Path) -> str:

@@ -185,3 +185,26 @@ async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> 
             app.clear_notifications()
         assert app.index is not None
         assert dict(app.index.model.named_parameters())["0.weight"].requires_grad
+
+
+async def test_opening_a_file_that_differs_from_its_recipe_says_so(tmp_path: Path) -> None:
+    from modelbrowse.core.recipe import save_edited
+    from modelbrowse.core.saving import file_sha256
+    from modelbrowse.core.sources import resolve_source
+    from tests.app_support import notifications
+
+    source = resolve_source("alexnet")
+    weights = tmp_path / "edited.safetensors"
+    save_edited(source.build_real(0), weights, source, 0, [])
+    expected = file_sha256(weights)
+    data = bytearray(weights.read_bytes())
+    data[-1000] ^= 0x01
+    weights.write_bytes(bytes(data))
+
+    app = ModelBrowseApp(AppOptions(str(weights)))
+    async with app.run_test(size=(130, 40)) as pilot:
+        await wait_for(
+            pilot, lambda: "is not the file its recipe describes" in notifications(app), 60
+        )
+        assert f"the recipe says {expected}" in notifications(app)
+        assert "the file differs from its recipe" in squeeze(screen_text(app))

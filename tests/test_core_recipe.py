@@ -266,7 +266,7 @@ BROKEN: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "no edits": (change_recipe(lambda d: d.pop("edits")), "{recipe}: 'edits' is missing"),
     "weights changed": (
         retrain_weights,
-        "{weights} is not the file its recipe describes (its sha256 differs)",
+        "{weights} is not the file its recipe describes: its sha256 is ",
     ),
     "weights gone": (lambda w, r: w.unlink(), "cannot read {weights}: No such file or directory"),
     "step no longer applies": (
@@ -298,3 +298,27 @@ def test_what_cannot_be_loaded_is_one_line(wide: tuple[Path, nn.Module, Source],
     with pytest.raises(RecipeError) as excinfo:
         load_edited(weights)
     assert one_line(excinfo).startswith(expected.format(recipe=recipe, weights=weights))
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_a_flipped_data_byte_is_caught_naming_both_hashes(tmp_path: Path, fmt: str) -> None:
+    """Neither format checks its data on read: the recipe's sha256 does."""
+    from modelbrowse.core.recipe import check_recipe_beside
+    from modelbrowse.core.saving import file_sha256
+
+    source = resolve_source("alexnet")
+    model = source.build_real(0)
+    weights = tmp_path / f"edited.{fmt}"
+    save_edited(model, weights, source, 0, [])
+    assert check_recipe_beside(weights) is None
+    expected = file_sha256(weights)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside the largest tensor's values
+    weights.write_bytes(bytes(data))
+    actual = file_sha256(weights)
+    message = check_recipe_beside(weights)
+    assert message is not None
+    assert f"its sha256 is {actual}, the recipe says {expected}" in message
+    with pytest.raises(RecipeError) as excinfo:
+        load_edited(weights)
+    assert f"its sha256 is {actual}, the recipe says {expected}" in one_line(excinfo)

@@ -132,6 +132,27 @@ class LoadActions:
         tree = self.query_one(ModuleTree)
         tree.load(index)
         self._show_detail("")
+        if getattr(source, "files", None):
+            self.check_recipe_hashes(list(source.files))
+
+    @work(thread=True, group="recipe-hash")
+    def check_recipe_hashes(self, files: list[str]) -> None:
+        """A file saved with a recipe beside it is hashed (off the UI thread: a large file takes
+        seconds) and compared with the recipe's sha256: a changed file is an error, not silent."""
+        from modelbrowse.core.recipe import check_recipe_beside
+
+        for path in files:
+            try:
+                problem = check_recipe_beside(path)
+            except ModelBrowseError as exc:
+                problem = str(exc)
+            if problem:
+                self.call_from_thread(self._recipe_mismatch, problem)
+
+    def _recipe_mismatch(self, problem: str) -> None:
+        self.header_warning = "the file differs from its recipe"
+        self._refresh_header()
+        self.notify(problem, title="file changed since it was saved", severity="error", timeout=30)
 
     def _show_source_info(self, source: Source) -> None:
         """A checkpoint's information and load report go below the root's details."""
