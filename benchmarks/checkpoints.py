@@ -73,7 +73,7 @@ LLAMA_OPEN = SampleSet(
         worker_sampler("app", "open", "llama"),
         worker_sampler("headers", "headers", "llama"),
     ),
-    runs=7,
+    runs=5,
     quick_runs=1,
 )
 PT_OPEN = SampleSet(
@@ -82,7 +82,7 @@ PT_OPEN = SampleSet(
         worker_sampler("app", "open", "pt"),
         worker_sampler("torch_load", "torch-load", "pt"),
     ),
-    runs=7,
+    runs=5,
     quick_runs=3,
 )
 
