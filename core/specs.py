@@ -1,7 +1,8 @@
 """Module specs: `nn.Linear(4096, 10)` parsed with `ast` into a module, never `eval`-ed.
 
 Only classes from `torch.nn` and literal arguments (numbers, strings, booleans, None, tuples,
-lists, and nested `torch.nn` constructors) are accepted. Anything else is a `SpecError`.
+lists, and nested `torch.nn` constructors) are accepted, with `+ - * **` between numbers
+(`10**6`, `4 * 1024`) folded within bounds. Anything else is a `SpecError`.
 """
 
 from __future__ import annotations
@@ -81,12 +82,40 @@ def _literal(node: ast.expr, depth: int) -> Any:
         and not isinstance(node.operand.value, bool)
     ):
         return -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, tuple(_ARITHMETIC)):
+        return _arithmetic(node, depth)
     if isinstance(node, (ast.Tuple, ast.List)):
         items = [_literal(item, depth + 1) for item in node.elts]
         return tuple(items) if isinstance(node, ast.Tuple) else items
     if isinstance(node, ast.Call):
         return _call(node, depth + 1)
     raise SpecError(f"only literal arguments are allowed, not '{_source(node)}'")
+
+
+_ARITHMETIC: dict[type[ast.operator], Any] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Pow: lambda a, b: a**b,
+}
+# Sizes such as `10**6` or `4 * 1024` are folded; anything past this is no size at all.
+_MAX_NUMBER = 2**64
+
+
+def _arithmetic(node: ast.BinOp, depth: int) -> int | float:
+    left, right = _literal(node.left, depth + 1), _literal(node.right, depth + 1)
+    numbers = (int, float)
+    if not all(isinstance(v, numbers) and not isinstance(v, bool) for v in (left, right)):
+        raise SpecError(f"arithmetic works on numbers only, not '{_source(node)}'")
+    if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > _MAX_NUMBER):
+        raise SpecError(f"'{_source(node)}' is too large a number")
+    try:
+        value = _ARITHMETIC[type(node.op)](left, right)
+    except (OverflowError, ZeroDivisionError, ValueError):
+        raise SpecError(f"'{_source(node)}' cannot be computed") from None
+    if isinstance(value, complex) or abs(value) > _MAX_NUMBER:
+        raise SpecError(f"'{_source(node)}' is too large a number")
+    return value  # type: ignore[no-any-return]
 
 
 _PLACEMENT_ARGUMENTS = ("device", "dtype")
