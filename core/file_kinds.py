@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.units import printable
 
 # The first object in a legacy (pre-1.6) torch file is this magic number, pickled.
 _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -74,7 +75,8 @@ def _zip_kind(path: Path) -> FileKind:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
+        # NotImplementedError: a damaged header claiming a zip version from the future.
         raise SourceError(
             f"{path} is a truncated or damaged zip archive (a torch file cut short?)"
         ) from None
@@ -82,8 +84,11 @@ def _zip_kind(path: Path) -> FileKind:
         return FileKind.TORCHSCRIPT
     if any(name.endswith("data.pkl") for name in names):
         return FileKind.TORCH_ZIP
-    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-    raise SourceError(f"{path} is a zip archive but not a torch checkpoint (it holds {shown})")
+    shown = ", ".join(printable(name, 60) for name in names[:3]) + (
+        ", ..." if len(names) > 3 else ""
+    )
+    held = f"it holds {shown}" if names else "it holds no files"
+    raise SourceError(f"{path} is a zip archive but not a torch checkpoint ({held})")
 
 
 def _safetensors_problem(path: Path, head: bytes, size: int) -> str | None:
