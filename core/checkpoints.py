@@ -185,6 +185,13 @@ def _torch_load(path: Path, kind: FileKind, options: CheckpointOptions, map_loca
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # weights_only stays explicit: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD must not turn it off.
+            if path.name.endswith(".safetensors"):
+                # torch.load reads a path so named as safetensors, whatever it holds: a torch
+                # archive in disguise is passed as an open file (which cannot be mapped).
+                with path.open("rb") as handle:
+                    return torch.load(
+                        handle, map_location=map_location, weights_only=not options.trust_pickle
+                    )
             return torch.load(
                 path,
                 map_location=map_location,

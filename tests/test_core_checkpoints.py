@@ -3,11 +3,13 @@ checkpoint is described, pickled code never runs unasked, and every bad input is
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import pickle
 import shlex
 import struct
+import subprocess
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -473,6 +475,58 @@ def test_a_pickle_that_runs_code_is_refused_and_the_code_never_runs(
     assert not marker.exists()
 
 
+class Payload:
+    """Unpickling this calls `function(argument)`; each variant touches the marker file."""
+
+    def __init__(self, function: Callable[..., object], argument: object) -> None:
+        self.function, self.argument = function, argument
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object]]:
+        return self.function, (self.argument,)
+
+
+def payloads(marker: Path) -> dict[str, Payload]:
+    touch = f"open({str(marker)!r}, 'w').close()"
+    return {
+        "os.system": Payload(os.system, f"touch {shlex.quote(str(marker))}"),
+        "builtins.exec": Payload(builtins.exec, touch),
+        "builtins.eval": Payload(builtins.eval, touch),
+        "subprocess.Popen": Payload(subprocess.Popen, ["touch", str(marker)]),
+    }
+
+
+@pytest.mark.parametrize(
+    "function", ["os.system", "builtins.exec", "builtins.eval", "subprocess.Popen"]
+)
+@pytest.mark.parametrize(
+    ("name", "wrap"),
+    [
+        ("model.pt", lambda p: {"weight": torch.ones(2), "extra": p}),
+        (
+            "checkpoint.pth",
+            lambda p: {"epoch": 3, "model": {"state_dict": {"w": torch.ones(2)}, "x": [p]}},
+        ),
+        ("model.safetensors", lambda p: {"weight": torch.ones(2), "extra": p}),
+        ("pytorch_model.bin", lambda p: {"weight": torch.ones(2), "extra": p}),
+    ],
+    ids=["plain", "nested-in-a-training-checkpoint", "zip-named-safetensors", "zip-named-bin"],
+)
+def test_malicious_pickles_are_refused_and_never_run(
+    tmp_path: Path, function: str, name: str, wrap: Callable[[Payload], object]
+) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / name
+    torch.save(wrap(payloads(marker)[function]), path)
+    for options in (CheckpointOptions(), CheckpointOptions(keys_only=True)):
+        with pytest.raises(SourceError) as caught:
+            resolve_source(str(path), checkpoint=options)
+        message = one_line(caught)
+        assert "runs code from the file" in message
+        assert function.rpartition(".")[2] in message  # what it would call is named
+        assert "weights_only=False" not in message
+    assert not marker.exists()
+
+
 def test_the_malicious_pickle_does_run_code_when_trusted(tmp_path: Path) -> None:
     # The check that the refusal above guards against something real.
     marker = tmp_path / "pwned"
@@ -669,7 +723,7 @@ def test_bad_input_is_one_line_naming_the_file_and_what_is_wrong(
         assert word in message
 
 
-def test_a_safetensors_file_named_pt_and_a_symlink_to_it_open_as_safetensors(
+def test_files_open_by_what_their_bytes_are_not_their_names(
     tmp_path: Path,
 ) -> None:
     from safetensors.torch import save_file
@@ -678,7 +732,9 @@ def test_a_safetensors_file_named_pt_and_a_symlink_to_it_open_as_safetensors(
     save_file({"layer.weight": torch.ones(2, 3)}, path)
     link = tmp_path / "link.safetensors"
     link.symlink_to(path)
-    for opened in (path, link):
+    disguised = tmp_path / "torch.safetensors"  # the other way round: a torch archive
+    torch.save({"layer.weight": torch.ones(2, 3)}, disguised)
+    for opened in (path, link, disguised):
         model, _ = resolve_source(str(opened)).build_structure()
         assert dict(model.named_parameters())["layer.weight"].shape == (2, 3)
 
