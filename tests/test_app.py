@@ -88,6 +88,33 @@ async def test_statistics_of_a_node_left_behind_never_replace_the_current_ones()
         assert "37,748,736" not in screen
 
 
+async def test_statistics_under_way_when_the_tensor_is_edited_never_show_as_the_new_ones() -> None:
+    """Re-initialised with zeros while its exact statistics are computing: only the zeros'
+    statistics are ever shown as exact."""
+    from modelbrowse.tui.screens.dialogs import ReinitDialog
+
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("colon", *"classifier.1.weight", "enter")
+        await wait_for_text(pilot, "estimate from a sample")
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReinitDialog))
+        assert isinstance(app.screen, ReinitDialog)
+        await pilot.press(*["down"] * app.screen.schemes.index("zeros"), "enter")
+        seen_exact = False
+        for _ in range(600):
+            screen = squeeze(screen_text(app))
+            if "statistics exact" in screen:
+                assert "zeros 100.00%" in screen, screen
+                seen_exact = True
+                if "with zeros" in screen:
+                    break
+            await pilot.pause(0.05)
+        assert seen_exact
+        assert "zeros 100.00%" in squeeze(screen_text(app))
+
+
 async def test_after_a_held_key_the_pane_shows_where_the_cursor_rests() -> None:
     """Presses in quick succession defer the pane; it follows the cursor once it rests."""
     app = ModelBrowseApp(AppOptions("alexnet"))
