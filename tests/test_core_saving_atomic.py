@@ -266,8 +266,10 @@ SLOW_SAVE = textwrap.dedent(
     from modelbrowse.core.saving import save_weights
 
     model = nn.Module()
-    for i in range(64):  # 64 MiB in 64 tensors, a few hundred writes
-        model.register_buffer(f"b{i}", torch.full((1 << 18,), float(i)))
+    mib = int(sys.argv[2])  # in tensors of 1 MiB to 64 MiB, a few hundred writes or more
+    size = min(mib, 64)
+    for i in range(mib // size):
+        model.register_buffer(f"b{i}", torch.full((size << 18,), float(i)))
     save_weights(model, sys.argv[1], progress=lambda fraction: time.sleep(0.02))
     """
 )
@@ -284,26 +286,29 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str, proc: Any
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_a_save_killed_half_way_leaves_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "weights.pt"
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("mib", [64, 2048], ids=["64MiB", "2GiB"])
+def test_a_save_killed_half_way_leaves_the_file(tmp_path: Path, fmt: str, mib: int) -> None:
+    path = tmp_path / f"weights.{fmt}"
     save_weights(small_net(), path)
     before = sha256(path)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_SAVE, str(path)],
+        [sys.executable, "-c", SLOW_SAVE, str(path), str(mib)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     try:
+        half = mib << 19  # half the state's bytes: killed in the middle of writing
 
         def temp_has_grown() -> bool:
-            temps = list(tmp_path.glob(".weights.pt.*.tmp"))
-            return any(t.exists() and t.stat().st_size > 4 << 20 for t in temps)
+            temps = list(tmp_path.glob(f".{path.name}.*.tmp"))
+            return any(t.exists() and t.stat().st_size > half for t in temps)
 
-        wait_for(temp_has_grown, 30, "temporary file of 4 MiB", proc)
+        wait_for(temp_has_grown, 120, f"temporary file of {mib // 2} MiB", proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -319,7 +324,7 @@ def test_a_save_killed_half_way_leaves_the_file(tmp_path: Path) -> None:
     # A temporary file may be left: SIGKILL runs no clean-up. It is hidden, and named for the
     # file it was meant to replace; it never stands in the target's place.
     leftovers = [name for name in files_in(tmp_path) if name != path.name]
-    assert all(n.startswith(".weights.pt.") and n.endswith(".tmp") for n in leftovers), leftovers
+    assert all(n.startswith(f".{path.name}.") and n.endswith(".tmp") for n in leftovers), leftovers
 
     # The next save is not disturbed by the leftover.
     report = save_weights(changed_model(), path)
