@@ -114,3 +114,36 @@ async def test_ctrl_c_without_edits_quits_with_status_0() -> None:
         await pilot.press("ctrl+c")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_code in (0, None)
+
+
+@pytest.mark.parametrize("size", [(60, 15), (60, 30), (45, 12)])
+async def test_small_terminals_still_browse(size: tuple[int, int]) -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=size) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j", "l", "j")
+        await wait_for(pilot, lambda: "features.0" in screen_text(app))
+        screen = screen_text(app)
+        assert "Conv2d" in screen
+        assert "too small" not in screen
+
+
+async def test_stacked_panes_in_a_tall_narrow_terminal() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=(60, 30)) as pilot:
+        await wait_loaded(pilot)
+        lines = screen_text(app).splitlines()
+        tree_line = next(i for i, line in enumerate(lines) if "▼ AlexNet" in line)
+        detail_line = next(i for i, line in enumerate(lines) if "subtree totals" in line)
+        assert detail_line > tree_line + 3  # the details are below the tree, not beside it
+
+
+async def test_a_terminal_too_small_says_so_until_it_grows() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=(30, 8)) as pilot:
+        await wait_loaded(pilot)
+        screen = squeeze(screen_text(app).replace("\n", " "))
+        assert "terminal too small (30x8): modelbrowse needs 40x10" in screen
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: "▼ AlexNet" in screen_text(app))
+        assert "too small" not in screen_text(app)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -45,6 +45,11 @@ INLINE_STATS_LIMIT = 65_536
 # Highlights closer together than this come from a held key: the detail pane (a Rich table,
 # two thirds of a keystroke's cost on a big tree) waits until the cursor rests for as long.
 HELD_KEY_GAP_S = 0.05
+# Below this (columns, lines) the layout cannot show a tree line and its details.
+MIN_SIZE = (40, 10)
+# Narrower than this with enough lines, the detail pane goes below the tree.
+NARROW_WIDTH = 70
+STACK_MIN_HEIGHT = 20
 # Filtering as one types is for models whose index searches in a few milliseconds.
 LIVE_FILTER_LIMIT = 50_000
 PROMPT_ACTIONS = frozenset({"goto", "filter"})
@@ -141,9 +146,25 @@ class ModelBrowseApp(Guarded, FailureHandling, LoadActions, EditActions, SaveAct
             yield Static("", id="prompt-error")
             yield Input(id="prompt")
         yield Static("", id="status")
+        yield Static("", id="too-small")
         yield Footer()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_layout(event.size.width, event.size.height)
+
+    def _fit_layout(self, width: int, height: int) -> None:
+        """Narrow terminals stack the panes; below a usable size, one line says so."""
+        too_small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        self.screen.set_class(too_small, "too-small")
+        self.screen.set_class(width < NARROW_WIDTH and height >= STACK_MIN_HEIGHT, "narrow")
+        if too_small:
+            need = f"{MIN_SIZE[0]}x{MIN_SIZE[1]}"
+            self.query_one("#too-small", Static).update(
+                Text(f"terminal too small ({width}x{height}): modelbrowse needs {need} · q quits")
+            )
+
     def on_mount(self) -> None:
+        self._fit_layout(self.size.width, self.size.height)
         self._install_signal_handlers()
         self.query_one("#prompt-bar").display = False
         self.screen.set_focus(self.query_one(ModuleTree))
