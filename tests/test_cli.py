@@ -154,6 +154,36 @@ def test_debug_shows_the_traceback() -> None:
     assert result.stderr.splitlines()[-1].startswith("modelbrowse: error: ")
 
 
+def test_an_unexpected_error_is_one_line_naming_the_log_with_the_traceback(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys\n"
+        "import modelbrowse.core.text_tree as text_tree\n"
+        "def broken(*args, **kwargs):\n"
+        "    return 1 / 0\n"
+        "text_tree.render_tree_text = broken\n"
+        "from modelbrowse.tui.cli import main\n"
+        "sys.exit(main(['alexnet', '--print']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path)},
+    )
+    log = tmp_path / "modelbrowse" / "log" / "modelbrowse.log"
+    assert result.returncode == 1
+    assert result.stderr == (
+        "modelbrowse: error: unexpected error: ZeroDivisionError: division by zero "
+        f"(traceback in {log})\n"
+    )
+    assert "in broken" in log.read_text()
+    assert "alexnet --print" in log.read_text()
+
+
 def test_app_without_a_terminal_says_so() -> None:
     result = run_command("alexnet")
     assert result.returncode == 2

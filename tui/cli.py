@@ -184,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     if args.depth is not None and args.depth < 0:
         parser.error("--depth must be 0 or more")
     if (args.recipe is None) != (args.output is None):
@@ -221,7 +222,7 @@ def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
 
         if args.debug:
             traceback.print_exc()
-        log = record_error(exc, context=" ".join(sys.argv[1:]))
+        log = record_error(exc, context=f"modelbrowse {args.command_line}")
         return _error(f"unexpected error: {one_line(exc)} ({where_logged(log)})", status=1)
 
 
