@@ -251,6 +251,40 @@ async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) 
         assert model.encoder is model.decoder.proj
 
 
+async def test_replacing_or_reinitialising_one_side_of_a_tie_asks_first(
+    models_file: Path,
+) -> None:
+    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.history is not None
+        model = app.history.model
+        await goto(pilot, "head")
+        await replace_with(pilot, "nn.Linear(8, 10, bias=False)")
+        await wait_for_text(pilot, "head shares objects with embed.weight: this unties them.")
+        await pilot.press("n")
+        await wait_for_text(pilot, "nothing changed")
+        assert model.head.weight is model.embed.weight
+
+        await pilot.press("i")
+        await wait_for_text(pilot, "xavier_uniform")
+        await pilot.press("down", "enter")
+        await wait_for_text(pilot, "head is tied to embed.weight: re-initialising changes both")
+        await pilot.press("y")
+        await wait_for_text(pilot, "re-initialise head with xavier_uniform")
+        assert model.head.weight is model.embed.weight  # still one tensor, both changed
+
+        await replace_with(pilot, "nn.Linear(8, 10, bias=False)")
+        await wait_for_text(pilot, "this unties them. Go on?")
+        await pilot.press("y")
+        await wait_for_text(pilot, "replace head with nn.Linear(8, 10, bias=False)")
+        assert model.head.weight is not model.embed.weight
+        await pilot.press("L")
+        screen = await wait_for_text(pilot, "Edit log: 2 edits")
+        assert "(head shares objects with embed.weight: this unties them)" in screen
+        assert "(head is tied to embed.weight: re-initialising changes" in screen
+
+
 async def test_quit_with_unsaved_edits_asks_first() -> None:
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:

@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from modelbrowse.tui.app import ModelBrowseApp
 
 
+def describe(edit: Edit) -> str:
+    """The edit in words, with what it did to tied or shared objects when it did any."""
+    note = getattr(edit, "tie_note", "")
+    return f"{edit.describe()} ({note})" if note else edit.describe()
+
+
 class EditActions:
     """Mixed into the App: key actions that change the model, and what follows an edit."""
 
@@ -83,7 +89,7 @@ class EditActions:
     def _status(self, message: str, style: str = "") -> None:
         self._app.query_one("#status", Static).update(Text(message, style=style))
 
-    def _apply(self, edit: Edit) -> None:
+    def _apply(self, edit: Edit, confirmed: bool = False) -> None:
         app = self._app
         assert self.history is not None and app.index is not None
         from modelbrowse.core.edits import Replace
@@ -95,16 +101,43 @@ class EditActions:
             and app.index.node(edit.path).is_module
         ):
             edit.aliases = app.index.aliases(edit.path)
+        consequence = self._tie_consequence(edit, also)
+        if consequence and not confirmed:
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    edit.tie_note = consequence  # type: ignore[attr-defined]
+                    self._apply(edit, confirmed=True)
+                else:
+                    self._status("nothing changed")
+
+            app.push_screen(ConfirmDialog(f"{consequence}. Go on?"), answered)
+            return
         try:
             self.history.apply(edit)
         except ModelBrowseError as exc:
             app.notify(str(exc), severity="error", title="nothing changed")
             self._status(f"nothing changed: {exc}", "bold red")
             return
-        message = edit.describe()
-        if also:
+        message = describe(edit)
+        if also and not getattr(edit, "tie_note", ""):
             message += f" · also changes: {', '.join(also)}"
         self._after_change(edit, message)
+
+    def _tie_consequence(self, edit: Edit, also: list[str]) -> str:
+        """What a replace or re-init does to objects shared with the rest of the model, said
+        before it is done: a replace unties them, a re-init changes both sides."""
+        from modelbrowse.core.edits import Reinit, Replace
+
+        where = edit.path or "the model"
+        if isinstance(edit, Replace):
+            replaced = edit.aliases or [edit.path]
+            kept = [p for p in also if not any(p == a or p.startswith(a + ".") for a in replaced)]
+            if kept:
+                return f"{where} shares objects with {', '.join(kept)}: this unties them"
+        elif isinstance(edit, Reinit) and also:
+            return f"{where} is tied to {', '.join(also)}: re-initialising changes both"
+        return ""
 
     def _after_change(self, edit: Edit, message: str) -> None:
         app = self._app
@@ -305,13 +338,13 @@ class EditActions:
         if edit is None:
             app.notify("nothing to undo" if undo else "nothing to redo", severity="warning")
             return
-        self._after_change(edit, f"{'undid' if undo else 'redid'}: {edit.describe()}")
+        self._after_change(edit, f"{'undid' if undo else 'redid'}: {describe(edit)}")
 
     def action_edit_log(self) -> None:
         entries: list[tuple[str, list[str]]] = []
         snippet = ""
         if self.history is not None:
-            entries = [(e.describe(), e.as_code()) for e in self.history.done]
+            entries = [(describe(e), e.as_code()) for e in self.history.done]
             snippet = self.history.code()
         self._app.push_screen(EditLogScreen(entries, snippet))
 
