@@ -29,6 +29,7 @@ from modelbrowse.core.saving import (
     write_atomic,
 )
 from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.specs import SpecError, parse_spec
 from modelbrowse.core.ties import restore_ties, tied_groups
 from modelbrowse.core.weights_tree import tree_from_state_dict
 
@@ -233,9 +234,13 @@ def edits_of(recipe: dict[str, Any]) -> list[Edit]:
         try:
             fields = dict(record)
             cls = EDIT_TYPES[fields.pop("op")]
+            if "spec" in fields:
+                parse_spec(fields["spec"])  # a spec from a file is checked before anything runs
             edits.append(cls(**fields))
         except (KeyError, TypeError, ValueError) as exc:
             raise RecipeError(f"step {number} of the recipe is malformed: {record!r}") from exc
+        except SpecError as exc:
+            raise RecipeError(f"step {number} of the recipe is malformed: {exc}") from exc
     return edits
 
 

@@ -273,6 +273,14 @@ BROKEN: dict[str, tuple[Callable[[Path, Path], None], str]] = {
         change_recipe(lambda d: d["edits"][1].update(path="layers.7")),
         "step 2 (replace layers.7 with nn.Linear(2, 4)): layers.7 is not a module",
     ),
+    "a path out of the model": (
+        change_recipe(lambda d: d["edits"][1].update(path="__class__")),
+        "step 2 (replace __class__ with nn.Linear(2, 4)): ",
+    ),
+    "a spec that is code": (
+        change_recipe(lambda d: d["edits"][1].update(spec="__import__('os').system('x')")),
+        "step 2 of the recipe is malformed: ",
+    ),
     "malformed step": (
         change_recipe(lambda d: d["edits"][0].update(op="explode")),
         "step 1 of the recipe is malformed: ",
