@@ -170,7 +170,9 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
     )
     checkpoint.files = [path]
     if options.trust_pickle:
-        checkpoint.warnings.append("trusted pickle: loading this file ran code from it")
+        checkpoint.warnings.append(
+            f"trusted pickle: loading this file ran code from it{_imports_text(path)}"
+        )
     if isinstance(loaded, nn.Module):
         checkpoint.format = "pickled model"
         checkpoint.module = loaded.to(map_location)
@@ -216,11 +218,16 @@ def _is_weights_only_refusal(exc: Exception) -> bool:
     )
 
 
-def _pickle_refusal(path: Path) -> str:
+def _imports_text(path: Path) -> str:
+    """`; it imports os.system, ...`: what loading the pickle imports, or '' if unknown."""
     # The file's own classes first: they say more than the torch.nn ones every model imports.
     needs = sorted(unsafe_globals(path), key=lambda name: (name.startswith("torch."), name))
     more = f" and {len(needs) - 4} more" if len(needs) > 4 else ""
-    what = f"; it imports {', '.join(needs[:4])}{more}" if needs else ""
+    return f"; it imports {', '.join(needs[:4])}{more}" if needs else ""
+
+
+def _pickle_refusal(path: Path) -> str:
+    what = _imports_text(path)
     return (
         f"{path} holds pickled Python objects (a whole model?), and loading it runs code from the "
         f"file{what}. Pass --trust-pickle only if you trust where it came from"
