@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +151,9 @@ def parse_spec(text: str) -> _Call:
     if len(text) > MAX_SPEC_LENGTH:
         raise SpecError(f"the spec is longer than {MAX_SPEC_LENGTH} characters")
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a SyntaxWarning ("invalid decimal literal")
+            tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise SpecError(f"not valid Python: {exc.msg} at column {exc.offset or 0}") from None
     except (ValueError, RecursionError, MemoryError):
@@ -173,7 +176,9 @@ class _PrefixNn(ast.NodeTransformer):
 def spec_code(text: str) -> str:
     """The spec as Python with `nn.` prefixes: `Linear(4096, 10)` -> `nn.Linear(4096, 10)`."""
     parse_spec(text)  # refuses anything but torch.nn calls and literals
-    tree = _PrefixNn().visit(ast.parse(text.strip(), mode="eval"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = _PrefixNn().visit(ast.parse(text.strip(), mode="eval"))
     return ast.unparse(ast.fix_missing_locations(tree))
 
 

@@ -288,3 +288,14 @@ def test_constructor_text_is_empty_when_the_text_would_build_something_else(
 ) -> None:
     """'' rather than a text that fails to build or drops children, names or tensors."""
     assert constructor_text(module) == ""
+
+
+def test_a_spec_python_warns_about_is_refused_without_a_warning() -> None:
+    """A SyntaxWarning printed to stderr would land on the app's screen."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(SpecError):
+            build_module("nn.Linear(1if 1 else 2, 2)")
+    assert [str(w.message) for w in caught] == []
