@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +51,16 @@ def _no_unexpected_app_errors(
             "the app caught unexpected errors:\n"
             + "\n".join("".join(traceback.format_exception(e)) for e in seen)
         )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="run the fuzz tests at full length (20,000 specs, 2,000 damaged files a format)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--slow"):
+        os.environ["MODELBROWSE_SLOW_TESTS"] = "1"  # read when the fuzz modules are imported

@@ -65,6 +65,17 @@ def test_a_directory_that_does_not_exist(tmp_path: Path, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_names_with_spaces_and_unicode(tmp_path: Path, fmt: str) -> None:
+    folder = tmp_path / "my runs" / "résumé 模型"
+    folder.mkdir(parents=True)
+    path = folder / f"poids édités ü {fmt}.{fmt}"
+    report = save_weights(small_net(), path)
+    assert report.sha256 == sha256(path)
+    assert files_in(folder) == [path.name]
+    assert_same_tensors(read_weights(path), state(small_net()))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_path_that_is_a_directory(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / f"w.{fmt}"
     path.mkdir()

@@ -2,7 +2,7 @@
 
 A canary records every call that would mean the spec ran code: `os.system`, `subprocess`,
 `eval`/`exec`, an import of a module outside torch, a file opened for writing. The examples
-per property are `SPEC_EXAMPLES`; with `MODELBROWSE_SLOW_TESTS=1` in the environment,
+per property are `SPEC_EXAMPLES`; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`),
 `SLOW_SPEC_EXAMPLES`.
 """
 

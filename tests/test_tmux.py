@@ -61,10 +61,10 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
-def start(terminal: Terminal, tmp_path: Path, *args: str) -> Path:
+def start(terminal: Terminal, tmp_path: Path, *args: str, env_prefix: str = "") -> Path:
     """Run the command in the terminal; returns the file its exit status is written to."""
     status = tmp_path / "status"
-    line = " ".join([str(COMMAND), *args])
+    line = " ".join([env_prefix, str(COMMAND), *args]).strip()
     # COLUMNS and LINES (set by some test runners) would override the terminal's real size.
     env = {
         k: v
@@ -135,6 +135,17 @@ def test_a_signal_restores_the_terminal_and_exits_non_zero(
     screen = terminal.screen()
     assert f"modelbrowse: error: stopped by {name}" in screen
     assert "q Quit" not in screen
+
+
+def test_a_plain_terminal_without_colour_stays_usable(terminal: Terminal, tmp_path: Path) -> None:
+    status = start(terminal, tmp_path, "alexnet", env_prefix="env TERM=dumb NO_COLOR=1")
+    screen = terminal.wait_for("[random init]")
+    assert "features Sequential 2.5M" in screen
+    terminal.keys("j", "l")
+    screen = terminal.wait_for("0 Conv2d 23.3K")
+    assert "path features" in screen
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"
 
 
 def test_unknown_model_prints_one_line_in_a_real_terminal(
