@@ -274,3 +274,12 @@ def test_recipe_and_output_go_together(tmp_path: Path) -> None:
     result = run_command("alexnet", "--recipe", str(tmp_path / "r.json"), "--output", "o.pt")
     assert result.returncode == 2
     assert f"no recipe at {tmp_path / 'r.json'}" in result.stderr
+
+
+def test_an_error_quoting_a_hostile_name_prints_it_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "evil\x1b]0;pwned\x07.pt"
+    path.write_text("<html>")
+    result = run_command(str(path), "--print")
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "evil\\x1b]0;pwned\\x07.pt is an HTML page" in result.stderr

@@ -175,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str, status: int = 2) -> int:
+    from modelbrowse.core.units import printable_lines
+
+    # Messages quote paths, keys and recipe fields: escape sequences in them stay inert.
     with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {printable_lines(message)}", file=sys.stderr)
     return status
 
 
