@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ from torch import nn
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.file_kinds import FileKind, sniff
 from modelbrowse.core.training_info import describe_extras, is_optimizer_state, short
+from modelbrowse.core.units import printable
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
 # Where training scripts keep the weights, most specific first.
@@ -243,7 +246,24 @@ def unsafe_globals(path: Path) -> list[str]:
     return found
 
 
+def _damaged_entry(path: Path) -> str | None:
+    """The first entry of a zip archive whose data fails its CRC-32, if any."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error):
+        return "the archive's directory or a compressed entry"
+
+
 def _open_torchscript(path: Path, map_location: str) -> Checkpoint:
+    # torch.jit.load aborts the whole process (no exception) on some damaged archives: their
+    # checksums are checked first, which reads the file once.
+    damaged = _damaged_entry(path)
+    if damaged is not None:
+        raise SourceError(
+            f"{path} is a damaged TorchScript archive: {printable(damaged, 80)} fails its "
+            "checksum (changed or cut since it was written?)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

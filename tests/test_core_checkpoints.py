@@ -834,3 +834,25 @@ def test_checkpoint_with_architecture_loads_back_as_that_class(
     loaded = load_edited(out)
     assert type(loaded) is torchvision.models.ResNet
     assert_same_tensors(loaded.state_dict(), state)
+
+
+def test_a_torchscript_archive_with_damaged_data_is_refused_before_torch_reads_it(
+    tmp_path: Path,
+) -> None:
+    """Some damaged archives make torch.jit.load abort the process: checksums come first."""
+    import zipfile
+
+    path = tmp_path / "scripted.pt"
+    torch.jit.script(nn.Linear(4, 3)).save(str(path))
+    with zipfile.ZipFile(path) as archive:
+        entry = next(i for i in archive.infolist() if i.filename.endswith("data/0"))
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack_from("<HH", data, entry.header_offset + 26)
+    data[entry.header_offset + 30 + name_length + extra_length + 1] ^= 0xFF  # in its values
+    path.write_bytes(bytes(data))
+    with pytest.raises(SourceError) as caught:
+        resolve_source(str(path))
+    assert one_line(caught) == (
+        f"{path} is a damaged TorchScript archive: {entry.filename} fails its checksum "
+        "(changed or cut since it was written?)"
+    )
