@@ -24,6 +24,7 @@ from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
+from modelbrowse.tui.palette import PaletteActions
 from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
@@ -58,12 +59,14 @@ CHANGING_ACTIONS = frozenset(
 )
 
 
-class ModelBrowseApp(Guarded, FailureHandling, LoadActions, EditActions, SaveActions, App[None]):
+class ModelBrowseApp(
+    Guarded, FailureHandling, PaletteActions, LoadActions, EditActions, SaveActions, App[None]
+):
     """Browse a model: tree on the left, details on the right."""
 
     CSS_PATH = "app.tcss"
     TITLE = "modelbrowse"
-    ENABLE_COMMAND_PALETTE = False
+    COMMAND_PALETTE_BINDING = "ctrl+p"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit_app", "Quit"),

@@ -6,6 +6,7 @@ Children are added when a node is first expanded, and long module lists are spli
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from modelbrowse.core.index import Node, NodeIndex
 
 PAGE_SIZE = 100
+# shift+space opens a whole subtree only up to this many lines.
+EXPAND_ALL_LIMIT = 2_000
 
 # Markers that tell kinds apart without colour.
 KIND_MARKERS = {
@@ -272,6 +275,34 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
             node.collapse()
         elif node.parent is not None:
             self.move_cursor(node.parent)
+
+    def action_toggle_expand_all(self) -> None:
+        """shift+space: open everything below the cursor, unless that is too many lines (Textual
+        lays out every visible line again on each change), or close it all."""
+        node = self.cursor_node
+        if node is None or node.data is None or self.index is None:
+            return
+        if node.is_expanded:
+            node.collapse_all()
+            return
+        lines = sum(
+            1 for _ in itertools.islice(self.index.subtree(node.data.path), EXPAND_ALL_LIMIT)
+        )
+        if lines >= EXPAND_ALL_LIMIT:
+            node.expand()
+            self.notify(
+                f"more than {EXPAND_ALL_LIMIT:,} lines below: opened one level (l opens more)",
+                severity="warning",
+                markup=False,
+            )
+            return
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            self._populate(current)
+            if current.allow_expand:
+                current.expand()
+            stack.extend(current.children)
 
     def tree_node_for(self, path: str, expand: bool = True) -> TreeNode[TreeEntry] | None:
         """The tree line of `path`, expanding (and populating) its ancestors on the way."""

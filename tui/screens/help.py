@@ -20,6 +20,7 @@ KEYS: list[tuple[str, str]] = [
     ("enter  space", "toggle the node"),
     ("g  G  home  end", "first / last line"),
     ("shift+↑ shift+↓", "previous / next sibling"),
+    ("shift+space", "open everything below (up to 2,000 lines) / close it all"),
     (":", "go to a path (features.0.weight, classifier[6])"),
     ("/", "filter by path or class name; escape clears it"),
     ("n  N", "next / previous filter match"),
@@ -33,7 +34,8 @@ KEYS: list[tuple[str, str]] = [
     ("L", "the edit log, in words and as PyTorch code"),
     ("w", "write the weights (.pt or .safetensors) and the recipe beside them"),
     ("?", "this help"),
-    ("q  ctrl+q", "quit"),
+    ("ctrl+p", "command palette: every action by name, with its key"),
+    ("q  ctrl+q  ctrl+c", "quit (asks when edits are unsaved; ctrl+c twice quits at once)"),
 ]
 
 
