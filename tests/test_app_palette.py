@@ -80,3 +80,18 @@ async def test_shift_space_on_a_big_subtree_opens_one_level_and_says_why(
         screen = squeeze(screen_text(app))
         assert "layers[0:100]" in screen
         assert "◆ weight" not in screen
+
+
+async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet", keymap={"freeze": "F", "replace": "r,ctrl+e"}))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("f")
+        await pilot.pause(0.2)
+        assert "unsaved edit" not in squeeze(screen_text(app))
+        await pilot.press("F")
+        await wait_for_text(pilot, "freeze the whole model")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Freeze or unfreeze  (F)" in titles
+        assert "Replace  (r, ^e)" in titles
+        assert "F Freeze" in squeeze(screen_text(app))  # the footer too

@@ -283,3 +283,58 @@ def test_an_error_quoting_a_hostile_name_prints_it_escaped(tmp_path: Path) -> No
     assert result.returncode == 2
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert "evil\\x1b]0;pwned\\x07.pt is an HTML page" in result.stderr
+
+
+def test_print_config_shows_the_file_and_the_keys_in_effect(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    result = run_command("--print-config", env=env)
+    config = tmp_path / "modelbrowse" / "config.toml"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"config  {config} (not found: the defaults)"
+    assert 'freeze           = "f"  # Freeze or unfreeze:' in result.stdout
+
+    config.parent.mkdir()
+    config.write_text('[keys]\nfreeze = "F"\n')
+    result = run_command("--print-config", env=env)
+    assert result.stdout.splitlines()[0] == f"config  {config} (read)"
+    assert 'freeze           = "F"  # Freeze or unfreeze:' in result.stdout
+    assert result.stdout.count("# changed") == 1
+
+
+def test_print_config_does_not_import_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from modelbrowse.tui.cli import main\n"
+        "try:\n"
+        "    main(['--print-config'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = python(code)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[keys]\nfrezee = "F"\n', "unknown action 'frezee' (did you mean freeze?)"),
+        ('[keys]\nfreeze = "j"\n', "'j' is bound to both freeze and cursor_down"),
+        ('[keys]\nfreeze = ""\n', 'keys for freeze must be Textual key names such as "F"'),
+        ("[keys\n", "is not valid TOML: Expected ']'"),
+        ("keys = 3\n", '[keys] must be a table of action = "key,key"'),
+    ],
+    ids=["unknown-action", "conflict", "empty", "not-toml", "not-a-table"],
+)
+def test_a_bad_config_is_one_line_before_the_app_starts(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    config = tmp_path / "modelbrowse" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(text)
+    for args in (["--print-config"], ["alexnet"]):
+        result = run_command(*args, env={"XDG_CONFIG_HOME": str(tmp_path)})
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"modelbrowse: error: {config}")
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

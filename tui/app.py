@@ -69,26 +69,26 @@ class ModelBrowseApp(
     COMMAND_PALETTE_BINDING = "ctrl+p"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit_app", "Quit"),
+        Binding("q", "quit_app", "Quit", id="quit_app"),
         Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True),
         Binding("ctrl+c", "ctrl_c", "Quit", show=False, priority=True),
         # Priority, so that the prompt has focus before the keys typed right after it arrive.
-        Binding("colon", "goto", "Go to", priority=True),
-        Binding("slash", "filter", "Filter", priority=True),
-        Binding("n", "next_match", "Next match", show=False),
-        Binding("N", "previous_match", "Prev match", show=False),
-        Binding("f", "freeze", "Freeze"),
-        Binding("i", "reinit", "Re-init", show=False),
-        Binding("e", "replace", "Replace"),
-        Binding("d", "delete", "Delete", show=False),
-        Binding("a", "insert", "Insert", show=False),
-        Binding("u", "undo", "Undo"),
-        Binding("ctrl+r", "redo", "Redo", show=False),
-        Binding("L", "edit_log", "Log"),
-        Binding("w", "save", "Write"),
-        Binding("s", "summary", "Summary", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("escape", "clear", "Clear filter", show=False),
+        Binding("colon", "goto", "Go to", priority=True, id="goto"),
+        Binding("slash", "filter", "Filter", priority=True, id="filter"),
+        Binding("n", "next_match", "Next match", show=False, id="next_match"),
+        Binding("N", "previous_match", "Prev match", show=False, id="previous_match"),
+        Binding("f", "freeze", "Freeze", id="freeze"),
+        Binding("i", "reinit", "Re-init", show=False, id="reinit"),
+        Binding("e", "replace", "Replace", id="replace"),
+        Binding("d", "delete", "Delete", show=False, id="delete"),
+        Binding("a", "insert", "Insert", show=False, id="insert"),
+        Binding("u", "undo", "Undo", id="undo"),
+        Binding("ctrl+r", "redo", "Redo", show=False, id="redo"),
+        Binding("L", "edit_log", "Log", id="edit_log"),
+        Binding("w", "save", "Write", id="save"),
+        Binding("s", "summary", "Summary", show=False, id="summary"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("escape", "clear", "Clear filter", show=False, id="clear"),
     ]
 
     def __init__(self, options: AppOptions) -> None:
@@ -167,6 +167,8 @@ class ModelBrowseApp(
             )
 
     def on_mount(self) -> None:
+        if self.options.keymap:
+            self.set_keymap(self.options.keymap)
         self._fit_layout(self.size.width, self.size.height)
         self._install_signal_handlers()
         self.query_one("#prompt-bar").display = False

@@ -59,6 +59,24 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+class _PrintConfigAction(argparse.Action):
+    """`--print-config`: the config file's place and the keymap in effect, then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from modelbrowse.core.errors import UsageError
+        from modelbrowse.tui.keymap import describe_keymap, read_keymap
+
+        try:
+            text = describe_keymap(read_keymap())
+        except UsageError as exc:
+            parser.exit(_error(str(exc)))
+        _write(text)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -170,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
         "architecture from config.json (which needs transformers)",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument(
+        "--print-config",
+        action=_PrintConfigAction,
+        help="show where the config file goes and the keys in effect, then exit",
+    )
     parser.add_argument("--version", action=_VersionAction, help="show the version number and exit")
     return parser
 
@@ -202,12 +225,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_diff(args)
     if args.print_tree:
         return _print_tree(args)
+    from modelbrowse.core.errors import UsageError
+    from modelbrowse.tui.keymap import read_keymap
+
+    try:
+        keymap = read_keymap()  # a bad config is one line, whether or not there is a terminal
+    except UsageError as exc:
+        return _error(str(exc))
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         return _error(
             "standard input or output is not a terminal, so the app cannot start; "
             "use --print for the tree as text (or ssh -t for a terminal)"
         )
-    return _run_app(args)
+    return _run_app(args, keymap)
 
 
 def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
@@ -302,10 +332,12 @@ def _replay(args: argparse.Namespace) -> int:
     return _guarded(args, replay)
 
 
-def _run_app(args: argparse.Namespace) -> int:
+def _run_app(args: argparse.Namespace, keymap: dict[str, str]) -> int:
     from modelbrowse.tui.app import ModelBrowseApp
 
-    app = ModelBrowseApp(_options(args))
+    options = _options(args)
+    options.keymap = keymap
+    app = ModelBrowseApp(options)
     app.run()
     status = app.return_code or 0
     if app.error_message:

@@ -94,11 +94,13 @@ class PaletteActions:
 
 
 def keys_by_action(app: App[Any], bindings: Iterable[BindingType]) -> dict[str, list[str]]:
-    """Each action's keys as the footer shows them (`q`, `ctrl+q`)."""
+    """Each action's keys as the footer shows them (`q`, `^q`), after the user's keymap."""
     keys: dict[str, list[str]] = {}
+    remapped: dict[str, str] = getattr(app, "_keymap", {}) or {}
     for binding in bindings:
         if isinstance(binding, Binding):
-            for key in binding.key.split(","):
+            bound = remapped.get(binding.id, binding.key) if binding.id else binding.key
+            for key in bound.split(","):
                 shown = app.get_key_display(Binding(key.strip(), binding.action))
                 keys.setdefault(binding.action, []).append(shown)
     return keys

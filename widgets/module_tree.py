@@ -84,13 +84,13 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
     """A collapsible module tree that reads a `NodeIndex`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("right,l", "expand", "Expand", show=False),
-        Binding("left,h", "collapse", "Collapse", show=False),
-        Binding("enter", "toggle_node", "Toggle", show=False),
-        Binding("home,g", "scroll_home", "First", show=False),
-        Binding("end,G", "scroll_end", "Last", show=False),
+        Binding("j", "cursor_down", "Down", show=False, id="cursor_down"),
+        Binding("k", "cursor_up", "Up", show=False, id="cursor_up"),
+        Binding("right,l", "expand", "Expand", show=False, id="expand"),
+        Binding("left,h", "collapse", "Collapse", show=False, id="collapse"),
+        Binding("enter", "toggle_node", "Toggle", show=False, id="toggle_node"),
+        Binding("home,g", "scroll_home", "First", show=False, id="scroll_home"),
+        Binding("end,G", "scroll_end", "Last", show=False, id="scroll_end"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:

@@ -1,0 +1,102 @@
+"""Keys remapped in the user's config file: a `[keys]` table in `config.toml`.
+
+    [keys]
+    freeze = "F"
+    replace = "r,ctrl+e"
+
+The file lives in the user's config folder (`$XDG_CONFIG_HOME/modelbrowse/config.toml`, by
+default `~/.config/modelbrowse`). Names are Textual key names (`colon`, `ctrl+r`, `F`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelbrowse.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from textual.binding import Binding
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+KEY_NAME = re.compile(r"^[A-Za-z0-9_+-]+$")
+
+
+def config_path() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path("modelbrowse") / "config.toml"
+
+
+def remappable() -> list[tuple[str, Binding]]:
+    """(action, binding) of every key the config may change, in the order help lists them."""
+    from modelbrowse.tui.app import ModelBrowseApp
+    from modelbrowse.widgets.module_tree import ModuleTree
+
+    found: list[tuple[str, Binding]] = []
+    for binding in [*ModelBrowseApp.BINDINGS, *ModuleTree.BINDINGS]:
+        if not isinstance(binding, str | tuple) and binding.id is not None:
+            found.append((binding.id, binding))
+    return found
+
+
+def read_keymap(path: Path | None = None) -> dict[str, str]:
+    """The `[keys]` table, checked: {action: "key,key"}. No file: no changes."""
+    path = path or config_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    keys = data.get("keys", {})
+    if not isinstance(keys, dict):
+        raise UsageError(f'{path}: [keys] must be a table of action = "key,key"')
+    known = dict(remappable())
+    for action, value in keys.items():
+        if action not in known:
+            close = difflib.get_close_matches(action, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"{path}: unknown action {action!r}{hint}; --print-config lists them")
+        parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else []
+        if not parts or not all(p and KEY_NAME.match(p) for p in parts):
+            raise UsageError(
+                f'{path}: keys for {action} must be Textual key names such as "F" or '
+                f'"ctrl+e,colon", not {value!r}'
+            )
+    _check_conflicts(path, {a: b.key for a, b in known.items()} | keys)
+    return dict(keys)
+
+
+def _check_conflicts(path: Path, effective: dict[str, str]) -> None:
+    owner: dict[str, str] = {}
+    for action, keys in effective.items():
+        for key in (k.strip() for k in keys.split(",")):
+            if key in owner:
+                raise UsageError(f"{path}: {key!r} is bound to both {owner[key]} and {action}")
+            owner[key] = action
+
+
+def describe_keymap(keymap: dict[str, str], path: Path | None = None) -> str:
+    """`--print-config`: where the file is, then each action's keys and what it does."""
+    from modelbrowse.tui.palette import APP_ACTIONS, TREE_ACTIONS
+
+    path = path or config_path()
+    state = "read" if path.is_file() else "not found: the defaults"
+    lines = [f"config  {path} ({state})", "", "[keys]"]
+    descriptions = APP_ACTIONS | TREE_ACTIONS
+    for action, binding in remappable():
+        keys = keymap.get(action, binding.key)
+        title, what = descriptions.get(action, (binding.description, ""))
+        changed = "  # changed" if action in keymap else ""
+        lines.append(f'{action:<16} = "{keys}"  # {title}: {what}{changed}')
+    return "\n".join(lines) + "\n"
