@@ -239,6 +239,12 @@ def resolve_source(
     if flags:
         verb = "apply" if len(flags) > 1 else "applies"
         raise UsageError(f"{', '.join(flags)} {verb} to a checkpoint file or folder")
+    if spec.startswith("timm:"):
+        from modelbrowse.core.timm_models import resolve_timm
+
+        if weights is not None:
+            raise UsageError("--weights applies to torchvision models only")
+        return resolve_timm(spec, kwargs)
     if ":" in spec:
         if weights is not None:
             raise UsageError("--weights applies to torchvision models only")
@@ -273,8 +279,12 @@ def _resolve_torchvision(spec: str, kwargs: dict[str, Any], weights: str | None)
     by_lower = {name.lower(): name for name in names}
     name = by_lower.get(spec.lower())
     if name is None:
+        from modelbrowse.core.timm_models import timm_suggestion
+
         close = difflib.get_close_matches(spec.lower(), list(by_lower), n=3, cutoff=0.6)
-        hint = f" (did you mean: {', '.join(by_lower[c] for c in close)}?)" if close else ""
+        other = timm_suggestion(spec)  # a timm model torchvision does not have
+        names = ([other] if other else []) + [by_lower[c] for c in close]
+        hint = f" (did you mean: {', '.join(names)}?)" if names else ""
         raise SourceError(f"unknown model '{spec}'{hint}")
     builder = models.get_model_builder(name)
     resolved_weights = _resolve_weights(models, name, weights) if weights else None
