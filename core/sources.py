@@ -231,6 +231,11 @@ def resolve_source(
     spec = spec.strip()
     if not spec:
         raise SourceError("no model given")
+    if spec.startswith("hf:"):
+        from modelbrowse.core.checkpoint_source import resolve_path
+        from modelbrowse.core.hf_hub import resolve_hub_snapshot
+
+        return resolve_path(str(resolve_hub_snapshot(spec)), kwargs, weights, arch, checkpoint)
     if looks_like_path(spec):
         from modelbrowse.core.checkpoint_source import resolve_path
 
@@ -282,8 +287,11 @@ def _resolve_torchvision(spec: str, kwargs: dict[str, Any], weights: str | None)
         from modelbrowse.core.timm_models import timm_suggestion
 
         close = difflib.get_close_matches(spec.lower(), list(by_lower), n=3, cutoff=0.6)
-        other = timm_suggestion(spec)  # a timm model torchvision does not have
-        names = ([other] if other else []) + [by_lower[c] for c in close]
+        from modelbrowse.core.hf_hub import hub_suggestion
+
+        # A timm model torchvision does not have, or a repository in the Hugging Face cache.
+        others = [s for s in (timm_suggestion(spec), hub_suggestion(spec)) if s]
+        names = others + [by_lower[c] for c in close]
         hint = f" (did you mean: {', '.join(names)}?)" if names else ""
         raise SourceError(f"unknown model '{spec}'{hint}")
     builder = models.get_model_builder(name)

@@ -171,3 +171,82 @@ def test_checkpoint_flags_on_a_zoo_model_are_refused() -> None:
         from modelbrowse.core.checkpoints import CheckpointOptions
 
         resolve_source("alexnet", checkpoint=CheckpointOptions(key="model", trust_pickle=True))
+
+
+def cache_with(cache: Path, repo: str, folder: Path, commit: str = "a" * 40) -> Path:
+    """`folder`'s files laid out as the Hugging Face cache keeps a download: blobs, and a
+    snapshot of links to them named by the commit that `refs/main` points to."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    (root / "blobs").mkdir(parents=True)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for index, file in enumerate(sorted(folder.iterdir())):
+        blob = root / "blobs" / f"blob{index}"
+        blob.write_bytes(file.read_bytes())
+        (snapshot / file.name).symlink_to(Path("../../blobs") / blob.name)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_a_model_in_the_hugging_face_cache_opens_offline(
+    tmp_path: Path, gpt2_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache_with(tmp_path, "tiny/gpt2", gpt2_folder)
+    model, _ = resolve_source("hf:tiny/gpt2").build_structure()
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    assert model.lm_head.weight is model.transformer.wte.weight  # tied, and shown as shared
+    model, _ = resolve_source(f"hf:tiny/gpt2@{'a' * 40}").build_structure()
+    assert type(model).__name__ == "GPT2LMHeadModel"
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("hf:nobody/nothing", "hf:nobody/nothing is not in the Hugging Face cache ("),
+        ("hf:tiny/gpt2@v2", "hf:tiny/gpt2 has no revision 'v2' in the cache"),
+        ("hf:../../etc", "is not a Hugging Face model name: use hf:ORG/NAME[@REVISION]"),
+        ("hf:tiny/broken", "model.safetensors is only partly downloaded"),
+    ],
+)
+def test_what_is_not_in_the_cache_is_one_line_naming_the_cache(
+    tmp_path: Path, gpt2_folder: Path, monkeypatch: pytest.MonkeyPatch, spec: str, words: str
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    cache_with(tmp_path, "tiny/gpt2", gpt2_folder)
+    broken = cache_with(tmp_path, "tiny/broken", gpt2_folder)
+    (broken / "model.safetensors").resolve().unlink()
+    with pytest.raises(SourceError) as caught:
+        resolve_source(spec)
+    message = str(caught.value)
+    assert words in message
+    assert "\n" not in message
+    if "not in the Hugging Face cache" in message:
+        assert str(tmp_path / "models--nobody--nothing") in message
+
+
+def test_print_of_a_cached_model_through_the_command_line(
+    tmp_path: Path,
+    gpt2_folder: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    cache_with(tmp_path / "hub", "tiny/gpt2", gpt2_folder)
+    assert main(["hf:tiny/gpt2", "--print", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "GPT2LMHeadModel" in out
+    assert "lm_head" in out
+
+
+def test_cached_repositories_are_suggested(
+    tmp_path: Path, gpt2_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    cache_with(tmp_path, "tiny/gpt2-small", gpt2_folder)
+    with pytest.raises(SourceError, match=r"cached: hf:tiny/gpt2-small$"):
+        resolve_source("hf:tiny/gpt2-smal")
+    with pytest.raises(SourceError, match=r"\(did you mean: hf:tiny/gpt2-small"):
+        resolve_source("gpt2-small")
