@@ -55,3 +55,27 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
                 "it is not in state_dict() and .to() does not move it"
             )
     return "\n".join(lines) + "\n"
+
+
+def render_selection(index: NodeIndex, pattern: str) -> str:
+    """`--print --select`: each module the pattern matches, the count, the target_modules."""
+    from modelbrowse.core.selectors import select
+
+    selection = select(index, pattern)
+    rows = [
+        (
+            printable(p) or "(root)",
+            printable(index.node(p).type_name),
+            human_count(index.totals(p).params),
+        )
+        for p in selection.paths
+    ]
+    lines = []
+    if rows:
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+        lines.append("")
+    lines.append(printable(selection.summary(), 400))
+    names = ", ".join(repr(printable(n)) for n in selection.target_modules(index))
+    lines.append(f"target_modules=[{names}]")
+    return "\n".join(lines) + "\n"

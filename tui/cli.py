@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--depth", type=int, metavar="N", help="with --print: only modules up to depth N"
     )
     parser.add_argument(
+        "--select",
+        metavar="PATTERN",
+        help="with --print: the modules PATTERN matches (features.*, re:REGEX, cls:Linear, "
+        "all-linear, a name) and their target_modules list",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         metavar="N",
@@ -215,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--depth must be 0 or more")
     if (args.recipe is None) != (args.output is None):
         parser.error("--recipe and --output go together")
+    if args.select is not None and not args.print_tree:
+        parser.error("--select goes with --print (in the app, * opens the selector)")
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
@@ -288,6 +296,11 @@ def _print_tree(args: argparse.Namespace) -> int:
 
         source = _options(args).resolve()
         model, _ = source.build_structure()
+        if args.select is not None:
+            from modelbrowse.core.text_tree import render_selection
+
+            _write(render_selection(NodeIndex(model), args.select))
+            return 0
         _write(render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth))
         return 0
 
