@@ -139,6 +139,10 @@ class Edit(ABC):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly record, for the recipe."""
 
+    def records(self) -> list[dict[str, Any]]:
+        """What the recipe holds for this edit (an edit made of others holds theirs)."""
+        return [self.to_dict()]
+
     @property
     def changes_structure(self) -> bool:
         """True when modules were added, removed or replaced (the shape check runs again)."""

@@ -116,7 +116,8 @@ def build_recipe(
         "modelbrowse": _version(),
         "torch": torch.__version__,
         "source": source_record(source, init_seed),
-        "edits": [edit.to_dict() for edit in edits],
+        # A selection's edit is recorded as the edits it is made of: a replay needs no more.
+        "edits": [record for edit in edits for record in edit.records()],
         "frozen": frozen_parameters(model),
         "weights": {
             "file": report.path.name,

@@ -28,6 +28,7 @@ from modelbrowse.tui.palette import PaletteActions
 from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
+from modelbrowse.tui.selecting import SelectActions
 from modelbrowse.widgets.detail_pane import DetailPane
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.model_header import ModelHeader
@@ -53,14 +54,21 @@ NARROW_WIDTH = 70
 STACK_MIN_HEIGHT = 20
 # Filtering as one types is for models whose index searches in a few milliseconds.
 LIVE_FILTER_LIMIT = 50_000
-PROMPT_ACTIONS = frozenset({"goto", "filter"})
+PROMPT_ACTIONS = frozenset({"goto", "filter", "select"})
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
 
 
 class ModelBrowseApp(
-    Guarded, FailureHandling, PaletteActions, LoadActions, EditActions, SaveActions, App[None]
+    Guarded,
+    FailureHandling,
+    PaletteActions,
+    SelectActions,
+    LoadActions,
+    EditActions,
+    SaveActions,
+    App[None],
 ):
     """Browse a model: tree on the left, details on the right."""
 
@@ -89,11 +97,14 @@ class ModelBrowseApp(
         Binding("s", "summary", "Summary", show=False, id="summary"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
+        Binding("asterisk,m", "select", "Select", show=False, id="select"),
+        Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
     ]
 
     def __init__(self, options: AppOptions) -> None:
         super().__init__()
         self._init_failure_handling()
+        self._init_selection()
         self.options = options
         self.index: NodeIndex | None = None
         self.source: Source | None = None
@@ -299,6 +310,8 @@ class ModelBrowseApp(
         self.query_one("#prompt-error", Static).update("")
         if self._prompt_mode == "filter" and self.index and len(self.index) <= LIVE_FILTER_LIMIT:
             self._apply_filter(event.value)
+        elif self._prompt_mode == "select":
+            self._preview_selection(event.value)
 
     @on(Input.Submitted, "#prompt")
     def _prompt_submitted(self, event: Input.Submitted) -> None:
@@ -307,6 +320,8 @@ class ModelBrowseApp(
             self._goto(event.value)
         elif self._prompt_mode == "filter":
             self._apply_filter(event.value)
+            self._close_prompt()
+        elif self._prompt_mode == "select" and self._preview_selection(event.value, final=True):
             self._close_prompt()
 
     def _goto(self, text: str) -> None:
@@ -360,10 +375,14 @@ class ModelBrowseApp(
 
     def action_clear(self) -> None:
         if self._prompt_mode is not None:
+            if self._prompt_mode == "select":
+                self.clear_module_selection()  # escape cancels what was being typed
             self._close_prompt()
             return
         if self.query_one(ModuleTree).filter_query:
             self._apply_filter("")
+            return
+        self.clear_module_selection()
 
     # --- other screens ---------------------------------------------------------------------
 

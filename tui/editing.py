@@ -92,9 +92,10 @@ class EditActions:
     def _apply(self, edit: Edit, confirmed: bool = False) -> None:
         app = self._app
         assert self.history is not None and app.index is not None
+        from modelbrowse.core.batch import Batch
         from modelbrowse.core.edits import Replace
 
-        also = app.index.aliases_outside(edit.path)
+        also = [] if isinstance(edit, Batch) else app.index.aliases_outside(edit.path)
         if (
             isinstance(edit, Replace)
             and edit.path in app.index
@@ -183,6 +184,9 @@ class EditActions:
     # --- the edit keys -------------------------------------------------------------------------
 
     def action_freeze(self) -> None:
+        if self._selected() is not None:
+            self._freeze_selection()
+            return
         path = self._cursor()
         if path is None or self._weights_only("freezing"):
             return
@@ -204,6 +208,9 @@ class EditActions:
     def action_reinit(self) -> None:
         from modelbrowse.core.edits import SCHEME_NAMES, SCHEMES, Reinit, new_seed
 
+        if self._selected() is not None:
+            self._reinit_selection()
+            return
         path = self._cursor()
         if path is None:
             return
@@ -219,6 +226,72 @@ class EditActions:
 
         app.push_screen(ReinitDialog(path or "the whole model", schemes, new_seed()), chosen)
 
+    # --- on a selection: every match in one undoable step ------------------------------------
+
+    def _selected(self) -> list[str] | None:
+        selection = getattr(self._app, "module_selection", None)
+        return list(selection.paths) if selection is not None and selection.paths else None
+
+    def _apply_batch(self, what: str, edits: list[Edit]) -> None:
+        from modelbrowse.core.batch import Batch
+
+        if not edits:
+            self._app.notify(f"nothing in the selection to {what}", severity="warning")
+            return
+        self._apply(Batch(self._app.module_selection.pattern, edits, what))
+
+    def _freeze_selection(self) -> None:
+        from modelbrowse.core.batch import outermost
+        from modelbrowse.core.edits import SetTrainable
+
+        paths = self._selected() or []
+        if self._weights_only("freezing"):
+            return
+
+        def freeze() -> None:
+            index = self._app.index
+            assert index is not None
+            having = [p for p in outermost(paths) if index.totals(p).params]
+            trainable = not any(index.totals(p).trainable for p in having)
+            edits: list[Edit] = [SetTrainable(p, trainable=trainable) for p in having]
+            self._apply_batch("unfreeze" if trainable else "freeze", edits)
+
+        self._when_real(freeze)
+
+    def _reinit_selection(self) -> None:
+        from modelbrowse.core.batch import outermost
+        from modelbrowse.core.edits import SCHEME_NAMES, Reinit, new_seed
+
+        paths = outermost(self._selected() or [])
+        if self._weights_only("re-initialising a module"):
+            return
+
+        def chosen(answer: ReinitAnswer | None) -> None:
+            if answer is not None:
+                edits: list[Edit] = [Reinit(p, answer.scheme, answer.seed) for p in paths]
+                what = f"re-initialise with {answer.scheme}"
+                self._when_real(lambda: self._apply_batch(what, edits))
+
+        title = f"{len(paths)} modules matching {self._app.module_selection.pattern}"
+        self._app.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
+
+    def _replace_selection(self) -> None:
+        from modelbrowse.core.batch import outermost
+        from modelbrowse.core.edits import Replace
+
+        paths = [p for p in outermost(self._selected() or []) if p]
+        if self._weights_only("replacing"):
+            return
+
+        def chosen(answer: SpecAnswer | None) -> None:
+            if answer is not None:
+                edits: list[Edit] = [Replace(p, answer.spec) for p in paths]
+                what = f"replace with {answer.spec}"
+                self._when_real(lambda: self._apply_batch(what, edits))
+
+        title = f"replace {len(paths)} modules matching {self._app.module_selection.pattern}"
+        self._app.push_screen(SpecDialog(title, "", self._spec_check), chosen)
+
     def _spec_check(self, text: str) -> str | None:
         from modelbrowse.core.specs import build_module
 
@@ -231,6 +304,9 @@ class EditActions:
     def action_replace(self) -> None:
         from modelbrowse.core.specs import constructor_text
 
+        if self._selected() is not None:
+            self._replace_selection()
+            return
         path = self._cursor()
         if path is None or self._weights_only("replacing"):
             return

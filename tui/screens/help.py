@@ -24,6 +24,8 @@ KEYS: list[tuple[str, str]] = [
     (":", "go to a path (features.0.weight, classifier[6])"),
     ("/", "filter by path or class name; escape clears it"),
     ("n  N", "next / previous filter match"),
+    ("*  m", "select by pattern (features.*, re:..., cls:Linear, all-linear); f i e act on all"),
+    ("Y", "copy the selection as a PEFT target_modules list"),
     ("s", "torchinfo summary for the example input (--input-shape)"),
     ("f", "freeze / unfreeze the subtree or parameter (requires_grad)"),
     ("i", "re-initialise: choose a scheme and a seed"),
