@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -69,9 +70,38 @@ def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
     ]
     if stats.histogram:
         low, high = stats.hist_range
-        rows.append(("histogram", Text(sparkline(stats.histogram), style="green")))
+        rows.append(("histogram", Histogram(stats.histogram, low, high, stats.mean)))
         rows.append(("", Text(f"{_number(low)} … {_number(high)}", style="dim")))
     return _fields(rows)
+
+
+class Histogram:
+    """The value histogram as bars scaled to the pane's width, with the mean (μ) and zero (0)
+    marked on a line below where they fall inside the range."""
+
+    def __init__(self, counts: tuple[int, ...], low: float, high: float, mean: float) -> None:
+        self.counts, self.low, self.high, self.mean = counts, low, high, mean
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        bins = len(self.counts)
+        width = max(bins, min(options.max_width, 4 * bins))
+        bars = sparkline(self.counts)
+        yield Text("".join(bars[c * bins // width] for c in range(width)), style="green")
+        marks = [" "] * width
+        for value, mark in ((0.0, "0"), (self.mean, "μ")):
+            column = self._column(value, width)
+            if column is not None:
+                marks[column] = mark
+        yield Text("".join(marks).rstrip() or " ", style="bold yellow")
+
+    def _column(self, value: float, width: int) -> int | None:
+        span = self.high - self.low
+        if not math.isfinite(value) or span <= 0 or not self.low <= value <= self.high:
+            return None
+        return min(width - 1, int((value - self.low) / span * width))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(len(self.counts), options.max_width)
 
 
 def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
