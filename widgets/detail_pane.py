@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from modelbrowse.core.stats import TensorStats
 
 SPARK = " ▁▂▃▄▅▆▇█"
+# The chart of parameters by child: bars this wide at most, this many rows, for lists this long.
+CHART_WIDTH = 20
+CHART_ROWS = 16
+CHART_MAX_CHILDREN = 200
 
 
 def dtype_text(dtype: Any) -> str:
@@ -227,7 +231,32 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
             )
             table.add_row(*(Text(cell) for cell in cells))
         parts += [Text(""), Text("direct parameters and buffers", style="bold"), table]
+    chart = children_chart(index, node)
+    if chart is not None:
+        parts += [Text(""), Text("parameters by child", style="bold"), chart]
     return Group(*parts)
+
+
+def children_chart(index: NodeIndex, node: Node) -> Table | None:
+    """A bar per child module, scaled to the largest: where the parameters are. None for fewer
+    than two children with parameters, or for lists too long to chart (the tree pages them)."""
+    modules = [c for c in node.children if index.node(c).is_module]
+    if not 2 <= len(modules) <= CHART_MAX_CHILDREN:
+        return None
+    counts = [(index.node(c), index.totals(c).params) for c in modules]
+    if sum(1 for _, n in counts if n) < 2:
+        return None
+    top = max(n for _, n in counts)
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True, max_width=24)
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    for child, count in counts[:CHART_ROWS]:
+        bar = "█" * max(1 if count else 0, round(count / top * CHART_WIDTH))
+        table.add_row(Text(printable(child.name, 24)), Text(bar, style="green"), human_count(count))
+    if len(counts) > CHART_ROWS:
+        table.add_row(Text(f"… {len(counts) - CHART_ROWS} more", style="dim"), "", "")
+    return table
 
 
 def source_renderable(
