@@ -16,15 +16,6 @@ if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
 
 
-def outermost(paths: list[str]) -> list[str]:
-    """`paths` without those inside another of them (replacing a module replaces its children)."""
-    kept: list[str] = []
-    for path in sorted(paths, key=lambda p: (p.count("."), p)):
-        if not any(path == k or path.startswith(k + ".") or not k for k in kept):
-            kept.append(path)
-    return [p for p in paths if p in kept]
-
-
 @dataclass
 class Batch(Edit):
     """The same kind of edit on every module a selector matched."""

@@ -11,7 +11,6 @@ import os
 import struct
 import warnings
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.file_kinds import FileKind, sniff
+from modelbrowse.core.file_kinds import ZIP_READ_ERRORS, FileKind, sniff
 from modelbrowse.core.training_info import describe_extras, is_optimizer_state, short
 from modelbrowse.core.units import printable
 
@@ -251,7 +250,7 @@ def _damaged_entry(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.testzip()
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error):
+    except ZIP_READ_ERRORS:
         return "the archive's directory or a compressed entry"
 
 

@@ -11,11 +11,22 @@ import json
 import stat
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.units import printable
 
+# What reading a damaged zip archive raises: NotImplementedError for a header claiming a zip
+# version from the future, zlib.error for a compressed entry cut or flipped.
+ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    EOFError,
+    zlib.error,
+)
 # The first object in a legacy (pre-1.6) torch file is this magic number, pickled.
 _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 _SAFETENSORS_HEADER_LIMIT = 100_000_000
@@ -75,8 +86,7 @@ def _zip_kind(path: Path) -> FileKind:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError):
-        # NotImplementedError: a damaged header claiming a zip version from the future.
+    except ZIP_READ_ERRORS:
         raise SourceError(
             f"{path} is a truncated or damaged zip archive (a torch file cut short?)"
         ) from None

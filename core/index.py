@@ -277,7 +277,7 @@ class NodeIndex:
         Only the subtrees at `paths` and their ancestors are recounted; a tensor shared with
         another path makes the whole model recount, since its duplicates are subtracted there.
         """
-        for path in _outermost(paths):
+        for path in outermost(paths):
             if path not in self._nodes:
                 continue
             if not self._nodes[path].is_module:  # a tensor's old counts live in its module's
@@ -314,7 +314,7 @@ class NodeIndex:
         The rest of the index is kept; counts change along the ancestors of each path.
         """
         shared = False
-        for path in _outermost(paths):
+        for path in outermost(paths):
             if not path:
                 self.__init__(self.model)  # type: ignore[misc]
                 return
@@ -499,7 +499,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _outermost(paths: Iterable[str]) -> list[str]:
+def outermost(paths: Iterable[str]) -> list[str]:
     """The paths not inside another of them, in their order, without repeats."""
     unique = list(dict.fromkeys(paths))
     chosen = set(unique)

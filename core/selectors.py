@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.index import NodeIndex, outermost
 
 
 class SelectorError(ModelBrowseError):
@@ -54,7 +55,7 @@ def select(index: NodeIndex, pattern: str) -> Selection:
     return Selection(text, paths, _parameters_under(index, paths))
 
 
-def _matcher(index: NodeIndex, text: str):  # type: ignore[no-untyped-def]
+def _matcher(index: NodeIndex, text: str) -> Callable[[str], bool]:
     if text.startswith("re:"):
         try:
             regex = re.compile(text[3:])
@@ -86,7 +87,7 @@ def _output_layers(model: nn.Module) -> set[str]:
 def _parameters_under(index: NodeIndex, paths: list[str]) -> int:
     seen: set[int] = set()
     total = 0
-    for path in paths:
+    for path in outermost(paths):  # a match inside another adds no parameter of its own
         for below in index.subtree(path):
             node = index.node(below)
             if node.kind.name == "PARAMETER" and id(node.obj) not in seen:

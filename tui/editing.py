@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from modelbrowse.core.edits import Edit
     from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.selectors import Selection
     from modelbrowse.tui.app import ModelBrowseApp
 
 
@@ -184,8 +185,9 @@ class EditActions:
     # --- the edit keys -------------------------------------------------------------------------
 
     def action_freeze(self) -> None:
-        if self._selected() is not None:
-            self._freeze_selection()
+        selection = self._selected()
+        if selection is not None:
+            self._freeze_selection(selection)
             return
         path = self._cursor()
         if path is None or self._weights_only("freezing"):
@@ -208,8 +210,9 @@ class EditActions:
     def action_reinit(self) -> None:
         from modelbrowse.core.edits import SCHEME_NAMES, SCHEMES, Reinit, new_seed
 
-        if self._selected() is not None:
-            self._reinit_selection()
+        selection = self._selected()
+        if selection is not None:
+            self._reinit_selection(selection)
             return
         path = self._cursor()
         if path is None:
@@ -228,41 +231,40 @@ class EditActions:
 
     # --- on a selection: every match in one undoable step ------------------------------------
 
-    def _selected(self) -> list[str] | None:
-        selection = getattr(self._app, "module_selection", None)
-        return list(selection.paths) if selection is not None and selection.paths else None
+    def _selected(self) -> Selection | None:
+        selection: Selection | None = getattr(self._app, "module_selection", None)
+        return selection if selection is not None and selection.paths else None
 
-    def _apply_batch(self, what: str, edits: list[Edit]) -> None:
+    def _apply_batch(self, selection: Selection, what: str, edits: list[Edit]) -> None:
         from modelbrowse.core.batch import Batch
 
         if not edits:
             self._app.notify(f"nothing in the selection to {what}", severity="warning")
             return
-        self._apply(Batch(self._app.module_selection.pattern, edits, what))
+        self._apply(Batch(selection.pattern, edits, what))
 
-    def _freeze_selection(self) -> None:
-        from modelbrowse.core.batch import outermost
+    def _freeze_selection(self, selection: Selection) -> None:
         from modelbrowse.core.edits import SetTrainable
+        from modelbrowse.core.index import outermost
 
-        paths = self._selected() or []
         if self._weights_only("freezing"):
             return
 
         def freeze() -> None:
             index = self._app.index
             assert index is not None
-            having = [p for p in outermost(paths) if index.totals(p).params]
+            having = [p for p in outermost(selection.paths) if index.totals(p).params]
             trainable = not any(index.totals(p).trainable for p in having)
             edits: list[Edit] = [SetTrainable(p, trainable=trainable) for p in having]
-            self._apply_batch("unfreeze" if trainable else "freeze", edits)
+            self._apply_batch(selection, "unfreeze" if trainable else "freeze", edits)
 
         self._when_real(freeze)
 
-    def _reinit_selection(self) -> None:
-        from modelbrowse.core.batch import outermost
+    def _reinit_selection(self, selection: Selection) -> None:
         from modelbrowse.core.edits import SCHEME_NAMES, Reinit, new_seed
+        from modelbrowse.core.index import outermost
 
-        paths = outermost(self._selected() or [])
+        paths = outermost(selection.paths)
         if self._weights_only("re-initialising a module"):
             return
 
@@ -270,16 +272,16 @@ class EditActions:
             if answer is not None:
                 edits: list[Edit] = [Reinit(p, answer.scheme, answer.seed) for p in paths]
                 what = f"re-initialise with {answer.scheme}"
-                self._when_real(lambda: self._apply_batch(what, edits))
+                self._when_real(lambda: self._apply_batch(selection, what, edits))
 
-        title = f"{len(paths)} modules matching {self._app.module_selection.pattern}"
+        title = f"{len(paths)} modules matching {selection.pattern}"
         self._app.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
 
-    def _replace_selection(self) -> None:
-        from modelbrowse.core.batch import outermost
+    def _replace_selection(self, selection: Selection) -> None:
         from modelbrowse.core.edits import Replace
+        from modelbrowse.core.index import outermost
 
-        paths = [p for p in outermost(self._selected() or []) if p]
+        paths = [p for p in outermost(selection.paths) if p]
         if self._weights_only("replacing"):
             return
 
@@ -287,9 +289,9 @@ class EditActions:
             if answer is not None:
                 edits: list[Edit] = [Replace(p, answer.spec) for p in paths]
                 what = f"replace with {answer.spec}"
-                self._when_real(lambda: self._apply_batch(what, edits))
+                self._when_real(lambda: self._apply_batch(selection, what, edits))
 
-        title = f"replace {len(paths)} modules matching {self._app.module_selection.pattern}"
+        title = f"replace {len(paths)} modules matching {selection.pattern}"
         self._app.push_screen(SpecDialog(title, "", self._spec_check), chosen)
 
     def _spec_check(self, text: str) -> str | None:
@@ -304,8 +306,9 @@ class EditActions:
     def action_replace(self) -> None:
         from modelbrowse.core.specs import constructor_text
 
-        if self._selected() is not None:
-            self._replace_selection()
+        selection = self._selected()
+        if selection is not None:
+            self._replace_selection(selection)
             return
         path = self._cursor()
         if path is None or self._weights_only("replacing"):

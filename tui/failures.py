@@ -35,7 +35,6 @@ class FailureHandling:
     _exception: BaseException | None
 
     def _init_failure_handling(self) -> None:
-        self.unexpected_errors: list[BaseException] = []
         self._error_times: list[float] = []
         self._ctrl_c_at = 0.0
 
@@ -45,7 +44,6 @@ class FailureHandling:
 
         if isinstance(error, WorkerFailed) and isinstance(error.error, Exception):
             error = error.error  # what the worker raised, not Textual's wrapper
-        self.unexpected_errors.append(error)
         log = record_error(error, context=f"source {self.options.source!r}")
         now = time.monotonic()
         self._error_times = [t for t in self._error_times if now - t < STORM_WINDOW_S] + [now]

@@ -76,7 +76,6 @@ class SelectActions:
         tree.refresh_labels()
         self._selection_status("")
         return True
-        return True
 
     def _selection_status(self, message: str) -> None:
         self.query_one("#status", Static).update(Text(message))

@@ -126,26 +126,41 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
 
     def reload(self, index: NodeIndex) -> None:
         """Show a changed index, keeping what was expanded and the cursor where it was."""
-        expanded: set[TreeEntry] = set()
-        stack: list[TreeNode[TreeEntry]] = [self.root]
-        while stack:
-            tree_node = stack.pop()
-            if tree_node.is_expanded and tree_node.data is not None:
-                expanded.add(tree_node.data)
-            stack.extend(tree_node.children)
+        expanded = self._expanded_below(self.root)
         cursor = self.cursor_path or ""
         self.index = index
         if self.filter_query:
             return  # the owner re-applies the filter over the new index
         self._reset_root()
-        stack = [self.root]
+        self._expand_again(self.root, expanded)
+        self.root.expand()
+        self._restore_cursor(cursor)
+
+    def _expanded_below(self, top: TreeNode[TreeEntry]) -> set[TreeEntry]:
+        """The entries of the lines under `top` that are expanded now."""
+        expanded: set[TreeEntry] = set()
+        stack = list(top.children)
         while stack:
-            tree_node = stack.pop()
-            if tree_node is self.root or tree_node.data in expanded:
-                self._populate(tree_node)
-                tree_node.expand()
-                stack.extend(tree_node.children)
-        while cursor and cursor not in index:
+            below = stack.pop()
+            if below.is_expanded and below.data is not None:
+                expanded.add(below.data)
+            stack.extend(below.children)
+        return expanded
+
+    def _expand_again(self, top: TreeNode[TreeEntry], expanded: set[TreeEntry]) -> None:
+        """Build the lines under `top` (emptied) and open again those that were open."""
+        stack = [top]
+        while stack:
+            current = stack.pop()
+            if current is top or current.data in expanded:
+                self._populate(current)
+                if current is not top:
+                    current.expand()
+                stack.extend(current.children)
+
+    def _restore_cursor(self, cursor: str) -> None:
+        assert self.index is not None
+        while cursor and cursor not in self.index:
             cursor = cursor.rpartition(".")[0]  # the node went away: its nearest ancestor
         self.select_path(cursor or "")
 
@@ -170,20 +185,12 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
         for tree_node in targets:
             self._rebuild(tree_node)
         self.refresh_labels()
-        while cursor and cursor not in index:
-            cursor = cursor.rpartition(".")[0]  # the node went away: its nearest ancestor
-        self.select_path(cursor or "")
+        self._restore_cursor(cursor)
 
     def _rebuild(self, tree_node: TreeNode[TreeEntry]) -> None:
         """Build the lines under `tree_node` again, keeping what was expanded below it."""
         assert self.index is not None and tree_node.data is not None
-        expanded: set[TreeEntry] = set()
-        stack = list(tree_node.children)
-        while stack:
-            below = stack.pop()
-            if below.is_expanded and below.data is not None:
-                expanded.add(below.data)
-            stack.extend(below.children)
+        expanded = self._expanded_below(tree_node)
         tree_node.remove_children()
         if tree_node.data.path not in self.index:
             return
@@ -193,14 +200,7 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
         if tree_node.id not in self._populated:
             return  # never expanded: its lines are built when it is
         self._populated.discard(tree_node.id)
-        stack = [tree_node]
-        while stack:
-            current = stack.pop()
-            if current is tree_node or current.data in expanded:
-                self._populate(current)
-                if current is not tree_node:
-                    current.expand()
-                stack.extend(current.children)
+        self._expand_again(tree_node, expanded)
 
     def rebind(self, index: NodeIndex) -> None:
         """Point the tree at a new index over the same paths (after materialising): relabel."""
