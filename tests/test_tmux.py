@@ -148,6 +148,20 @@ def test_a_plain_terminal_without_colour_stays_usable(terminal: Terminal, tmp_pa
     assert wait_for_file(status) == "0"
 
 
+def test_keys_typed_right_after_the_selector_key_go_into_its_prompt(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    status = start(terminal, tmp_path, "alexnet")
+    terminal.wait_for("[random init]")
+    terminal.keys("*", "all-linear", "Enter")  # at once, as a fast typist or a paste sends them
+    terminal.wait_for("all-linear: 2 modules, 54,534,144 parameters")
+    terminal.keys("f")
+    screen = terminal.wait_for("freeze 2 modules matching all-linear")
+    assert "(6.6M trainable, 54.5M frozen)" in screen
+    terminal.keys("C-c", "C-c")
+    assert wait_for_file(status) == "130"
+
+
 def test_unknown_model_prints_one_line_in_a_real_terminal(
     terminal: Terminal, tmp_path: Path
 ) -> None:

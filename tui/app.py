@@ -80,7 +80,8 @@ class ModelBrowseApp(
         Binding("q", "quit_app", "Quit", id="quit_app"),
         Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True),
         Binding("ctrl+c", "ctrl_c", "Quit", show=False, priority=True),
-        # Priority, so that the prompt has focus before the keys typed right after it arrive.
+        # Priority (with select below), so that the prompt has focus before the keys typed right
+        # after it arrive.
         Binding("colon", "goto", "Go to", priority=True, id="goto"),
         Binding("slash", "filter", "Filter", priority=True, id="filter"),
         Binding("n", "next_match", "Next match", show=False, id="next_match"),
@@ -97,7 +98,7 @@ class ModelBrowseApp(
         Binding("s", "summary", "Summary", show=False, id="summary"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
-        Binding("asterisk,m", "select", "Select", show=False, id="select"),
+        Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
     ]
 
