@@ -17,6 +17,14 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.norm_stats import (
+    freeze_code,
+    freeze_stats,
+    release_code,
+    release_stats,
+    stats_frozen,
+    tracking_batch_norms,
+)
 from modelbrowse.core.paths import (
     code_ref,
     get_module,
@@ -166,48 +174,81 @@ class Edit(ABC):
 
 @dataclass
 class SetTrainable(Edit):
-    """`requires_grad_(trainable)` on every parameter of a subtree, or on one parameter."""
+    """`requires_grad_(trainable)` on every parameter of a subtree, or on one parameter.
+
+    With `norm_stats`, the subtree's BatchNorm layers also stop (or resume) updating their
+    running statistics: see `norm_stats.py`.
+    """
 
     path: str
     trainable: bool
+    norm_stats: bool = False
     op: ClassVar[str] = "set_trainable"
     _previous: list[tuple[torch.Tensor, bool]] = field(default_factory=list, repr=False)
-    _code: str = field(default="", repr=False)
+    _norms: list[tuple[nn.Module, bool, bool]] = field(default_factory=list, repr=False)
+    _code: list[str] = field(default_factory=list, repr=False)
 
     def apply(self, model: nn.Module) -> None:
+        norms: list[nn.Module] = []
         if is_module_path(model, self.path):
-            params = subtree_parameters(get_module(model, self.path))
+            module = get_module(model, self.path)
+            params = subtree_parameters(module)
+            if self.norm_stats:
+                norms = tracking_batch_norms(module)
         else:
             tensor = tensor_at(model, self.path)
             if not isinstance(tensor, nn.Parameter):
                 raise EditError(f"{self.path} is a buffer: buffers have no requires_grad to set")
+            if self.norm_stats:
+                raise EditError(f"{self.path} is a tensor: running statistics belong to modules")
             params = [tensor]
-        if not params:
+        if not params and not norms:
             raise EditError(f"{self.path or 'the model'} has no parameters to freeze")
         self._previous = [(p, p.requires_grad) for p in params]
+        self._norms = [(m, stats_frozen(m), m.training) for m in norms]
         for param in params:
             param.requires_grad_(self.trainable)
-        self._code = f"{code_ref(model, self.path)}.requires_grad_({self.trainable})"
+        for norm in norms:
+            if self.trainable:
+                release_stats(norm, model.training)
+            else:
+                freeze_stats(norm)
+        ref = code_ref(model, self.path)
+        self._code = [f"{ref}.requires_grad_({self.trainable})"] if params else []
+        if norms:
+            self._code += release_code(ref) if self.trainable else freeze_code(ref)
 
     def undo(self, model: nn.Module) -> None:
         for param, flag in self._previous:
             param.requires_grad_(flag)
+        for norm, was_frozen, training in self._norms:
+            if was_frozen:
+                freeze_stats(norm)
+            else:
+                release_stats(norm, training)
+            norm.train(training)
 
     def update_index(self, index: NodeIndex) -> None:
         flags = {param.requires_grad for param, _ in self._previous}
         if len(flags) == 1:  # all alike (after apply always; after undo usually)
             index.set_trainable(self.path, flags.pop())
-        else:
+        elif flags:
             index.refresh_values([self.path])
 
     def describe(self) -> str:
-        return f"{'unfreeze' if self.trainable else 'freeze'} {self.path or 'the whole model'}"
+        what = f"{'unfreeze' if self.trainable else 'freeze'} {self.path or 'the whole model'}"
+        if self.norm_stats:
+            what += " and its BatchNorm running statistics"
+        return what
 
     def as_code(self) -> list[str]:
-        return [self._code]
+        return self._code
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "path": self.path, "trainable": self.trainable}
+        record = {"op": self.op, "path": self.path, "trainable": self.trainable}
+        if self.norm_stats:  # absent in recipes written before it existed
+            record["norm_stats"] = True
+        return record
 
 
 # --- re-initialise -----------------------------------------------------------------------------

@@ -248,8 +248,10 @@ def edits_of(recipe: dict[str, Any]) -> list[Edit]:
 def replay(model: nn.Module, edits: list[Edit], *, structure_only: bool = False) -> None:
     """Apply the edits in order; the first that fails is one line naming its step."""
     for number, edit in enumerate(edits, start=1):
-        if structure_only and isinstance(edit, (Reinit, SetTrainable)):
-            continue  # the weights and flags come from the file and the recipe
+        if structure_only and isinstance(edit, Reinit):
+            continue  # the weights come from the file
+        if structure_only and isinstance(edit, SetTrainable) and not edit.norm_stats:
+            continue  # the flags come from the recipe; running statistics kept need the edit
         try:
             edit.apply(model)
         except ModelBrowseError as exc:

@@ -22,6 +22,7 @@ from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import printable
 from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.failures import FailureHandling
+from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
@@ -66,6 +67,7 @@ class ModelBrowseApp(
     PaletteActions,
     SelectActions,
     LoadActions,
+    FreezeActions,
     EditActions,
     SaveActions,
     App[None],

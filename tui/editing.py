@@ -184,29 +184,6 @@ class EditActions:
 
     # --- the edit keys -------------------------------------------------------------------------
 
-    def action_freeze(self) -> None:
-        selection = self._selected()
-        if selection is not None:
-            self._freeze_selection(selection)
-            return
-        path = self._cursor()
-        if path is None or self._weights_only("freezing"):
-            return
-
-        def freeze() -> None:
-            from modelbrowse.core.edits import SetTrainable
-
-            app = self._app
-            assert app.index is not None
-            totals = app.index.totals(path)
-            node = app.index.node(path)
-            if node.is_module and totals.params == 0:
-                app.notify(f"{path or 'the model'} has no parameters", severity="warning")
-                return
-            self._apply(SetTrainable(path, trainable=totals.trainable == 0))
-
-        self._when_real(freeze)
-
     def action_reinit(self) -> None:
         from modelbrowse.core.edits import SCHEME_NAMES, SCHEMES, Reinit, new_seed
 
@@ -242,23 +219,6 @@ class EditActions:
             self._app.notify(f"nothing in the selection to {what}", severity="warning")
             return
         self._apply(Batch(selection.pattern, edits, what))
-
-    def _freeze_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import SetTrainable
-        from modelbrowse.core.index import outermost
-
-        if self._weights_only("freezing"):
-            return
-
-        def freeze() -> None:
-            index = self._app.index
-            assert index is not None
-            having = [p for p in outermost(selection.paths) if index.totals(p).params]
-            trainable = not any(index.totals(p).trainable for p in having)
-            edits: list[Edit] = [SetTrainable(p, trainable=trainable) for p in having]
-            self._apply_batch(selection, "unfreeze" if trainable else "freeze", edits)
-
-        self._when_real(freeze)
 
     def _reinit_selection(self, selection: Selection) -> None:
         from modelbrowse.core.edits import SCHEME_NAMES, Reinit, new_seed

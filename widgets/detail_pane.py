@@ -177,6 +177,17 @@ def class_text(node: Node) -> Text:
     return text
 
 
+def _running_stats_text(module: Any) -> Text | None:
+    """For a BatchNorm layer that keeps running statistics: whether training updates them."""
+    from modelbrowse.core.norm_stats import is_tracking_batch_norm, stats_frozen
+
+    if not is_tracking_batch_norm(module):
+        return None
+    if stats_frozen(module):
+        return Text("frozen: kept in eval mode, even after model.train()", style="cyan")
+    return Text("updated in training")
+
+
 def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
     module = node.obj
     totals = index.totals(node.path)
@@ -190,6 +201,9 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
     ]
     if arguments and node.scripted_name is None:  # a scripted one says original_name=
         rows.append(("arguments", argument_lines(printable(arguments, limit=400))))
+    running_stats = _running_stats_text(module)
+    if running_stats is not None:
+        rows.append(("running stats", running_stats))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
         rows.append(("shared with", "\n".join(printable(a) for a in aliases)))

@@ -157,6 +157,47 @@ class ReinitDialog(Guarded, ModalScreen[ReinitAnswer | None]):
         self.dismiss(None)
 
 
+class ChoiceDialog(Guarded, ModalScreen[int | None]):
+    """One question, a few answers: enter (or the answer's number) picks, escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("1", "choose(0)", show=False),
+        Binding("2", "choose(1)", show=False),
+        Binding("3", "choose(2)", show=False),
+    ]
+
+    def __init__(self, question: str, answers: list[str]) -> None:
+        super().__init__()
+        self.question = question
+        self.answers = answers
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text(self.question, style="bold"), classes="question")
+            yield OptionList(
+                *(f"{number}  {answer}" for number, answer in enumerate(self.answers, 1)),
+                id="answers",
+            )
+            yield Static(Text("enter chooses · escape cancels", style="dim"), id="dialog-hint")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        options.highlighted = 0
+        self.set_focus(options)
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option_index)
+
+    def action_choose(self, number: int) -> None:
+        if number < len(self.answers):
+            self.dismiss(number)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ConfirmDialog(Guarded, ModalScreen[bool]):
     """A yes/no question: y says yes (enter too, unless `y_only`), n or escape says no."""
 

@@ -1,0 +1,133 @@
+"""The freeze key: `f` freezes or unfreezes the node at the cursor or every match of the
+selection. Where BatchNorm layers are inside, freezing asks whether their running statistics
+stop updating too (the layers then stay in eval mode); unfreezing lets them update again."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modelbrowse.tui.screens.dialogs import ChoiceDialog
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from torch import nn
+
+    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.selectors import Selection
+    from modelbrowse.tui.app import ModelBrowseApp
+
+NORM_ANSWERS = [
+    "weights only: BatchNorm running statistics still update in training",
+    "weights and running statistics: BatchNorm layers stay in eval mode, even after model.train()",
+]
+
+
+class FreezeActions:
+    """Mixed into the App: the `f` key."""
+
+    @property
+    def _app(self) -> ModelBrowseApp:
+        return self  # type: ignore[return-value]
+
+    def action_freeze(self) -> None:
+        app = self._app
+        selection = app._selected()
+        if selection is not None:
+            self._freeze_selection(selection)
+            return
+        path = app._cursor()
+        if path is None or app._weights_only("freezing"):
+            return
+
+        def freeze() -> None:
+            from modelbrowse.core.edits import SetTrainable
+
+            assert app.index is not None
+            totals = app.index.totals(path)
+            node = app.index.node(path)
+            roots = self._with_buffers([path] if node.is_module else [])
+            if node.is_module and totals.params == 0 and not self._norms(roots):
+                app.notify(f"{path or 'the model'} has no parameters", severity="warning")
+                return
+            trainable = totals.trainable == 0 and totals.params > 0
+
+            def make(norm_stats: bool) -> Edit:
+                return SetTrainable(path, trainable=trainable, norm_stats=norm_stats)
+
+            self._with_norm_choice(path or "the whole model", roots, trainable, make)
+
+        app._when_real(freeze)
+
+    def _freeze_selection(self, selection: Selection) -> None:
+        from modelbrowse.core.edits import SetTrainable
+        from modelbrowse.core.index import outermost
+
+        app = self._app
+        if app._weights_only("freezing"):
+            return
+
+        def freeze() -> None:
+            index = app.index
+            assert index is not None
+            paths = outermost(selection.paths)
+            having = [
+                p for p in paths if index.totals(p).params or self._norms([index.node(p).obj])
+            ]
+            trainable = not any(index.totals(p).trainable for p in having)
+            what = "unfreeze" if trainable else "freeze"
+
+            def make(norm_stats: bool) -> Edit:
+                from modelbrowse.core.batch import Batch
+
+                wording = f"{what} weights and running statistics of" if norm_stats else what
+
+                edits: list[Edit] = [
+                    SetTrainable(p, trainable=trainable, norm_stats=norm_stats) for p in having
+                ]
+                return Batch(selection.pattern, edits, wording)
+
+            if not having:
+                app.notify(f"nothing in the selection to {what}", severity="warning")
+                return
+            roots = self._with_buffers(having)
+            target = f"{len(having)} modules matching {selection.pattern}"
+            self._with_norm_choice(target, roots, trainable, make)
+
+        app._when_real(freeze)
+
+    def _with_buffers(self, paths: list[str]) -> list[nn.Module]:
+        """The modules at `paths` that hold buffers: a BatchNorm keeping running statistics
+        has some, so a model of 100,000 modules without any is not walked."""
+        index = self._app.index
+        assert index is not None
+        return [index.node(p).obj for p in paths if index.totals(p).buffers]
+
+    @staticmethod
+    def _norms(roots: list[nn.Module]) -> list[nn.Module]:
+        from modelbrowse.core.norm_stats import tracking_batch_norms
+
+        return [norm for root in roots for norm in tracking_batch_norms(root)]
+
+    def _with_norm_choice(
+        self, target: str, roots: list[nn.Module], trainable: bool, make: Callable[[bool], Edit]
+    ) -> None:
+        """Apply `make(norm_stats)`: asking first when freezing reaches BatchNorm layers; when
+        unfreezing, their running statistics are let go where they were kept."""
+        from modelbrowse.core.norm_stats import stats_frozen
+
+        app = self._app
+        norms = self._norms(roots)
+        if trainable or not norms:
+            app._apply(make(any(stats_frozen(norm) for norm in norms)))
+            return
+
+        def answered(choice: int | None) -> None:
+            if choice is None:
+                app._status("nothing changed")
+                return
+            app._apply(make(choice == 1))
+
+        count = len(norms)
+        question = f"freeze {target}: {count} BatchNorm layer{'s' if count != 1 else ''} inside"
+        app.push_screen(ChoiceDialog(question, NORM_ANSWERS), answered)
