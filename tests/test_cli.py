@@ -188,7 +188,7 @@ def test_app_without_a_terminal_says_so() -> None:
     result = run_command("alexnet")
     assert result.returncode == 2
     assert result.stderr.strip().endswith(
-        "use --print for the tree as text (or ssh -t for a terminal)"
+        "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
     )
 
 

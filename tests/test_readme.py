@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import re
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def test_every_cli_flag_is_documented() -> None:
         option
         for action in build_parser()._actions
         for option in action.option_strings
-        if option.startswith("--")
+        if option.startswith("--") and action.help != argparse.SUPPRESS  # --served: internal
     ]
     assert "--print" in flags
     missing = [flag for flag in flags if f"`{flag}" not in README]

@@ -193,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a Hugging Face folder as its checkpoint's keys, without building the "
         "architecture from config.json (which needs transformers)",
     )
+    browser = parser.add_argument_group("in a browser")
+    browser.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the app at http://localhost:PORT for a web browser instead (needs "
+        "textual-serve: pip install 'modelbrowse[serve]'); each page is its own session",
+    )
+    browser.add_argument(
+        "--port", type=int, metavar="N", help="with --serve: the port (default 8000)"
+    )
+    # The app's process under --serve: its input and output are the server's pipes.
+    parser.add_argument("--served", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     parser.add_argument(
         "--print-config",
@@ -227,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
         )
+    if args.port is not None and not args.serve:
+        parser.error("--port goes with --serve")
+    if args.serve and (args.print_tree or args.recipe is not None):
+        parser.error("--serve runs the app; leave out --print and --recipe")
     if args.recipe is not None:
         return _replay(args)
     if args.print_tree and args.diff is not None:
@@ -240,10 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         keymap = read_keymap()  # a bad config is one line, whether or not there is a terminal
     except UsageError as exc:
         return _error(str(exc))
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if args.serve:
+        return _serve(args, sys.argv[1:] if argv is None else argv)
+    if not args.served and not (sys.stdin.isatty() and sys.stdout.isatty()):
         return _error(
             "standard input or output is not a terminal, so the app cannot start; "
-            "use --print for the tree as text (or ssh -t for a terminal)"
+            "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
         )
     return _run_app(args, keymap)
 
@@ -343,6 +361,21 @@ def _replay(args: argparse.Namespace) -> int:
         return 0
 
     return _guarded(args, replay)
+
+
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`--serve`: the source is checked here once, so that a mistake is one line in the
+    terminal rather than a page that closes."""
+
+    def serve() -> int:
+        from modelbrowse.tui.serving import DEFAULT_PORT, check_port, serve
+
+        port = DEFAULT_PORT if args.port is None else args.port
+        check_port(port)
+        _options(args).resolve()
+        return serve(argv, port, args.source)
+
+    return _guarded(args, serve)
 
 
 def _run_app(args: argparse.Namespace, keymap: dict[str, str]) -> int:
