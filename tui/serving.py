@@ -6,6 +6,7 @@ server itself imports neither torch nor the app.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import socket
 import sys
@@ -62,7 +63,11 @@ def serve(argv: Sequence[str], port: int, title: str) -> int:
     url = f"http://{HOST}:{port}"
 
     class QuietServer(Server):  # type: ignore[misc]
-        """textual-serve's server with one line of its own instead of a logo."""
+        """textual-serve's server with one line of its own instead of a logo, and without a
+        log line for every request."""
+
+        def initialize_logging(self) -> None:
+            logging.basicConfig(level=logging.WARNING, format="modelbrowse: %(message)s")
 
         async def on_startup(self, app: object) -> None:
             self.console.print(
