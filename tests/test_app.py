@@ -212,6 +212,8 @@ async def test_help_lists_the_keys_and_q_quits() -> None:
         screen = await wait_for_text(pilot, "go to a path")
         assert "filter by path or class name" in screen
         assert "torchinfo summary" in screen
+        assert "f freeze / unfreeze" in screen and ": go to a path" in screen
+        assert "u ^r undo / redo" in screen and "remapped" not in screen
         await pilot.press("escape")
         await pilot.pause()
         assert "go to a path" not in squeeze(screen_text(app))

@@ -95,3 +95,10 @@ async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> 
         assert "Freeze or unfreeze  (F)" in titles
         assert "Replace  (r, ^e)" in titles
         assert "F Freeze" in squeeze(screen_text(app))  # the footer too
+
+        await pilot.press("question_mark")  # and the help screen
+        screen = await wait_for_text(pilot, "Keys as remapped in the config file")
+        assert "F freeze / unfreeze the subtree" in screen
+        assert "r ^e replace the module" in screen
+        assert "j k ↑ ↓ move the cursor" in screen
+        assert "f freeze" not in screen

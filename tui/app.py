@@ -390,7 +390,10 @@ class ModelBrowseApp(
     # --- other screens ---------------------------------------------------------------------
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        from modelbrowse.tui.palette import keys_by_action
+
+        keys = keys_by_action(self, [*self.BINDINGS, *ModuleTree.BINDINGS])
+        self.push_screen(HelpScreen(keys, remapped=bool(self.options.keymap)))
 
     def action_summary(self) -> None:
         if self.index is None or self.source is None:

@@ -14,31 +14,53 @@ from textual.widgets import Static
 
 from modelbrowse.widgets.guarded import Guarded
 
-KEYS: list[tuple[str, str]] = [
-    ("↑ ↓  j k", "move the cursor"),
-    ("→ ←  l h", "expand / collapse (on a leaf: go to the parent)"),
-    ("enter  space", "toggle the node"),
-    ("g  G  home  end", "first / last line"),
-    ("shift+↑ shift+↓", "previous / next sibling"),
-    ("shift+space", "open everything below (up to 2,000 lines) / close it all"),
-    (":", "go to a path (features.0.weight, classifier[6])"),
-    ("/", "filter by path or class name; escape clears it"),
-    ("n  N", "next / previous filter match"),
-    ("*  m", "select by pattern (features.*, re:..., cls:Linear, all-linear); f i e act on all"),
-    ("Y", "copy the selection as a PEFT target_modules list"),
-    ("s", "torchinfo summary for the example input (--input-shape)"),
-    ("f", "freeze / unfreeze the subtree or parameter (requires_grad)"),
-    ("i", "re-initialise: choose a scheme and a seed"),
-    ("e", "replace the module: edit its constructor call, e.g. nn.Linear(4096, 10)"),
-    ("d", "delete the module (puts nn.Identity() in its place)"),
-    ("a", "insert after it in a Sequential / ModuleList, else add a named child"),
-    ("u  ctrl+r", "undo / redo"),
-    ("L", "the edit log, in words and as PyTorch code"),
-    ("w", "write the weights (.pt or .safetensors) and the recipe beside them"),
-    ("?", "this help"),
-    ("ctrl+p", "command palette: every action by name, with its key"),
-    ("q  ctrl+q  ctrl+c", "quit (asks when edits are unsaved; ctrl+c twice quits at once)"),
+# Each row: the actions whose keys it shows (as bound now, after the user's keymap), keys that
+# cannot be remapped, and what they do.
+KEYS: list[tuple[tuple[str, ...], str, str]] = [
+    (("cursor_down", "cursor_up"), "↑ ↓", "move the cursor"),
+    (("expand", "collapse"), "", "expand / collapse (on a leaf: go to the parent)"),
+    (("toggle_node",), "space", "toggle the node"),
+    (("scroll_home", "scroll_end"), "", "first / last line"),
+    ((), "shift+↑ shift+↓", "previous / next sibling"),
+    ((), "shift+space", "open everything below (up to 2,000 lines) / close it all"),
+    (("goto",), "", "go to a path (features.0.weight, classifier[6])"),
+    (("filter",), "", "filter by path or class name; escape clears it"),
+    (("next_match", "previous_match"), "", "next / previous filter match"),
+    (
+        ("select",),
+        "",
+        "select by pattern (features.*, re:..., cls:Linear, all-linear); "
+        "freeze, re-init and replace act on all",
+    ),
+    (("copy_targets",), "", "copy the selection as a PEFT target_modules list"),
+    (("summary",), "", "torchinfo summary for the example input (--input-shape)"),
+    (
+        ("freeze",),
+        "",
+        "freeze / unfreeze the subtree or parameter (requires_grad); with "
+        "BatchNorm inside, asks about running statistics",
+    ),
+    (("reinit",), "", "re-initialise: choose a scheme and a seed"),
+    (("replace",), "", "replace the module: edit its constructor call, e.g. nn.Linear(4096, 10)"),
+    (("delete",), "", "delete the module (puts nn.Identity() in its place)"),
+    (("insert",), "", "insert after it in a Sequential / ModuleList, else add a named child"),
+    (("undo", "redo"), "", "undo / redo"),
+    (("edit_log",), "", "the edit log, in words and as PyTorch code"),
+    (("save",), "", "write the weights (.pt or .safetensors) and the recipe beside them"),
+    (("help",), "", "this help"),
+    ((), "^p", "command palette: every action by name, with its key"),
+    (
+        ("quit_app",),
+        "ctrl+q ctrl+c",
+        "quit (asks when edits are unsaved; ctrl+c twice quits at once)",
+    ),
 ]
+
+
+def key_text(actions: tuple[str, ...], fixed: str, keys: dict[str, list[str]]) -> str:
+    """The keys of a help row: each action's, then the fixed ones."""
+    parts = [" ".join(keys.get(action, [])) or "(no key)" for action in actions]
+    return "  ".join([*parts, fixed] if fixed else parts)
 
 
 class HelpScreen(Guarded, ModalScreen[None]):
@@ -48,12 +70,17 @@ class HelpScreen(Guarded, ModalScreen[None]):
         Binding("escape,q,question_mark", "dismiss", "Close"),
     ]
 
+    def __init__(self, keys: dict[str, list[str]], remapped: bool = False) -> None:
+        super().__init__()
+        self.keys = keys
+        self.remapped = remapped
+
     def compose(self) -> ComposeResult:
         table = Table(box=None, padding=(0, 2), show_header=False)
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for key, what in KEYS:
-            table.add_row(Text(key), Text(what))
+        for actions, fixed, what in KEYS:
+            table.add_row(Text(key_text(actions, fixed, self.keys)), Text(what))
         with VerticalScroll(id="help-body"):
             yield Static(Text("Keys", style="bold underline"))
             yield Static(table)
@@ -64,6 +91,13 @@ class HelpScreen(Guarded, ModalScreen[None]):
                     style="dim",
                 )
             )
+            if self.remapped:
+                yield Static(
+                    Text(
+                        "Keys as remapped in the config file (--print-config shows it).",
+                        style="dim",
+                    )
+                )
             yield Static(Text("escape closes", style="italic dim"))
 
     def on_mount(self) -> None:
