@@ -51,8 +51,8 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     ((), "^p", "command palette: every action by name, with its key"),
     (
         ("quit_app",),
-        "ctrl+q ctrl+c",
-        "quit (asks when edits are unsaved; ctrl+c twice quits at once)",
+        "^c",
+        "quit (asks when edits are unsaved; ^c twice quits at once)",
     ),
 ]
 
