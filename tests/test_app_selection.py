@@ -36,6 +36,12 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         await wait_for_text(
             pilot, "copied target_modules=['classifier.1', 'classifier.4', 'classifier.6']"
         )
+        await pilot.press("L")  # the edit log keeps what was copied
+        screen = await wait_for_text(pilot, "Selections copied with Y, for PEFT:")
+        log = screen.split("Selections copied with Y, for PEFT:")[1]
+        assert "# cls:Linear" in log
+        assert "target_modules=['classifier.1', 'classifier.4', 'classifier.6']" in log
+        await pilot.press("escape")
         await pilot.press("u")
         await wait_for_text(pilot, "undid: freeze 3 modules matching cls:Linear")
         assert all(p.requires_grad for p in model.parameters())

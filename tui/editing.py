@@ -385,7 +385,7 @@ class EditActions:
         if self.history is not None:
             entries = [(describe(e), e.as_code()) for e in self.history.done]
             snippet = self.history.code()
-        self._app.push_screen(EditLogScreen(entries, snippet))
+        self._app.push_screen(EditLogScreen(entries, snippet, self._app.copied_targets))
 
     def action_quit_app(self) -> None:
         app = self._app

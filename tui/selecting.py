@@ -34,6 +34,7 @@ class SelectActions:
 
     def _init_selection(self) -> None:
         self.module_selection: Selection | None = None
+        self.copied_targets: list[str] = []  # shown in the edit log
 
     def action_select(self) -> None:
         current = self.module_selection.pattern if self.module_selection else ""
@@ -88,4 +89,5 @@ class SelectActions:
         names = self.module_selection.target_modules(self.index)
         text = f"target_modules={names!r}"
         self.copy_to_clipboard(text)
-        self._selection_status(f"copied {printable(text, 300)}")
+        self.copied_targets.append(f"# {self.module_selection.pattern}\n{text}")
+        self._selection_status(f"copied {printable(text, 300)} (L shows it again)")

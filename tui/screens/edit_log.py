@@ -21,10 +21,13 @@ class EditLogScreen(Guarded, ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,L", "close", "Close")]
 
-    def __init__(self, entries: list[tuple[str, list[str]]], snippet: str) -> None:
+    def __init__(
+        self, entries: list[tuple[str, list[str]]], snippet: str, copied: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.entries = entries
         self.snippet = snippet
+        self.copied = copied or []
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="log-body"):
@@ -39,6 +42,10 @@ class EditLogScreen(Guarded, ModalScreen[None]):
             if self.entries:
                 yield Static(Text("\nAs one snippet, on a freshly built `model`:", style="bold"))
                 yield Static(Syntax(self.snippet, "python", theme="ansi_dark", word_wrap=True))
+            if self.copied:
+                yield Static(Text("\nSelections copied with Y, for PEFT:", style="bold"))
+                text = "\n".join(self.copied)
+                yield Static(Syntax(text, "python", theme="ansi_dark", word_wrap=True))
             yield Static(Text("escape closes", style="italic dim"))
 
     def on_mount(self) -> None:
