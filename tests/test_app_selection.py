@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from modelbrowse.core.recipe import read_recipe
@@ -81,3 +83,32 @@ async def test_a_bad_selector_is_an_inline_error() -> None:
         await wait_for_text(pilot, "not a regular expression")
         assert "unterminated character set" in squeeze(screen_text(app))
         assert app.module_selection is None
+
+
+async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
+    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.history is not None
+        model = app.history.model
+        await pilot.press("asterisk", *"cls:Linear", "enter", "e")
+        await wait_for_text(pilot, "replace 3 modules matching cls:Linear")
+        await pilot.press(*"nn.Identity()", "enter")
+        await wait_for_text(pilot, "head shares objects with embed.weight: this unties them. Go")
+        await pilot.press("n")
+        await wait_for_text(pilot, "nothing changed")
+        assert model.head.weight is model.embed.weight
+
+        await pilot.press("escape", "asterisk", *"re:embed|head", "enter", "i")
+        await wait_for_text(pilot, "xavier_uniform")
+        await pilot.press("enter")  # both sides of the tie: nothing to ask
+        await wait_for_text(pilot, "re-initialise with reset_parameters 2 modules matching")
+        assert len(app.history.done) == 1
+
+        await pilot.press("escape", "asterisk", *"head", "enter", "i")
+        await wait_for_text(pilot, "xavier_uniform")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "head is tied to embed.weight: re-initialising changes both")
+        await pilot.press("y")
+        await wait_for_text(pilot, "(head is tied to embed.weight: re-initialising changes both)")
+        assert len(app.history.done) == 2

@@ -22,6 +22,7 @@ from modelbrowse.widgets.module_tree import ModuleTree
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from modelbrowse.core.batch import Batch
     from modelbrowse.core.edits import Edit
     from modelbrowse.core.history import EditHistory
     from modelbrowse.core.selectors import Selection
@@ -96,14 +97,16 @@ class EditActions:
         from modelbrowse.core.batch import Batch
         from modelbrowse.core.edits import Replace
 
-        also = [] if isinstance(edit, Batch) else app.index.aliases_outside(edit.path)
-        if (
-            isinstance(edit, Replace)
-            and edit.path in app.index
-            and app.index.node(edit.path).is_module
-        ):
-            edit.aliases = app.index.aliases(edit.path)
-        consequence = self._tie_consequence(edit, also)
+        index = app.index
+        for part in edit.edits if isinstance(edit, Batch) else [edit]:
+            if isinstance(part, Replace) and part.path in index and index.node(part.path).is_module:
+                part.aliases = index.aliases(part.path)
+        if isinstance(edit, Batch):
+            also: list[str] = []
+            consequence = self._batch_tie_consequence(edit)
+        else:
+            also = index.aliases_outside(edit.path)
+            consequence = self._tie_consequence(edit, also)
         if consequence and not confirmed:
 
             def answered(yes: bool | None) -> None:
@@ -140,6 +143,32 @@ class EditActions:
         elif isinstance(edit, Reinit) and also:
             return f"{where} is tied to {', '.join(also)}: re-initialising changes both"
         return ""
+
+    def _batch_tie_consequence(self, batch: Batch) -> str:
+        """The first tie a selection's replace or re-init reaches, and how many more: asked
+        once for the whole selection. Re-initialising both sides of a tie needs no question."""
+        from modelbrowse.core.edits import Reinit, Replace
+
+        index = self._app.index
+        assert index is not None
+        paths = [part.path for part in batch.edits]
+
+        def selected(alias: str) -> bool:
+            return any(alias == p or alias.startswith(p + ".") or not p for p in paths)
+
+        found = []
+        for part in batch.edits:
+            if not isinstance(part, Replace | Reinit):
+                continue
+            also = index.aliases_outside(part.path)
+            if isinstance(part, Reinit):
+                also = [alias for alias in also if not selected(alias)]
+            consequence = self._tie_consequence(part, also)
+            if consequence:
+                found.append(consequence)
+        if len(found) > 1:
+            return f"{found[0]} (and {len(found) - 1} more like it)"
+        return found[0] if found else ""
 
     def _after_change(self, edit: Edit, message: str) -> None:
         app = self._app
