@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.theme import BUILTIN_THEMES
+
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import APP_ACTIONS, TREE_ACTIONS
@@ -102,3 +104,12 @@ async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> 
         assert "r ^e replace the module" in screen
         assert "j k ↑ ↓ move the cursor" in screen
         assert "f freeze" not in screen
+
+
+async def test_the_config_theme_is_used() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet", theme="nord"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.theme == "nord"
+        nord = BUILTIN_THEMES["nord"].background
+        assert nord and app.get_css_variables()["background"].lower() == nord.lower()

@@ -294,9 +294,10 @@ def test_print_config_shows_the_file_and_the_keys_in_effect(tmp_path: Path) -> N
     assert 'freeze           = "f"  # Freeze or unfreeze:' in result.stdout
 
     config.parent.mkdir()
-    config.write_text('[keys]\nfreeze = "F"\n')
+    config.write_text('theme = "nord"\n[keys]\nfreeze = "F"\n')
     result = run_command("--print-config", env=env)
     assert result.stdout.splitlines()[0] == f"config  {config} (read)"
+    assert 'theme = "nord"' in result.stdout.splitlines()
     assert 'freeze           = "F"  # Freeze or unfreeze:' in result.stdout
     assert result.stdout.count("# changed") == 1
 
@@ -323,8 +324,18 @@ def test_print_config_does_not_import_torch(tmp_path: Path) -> None:
         ('[keys]\nfreeze = ""\n', 'keys for freeze must be Textual key names such as "F"'),
         ("[keys\n", "is not valid TOML: Expected ']'"),
         ("keys = 3\n", '[keys] must be a table of action = "key,key"'),
+        ('theme = "nordd"\n', "unknown theme 'nordd' (did you mean nord?)"),
+        ('them = "nord"\n', "unknown setting 'them' (did you mean theme?)"),
     ],
-    ids=["unknown-action", "conflict", "empty", "not-toml", "not-a-table"],
+    ids=[
+        "unknown-action",
+        "conflict",
+        "empty",
+        "not-toml",
+        "not-a-table",
+        "unknown-theme",
+        "unknown-setting",
+    ],
 )
 def test_a_bad_config_is_one_line_before_the_app_starts(
     tmp_path: Path, text: str, message: str

@@ -183,6 +183,8 @@ class ModelBrowseApp(
     def on_mount(self) -> None:
         if self.options.keymap:
             self.set_keymap(self.options.keymap)
+        if self.options.theme:
+            self.theme = self.options.theme
         self._fit_layout(self.size.width, self.size.height)
         self._install_signal_handlers()
         self.query_one("#prompt-bar").display = False

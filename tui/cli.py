@@ -250,10 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_tree:
         return _print_tree(args)
     from modelbrowse.core.errors import UsageError
-    from modelbrowse.tui.keymap import read_keymap
+    from modelbrowse.tui.keymap import read_keymap, read_theme
 
-    try:
-        keymap = read_keymap()  # a bad config is one line, whether or not there is a terminal
+    try:  # a bad config is one line, whether or not there is a terminal
+        keymap = read_keymap()
+        theme = read_theme()
     except UsageError as exc:
         return _error(str(exc))
     if args.serve:
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "standard input or output is not a terminal, so the app cannot start; "
             "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
         )
-    return _run_app(args, keymap)
+    return _run_app(args, keymap, theme)
 
 
 def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
@@ -378,11 +379,12 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _guarded(args, serve)
 
 
-def _run_app(args: argparse.Namespace, keymap: dict[str, str]) -> int:
+def _run_app(args: argparse.Namespace, keymap: dict[str, str], theme: str | None) -> int:
     from modelbrowse.tui.app import ModelBrowseApp
 
     options = _options(args)
     options.keymap = keymap
+    options.theme = theme
     app = ModelBrowseApp(options)
     app.run()
     status = app.return_code or 0

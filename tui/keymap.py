@@ -1,4 +1,6 @@
-"""Keys remapped in the user's config file: a `[keys]` table in `config.toml`.
+"""The user's config file, `config.toml`: keys remapped in a `[keys]` table, and a theme.
+
+    theme = "nord"
 
     [keys]
     freeze = "F"
@@ -47,9 +49,10 @@ def remappable() -> list[tuple[str, Binding]]:
     return found
 
 
-def read_keymap(path: Path | None = None) -> dict[str, str]:
-    """The `[keys]` table, checked: {action: "key,key"}. No file: no changes."""
-    path = path or config_path()
+SETTINGS = ("theme", "keys")
+
+
+def _read(path: Path) -> dict[str, object]:
     if not path.is_file():
         return {}
     try:
@@ -58,7 +61,33 @@ def read_keymap(path: Path | None = None) -> dict[str, str]:
         raise UsageError(f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
-    keys = data.get("keys", {})
+    for name in data:
+        if name not in SETTINGS:
+            close = difflib.get_close_matches(name, SETTINGS, n=1)
+            hint = f"did you mean {close[0]}?" if close else "it knows theme and [keys]"
+            raise UsageError(f"{path}: unknown setting {name!r} ({hint})")
+    return data
+
+
+def read_theme(path: Path | None = None) -> str | None:
+    """`theme = "NAME"`, one of Textual's themes; None where the file names none."""
+    path = path or config_path()
+    theme = _read(path).get("theme")
+    if theme is None:
+        return None
+    from textual.theme import BUILTIN_THEMES
+
+    if not isinstance(theme, str) or theme not in BUILTIN_THEMES:
+        close = difflib.get_close_matches(str(theme), BUILTIN_THEMES, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"one of {', '.join(BUILTIN_THEMES)}"
+        raise UsageError(f"{path}: unknown theme {theme!r} ({hint})")
+    return theme
+
+
+def read_keymap(path: Path | None = None) -> dict[str, str]:
+    """The `[keys]` table, checked: {action: "key,key"}. No file: no changes."""
+    path = path or config_path()
+    keys = _read(path).get("keys", {})
     if not isinstance(keys, dict):
         raise UsageError(f'{path}: [keys] must be a table of action = "key,key"')
     known = dict(remappable())
@@ -92,7 +121,10 @@ def describe_keymap(keymap: dict[str, str], path: Path | None = None) -> str:
 
     path = path or config_path()
     state = "read" if path.is_file() else "not found: the defaults"
-    lines = [f"config  {path} ({state})", "", "[keys]"]
+    lines = [f"config  {path} ({state})", ""]
+    theme = read_theme(path)
+    lines += [f'theme = "{theme}"' if theme else '# theme = "nord"  # any of Textual\'s themes', ""]
+    lines.append("[keys]")
     descriptions = APP_ACTIONS | TREE_ACTIONS
     for action, binding in remappable():
         keys = keymap.get(action, binding.key)

@@ -29,6 +29,7 @@ class AppOptions:
     keys_only: bool = False
     meta: bool = False  # never create tensor values: structure and shapes only
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, from the config
+    theme: str | None = None  # a Textual theme, from the config
 
     def resolve(self, spec: str | None = None) -> Source:
         """The model source these options name (files are opened: headers only); `spec` in
