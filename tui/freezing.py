@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 NORM_ANSWERS = [
     "weights only: BatchNorm running statistics still update in training",
-    "weights and running statistics: BatchNorm layers stay in eval mode, even after model.train()",
+    "weights and running statistics: the layers stay in eval mode, even in model.train()",
 ]
 
 
