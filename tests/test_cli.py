@@ -349,3 +349,35 @@ def test_a_bad_config_is_one_line_before_the_app_starts(
         assert result.stderr.startswith(f"modelbrowse: error: {config}")
         assert message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_print_detail_of_a_tensor_and_a_module_as_text() -> None:
+    first = run_command("alexnet", "--print", "--detail", "classifier[6].bias", "--seed", "5")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "classifier.6.bias"
+    assert "shape          (1000,)" in lines
+    assert "statistics     exact, of a random initialisation (--seed 5 repeats it)" in lines
+    histogram = next(line for line in lines if line.startswith("histogram"))
+    assert set(histogram.split()[1]) <= set(" ▁▂▃▄▅▆▇█") and len(histogram) > 60
+    assert "μ" in lines[lines.index(histogram) + 1]
+    assert "\x1b" not in first.stdout and all(line == line.rstrip() for line in lines)
+    again = run_command("alexnet", "--print", "--detail", "classifier.6.bias", "--seed", "5")
+    assert again.stdout == first.stdout
+
+    module = run_command("alexnet", "--print", "--detail", "features")
+    assert "parameters by child" in module.stdout
+    assert "0 █" in module.stdout and "10 █" in module.stdout
+
+    meta = run_command("alexnet", "--print", "--detail", "features.0.weight", "--meta")
+    assert "statistics     meta tensor: no data" in meta.stdout
+
+
+def test_print_detail_mistakes_are_one_line() -> None:
+    result = run_command("alexnet", "--print", "--detail", "classifier.9")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "modelbrowse: error: no such path: 'classifier.9'; classifier has: 0, 1, 2, 3, 4, 5, 6\n"
+    )
+    result = run_command("alexnet", "--detail", "features")
+    assert result.returncode == 2 and "--detail goes with --print" in result.stderr

@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "all-linear, a name) and their target_modules list",
     )
     parser.add_argument(
+        "--detail",
+        metavar="PATH",
+        help="with --print: the detail pane of one module or tensor as text (features.0.weight, "
+        "classifier[6]): a tensor's statistics and histogram, a module's totals and chart",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         metavar="N",
@@ -235,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--recipe and --output go together")
     if args.select is not None and not args.print_tree:
         parser.error("--select goes with --print (in the app, * opens the selector)")
+    if args.detail is not None and not args.print_tree:
+        parser.error("--detail goes with --print (in the app, : goes to a path)")
+    if args.detail is not None and (args.select is not None or args.depth is not None):
+        parser.error("--detail shows one node: leave out --select and --depth")
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
@@ -314,6 +324,11 @@ def _print_tree(args: argparse.Namespace) -> int:
         from modelbrowse.core.text_tree import render_source_info, render_tree_text
 
         source = _options(args).resolve()
+        if args.detail is not None:
+            from modelbrowse.tui.print_detail import detail_text
+
+            _write(detail_text(source, args.detail, args.seed, args.meta))
+            return 0
         model, _ = source.build_structure()
         if args.select is not None:
             from modelbrowse.core.text_tree import render_selection

@@ -1,0 +1,62 @@
+"""`--print --detail PATH`: the detail pane of one module or tensor as text, statistics and
+histogram included, for scripts, logs and terminals without the app."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from modelbrowse.core.sources import Source
+
+WIDTH = 100  # at most: the detail pane's columns read badly wider than this
+
+
+def detail_text(source: Source, path: str, seed: int | None, meta: bool) -> str:
+    """The detail of `path` as text; values are built only when a tensor's statistics need
+    them. Styled where standard output is a terminal, plain where it is not."""
+    from rich.console import Console, Group
+    from rich.text import Text
+
+    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.stats import compute_stats, unavailable_reason
+    from modelbrowse.widgets.detail_pane import (
+        module_renderable,
+        stats_renderable,
+        tensor_renderable,
+    )
+
+    if seed is None:
+        from modelbrowse.core.edits import new_seed
+
+        seed = new_seed()
+    model, is_meta = source.build_structure(seed)
+    index = NodeIndex(model)
+    node = index.find(path)
+    parts: list[RenderableType] = []
+    if node.is_module:
+        parts.append(module_renderable(index, node))
+    else:
+        if is_meta and not meta:  # statistics need values: build them now
+            index = NodeIndex(source.build_real(seed))
+            node = index.node(node.path)
+        parts.append(tensor_renderable(index, node))
+        reason = unavailable_reason(node.obj)
+        stats = None if reason else compute_stats(node.obj)
+        parts += [Text(""), stats_renderable(stats, reason or _values_note(source, seed))]
+    width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+    console = Console(width=width, highlight=False, force_terminal=sys.stdout.isatty())
+    with console.capture() as captured:
+        console.print(Group(*parts))
+    return "\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n"
+
+
+def _values_note(source: Source, seed: int | None) -> str:
+    """Where the values came from, for the statistics' heading."""
+    random = getattr(source, "weights", None) is None and not hasattr(source, "loaded")
+    if random and getattr(source, "instance", None) is None:
+        return f"exact, of a random initialisation (--seed {seed} repeats it)"
+    return "exact"
