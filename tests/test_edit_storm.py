@@ -38,6 +38,14 @@ def shared_ids(model: nn.Module) -> list[tuple[str, ...]]:
     return sorted(tuple(g) for g in groups.values() if len(g) > 1)
 
 
+def modes(model: nn.Module) -> list[tuple[str, bool, int]]:
+    """Each module's training flag and how many forward pre-hooks it has."""
+    return [
+        (name, module.training, len(module._forward_pre_hooks))
+        for name, module in model.named_modules(remove_duplicate=False)
+    ]
+
+
 def random_edit(model: nn.Module, rng: random.Random, number: int) -> Edit:
     modules = [name for name, _ in model.named_modules(remove_duplicate=False)]
     leaves = [n for n, m in model.named_modules(remove_duplicate=False) if not list(m.children())]
@@ -49,7 +57,9 @@ def random_edit(model: nn.Module, rng: random.Random, number: int) -> Edit:
     ]
     kind = rng.randrange(6)
     if kind == 0:
-        return SetTrainable(rng.choice(modules + tensors), rng.random() < 0.5)
+        path = rng.choice(modules + tensors)
+        norm_stats = path in modules and rng.random() < 0.5  # BatchNorm running statistics too
+        return SetTrainable(path, rng.random() < 0.5, norm_stats=norm_stats)
     if kind == 1:
         path = rng.choice(leaves + tensors)  # not whole stages: a thousand edits stay quick
         return Reinit(path, rng.choice(SCHEME_NAMES), seed=rng.randrange(2**31))
@@ -72,6 +82,7 @@ def test_a_thousand_random_edits_undone_give_back_the_model_bit_for_bit(
 ) -> None:
     model = make()
     before, before_flags, before_shared = state(model), flags(model), shared_ids(model)
+    before_modes = modes(model)
     history = EditHistory(model)
     rng = random.Random(f"storm-{make.__name__}")
     applied = refused = undone = 0
@@ -91,6 +102,7 @@ def test_a_thousand_random_edits_undone_give_back_the_model_bit_for_bit(
     assert_state(model, before)
     assert flags(model) == before_flags
     assert shared_ids(model) == before_shared
+    assert modes(model) == before_modes
     if isinstance(model, SharedNet):
         assert model.encoder is model.decoder.proj
         assert model.head.weight is model.embed.weight
