@@ -56,7 +56,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"seconds one run may take (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.add_argument(
-        "--output", type=Path, default=RESULTS, metavar="PATH", help="where the JSON goes"
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="where the JSON goes (default: results/latest.json for a full run, results/quick.json "
+        "with --quick, results/only.json with --only, so a partial run keeps the full one's)",
     )
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     args = parser.parse_args(argv)
@@ -226,9 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "figures": [r.to_json() for r in results],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {args.output}")
+    output = args.output or RESULTS.with_name(
+        "only.json" if args.only else "quick.json" if args.quick else RESULTS.name
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {output}")
     return 1 if any(r.counts_as_failure for r in results) else 0
 
 
