@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -54,6 +55,35 @@ def _fields(rows: list[tuple[str, RenderableType | str]]) -> Table:
         # Plain strings would be parsed as Rich markup; text from a model is shown literally.
         table.add_row(Text(key), Text(value) if isinstance(value, str) else value)
     return table
+
+
+class RenderOnce:
+    """A renderable drawn once per width. Textual renders a Static's content twice a frame (to
+    measure its height, then to draw it), and the detail pane's tables are most of a keystroke's
+    time: the second pass reuses the first's segments."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+        self._key: tuple[Any, ...] | None = None
+        self._segments: list[Segment] = []
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        key = (
+            options.max_width,
+            options.min_width,
+            options.justify,
+            options.overflow,
+            options.no_wrap,
+            options.ascii_only,
+            options.highlight,
+        )
+        if key != self._key:
+            self._segments = list(console.render(self.renderable, options))
+            self._key = key
+        yield from self._segments
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
 
 
 def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
@@ -322,11 +352,11 @@ class DetailPane(Guarded, VerticalScroll):
         body = module_renderable(index, node) if node.is_module else tensor_renderable(index, node)
         if not path and self.source_info is not None:
             body = Group(body, self.source_info)
-        self.query_one("#detail-body", Static).update(body)
+        self.query_one("#detail-body", Static).update(RenderOnce(body))
         self.query_one("#detail-note", Static).update("")
         self.query_one("#detail-stats", Static).update("")
         self.scroll_home(animate=False)
 
     def show_stats(self, stats: TensorStats | None, note: str = "") -> None:
         block = Group(Text(""), stats_renderable(stats, note))
-        self.query_one("#detail-stats", Static).update(block)
+        self.query_one("#detail-stats", Static).update(RenderOnce(block))
