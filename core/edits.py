@@ -2,14 +2,16 @@
 
 Each edit also writes itself as Python (`as_code`) that performs the same change on a freshly
 built model, bit for bit: edits that draw random numbers carry their seed.
+
+Here: the base class, what every edit shares, and freezing. Re-initialising is in
+`reinit_edits.py`, replace/delete/insert/add in `module_edits.py`; `edit_types.py` names them all.
 """
 
 from __future__ import annotations
 
-import keyword
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,11 +30,10 @@ from modelbrowse.core.norm_stats import (
 from modelbrowse.core.paths import (
     code_ref,
     get_module,
-    set_module,
     split_path,
     subtree_parameters,
 )
-from modelbrowse.core.specs import build_module, spec_code
+from modelbrowse.core.specs import build_module
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
@@ -104,7 +105,7 @@ def placement(model: nn.Module, path: str) -> tuple[torch.device, torch.dtype | 
     return torch.device("cpu"), None
 
 
-def _build_seeded(
+def build_seeded(
     spec: str, seed: int, device: torch.device, dtype: torch.dtype | None
 ) -> nn.Module:
     """Build a spec's module from a seed, as `torch.manual_seed(seed)` then the call would."""
@@ -114,7 +115,7 @@ def _build_seeded(
     return module.to(device=device, dtype=dtype) if dtype else module.to(device=device)
 
 
-def _placement_code(device: torch.device, dtype: torch.dtype | None) -> str:
+def placement_code(device: torch.device, dtype: torch.dtype | None) -> str:
     parts = []
     if device.type != "cpu":
         parts.append(f"device={str(device)!r}")
@@ -249,377 +250,6 @@ class SetTrainable(Edit):
         if self.norm_stats:  # absent in recipes written before it existed
             record["norm_stats"] = True
         return record
-
-
-# --- re-initialise -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scheme:
-    """An initialisation scheme for weights: the nn.init function and its arguments."""
-
-    name: str
-    function: str
-    arguments: str = ""
-    needs_matrix: bool = False
-
-    def run(self, tensor: torch.Tensor) -> None:
-        init: Callable[..., Any] = getattr(nn.init, self.function)
-        kwargs: dict[str, float] = {}
-        if self.arguments:
-            key, _, value = self.arguments.partition("=")
-            kwargs[key] = float(value)
-        init(tensor, **kwargs)
-
-    def code(self, ref: str) -> str:
-        extra = f", {self.arguments}" if self.arguments else ""
-        return f"nn.init.{self.function}({ref}{extra})"
-
-
-RESET_PARAMETERS = "reset_parameters"
-SCHEMES: dict[str, Scheme] = {
-    s.name: s
-    for s in (
-        Scheme("xavier_uniform", "xavier_uniform_", needs_matrix=True),
-        Scheme("xavier_normal", "xavier_normal_", needs_matrix=True),
-        Scheme("kaiming_uniform", "kaiming_uniform_", needs_matrix=True),
-        Scheme("kaiming_normal", "kaiming_normal_", needs_matrix=True),
-        Scheme("normal(std=0.01)", "normal_", "std=0.01"),
-        Scheme("trunc_normal(std=0.02)", "trunc_normal_", "std=0.02"),
-        Scheme("zeros", "zeros_"),
-        Scheme("ones", "ones_"),
-    )
-}
-SCHEME_NAMES = [RESET_PARAMETERS, *SCHEMES]
-
-_WEIGHTED = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag)
-_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
-
-
-@dataclass
-class _InitStep:
-    """One call of the re-initialisation, run and written as code the same way."""
-
-    path: str
-    action: str  # "reset_parameters", "reset_running_stats", "zeros", "ones" or a scheme name
-
-    def run(self, model: nn.Module) -> None:
-        if self.action in (RESET_PARAMETERS, "reset_running_stats"):
-            getattr(get_module(model, self.path), self.action)()
-        else:
-            SCHEMES[self.action].run(tensor_at(model, self.path))
-
-    def code(self, model: nn.Module) -> str:
-        ref = code_ref(model, self.path)
-        if self.action in (RESET_PARAMETERS, "reset_running_stats"):
-            return f"{ref}.{self.action}()"
-        return SCHEMES[self.action].code(ref)
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix and name else prefix or name
-
-
-def init_steps(model: nn.Module, path: str, scheme: str) -> tuple[list[_InitStep], list[str]]:
-    """The calls a re-initialisation makes, in order, and the modules it leaves as they are."""
-    if scheme != RESET_PARAMETERS and scheme not in SCHEMES:
-        raise EditError(f"unknown scheme {scheme!r} (choose from {', '.join(SCHEME_NAMES)})")
-    if not is_module_path(model, path):
-        tensor = tensor_at(model, path)
-        if scheme == RESET_PARAMETERS:
-            raise EditError("reset_parameters applies to modules: choose a scheme for a tensor")
-        if not tensor.is_floating_point() and scheme not in ("zeros", "ones"):
-            raise EditError(f"{scheme} needs a floating-point tensor; {path} is {tensor.dtype}")
-        if SCHEMES[scheme].needs_matrix and tensor.dim() < 2:
-            raise EditError(
-                f"{scheme} needs a tensor of 2 or more dimensions; {path} has {tensor.dim()}"
-            )
-        return [_InitStep(path, scheme)], []
-    steps: list[_InitStep] = []
-    skipped: list[str] = []
-    for sub_path, module in get_module(model, path).named_modules():
-        full = _join(path, sub_path)
-        has_own = any(p is not None for p in module._parameters.values())
-        if scheme == RESET_PARAMETERS:
-            if callable(getattr(module, RESET_PARAMETERS, None)):
-                steps.append(_InitStep(full, RESET_PARAMETERS))
-            elif has_own:
-                skipped.append(full)
-            continue
-        if isinstance(module, _WEIGHTED) and module._parameters.get("weight") is not None:
-            steps.append(_InitStep(_join(full, "weight"), scheme))
-            if module._parameters.get("bias") is not None:
-                steps.append(_InitStep(_join(full, "bias"), "zeros"))
-        elif isinstance(module, _NORMS):
-            if module._parameters.get("weight") is not None:
-                steps.append(_InitStep(_join(full, "weight"), "ones"))
-            if module._parameters.get("bias") is not None:
-                steps.append(_InitStep(_join(full, "bias"), "zeros"))
-            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
-                steps.append(_InitStep(full, "reset_running_stats"))
-        elif has_own:
-            skipped.append(full)
-    if not steps:
-        raise EditError(f"nothing to re-initialise in {path or 'the model'}")
-    return steps, skipped
-
-
-@dataclass
-class Reinit(Edit):
-    """Re-initialise a subtree (or one tensor) with a scheme, from a recorded seed."""
-
-    path: str
-    scheme: str = RESET_PARAMETERS
-    seed: int = field(default_factory=new_seed)
-    op: ClassVar[str] = "reinit"
-    skipped: list[str] = field(default_factory=list, repr=False)
-    _saved: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list, repr=False)
-    _code: list[str] = field(default_factory=list, repr=False)
-
-    def apply(self, model: nn.Module) -> None:
-        steps, self.skipped = init_steps(model, self.path, self.scheme)
-        tensors = _tensors_touched(model, self.path)
-        self._saved = [(t, t.detach().clone()) for t in tensors]
-        self._code = [f"torch.manual_seed({self.seed})", *(s.code(model) for s in steps)]
-        devices = [t.device for t in tensors if t.device.type == "cuda"]
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(self.seed)
-            for step in steps:
-                step.run(model)
-
-    def undo(self, model: nn.Module) -> None:
-        with torch.no_grad():
-            for tensor, saved in self._saved:
-                tensor.copy_(saved)
-
-    def touched(self) -> list[str]:
-        return []  # values change in place; no count does
-
-    def describe(self) -> str:
-        return (
-            f"re-initialise {self.path or 'the whole model'} with {self.scheme} (seed {self.seed})"
-        )
-
-    def as_code(self) -> list[str]:
-        return list(self._code)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "path": self.path, "scheme": self.scheme, "seed": self.seed}
-
-
-def _tensors_touched(model: nn.Module, path: str) -> list[torch.Tensor]:
-    if not is_module_path(model, path):
-        return [tensor_at(model, path)]
-    module = get_module(model, path)
-    return [*module.parameters(), *module.buffers()]
-
-
-# --- replace, delete, insert -------------------------------------------------------------------
-
-
-def _assign_code(model: nn.Module, path: str, value: str) -> str:
-    """`ref = value`; `setattr(parent, 'name', value)` where the ref is a getattr() call."""
-    ref = code_ref(model, path)
-    if ref.endswith(")"):  # getattr(model.seq, 'conv-1'): a call cannot be assigned to
-        parent, name = split_path(path)
-        return f"setattr({code_ref(model, parent)}, {name!r}, {value})"
-    return f"{ref} = {value}"
-
-
-@dataclass
-class Replace(Edit):
-    """Put a new module, built from a spec, at a path (and at every alias of the old one)."""
-
-    path: str
-    spec: str
-    seed: int = field(default_factory=new_seed)
-    allow_root: bool = False
-    op: ClassVar[str] = "replace"
-    old: nn.Module | None = field(default=None, repr=False)
-    new: nn.Module | None = field(default=None, repr=False)
-    # Every path of the module replaced; a caller with a node index may pass them (walking a
-    # 100,000-module model to find them takes a quarter of a second).
-    aliases: list[str] = field(default_factory=list, repr=False)
-    _code: list[str] = field(default_factory=list, repr=False)
-    _root_holder: list[nn.Module] = field(default_factory=list, repr=False)
-
-    @property
-    def changes_structure(self) -> bool:
-        return True
-
-    def apply(self, model: nn.Module) -> None:
-        if not self.path and not self.allow_root:
-            raise EditError("the root cannot be replaced from the app")
-        if not self.path:
-            raise EditError("replace the root by opening another source instead")
-        if not is_module_path(model, self.path):
-            raise EditError(f"{self.path} is not a module")
-        self.old = get_module(model, self.path)
-        if self.path not in self.aliases:  # given by the caller's index, or found here
-            self.aliases = module_paths(model, self.old)
-        device, dtype = placement(model, self.path)
-        if self.new is None:  # a redo puts back the same new object
-            self.new = _build_seeded(self.spec, self.seed, device, dtype)
-            self.new.train(self.old.training)  # a model in eval mode stays in eval mode
-        code = spec_code(self.spec) + _placement_code(device, dtype)
-        first = code_ref(model, self.aliases[0])
-        self._code = [f"torch.manual_seed({self.seed})", _assign_code(model, self.aliases[0], code)]
-        self._code += [_assign_code(model, alias, first) for alias in self.aliases[1:]]
-        for alias in self.aliases:
-            set_module(model, alias, self.new)
-
-    def undo(self, model: nn.Module) -> None:
-        assert self.old is not None
-        for alias in self.aliases:
-            set_module(model, alias, self.old)
-
-    def touched(self) -> list[str]:
-        return list(self.aliases) or [self.path]
-
-    def describe(self) -> str:
-        return f"replace {self.path} with {spec_code(self.spec)}"
-
-    def as_code(self) -> list[str]:
-        return list(self._code)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "path": self.path, "spec": spec_code(self.spec), "seed": self.seed}
-
-
-@dataclass
-class Delete(Replace):
-    """Replace a module with `nn.Identity()`: the usual way to drop a head."""
-
-    spec: str = "nn.Identity()"
-    op: ClassVar[str] = "delete"
-
-    def apply(self, model: nn.Module) -> None:
-        if not self.path:
-            raise EditError("the root cannot be deleted")
-        super().apply(model)
-        self._code = [line for line in self._code if not line.startswith("torch.manual_seed")]
-
-    def describe(self) -> str:
-        return f"delete {self.path} (now nn.Identity())"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "path": self.path}
-
-
-@dataclass
-class Insert(Edit):
-    """Insert a module into a Sequential or ModuleList at `index`; later siblings renumber."""
-
-    path: str  # the container
-    index: int
-    spec: str
-    seed: int = field(default_factory=new_seed)
-    op: ClassVar[str] = "insert"
-    new: nn.Module | None = field(default=None, repr=False)
-    _code: list[str] = field(default_factory=list, repr=False)
-
-    @property
-    def changes_structure(self) -> bool:
-        return True
-
-    def apply(self, model: nn.Module) -> None:
-        container = get_module(model, self.path) if is_module_path(model, self.path) else None
-        if not isinstance(container, (nn.Sequential, nn.ModuleList)):
-            raise EditError(f"{self.path or 'the root'} is not an nn.Sequential or nn.ModuleList")
-        if not 0 <= self.index <= len(container):
-            where = self.path or "the root"
-            raise EditError(f"index {self.index} is outside {where} (0 to {len(container)})")
-        if any(not key.isdigit() for key in container._modules):
-            raise EditError(f"{self.path} has named children: add a named module instead")
-        device, dtype = placement(model, self.path)
-        if self.new is None:
-            self.new = _build_seeded(self.spec, self.seed, device, dtype)
-        code = spec_code(self.spec) + _placement_code(device, dtype)
-        ref = code_ref(model, self.path)
-        self._code = [f"torch.manual_seed({self.seed})", f"{ref}.insert({self.index}, {code})"]
-        container.insert(self.index, self.new)
-
-    def undo(self, model: nn.Module) -> None:
-        container = get_module(model, self.path)
-        assert isinstance(container, (nn.Sequential, nn.ModuleList))
-        container.pop(self.index)
-
-    def describe(self) -> str:
-        return f"insert {spec_code(self.spec)} into {self.path or 'the root'} at {self.index}"
-
-    def as_code(self) -> list[str]:
-        return list(self._code)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "op": self.op,
-            "path": self.path,
-            "index": self.index,
-            "spec": spec_code(self.spec),
-            "seed": self.seed,
-        }
-
-
-def child_name_problem(parent: nn.Module, parent_path: str, name: str) -> str | None:
-    """Why `name` cannot be a new child of `parent`, or None when it can."""
-    if not name.isidentifier() or keyword.iskeyword(name):
-        return f"{name!r} is not a valid attribute name"
-    if hasattr(parent, name) or name in parent._modules:
-        return f"{parent_path or 'the root'} already has an attribute named {name!r}"
-    return None
-
-
-@dataclass
-class AddModule(Edit):
-    """Add a named child module (`add_module`) to a module that is not a list."""
-
-    path: str  # the parent
-    name: str
-    spec: str
-    seed: int = field(default_factory=new_seed)
-    op: ClassVar[str] = "add_module"
-    new: nn.Module | None = field(default=None, repr=False)
-    _code: list[str] = field(default_factory=list, repr=False)
-
-    @property
-    def changes_structure(self) -> bool:
-        return True
-
-    def apply(self, model: nn.Module) -> None:
-        if not is_module_path(model, self.path):
-            raise EditError(f"{self.path} is not a module")
-        parent = get_module(model, self.path)
-        problem = child_name_problem(parent, self.path, self.name)
-        if problem is not None:
-            raise EditError(problem)
-        device, dtype = placement(model, self.path)
-        if self.new is None:
-            self.new = _build_seeded(self.spec, self.seed, device, dtype)
-        code = spec_code(self.spec) + _placement_code(device, dtype)
-        ref = code_ref(model, self.path)
-        self._code = [f"torch.manual_seed({self.seed})", f"{ref}.add_module({self.name!r}, {code})"]
-        parent.add_module(self.name, self.new)
-
-    def undo(self, model: nn.Module) -> None:
-        delattr(get_module(model, self.path), self.name)
-
-    def touched(self) -> list[str]:
-        return [_join(self.path, self.name)]
-
-    def describe(self) -> str:
-        return f"add {spec_code(self.spec)} as {_join(self.path, self.name)}"
-
-    def as_code(self) -> list[str]:
-        return list(self._code)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "op": self.op,
-            "path": self.path,
-            "name": self.name,
-            "spec": spec_code(self.spec),
-            "seed": self.seed,
-        }
 
 
 def iter_code(edits: list[Edit]) -> Iterator[str]:

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from modelbrowse.core.edit_types import EDIT_TYPES
-from modelbrowse.core.edits import Edit, Reinit, SetTrainable
+from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.saving import (
     SaveReport,
     file_sha256,

@@ -91,3 +91,17 @@ async def test_no_question_without_batchnorm() -> None:
         await pilot.press("f")
         await wait_for_text(pilot, "features Sequential 2.5M frozen")
         assert "BatchNorm" not in screen_text(app)
+
+
+async def test_batchnorm_without_weights_freezes_and_lets_go_of_its_statistics() -> None:
+    app = ModelBrowseApp(AppOptions("torch.nn:BatchNorm1d", kw=["num_features=4", "affine=False"]))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.history is not None
+        norm = app.history.model
+        await pilot.press("f")  # nothing to ask: only the statistics can be frozen
+        await wait_for_text(pilot, "freeze the whole model and its BatchNorm running statistics")
+        assert stats_frozen(norm)
+        await pilot.press("f")
+        await wait_for_text(pilot, "unfreeze the whole model and its BatchNorm running statistics")
+        assert not stats_frozen(norm)

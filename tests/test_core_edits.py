@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import SCHEME_NAMES, EditError, Reinit, SetTrainable
+from modelbrowse.core.edits import EditError, SetTrainable
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 from tests.edit_support import assert_state, flags, small_net, state
 from tests.fixtures.models import SharedNet
 

@@ -12,17 +12,10 @@ import torchvision
 from torch import nn
 
 from modelbrowse.core.edit_types import EDIT_TYPES
-from modelbrowse.core.edits import (
-    AddModule,
-    Delete,
-    Edit,
-    Insert,
-    Reinit,
-    Replace,
-    SetTrainable,
-    iter_code,
-)
+from modelbrowse.core.edits import Edit, SetTrainable, iter_code
 from modelbrowse.core.history import EditHistory
+from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
+from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.specs import SpecError
 from tests.edit_support import assert_state, state
 from tests.fixtures.models import SharedNet

@@ -8,8 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from modelbrowse.core.edits import Delete, Replace
 from modelbrowse.core.history import EditHistory
+from modelbrowse.core.module_edits import Delete, Replace
 from modelbrowse.core.shape_check import ShapeCheck, check_shapes, describe_output, meta_copy
 from tests.fixtures.models import SharedNet
 

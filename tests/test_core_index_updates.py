@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import AddModule, Delete, Edit, Insert, Reinit, Replace, SetTrainable
+from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
+from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.weight_edits import DeleteKeys
 from tests.fixtures.models import SharedNet, WideList
 

@@ -13,9 +13,11 @@ import torch
 from torch import nn
 
 from modelbrowse.core import load_edited as load_edited_exported
-from modelbrowse.core.edits import AddModule, Edit, Reinit, Replace, SetTrainable
+from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.history import EditHistory
+from modelbrowse.core.module_edits import AddModule, Replace
 from modelbrowse.core.recipe import RecipeError, load_edited, read_recipe, save_edited
+from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.sources import Source, resolve_source
 from tests.edit_support import flags, state
 from tests.saving_support import (

@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import Edit, Reinit, Replace, SetTrainable
+from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.history import EditHistory
+from modelbrowse.core.module_edits import Replace
 from modelbrowse.core.recipe import (
     RecipeError,
     load_edited,
@@ -18,6 +19,7 @@ from modelbrowse.core.recipe import (
     replay_recipe,
     save_edited,
 )
+from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.saving import SaveReport, read_weights
 from modelbrowse.core.sources import Source, resolve_source
 from tests.edit_support import flags, state

@@ -9,18 +9,11 @@ import pytest
 import torchvision
 from torch import nn
 
-from modelbrowse.core.edits import (
-    SCHEME_NAMES,
-    AddModule,
-    Delete,
-    Edit,
-    Insert,
-    Reinit,
-    Replace,
-    SetTrainable,
-)
+from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.history import EditHistory
+from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
+from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 from tests.edit_support import assert_state, flags, state
 from tests.fixtures.models import SharedNet
 

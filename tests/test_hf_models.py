@@ -122,7 +122,7 @@ def test_a_config_alone_builds_on_meta_and_prints(
 def test_edits_on_the_built_architecture_save_and_load_back(
     tmp_path: Path, gpt2_folder: Path
 ) -> None:
-    from modelbrowse.core.edits import Replace
+    from modelbrowse.core.module_edits import Replace
 
     source = resolve_source(str(gpt2_folder))
     model, _ = source.build_structure()

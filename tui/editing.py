@@ -95,7 +95,7 @@ class EditActions:
         app = self._app
         assert self.history is not None and app.index is not None
         from modelbrowse.core.batch import Batch
-        from modelbrowse.core.edits import Replace
+        from modelbrowse.core.module_edits import Replace
 
         index = app.index
         for part in edit.edits if isinstance(edit, Batch) else [edit]:
@@ -132,7 +132,8 @@ class EditActions:
     def _tie_consequence(self, edit: Edit, also: list[str]) -> str:
         """What a replace or re-init does to objects shared with the rest of the model, said
         before it is done: a replace unties them, a re-init changes both sides."""
-        from modelbrowse.core.edits import Reinit, Replace
+        from modelbrowse.core.module_edits import Replace
+        from modelbrowse.core.reinit_edits import Reinit
 
         where = edit.path or "the model"
         if isinstance(edit, Replace):
@@ -147,7 +148,8 @@ class EditActions:
     def _batch_tie_consequence(self, batch: Batch) -> str:
         """The first tie a selection's replace or re-init reaches, and how many more: asked
         once for the whole selection. Re-initialising both sides of a tie needs no question."""
-        from modelbrowse.core.edits import Reinit, Replace
+        from modelbrowse.core.module_edits import Replace
+        from modelbrowse.core.reinit_edits import Reinit
 
         index = self._app.index
         assert index is not None
@@ -214,7 +216,8 @@ class EditActions:
     # --- the edit keys -------------------------------------------------------------------------
 
     def action_reinit(self) -> None:
-        from modelbrowse.core.edits import SCHEME_NAMES, SCHEMES, Reinit, new_seed
+        from modelbrowse.core.edits import new_seed
+        from modelbrowse.core.reinit_edits import SCHEME_NAMES, SCHEMES, Reinit
 
         selection = self._selected()
         if selection is not None:
@@ -250,8 +253,9 @@ class EditActions:
         self._apply(Batch(selection.pattern, edits, what))
 
     def _reinit_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import SCHEME_NAMES, Reinit, new_seed
+        from modelbrowse.core.edits import new_seed
         from modelbrowse.core.index import outermost
+        from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 
         paths = outermost(selection.paths)
         if self._weights_only("re-initialising a module"):
@@ -267,8 +271,8 @@ class EditActions:
         self._app.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
 
     def _replace_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import Replace
         from modelbrowse.core.index import outermost
+        from modelbrowse.core.module_edits import Replace
 
         paths = [p for p in outermost(selection.paths) if p]
         if self._weights_only("replacing"):
@@ -314,7 +318,7 @@ class EditActions:
 
         def chosen(answer: SpecAnswer | None) -> None:
             if answer is not None:
-                from modelbrowse.core.edits import Replace
+                from modelbrowse.core.module_edits import Replace
 
                 self._when_real(lambda: self._apply(Replace(path, answer.spec)))
 
@@ -327,7 +331,7 @@ class EditActions:
         app.push_screen(SpecDialog(f"replace {path}", current, self._spec_check, hint=hint), chosen)
 
     def action_delete(self) -> None:
-        from modelbrowse.core.edits import Delete
+        from modelbrowse.core.module_edits import Delete
 
         path = self._cursor()
         if path is None:
@@ -351,7 +355,7 @@ class EditActions:
         self._when_real(lambda: self._apply(Delete(path)))
 
     def action_insert(self) -> None:
-        from modelbrowse.core.edits import AddModule, Insert, child_name_problem
+        from modelbrowse.core.module_edits import AddModule, Insert, child_name_problem
 
         path = self._cursor()
         if path is None or self._weights_only("inserting"):

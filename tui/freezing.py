@@ -23,6 +23,16 @@ NORM_ANSWERS = [
 ]
 
 
+def _unfreezing(params: int, trainable: int, norms: list[nn.Module]) -> bool:
+    """Whether `f` unfreezes: nothing trainable left, or, where there are no parameters at all
+    (BatchNorm without affine weights), every layer's statistics already kept."""
+    from modelbrowse.core.norm_stats import stats_frozen
+
+    if params:
+        return trainable == 0
+    return bool(norms) and all(stats_frozen(norm) for norm in norms)
+
+
 class FreezeActions:
     """Mixed into the App: the `f` key."""
 
@@ -47,15 +57,17 @@ class FreezeActions:
             totals = app.index.totals(path)
             node = app.index.node(path)
             roots = self._with_buffers([path] if node.is_module else [])
-            if node.is_module and totals.params == 0 and not self._norms(roots):
+            norms = self._norms(roots) if totals.params == 0 else []
+            if node.is_module and totals.params == 0 and not norms:
                 app.notify(f"{path or 'the model'} has no parameters", severity="warning")
                 return
-            trainable = totals.trainable == 0 and totals.params > 0
+            trainable = _unfreezing(totals.params, totals.trainable, norms)
 
             def make(norm_stats: bool) -> Edit:
                 return SetTrainable(path, trainable=trainable, norm_stats=norm_stats)
 
-            self._with_norm_choice(path or "the whole model", roots, trainable, make)
+            target = path or "the whole model"
+            self._with_norm_choice(target, roots, trainable, make, bool(totals.params))
 
         app._when_real(freeze)
 
@@ -72,9 +84,14 @@ class FreezeActions:
             assert index is not None
             paths = outermost(selection.paths)
             having = [
-                p for p in paths if index.totals(p).params or self._norms([index.node(p).obj])
+                p for p in paths if index.totals(p).params or self._norms(self._with_buffers([p]))
             ]
-            trainable = not any(index.totals(p).trainable for p in having)
+            params = sum(index.totals(p).params for p in having)
+            trainable = _unfreezing(
+                params,
+                sum(index.totals(p).trainable for p in having),
+                [] if params else self._norms(self._with_buffers(having)),
+            )
             what = "unfreeze" if trainable else "freeze"
 
             def make(norm_stats: bool) -> Edit:
@@ -92,7 +109,7 @@ class FreezeActions:
                 return
             roots = self._with_buffers(having)
             target = f"{len(having)} modules matching {selection.pattern}"
-            self._with_norm_choice(target, roots, trainable, make)
+            self._with_norm_choice(target, roots, trainable, make, bool(params))
 
         app._when_real(freeze)
 
@@ -110,14 +127,23 @@ class FreezeActions:
         return [norm for root in roots for norm in tracking_batch_norms(root)]
 
     def _with_norm_choice(
-        self, target: str, roots: list[nn.Module], trainable: bool, make: Callable[[bool], Edit]
+        self,
+        target: str,
+        roots: list[nn.Module],
+        trainable: bool,
+        make: Callable[[bool], Edit],
+        has_params: bool,
     ) -> None:
-        """Apply `make(norm_stats)`: asking first when freezing reaches BatchNorm layers; when
-        unfreezing, their running statistics are let go where they were kept."""
+        """Apply `make(norm_stats)`: asking first when freezing reaches BatchNorm layers (with
+        no weights to freeze, only their statistics are left to); when unfreezing, their
+        running statistics are let go where they were kept."""
         from modelbrowse.core.norm_stats import stats_frozen
 
         app = self._app
         norms = self._norms(roots)
+        if not has_params and norms and not trainable:
+            app._apply(make(True))
+            return
         if trainable or not norms:
             app._apply(make(any(stats_frozen(norm) for norm in norms)))
             return

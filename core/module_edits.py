@@ -1,0 +1,229 @@
+"""Edits of the module tree: replace, delete (an nn.Identity in its place), insert into a
+container, add a named child."""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import nn
+
+from modelbrowse.core.edits import (
+    Edit,
+    EditError,
+    build_seeded,
+    is_module_path,
+    module_paths,
+    new_seed,
+    placement,
+    placement_code,
+)
+from modelbrowse.core.index import join_path
+from modelbrowse.core.paths import code_ref, get_module, set_module, split_path
+from modelbrowse.core.specs import spec_code
+
+
+def _assign_code(model: nn.Module, path: str, value: str) -> str:
+    """`ref = value`; `setattr(parent, 'name', value)` where the ref is a getattr() call."""
+    ref = code_ref(model, path)
+    if ref.endswith(")"):  # getattr(model.seq, 'conv-1'): a call cannot be assigned to
+        parent, name = split_path(path)
+        return f"setattr({code_ref(model, parent)}, {name!r}, {value})"
+    return f"{ref} = {value}"
+
+
+@dataclass
+class Replace(Edit):
+    """Put a new module, built from a spec, at a path (and at every alias of the old one)."""
+
+    path: str
+    spec: str
+    seed: int = field(default_factory=new_seed)
+    allow_root: bool = False
+    op: ClassVar[str] = "replace"
+    old: nn.Module | None = field(default=None, repr=False)
+    new: nn.Module | None = field(default=None, repr=False)
+    # Every path of the module replaced; a caller with a node index may pass them (walking a
+    # 100,000-module model to find them takes a quarter of a second).
+    aliases: list[str] = field(default_factory=list, repr=False)
+    _code: list[str] = field(default_factory=list, repr=False)
+    _root_holder: list[nn.Module] = field(default_factory=list, repr=False)
+
+    @property
+    def changes_structure(self) -> bool:
+        return True
+
+    def apply(self, model: nn.Module) -> None:
+        if not self.path and not self.allow_root:
+            raise EditError("the root cannot be replaced from the app")
+        if not self.path:
+            raise EditError("replace the root by opening another source instead")
+        if not is_module_path(model, self.path):
+            raise EditError(f"{self.path} is not a module")
+        self.old = get_module(model, self.path)
+        if self.path not in self.aliases:  # given by the caller's index, or found here
+            self.aliases = module_paths(model, self.old)
+        device, dtype = placement(model, self.path)
+        if self.new is None:  # a redo puts back the same new object
+            self.new = build_seeded(self.spec, self.seed, device, dtype)
+            self.new.train(self.old.training)  # a model in eval mode stays in eval mode
+        code = spec_code(self.spec) + placement_code(device, dtype)
+        first = code_ref(model, self.aliases[0])
+        self._code = [f"torch.manual_seed({self.seed})", _assign_code(model, self.aliases[0], code)]
+        self._code += [_assign_code(model, alias, first) for alias in self.aliases[1:]]
+        for alias in self.aliases:
+            set_module(model, alias, self.new)
+
+    def undo(self, model: nn.Module) -> None:
+        assert self.old is not None
+        for alias in self.aliases:
+            set_module(model, alias, self.old)
+
+    def touched(self) -> list[str]:
+        return list(self.aliases) or [self.path]
+
+    def describe(self) -> str:
+        return f"replace {self.path} with {spec_code(self.spec)}"
+
+    def as_code(self) -> list[str]:
+        return list(self._code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "path": self.path, "spec": spec_code(self.spec), "seed": self.seed}
+
+
+@dataclass
+class Delete(Replace):
+    """Replace a module with `nn.Identity()`: the usual way to drop a head."""
+
+    spec: str = "nn.Identity()"
+    op: ClassVar[str] = "delete"
+
+    def apply(self, model: nn.Module) -> None:
+        if not self.path:
+            raise EditError("the root cannot be deleted")
+        super().apply(model)
+        self._code = [line for line in self._code if not line.startswith("torch.manual_seed")]
+
+    def describe(self) -> str:
+        return f"delete {self.path} (now nn.Identity())"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "path": self.path}
+
+
+@dataclass
+class Insert(Edit):
+    """Insert a module into a Sequential or ModuleList at `index`; later siblings renumber."""
+
+    path: str  # the container
+    index: int
+    spec: str
+    seed: int = field(default_factory=new_seed)
+    op: ClassVar[str] = "insert"
+    new: nn.Module | None = field(default=None, repr=False)
+    _code: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def changes_structure(self) -> bool:
+        return True
+
+    def apply(self, model: nn.Module) -> None:
+        container = get_module(model, self.path) if is_module_path(model, self.path) else None
+        if not isinstance(container, (nn.Sequential, nn.ModuleList)):
+            raise EditError(f"{self.path or 'the root'} is not an nn.Sequential or nn.ModuleList")
+        if not 0 <= self.index <= len(container):
+            where = self.path or "the root"
+            raise EditError(f"index {self.index} is outside {where} (0 to {len(container)})")
+        if any(not key.isdigit() for key in container._modules):
+            raise EditError(f"{self.path} has named children: add a named module instead")
+        device, dtype = placement(model, self.path)
+        if self.new is None:
+            self.new = build_seeded(self.spec, self.seed, device, dtype)
+        code = spec_code(self.spec) + placement_code(device, dtype)
+        ref = code_ref(model, self.path)
+        self._code = [f"torch.manual_seed({self.seed})", f"{ref}.insert({self.index}, {code})"]
+        container.insert(self.index, self.new)
+
+    def undo(self, model: nn.Module) -> None:
+        container = get_module(model, self.path)
+        assert isinstance(container, (nn.Sequential, nn.ModuleList))
+        container.pop(self.index)
+
+    def describe(self) -> str:
+        return f"insert {spec_code(self.spec)} into {self.path or 'the root'} at {self.index}"
+
+    def as_code(self) -> list[str]:
+        return list(self._code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "path": self.path,
+            "index": self.index,
+            "spec": spec_code(self.spec),
+            "seed": self.seed,
+        }
+
+
+def child_name_problem(parent: nn.Module, parent_path: str, name: str) -> str | None:
+    """Why `name` cannot be a new child of `parent`, or None when it can."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return f"{name!r} is not a valid attribute name"
+    if hasattr(parent, name) or name in parent._modules:
+        return f"{parent_path or 'the root'} already has an attribute named {name!r}"
+    return None
+
+
+@dataclass
+class AddModule(Edit):
+    """Add a named child module (`add_module`) to a module that is not a list."""
+
+    path: str  # the parent
+    name: str
+    spec: str
+    seed: int = field(default_factory=new_seed)
+    op: ClassVar[str] = "add_module"
+    new: nn.Module | None = field(default=None, repr=False)
+    _code: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def changes_structure(self) -> bool:
+        return True
+
+    def apply(self, model: nn.Module) -> None:
+        if not is_module_path(model, self.path):
+            raise EditError(f"{self.path} is not a module")
+        parent = get_module(model, self.path)
+        problem = child_name_problem(parent, self.path, self.name)
+        if problem is not None:
+            raise EditError(problem)
+        device, dtype = placement(model, self.path)
+        if self.new is None:
+            self.new = build_seeded(self.spec, self.seed, device, dtype)
+        code = spec_code(self.spec) + placement_code(device, dtype)
+        ref = code_ref(model, self.path)
+        self._code = [f"torch.manual_seed({self.seed})", f"{ref}.add_module({self.name!r}, {code})"]
+        parent.add_module(self.name, self.new)
+
+    def undo(self, model: nn.Module) -> None:
+        delattr(get_module(model, self.path), self.name)
+
+    def touched(self) -> list[str]:
+        return [join_path(self.path, self.name)]
+
+    def describe(self) -> str:
+        return f"add {spec_code(self.spec)} as {join_path(self.path, self.name)}"
+
+    def as_code(self) -> list[str]:
+        return list(self._code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "path": self.path,
+            "name": self.name,
+            "spec": spec_code(self.spec),
+            "seed": self.seed,
+        }
