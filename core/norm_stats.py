@@ -14,6 +14,8 @@ from typing import Any
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from modelbrowse.core.paths import subtree_modules
+
 HOOK_NAME = "keep_eval"
 
 
@@ -29,22 +31,7 @@ def is_tracking_batch_norm(module: nn.Module) -> bool:
 
 def tracking_batch_norms(module: nn.Module) -> list[nn.Module]:
     """The BatchNorm layers at or under `module` that keep running statistics, each once."""
-    return [m for m in _unique_modules(module) if is_tracking_batch_norm(m)]
-
-
-def _unique_modules(module: nn.Module) -> list[nn.Module]:
-    """`module.modules()` without nested generators, for models of 100,000 modules."""
-    found = [module]
-    seen = {id(module)}
-    stack = [module]
-    while stack:
-        current = stack.pop()
-        for sub in current._modules.values():
-            if sub is not None and id(sub) not in seen:
-                seen.add(id(sub))
-                found.append(sub)
-                stack.append(sub)
-    return found
+    return [m for m in subtree_modules(module) if is_tracking_batch_norm(m)]
 
 
 def stats_frozen(module: nn.Module) -> bool:

@@ -53,17 +53,26 @@ def code_ref(model: nn.Module, path: str, root: str = "model") -> str:
     return text
 
 
-def subtree_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """The parameters of `module` and everything below it, each once (as `parameters()`, but
-    in no particular order): a loop without nested generators, for models of 100,000 modules."""
-    found: list[nn.Parameter | None] = []
+def subtree_modules(module: nn.Module) -> list[nn.Module]:
+    """`module` and every module below it, each once (as `modules()`, but in no particular
+    order): a loop without nested generators, for models of 100,000 modules."""
+    found = [module]
     seen = {id(module)}
     stack = [module]
     while stack:
         current = stack.pop()
-        found.extend(current._parameters.values())
         for sub in current._modules.values():
             if sub is not None and id(sub) not in seen:
                 seen.add(id(sub))
+                found.append(sub)
                 stack.append(sub)
+    return found
+
+
+def subtree_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of `module` and everything below it, each once (as `parameters()`, but
+    in no particular order)."""
+    found: list[nn.Parameter | None] = []
+    for current in subtree_modules(module):
+        found.extend(current._parameters.values())
     return list({id(p): p for p in found if p is not None}.values())

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from modelbrowse.tui.keymap import Config
     from modelbrowse.tui.options import AppOptions
 
 PROG = "modelbrowse"
@@ -67,10 +68,10 @@ class _PrintConfigAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
         from modelbrowse.core.errors import UsageError
-        from modelbrowse.tui.keymap import describe_keymap, read_keymap
+        from modelbrowse.tui.keymap import describe_config, read_config
 
         try:
-            text = describe_keymap(read_keymap())
+            text = describe_config(read_config())
         except UsageError as exc:
             parser.exit(_error(str(exc)))
         _write(text)
@@ -260,11 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_tree:
         return _print_tree(args)
     from modelbrowse.core.errors import UsageError
-    from modelbrowse.tui.keymap import read_keymap, read_theme
+    from modelbrowse.tui.keymap import read_config
 
     try:  # a bad config is one line, whether or not there is a terminal
-        keymap = read_keymap()
-        theme = read_theme()
+        config = read_config()
     except UsageError as exc:
         return _error(str(exc))
     if args.serve:
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "standard input or output is not a terminal, so the app cannot start; "
             "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
         )
-    return _run_app(args, keymap, theme)
+    return _run_app(args, config)
 
 
 def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
@@ -394,12 +394,12 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return _guarded(args, serve)
 
 
-def _run_app(args: argparse.Namespace, keymap: dict[str, str], theme: str | None) -> int:
+def _run_app(args: argparse.Namespace, config: Config) -> int:
     from modelbrowse.tui.app import ModelBrowseApp
 
     options = _options(args)
-    options.keymap = keymap
-    options.theme = theme
+    options.keymap = config.keymap
+    options.theme = config.theme
     app = ModelBrowseApp(options)
     app.run()
     status = app.return_code or 0

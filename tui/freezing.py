@@ -56,8 +56,7 @@ class FreezeActions:
             assert app.index is not None
             totals = app.index.totals(path)
             node = app.index.node(path)
-            roots = self._with_buffers([path] if node.is_module else [])
-            norms = self._norms(roots) if totals.params == 0 else []
+            norms = self._norms_at([path])[path] if node.is_module else []
             if node.is_module and totals.params == 0 and not norms:
                 app.notify(f"{path or 'the model'} has no parameters", severity="warning")
                 return
@@ -67,7 +66,7 @@ class FreezeActions:
                 return SetTrainable(path, trainable=trainable, norm_stats=norm_stats)
 
             target = path or "the whole model"
-            self._with_norm_choice(target, roots, trainable, make, bool(totals.params))
+            self._with_norm_choice(target, norms, trainable, make, bool(totals.params))
 
         app._when_real(freeze)
 
@@ -82,16 +81,11 @@ class FreezeActions:
         def freeze() -> None:
             index = app.index
             assert index is not None
-            paths = outermost(selection.paths)
-            having = [
-                p for p in paths if index.totals(p).params or self._norms(self._with_buffers([p]))
-            ]
+            norms_at = self._norms_at(outermost(selection.paths))
+            having = [p for p, norms in norms_at.items() if index.totals(p).params or norms]
+            norms = [norm for p in having for norm in norms_at[p]]
             params = sum(index.totals(p).params for p in having)
-            trainable = _unfreezing(
-                params,
-                sum(index.totals(p).trainable for p in having),
-                [] if params else self._norms(self._with_buffers(having)),
-            )
+            trainable = _unfreezing(params, sum(index.totals(p).trainable for p in having), norms)
             what = "unfreeze" if trainable else "freeze"
 
             def make(norm_stats: bool) -> Edit:
@@ -107,29 +101,28 @@ class FreezeActions:
             if not having:
                 app.notify(f"nothing in the selection to {what}", severity="warning")
                 return
-            roots = self._with_buffers(having)
             target = f"{len(having)} modules matching {selection.pattern}"
-            self._with_norm_choice(target, roots, trainable, make, bool(params))
+            self._with_norm_choice(target, norms, trainable, make, bool(params))
 
         app._when_real(freeze)
 
-    def _with_buffers(self, paths: list[str]) -> list[nn.Module]:
-        """The modules at `paths` that hold buffers: a BatchNorm keeping running statistics
-        has some, so a model of 100,000 modules without any is not walked."""
-        index = self._app.index
-        assert index is not None
-        return [index.node(p).obj for p in paths if index.totals(p).buffers]
-
-    @staticmethod
-    def _norms(roots: list[nn.Module]) -> list[nn.Module]:
+    def _norms_at(self, paths: list[str]) -> dict[str, list[nn.Module]]:
+        """The BatchNorm layers keeping running statistics under each path. Only subtrees that
+        hold buffers are walked (such a layer has some), so a model of 100,000 modules without
+        any costs nothing here."""
         from modelbrowse.core.norm_stats import tracking_batch_norms
 
-        return [norm for root in roots for norm in tracking_batch_norms(root)]
+        index = self._app.index
+        assert index is not None
+        return {
+            p: tracking_batch_norms(index.node(p).obj) if index.totals(p).buffers else []
+            for p in paths
+        }
 
     def _with_norm_choice(
         self,
         target: str,
-        roots: list[nn.Module],
+        norms: list[nn.Module],
         trainable: bool,
         make: Callable[[bool], Edit],
         has_params: bool,
@@ -140,7 +133,6 @@ class FreezeActions:
         from modelbrowse.core.norm_stats import stats_frozen
 
         app = self._app
-        norms = self._norms(roots)
         if not has_params and norms and not trainable:
             app._apply(make(True))
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,10 +70,24 @@ def _read(path: Path) -> dict[str, object]:
     return data
 
 
-def read_theme(path: Path | None = None) -> str | None:
-    """`theme = "NAME"`, one of Textual's themes; None where the file names none."""
+@dataclass(frozen=True)
+class Config:
+    """The config file's settings, checked."""
+
+    keymap: dict[str, str] = field(default_factory=dict)  # binding id -> "key,key"
+    theme: str | None = None
+
+
+def read_config(path: Path | None = None) -> Config:
+    """The config file, read once and checked: a mistake is one `UsageError` line. No file:
+    the defaults."""
     path = path or config_path()
-    theme = _read(path).get("theme")
+    data = _read(path)
+    return Config(_keymap(path, data.get("keys", {})), _theme(path, data.get("theme")))
+
+
+def _theme(path: Path, theme: object) -> str | None:
+    """`theme = "NAME"`, one of Textual's themes; None where the file names none."""
     if theme is None:
         return None
     from textual.theme import BUILTIN_THEMES
@@ -84,10 +99,8 @@ def read_theme(path: Path | None = None) -> str | None:
     return theme
 
 
-def read_keymap(path: Path | None = None) -> dict[str, str]:
-    """The `[keys]` table, checked: {action: "key,key"}. No file: no changes."""
-    path = path or config_path()
-    keys = _read(path).get("keys", {})
+def _keymap(path: Path, keys: object) -> dict[str, str]:
+    """The `[keys]` table, checked: {action: "key,key"}."""
     if not isinstance(keys, dict):
         raise UsageError(f'{path}: [keys] must be a table of action = "key,key"')
     known = dict(remappable())
@@ -115,20 +128,21 @@ def _check_conflicts(path: Path, effective: dict[str, str]) -> None:
             owner[key] = action
 
 
-def describe_keymap(keymap: dict[str, str], path: Path | None = None) -> str:
-    """`--print-config`: where the file is, then each action's keys and what it does."""
+def describe_config(config: Config, path: Path | None = None) -> str:
+    """`--print-config`: where the file is, the theme, then each action's keys and what it
+    does."""
     from modelbrowse.tui.palette import APP_ACTIONS, TREE_ACTIONS
 
     path = path or config_path()
     state = "read" if path.is_file() else "not found: the defaults"
     lines = [f"config  {path} ({state})", ""]
-    theme = read_theme(path)
+    theme = config.theme
     lines += [f'theme = "{theme}"' if theme else '# theme = "nord"  # any of Textual\'s themes', ""]
     lines.append("[keys]")
     descriptions = APP_ACTIONS | TREE_ACTIONS
     for action, binding in remappable():
-        keys = keymap.get(action, binding.key)
+        keys = config.keymap.get(action, binding.key)
         title, what = descriptions.get(action, (binding.description, ""))
-        changed = "  # changed" if action in keymap else ""
+        changed = "  # changed" if action in config.keymap else ""
         lines.append(f'{action:<16} = "{keys}"  # {title}: {what}{changed}')
     return "\n".join(lines) + "\n"

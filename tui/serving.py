@@ -54,12 +54,12 @@ def check_port(port: int) -> None:
 
 
 def serve(argv: Sequence[str], port: int, title: str) -> int:
-    """Serve until ctrl+c; returns the exit status."""
+    """Serve until ctrl+c; returns the exit status. The caller checks the port first
+    (`check_port`); one taken since is still one line."""
     try:
         from textual_serve.server import Server
     except ImportError as exc:
         raise UsageError(HINT) from exc
-    check_port(port)
     url = f"http://{HOST}:{port}"
 
     class QuietServer(Server):  # type: ignore[misc]
