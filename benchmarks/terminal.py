@@ -10,10 +10,12 @@ screen is counted too. The server is killed after every run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -112,6 +114,7 @@ def watch_in_tmux(
     server = TmuxServer(timeout)
     seen: dict[str, float] = {}
     peak: int | None = None
+    pid: int | None = None
     with tempfile.TemporaryDirectory(prefix="modelbrowse-bench-") as cwd:
         try:
             server.start()
@@ -122,6 +125,7 @@ def watch_in_tmux(
                 "-c", cwd, "exec " + shlex.join(argv),
             )  # fmt: skip
             polls = 0
+            pid_text = ""
             while True:
                 screen = server.tmux("capture-pane", "-p", "-t", "app")
                 now = time.perf_counter() - start
@@ -130,6 +134,8 @@ def watch_in_tmux(
                     for name, pattern in marks.items()
                     if name not in seen and pattern.search(screen)
                 )
+                if not pid_text:
+                    pid_text = server.display("#{pane_pid}")
                 if len(seen) == len(marks):
                     break
                 polls += 1
@@ -148,13 +154,31 @@ def watch_in_tmux(
                         f"last screen:\n{screen.rstrip()}"
                     )
                 time.sleep(POLL_INTERVAL_S)
+            pid = int(pid_text)
             if settle is not None:
-                pid = int(server.display("#{pane_pid}"))
                 time.sleep(settle)
                 peak = vm_hwm(pid)
         finally:
             server.kill()
+            if pid is not None:
+                reap(pid, label)
     return seen, peak
+
+
+def reap(pid: int, label: str, timeout: float = 10.0) -> None:
+    """Wait for the app to leave after its terminal died; kill it (and say so) if it does not,
+    so that no run's leftover process slows the next."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    print(
+        f"warning: `{label}` was still running {timeout:g} s after its terminal was killed",
+        file=sys.stderr,
+    )
 
 
 def time_marks_in_tmux(
@@ -236,3 +260,12 @@ def floor_sampler(key: str, code: str) -> Sampler:
         return {key: elapsed, f"{key}.peak_mib": usage.ru_maxrss * 1024 / MIB}
 
     return Sampler(key, measure)
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (one nobody has reaped yet has left all the same)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -61,10 +61,20 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
 
 
-def start(terminal: Terminal, tmp_path: Path, *args: str, env_prefix: str = "") -> Path:
-    """Run the command in the terminal; returns the file its exit status is written to."""
+def start(
+    terminal: Terminal, tmp_path: Path, *args: str, env_prefix: str = "", leader: bool = False
+) -> Path:
+    """Run the command in the terminal; returns the file its exit status is written to.
+
+    With `leader`, the app is the terminal's own process (as in `ssh -t HOST modelbrowse` or a
+    tmux window made for it), with no shell to write the status."""
     status = tmp_path / "status"
     line = " ".join([env_prefix, str(COMMAND), *args]).strip()
+    script = (
+        f"cd {tmp_path} && exec {line}"
+        if leader
+        else (f"cd {tmp_path} && {line}; echo $? > {status}; sleep 60")
+    )
     # COLUMNS and LINES (set by some test runners) would override the terminal's real size.
     env = {
         k: v
@@ -74,7 +84,7 @@ def start(terminal: Terminal, tmp_path: Path, *args: str, env_prefix: str = "") 
     subprocess.run(
         [
             "tmux", "-L", terminal.socket, "new-session", "-d", "-s", terminal.session,
-            "-x", "120", "-y", "40", f"cd {tmp_path} && {line}; echo $? > {status}; sleep 60",
+            "-x", "120", "-y", "40", script,
         ],
         check=True,
         env={**env, "TERM": "xterm-256color"},
@@ -124,9 +134,7 @@ def test_a_signal_restores_the_terminal_and_exits_non_zero(
 ) -> None:
     status = start(terminal, tmp_path, "alexnet")
     terminal.wait_for("[random init]")
-    shell = terminal.tmux("display", "-p", "-t", terminal.session, "#{pane_pid}").strip()
-    children = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout
-    os.kill(int(children.split()[0]), getattr(signal, name))
+    os.kill(app_pid(terminal), getattr(signal, name))
     assert wait_for_file(status) == expected_status
     modes = terminal.tmux(
         "display", "-p", "-t", terminal.session, "#{alternate_on} #{mouse_any_flag}"
@@ -135,6 +143,87 @@ def test_a_signal_restores_the_terminal_and_exits_non_zero(
     screen = terminal.screen()
     assert f"modelbrowse: error: stopped by {name}" in screen
     assert "q Quit" not in screen
+
+
+def app_pid(terminal: Terminal, *, leader: bool = False) -> int:
+    pane = int(terminal.tmux("display", "-p", "-t", terminal.session, "#{pane_pid}"))
+    if leader:
+        return pane
+    children = subprocess.run(["pgrep", "-P", str(pane)], capture_output=True, text=True).stdout
+    return int(children.split()[0])
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (one nobody has reaped yet has left all the same)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until_gone(pid: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not running(pid):
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"the app (pid {pid}) was still running {timeout:g} s after its terminal")
+
+
+@pytest.mark.parametrize("leader", [True, False], ids=["app-leads", "under-a-shell"])
+@pytest.mark.parametrize("moment", ["loading torch", "initialising weights", "[random init]"])
+def test_the_app_leaves_when_its_terminal_dies(
+    terminal: Terminal, tmp_path: Path, moment: str, leader: bool
+) -> None:
+    """An SSH connection dropping: the hang-up's SIGCONT (sent to the terminal's own process)
+    used to restart Textual's output on the dead terminal, and the app then waited for ever."""
+    start(terminal, tmp_path, "vit_b_16", leader=leader)  # 86.6M parameters: initialised at once
+    terminal.wait_for(moment, timeout=30)
+    pid = app_pid(terminal, leader=leader)
+    subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    wait_until_gone(pid)
+
+
+@pytest.mark.parametrize("how", ["terminal dies", "SIGTERM"])
+def test_a_save_under_way_finishes_before_the_app_leaves(
+    terminal: Terminal, tmp_path: Path, how: str
+) -> None:
+    leader = how == "terminal dies"
+    status = start(terminal, tmp_path, "vit_l_16", "--seed", "3", leader=leader)
+    terminal.wait_for("VisionTransformer 304.3M", timeout=30)
+    terminal.keys("w")
+    terminal.wait_for("write the weights")
+    terminal.keys("Enter")  # 1.2 GB, after the weights are initialised: seconds of writing
+    terminal.wait_for("writing", timeout=60)
+    pid = app_pid(terminal, leader=leader)
+    if leader:
+        subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    else:
+        os.kill(pid, signal.SIGTERM)
+    wait_until_gone(pid, timeout=120)
+
+    saved = tmp_path / "vit_l_16-edited.pt"
+    state = torch.load(saved, weights_only=True, mmap=True)
+    assert state["heads.head.weight"].shape == (1000, 1024)
+    assert (tmp_path / "vit_l_16-edited.pt.recipe.json").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))
+    if not leader:
+        assert wait_for_file(status) == "143"
+        assert "finishing the save to" in terminal.screen()
+
+
+def test_sigterm_while_initialising_restores_the_terminal(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    status = start(terminal, tmp_path, "vit_b_16")
+    terminal.wait_for("initialising weights", timeout=30)
+    os.kill(app_pid(terminal), signal.SIGTERM)
+    assert wait_for_file(status) == "143"
+    modes = terminal.tmux("display", "-p", "-t", terminal.session, "#{alternate_on}")
+    assert modes.strip() == "0"
+    assert "modelbrowse: error: stopped by SIGTERM" in terminal.screen()
 
 
 def test_a_plain_terminal_without_colour_stays_usable(terminal: Terminal, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
 from modelbrowse.tui.selecting import SelectActions
+from modelbrowse.tui.signals import SignalHandling
 from modelbrowse.widgets.detail_pane import DetailPane
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.model_header import ModelHeader
@@ -64,6 +65,7 @@ CHANGING_ACTIONS = frozenset(
 class ModelBrowseApp(
     Guarded,
     FailureHandling,
+    SignalHandling,
     PaletteActions,
     SelectActions,
     LoadActions,

@@ -1,15 +1,14 @@
-"""The app's edge: unexpected errors become notifications, signals and ctrl+c quit cleanly."""
+"""The app's edge: unexpected errors become notifications, ctrl+c quits cleanly."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 import time
 from typing import TYPE_CHECKING, Any
 
 from modelbrowse.core.error_log import one_line, record_error, where_logged
 from modelbrowse.core.units import printable_lines
+from modelbrowse.tui.signals import SIGNAL_STATUS_BASE
 
 if TYPE_CHECKING:
     from modelbrowse.tui.options import AppOptions
@@ -20,8 +19,6 @@ STORM_ERRORS = 5
 STORM_WINDOW_S = 2.0
 # A second ctrl+c within this many seconds quits, whatever is unsaved.
 SECOND_CTRL_C_S = 3.0
-# The exit status after a signal, as a shell reports a process killed by it.
-SIGNAL_STATUS_BASE = 128
 
 
 class FailureHandling:
@@ -94,21 +91,3 @@ class FailureHandling:
         self._ctrl_c_at = now
         self.action_quit_app()
         self.notify("ctrl+c again to quit at once", timeout=SECOND_CTRL_C_S, markup=False)
-
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM and SIGHUP leave through Textual's exit, which restores the terminal."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            # Not the main thread (an app in a test), or no such signal here: nothing to do.
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, self._on_signal, signum)
-
-    def on_unmount(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signum)
-
-    def _on_signal(self, signum: int) -> None:
-        self.error_message = f"stopped by {signal.Signals(signum).name}"
-        self.exit(return_code=SIGNAL_STATUS_BASE + signum)

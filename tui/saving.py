@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
+from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
 
 if TYPE_CHECKING:
@@ -53,6 +57,16 @@ def path_problem(text: str) -> str | None:
     if not os.access(path.parent, os.W_OK):
         return f"the directory {path.parent} is not writable"
     return None
+
+
+class SaveNews(Message):
+    """From the save's thread: run `callback(*args)` on the app. Posting never waits on the
+    app, so the write goes on while it leaves (see inflight.py)."""
+
+    def __init__(self, callback: Callable[..., None], *args: Any) -> None:
+        super().__init__()
+        self.callback = callback
+        self.args = args
 
 
 class SaveActions:
@@ -113,6 +127,9 @@ class SaveActions:
         self._save_app._status(f"writing {path}…")
         self._save_worker(path)
 
+    def on_save_news(self, news: SaveNews) -> None:
+        news.callback(*news.args)
+
     @work(thread=True, exclusive=True, group="save")
     def _save_worker(self, path: Path) -> None:
         from modelbrowse.core.recipe import save_edited
@@ -121,28 +138,33 @@ class SaveActions:
         assert app.history is not None and app.source is not None
         shown = [-1]
 
+        def tell(callback: Callable[..., None], *args: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the app has left: the file is what counts
+                app.post_message(SaveNews(callback, *args))
+
         def progress(fraction: float) -> None:
             percent = int(fraction * 100)
             if percent != shown[0] and percent % 5 == 0:
                 shown[0] = percent
-                app.call_from_thread(app._status, f"writing {path}… {percent}%")
+                tell(app._status, f"writing {path}… {percent}%")
 
         try:
-            report = save_edited(
-                app.history.model,
-                path,
-                app.source,
-                app.init_seed,
-                list(app.history.done),
-                progress=progress,
-            )
+            with save_in_flight(str(path)):
+                report = save_edited(
+                    app.history.model,
+                    path,
+                    app.source,
+                    app.init_seed,
+                    list(app.history.done),
+                    progress=progress,
+                )
         except ModelBrowseError as exc:
-            app.call_from_thread(self._save_failed, str(exc))
+            tell(self._save_failed, str(exc))
             return
         except Exception as exc:  # never a traceback, and the edits stay
-            app.call_from_thread(self._save_failed, f"unexpected error: {exc!r}")
+            tell(self._save_failed, f"unexpected error: {exc!r}")
             return
-        app.call_from_thread(self._saved, report)
+        tell(self._saved, report)
 
     def _saved(self, report: SaveReport) -> None:
         from modelbrowse.core.recipe import recipe_path_for
