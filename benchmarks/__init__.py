@@ -206,6 +206,8 @@ class Context:
     runs_override: int | None = None
     _cache: dict[str, dict[str, list[float]] | BenchmarkError] = field(default_factory=dict)
     _failed: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Wall seconds each sample set took (warm-up included): where a run's time goes.
+    set_seconds: dict[str, float] = field(default_factory=dict)
 
     def runs_for(self, sample_set: SampleSet) -> int:
         """How many rounds of the set this run does."""
@@ -217,11 +219,15 @@ class Context:
         """The samples of a set, collected on first use; a failure is remembered and re-raised."""
         cached = self._cache.get(sample_set.name)
         if cached is None:
+            started = time.perf_counter()
             try:
                 cached = self._collect(sample_set)
             except BenchmarkError as exc:
                 cached = exc
             self._cache[sample_set.name] = cached
+            seconds = time.perf_counter() - started
+            self.set_seconds[sample_set.name] = round(seconds, 1)
+            progress(f"[{sample_set.name}] done in {seconds:.0f} s")
         if isinstance(cached, BenchmarkError):
             raise cached
         return cached

@@ -228,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timeout_s": args.timeout,
         "machine": machine,
         "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "sample_set_seconds": ctx.set_seconds,
         "figures": [r.to_json() for r in results],
     }
     output = args.output or RESULTS.with_name(

@@ -108,9 +108,14 @@ def frozen_parameters(model: nn.Module) -> list[str]:
 
 
 def build_recipe(
-    source: Source, init_seed: int | None, edits: list[Edit], model: nn.Module, report: SaveReport
+    source: Source,
+    init_seed: int | None,
+    edits: list[Edit],
+    model: nn.Module,
+    report: SaveReport | None,
 ) -> dict[str, Any]:
-    return {
+    """The recipe of an edited model; without a report (edits kept, not saved), no weights."""
+    recipe: dict[str, Any] = {
         "format": RECIPE_FORMAT,
         "version": RECIPE_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -120,14 +125,16 @@ def build_recipe(
         # A selection's edit is recorded as the edits it is made of: a replay needs no more.
         "edits": [record for edit in edits for record in edit.records()],
         "frozen": frozen_parameters(model),
-        "weights": {
+    }
+    if report is not None:
+        recipe["weights"] = {
             "file": report.path.name,
             "format": report.format,
             "sha256": report.sha256,
             "tensors": report.tensors,
             "params": report.params,
-        },
-    }
+        }
+    return recipe
 
 
 def write_recipe(recipe: dict[str, Any], path: Path) -> None:

@@ -266,10 +266,19 @@ def test_a_recipe_that_does_not_apply_writes_nothing(
     assert not (tmp_path / "o.pt").exists()
 
 
-def test_recipe_and_output_go_together(tmp_path: Path) -> None:
+def test_output_goes_with_a_recipe_and_a_missing_recipe_is_one_line(tmp_path: Path) -> None:
+    result = run_command("alexnet", "--output", str(tmp_path / "o.pt"))
+    assert result.returncode == 2
+    assert "--output goes with --recipe" in result.stderr
+
+    # Alone, --recipe opens the app: a missing file is said before it starts.
     result = run_command("alexnet", "--recipe", str(tmp_path / "r.json"))
     assert result.returncode == 2
-    assert "--recipe and --output go together" in result.stderr
+    assert result.stderr.strip() == f"modelbrowse: error: no recipe at {tmp_path / 'r.json'}"
+
+    result = run_command("alexnet", "--recipe", str(tmp_path / "r.json"), "--print")
+    assert result.returncode == 2
+    assert "leave out --print and --diff" in result.stderr
 
     result = run_command("alexnet", "--recipe", str(tmp_path / "r.json"), "--output", "o.pt")
     assert result.returncode == 2

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from modelbrowse.core.recipe import read_recipe
+
 pytestmark = [
     pytest.mark.tmux,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
@@ -212,6 +214,46 @@ def test_a_save_under_way_finishes_before_the_app_leaves(
     if not leader:
         assert wait_for_file(status) == "143"
         assert "finishing the save to" in terminal.screen()
+
+
+def test_edits_outlive_a_dropped_connection(
+    terminal: Terminal, tmp_path: Path, _state_folder: Path
+) -> None:
+    start(terminal, tmp_path, "alexnet", leader=True)
+    terminal.wait_for("[random init]")
+    terminal.keys("j")
+    terminal.keys("f")
+    terminal.wait_for("1 unsaved edit")
+    pid = app_pid(terminal, leader=True)
+    subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    wait_until_gone(pid)
+    kept = list((_state_folder / "modelbrowse" / "recovered").glob("alexnet-*.recipe.json"))
+    assert len(kept) == 1
+
+    status = start(terminal, tmp_path, "alexnet")
+    screen = terminal.wait_for("were kept")
+    # The notification's lines, after its left edge (▌), joined.
+    toast = " ".join(
+        line.split("▌", 1)[1].strip(" │") for line in screen.splitlines() if "▌" in line
+    )
+    assert "1 unsaved edit of alexnet from a session stopped by SIGHUP" in toast
+    assert read_recipe(kept[0])["kept"]["announced"] is True
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"
+
+    (tmp_path / "status").unlink()
+    subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    status = start(terminal, tmp_path, "alexnet", "--recipe", str(kept[0]))
+    screen = terminal.wait_for("1 edit from")
+    assert "features Sequential 2.5M frozen" in screen
+    terminal.keys("w")
+    terminal.wait_for("write the weights")
+    terminal.keys("Enter")
+    terminal.wait_for("wrote alexnet-edited.pt")
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"
+    frozen = read_recipe(tmp_path / "alexnet-edited.pt.recipe.json")["frozen"]
+    assert frozen[0] == "features.0.weight"
 
 
 def test_sigterm_while_initialising_restores_the_terminal(

@@ -26,6 +26,7 @@ from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
+from modelbrowse.tui.recovering import RecoveryActions
 from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
@@ -66,6 +67,7 @@ class ModelBrowseApp(
     Guarded,
     FailureHandling,
     SignalHandling,
+    RecoveryActions,
     PaletteActions,
     SelectActions,
     LoadActions,
@@ -109,6 +111,7 @@ class ModelBrowseApp(
     def __init__(self, options: AppOptions) -> None:
         super().__init__()
         self._init_failure_handling()
+        self._init_recovery()
         self._init_selection()
         self.options = options
         self.index: NodeIndex | None = None

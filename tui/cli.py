@@ -36,6 +36,7 @@ examples:
   modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
   modelbrowse vit_b_16 --print --depth 2
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
+  modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
 
 Press ? in the app for every key."""
 
@@ -140,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--recipe",
         metavar="R.json",
-        help="with --output: rebuild SOURCE, replay this recipe's edits and write the result",
+        help="open SOURCE in the app with this recipe's edits applied (undoable, unsaved); "
+        "with --output: rebuild SOURCE, replay the edits and write the result, without the app",
     )
     parser.add_argument(
         "--output",
@@ -238,8 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     if args.depth is not None and args.depth < 0:
         parser.error("--depth must be 0 or more")
-    if (args.recipe is None) != (args.output is None):
-        parser.error("--recipe and --output go together")
+    if args.output is not None and args.recipe is None:
+        parser.error("--output goes with --recipe")
+    if args.recipe is not None and args.output is None and (args.print_tree or args.diff):
+        parser.error(
+            "--recipe opens the app with its edits (or writes them with --output); "
+            "leave out --print and --diff"
+        )
     if args.select is not None and not args.print_tree:
         parser.error("--select goes with --print (in the app, * opens the selector)")
     if args.detail is not None and not args.print_tree:
@@ -252,14 +259,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.port is not None and not args.serve:
         parser.error("--port goes with --serve")
-    if args.serve and (args.print_tree or args.recipe is not None):
-        parser.error("--serve runs the app; leave out --print and --recipe")
-    if args.recipe is not None:
+    if args.serve and (args.print_tree or args.output is not None):
+        parser.error("--serve runs the app; leave out --print and --output")
+    if args.recipe is not None and args.output is not None:
         return _replay(args)
     if args.print_tree and args.diff is not None:
         return _print_diff(args)
     if args.print_tree:
         return _print_tree(args)
+    if args.recipe is not None and not os.path.isfile(args.recipe):
+        return _error(f"no recipe at {args.recipe}")
     from modelbrowse.core.errors import UsageError
     from modelbrowse.tui.keymap import read_config
 
@@ -315,6 +324,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         diff=args.diff,
         meta=args.meta,
         keys_only=args.keys_only,
+        recipe=args.recipe if args.output is None else None,
     )
 
 

@@ -66,6 +66,7 @@ class LoadActions:
             if self.options.diff is not None:
                 self._load_diff(source, self.options.diff)
                 return
+            self._read_recipe_edits(source)
             model, is_meta = source.build_structure(self.init_seed)
             index = NodeIndex(model)
         except ModelBrowseError as exc:
@@ -134,6 +135,8 @@ class LoadActions:
         self._show_detail("")
         if getattr(source, "files", None):
             self.check_recipe_hashes(list(source.files))
+        self._announce_kept_edits(source)
+        self._queue_recipe_edits()
 
     @work(thread=True, group="recipe-hash")
     def check_recipe_hashes(self, files: list[str]) -> None:

@@ -30,6 +30,7 @@ class AppOptions:
     meta: bool = False  # never create tensor values: structure and shapes only
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, from the config
     theme: str | None = None  # a Textual theme, from the config
+    recipe: str | None = None  # a recipe whose edits the app applies once the weights are real
 
     def resolve(self, spec: str | None = None) -> Source:
         """The model source these options name (files are opened: headers only); `spec` in

@@ -81,7 +81,11 @@ class SignalHandling:
         timer.start()
 
     def _exit_on_signal(self, signum: int) -> None:
-        self.error_message = stopped_message(signum)
+        kept = ""
+        keep = getattr(self, "keep_unsaved_edits", None)
+        if keep is not None:
+            kept = keep(signum)
+        self.error_message = stopped_message(signum) + kept
         self.exit(return_code=SIGNAL_STATUS_BASE + signum)
 
     def _leave_now(self, signum: int) -> None:

@@ -1,0 +1,150 @@
+"""Unsaved edits kept when a session is stopped by a signal (a dropped SSH connection, a
+SIGTERM): a recipe without weights, which `modelbrowse SOURCE --recipe FILE` opens again.
+
+The files live in `$XDG_STATE_HOME/modelbrowse/recovered/`. The next session of the same
+source says where they are, once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelbrowse.core.recipe import RECIPE_SUFFIX, build_recipe, source_record, write_recipe
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.sources import Source
+
+# The source fields that make two sessions "the same model" for announcing kept edits.
+SAME_SOURCE_KEYS = ("kind", "spec", "kwargs", "weights")
+# Older kept files than this many are removed when a new one is written.
+KEEP_AT_MOST = 50
+
+
+def recovery_dir() -> Path:
+    from platformdirs import user_state_path
+
+    return user_state_path("modelbrowse") / "recovered"
+
+
+@dataclass(frozen=True)
+class KeptEdits:
+    """One file of kept edits, as the next session announces it."""
+
+    path: Path
+    spec: str
+    command: str
+    reason: str
+    at: str
+    edits: int
+
+    def announcement(self) -> str:
+        plural = "s" if self.edits != 1 else ""
+        return (
+            f"{self.edits} unsaved edit{plural} of {self.spec} from a session {self.reason} "
+            f"at {self.at} were kept: {reopen_command(self.command, self.path)} reopens them"
+        )
+
+
+def reopen_command(command: str, path: Path) -> str:
+    """The session's command line with `--recipe PATH`: the app, those edits applied."""
+    return f"{command} --recipe {shlex.quote(str(path))}"
+
+
+def keep_unsaved(
+    source: Source,
+    init_seed: int | None,
+    edits: list[Edit],
+    model: nn.Module,
+    reason: str,
+    command: str,
+) -> Path:
+    """Write the session's edits as a recipe in the recovery folder; its path.
+
+    Raises OSError (or SaveError) when the folder cannot be written."""
+    folder = recovery_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now()
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(source.spec).name)
+    path = folder / f"{name or 'model'}-{now:%Y%m%d-%H%M%S-%f}{RECIPE_SUFFIX}"
+    recipe = build_recipe(source, init_seed, edits, model, None)
+    recipe["kept"] = {
+        "reason": reason,
+        "command": command,
+        "at": now.isoformat(sep=" ", timespec="seconds"),
+        "unsaved_edits": len(recipe["edits"]),
+        "announced": False,
+    }
+    write_recipe(recipe, path)
+    _prune(folder)
+    return path
+
+
+def kept_for(source: Source) -> list[KeptEdits]:
+    """The kept edits of this source that no session has announced yet, newest first."""
+    mine = source_record(source, None)
+    found: list[KeptEdits] = []
+    folder = recovery_dir()
+    for path in _newest_first(folder):
+        recipe = _read(path)
+        kept = recipe.get("kept") if recipe else None
+        if not isinstance(kept, dict) or kept.get("announced"):
+            continue
+        theirs = recipe.get("source") if recipe else None
+        if not isinstance(theirs, dict):
+            continue
+        if any(theirs.get(key) != mine[key] for key in SAME_SOURCE_KEYS):
+            continue
+        found.append(
+            KeptEdits(
+                path=path,
+                spec=source.spec,
+                command=str(kept.get("command") or shlex.join(["modelbrowse", source.spec])),
+                reason=str(kept.get("reason", "stopped")),
+                at=str(kept.get("at", "?")),
+                edits=int(kept.get("unsaved_edits", 0)),
+            )
+        )
+    return found
+
+
+def mark_announced(path: Path) -> None:
+    """Announce a file once; it stays for `--recipe` until pruned."""
+    recipe = _read(path)
+    if recipe is None or not isinstance(recipe.get("kept"), dict):
+        return
+    recipe["kept"]["announced"] = True
+    try:
+        write_recipe(recipe, path)
+    except Exception:  # a read-only state folder: announcing again next time is harmless
+        return
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        recipe = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recipe if isinstance(recipe, dict) else None
+
+
+def _newest_first(folder: Path) -> list[Path]:
+    dated: list[tuple[float, Path]] = []
+    for path in folder.glob(f"*{RECIPE_SUFFIX}") if folder.is_dir() else []:
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    return [path for _, path in sorted(dated, reverse=True)]
+
+
+def _prune(folder: Path) -> None:
+    for path in _newest_first(folder)[KEEP_AT_MOST:]:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""Edits that outlive a session: kept when a signal stops the app with edits unsaved, said at
+the next start of the same model, and opened again with `--recipe FILE`."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelbrowse.core.errors import ModelBrowseError
+
+if TYPE_CHECKING:
+    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.sources import Source
+    from modelbrowse.tui.options import AppOptions
+
+
+def session_command() -> str:
+    """This session's command line without its own `--recipe FILE`: the one to reopen with."""
+    args = list(sys.argv[1:])
+    for flag in ("--recipe",):
+        while flag in args:
+            at = args.index(flag)
+            del args[at : at + 2]
+    args = [arg for arg in args if not arg.startswith("--recipe=")]
+    return shlex.join(["modelbrowse", *args])
+
+
+class RecoveryActions:
+    """Mixed into the App."""
+
+    options: AppOptions
+    history: EditHistory | None
+    source: Source | None
+    init_seed: int | None
+    notify: Any
+    _apply: Any
+    _status: Any
+    _when_real: Any
+
+    def _init_recovery(self) -> None:
+        self._recipe_edits: list[Edit] = []
+
+    # --- a recipe's edits, opened again ------------------------------------------------------
+
+    def _read_recipe_edits(self, source: Source) -> None:
+        """In the load worker: read `--recipe`, check it is this model's, take its seed."""
+        if self.options.recipe is None:
+            return
+        from modelbrowse.core.recipe import check_same_source, edits_of, read_recipe
+
+        recipe = read_recipe(self.options.recipe)
+        check_same_source(recipe, source)
+        self._recipe_edits = edits_of(recipe)
+        seed = recipe["source"].get("init_seed")
+        if self.options.seed is None and isinstance(seed, int):
+            self.init_seed = seed  # the same random weights the edits were made on
+
+    def _queue_recipe_edits(self) -> None:
+        if not self._recipe_edits:
+            return
+        count = len(self._recipe_edits)
+        waiting = f"initialising weights: the recipe's {count} edits follow"
+        self._when_real(self._apply_recipe_edits, waiting)
+
+    def _apply_recipe_edits(self) -> None:
+        """Each edit as if made now: undoable one by one, and unsaved."""
+        assert self.history is not None
+        edits, self._recipe_edits = self._recipe_edits, []
+        name = Path(self.options.recipe or "").name
+        for number, edit in enumerate(edits, start=1):
+            why = ""
+            try:
+                self._apply(edit, confirmed=True)  # an error in the edit itself is notified
+            except KeyError as exc:  # a path the model does not have
+                why = f": no {exc} in the model"
+            if not self.history.done or self.history.done[-1] is not edit:
+                self.notify(
+                    f"step {number} of {name} ({edit.describe()}) did not apply{why}; "
+                    f"the {number - 1} before it did",
+                    title="recipe",
+                    severity="error",
+                    timeout=30,
+                )
+                return
+        plural = "s" if len(edits) != 1 else ""
+        self._status(f"{len(edits)} edit{plural} from {name} applied · u undoes them one by one")
+
+    # --- kept when stopped -------------------------------------------------------------------
+
+    def keep_unsaved_edits(self, signum: int) -> str:
+        """Write the unsaved edits where the next session finds them; what to tell the user."""
+        history = self.history
+        if history is None or not history.unsaved or self.source is None:
+            return ""
+        from modelbrowse.core.recovery import keep_unsaved, reopen_command
+
+        count = len(history.done)
+        plural = "s" if count != 1 else ""
+        reason = f"stopped by {signal.Signals(signum).name}"
+        try:
+            path = keep_unsaved(
+                self.source, self.init_seed, list(history.done), history.model, reason,
+                command=session_command(),
+            )  # fmt: skip
+        except (OSError, ModelBrowseError) as exc:
+            return f"; the {count} edit{plural} could not be kept: {exc}"
+        return (
+            f"; {count} edit{plural} kept: {reopen_command(session_command(), path)} reopens them"
+        )
+
+    def _announce_kept_edits(self, source: Source) -> None:
+        """Edits kept by a stopped session of this model: said once."""
+        from modelbrowse.core.recovery import kept_for, mark_announced
+
+        opened = Path(self.options.recipe).resolve() if self.options.recipe else None
+        for kept in kept_for(source)[:3]:
+            if kept.path.resolve() != opened:  # not the file this session opened
+                self.notify(kept.announcement(), title="edits kept", severity="warning", timeout=30)
+            mark_announced(kept.path)
