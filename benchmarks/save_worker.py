@@ -1,4 +1,4 @@
-"""One timed save in a fresh process: `python -m benchmarks.save_worker MODEL MODE PATH`.
+"""Timed saves in a fresh process: `python -m benchmarks.save_worker MODEL DIR MODE [MODE...]`.
 
 MODEL is `alexnet` (torchvision's layout, built in plain torch.nn so that the worker does not
 spend seconds importing torchvision: the same state_dict keys, shapes and default initialisation)
@@ -6,12 +6,18 @@ or `synthetic` (about 2 GiB of float32 in 64 tensors); MODE is `bare`
 (`torch.save(model.state_dict())`), `bare-fsync` (the same, then fsync), `raw` (a durable write
 of as many bytes as `torch.save` writes: every tensor's bytes straight from its memory, zeros for
 the rest, then fsync: the least a durable save can cost), `app` (modelbrowse's save: atomic,
-fsync, verified) or `app-noverify`. Prints one JSON line: seconds, peak extra anonymous memory in
-bytes during the save, the state_dict's size, and the file's size.
+fsync, verified) or `app-noverify`. The model is built once; each mode writes `DIR/MODEL-MODE.pt`,
+in the order given, and prints one JSON line: mode, seconds, peak extra anonymous memory in bytes
+during the save, the state_dict's size, and the file's size. The file is removed after it is
+measured, and freed memory is handed back to the system (`malloc_trim`) before the next mode, so
+that one mode's leftovers neither hide nor add to the next one's memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import json
 import os
 import sys
@@ -114,9 +120,8 @@ def build(model_name: str) -> nn.Module:
     return model
 
 
-def main(model_name: str, mode: str, path: str) -> None:
-    model = build(model_name)
-    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+def save_once(model: nn.Module, mode: str, path: str) -> dict[str, float]:
+    """One save in `mode`: seconds, peak extra anonymous memory and the file's size."""
     if mode.startswith("app"):
         from modelbrowse.core.saving import save_weights
     if mode == "raw":
@@ -141,13 +146,25 @@ def main(model_name: str, mode: str, path: str) -> None:
     sampler.running = False
     sampler.join()
     peak = max(sampler.peak, rss_anon())
-    file_bytes = os.path.getsize(path)
-    print(
-        json.dumps(
-            {"seconds": seconds, "extra": peak - before, "state": state_bytes, "file": file_bytes}
-        )
-    )
+    return {"seconds": seconds, "extra": peak - before, "file": os.path.getsize(path)}
+
+
+def hand_back_memory() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: figures may read low
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def main(model_name: str, directory: str, modes: list[str]) -> None:
+    model = build(model_name)
+    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    for mode in modes:
+        hand_back_memory()
+        path = Path(directory) / f"{model_name}-{mode}.pt"
+        figures = save_once(model, mode, str(path))
+        path.unlink()
+        print(json.dumps({"mode": mode, "state": state_bytes, **figures}), flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -4,6 +4,8 @@ One sample set holds every app run here and the floors, interleaved round by rou
 floor (`import torch, torchvision, textual.app`, seconds on a small machine) is timed once per
 round for all of them (`benchmarks/terminal.py` says how the app is timed):
 
+- `alexnet` until the header, the tree and `[random init]` show (the figures are in
+  `benchmarks/startup.py`; with `--quick`, only its samplers run, once);
 - `resnet50`, `vit_b_16` and `vit_h_14` (632M parameters: the app builds it on `meta` and defers
   the real initialisation) until the first top-level module's tree line, with its parameter
   count, and the root's count show;
@@ -18,6 +20,7 @@ A sampler that fails is left out of the rounds that remain; the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -32,6 +35,7 @@ from benchmarks import (
     extra_series,
     figure,
     memory_result,
+    python_sampler,
     ratio_result,
 )
 from benchmarks.fixtures import FIXTURES, MIB, Skipped, cached_bytes, evict, pt_figure, with_sizes
@@ -103,24 +107,47 @@ def checkpoint_sampler(prefix: str, fixture: str, marks: dict[str, re.Pattern[st
     return Sampler(prefix, measure)
 
 
+IMPORT_AND_BUILD = "import torch, torchvision, textual.app; torchvision.models.alexnet()"
+# What each alexnet mark looks like on the screen (whitespace runs are matched loosely).
+ALEXNET_MARKS = {
+    "frame": re.compile(r"modelbrowse\s+alexnet"),
+    "tree": re.compile(r"features\s+Sequential\s+2\.5M"),
+    "random_init": re.compile(r"\[random init\]"),
+}
+
+
+def full_only(sampler: Sampler) -> Sampler:
+    return dataclasses.replace(sampler, full_only=True)
+
+
 SCREENS = SampleSet(
     "first-screens",
     samplers=(
-        *(model_sampler(name) for name in MODELS),
         tmux_sampler(
-            "llama_70b",
-            (str(COMMAND), LLAMA_70B, "--meta"),
-            LLAMA_70B_MARKS,
-            shown=("tree", "root"),
-            settle=SETTLE_S,
+            "alexnet",
+            (str(COMMAND), "alexnet"),
+            ALEXNET_MARKS,
+            full_only_marks=("random_init",),
         ),
-        checkpoint_sampler("llama_7b", "llama", LLAMA_7B_MARKS),
-        checkpoint_sampler("pt_3gib", "pt", PT_MARKS),
+        python_sampler("import_textual", "import textual.app"),
+        python_sampler("import_build", IMPORT_AND_BUILD, full_only=True),
+        *(full_only(model_sampler(name)) for name in MODELS),
+        full_only(
+            tmux_sampler(
+                "llama_70b",
+                (str(COMMAND), LLAMA_70B, "--meta"),
+                LLAMA_70B_MARKS,
+                shown=("tree", "root"),
+                settle=SETTLE_S,
+            )
+        ),
+        full_only(checkpoint_sampler("llama_7b", "llama", LLAMA_7B_MARKS)),
+        full_only(checkpoint_sampler("pt_3gib", "pt", PT_MARKS)),
         floor_sampler("import_floor", IMPORT_FLOOR),
-        floor_sampler("own_imports", OWN_IMPORTS),
+        full_only(floor_sampler("own_imports", OWN_IMPORTS)),
     ),
     runs=5,
-    quick_runs=2,
+    quick_runs=1,
     warmup=((sys.executable, "-c", IMPORT_FLOOR), (sys.executable, "-c", OWN_IMPORTS)),
     independent=True,
 )

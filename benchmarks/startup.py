@@ -1,12 +1,10 @@
 """Start-up figures: `--help`, and `modelbrowse alexnet` in a real terminal (tmux).
 
-How the app is timed in tmux is in `benchmarks/terminal.py`.
+How the app is timed in tmux is in `benchmarks/terminal.py`; alexnet's runs are in the first
+screens' sample set (`benchmarks/screens.py`), which times the import floor once for all.
 """
 
 from __future__ import annotations
-
-import re
-import sys
 
 from benchmarks import (
     Context,
@@ -18,6 +16,8 @@ from benchmarks import (
     python_sampler,
     ratio_result,
 )
+from benchmarks.screens import IMPORT_AND_BUILD
+from benchmarks.screens import SCREENS as ALEXNET
 from benchmarks.terminal import (
     COMMAND,
     IMPORT_FLOOR,
@@ -41,16 +41,8 @@ __all__ = [
     "tmux_sampler",
 ]
 
-IMPORT_AND_BUILD = "import torch, torchvision, textual.app; torchvision.models.alexnet()"
 # The issue's goal for the first frame: the header painted this many seconds after the command.
 FIRST_FRAME_S = 0.3
-
-# What each mark looks like on the screen (whitespace runs are matched loosely).
-ALEXNET_MARKS = {
-    "frame": re.compile(r"modelbrowse\s+alexnet"),
-    "tree": re.compile(r"features\s+Sequential\s+2\.5M"),
-    "random_init": re.compile(r"\[random init\]"),
-}
 
 
 # --- sample sets ---------------------------------------------------------------------------
@@ -65,22 +57,6 @@ HELP = SampleSet(
     quick_runs=5,
     warmup=((str(COMMAND), "--help"),),
 )
-
-ALEXNET = SampleSet(
-    "alexnet",
-    samplers=(
-        tmux_sampler(
-            "app", (str(COMMAND), "alexnet"), ALEXNET_MARKS, full_only_marks=("random_init",)
-        ),
-        python_sampler("import_textual", "import textual.app"),
-        python_sampler("import_floor", IMPORT_FLOOR),
-        python_sampler("import_build", IMPORT_AND_BUILD, full_only=True),
-    ),
-    runs=5,
-    quick_runs=1,
-    warmup=((sys.executable, "-c", IMPORT_FLOOR),),
-)
-
 
 # --- figures -------------------------------------------------------------------------------
 
@@ -111,7 +87,7 @@ def first_frame(ctx: Context) -> Result:
         description="`modelbrowse alexnet` in tmux until the header shows (frame painted), in "
         f"seconds from the command's start: the goal is {FIRST_FRAME_S:g} s; the ratio is "
         "against `import textual.app` alone, which any frame needs",
-        value_key="app.frame",
+        value_key="alexnet.frame",
         baseline_key="import_textual",
         baseline_name="python -c 'import textual.app'",
         target=Target(FIRST_FRAME_S, kind="value"),
@@ -127,7 +103,7 @@ def tree_vs_import_floor(ctx: Context) -> Result:
         name="alexnet_tree_shown",
         description="`modelbrowse alexnet` in tmux until the `features` tree line shows / "
         "the import floor",
-        value_key="app.tree",
+        value_key="alexnet.tree",
         baseline_key="import_floor",
         baseline_name=f"python -c '{IMPORT_FLOOR}'",
         target=Target(1.1),
@@ -142,7 +118,7 @@ def tree_vs_import_and_build(ctx: Context) -> Result:
         ALEXNET,
         name="alexnet_tree_vs_build",
         description="tree shown / importing and building alexnet (random init) in a script",
-        value_key="app.tree",
+        value_key="alexnet.tree",
         baseline_key="import_build",
         baseline_name=f"python -c '{IMPORT_AND_BUILD}'",
         target=Target(1.0, informational=True),
@@ -158,7 +134,7 @@ def random_init(ctx: Context) -> Result:
         name="alexnet_random_init",
         description="`modelbrowse alexnet` in tmux until `[random init]` shows (real tensors) / "
         "importing and building alexnet in a script",
-        value_key="app.random_init",
+        value_key="alexnet.random_init",
         baseline_key="import_build",
         baseline_name=f"python -c '{IMPORT_AND_BUILD}'",
     )

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.meta_build import on_meta
 from modelbrowse.core.sources import Source
 
 INSTALL_HINT = "pip install 'modelbrowse[hf]'"
@@ -60,7 +60,7 @@ class HFConfigSource(Source):
 
     def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:
         # Never the real build as a fallback: for a 7B config that is 28 GB of random numbers.
-        with torch.device("meta"):
+        with on_meta():
             return self._call_builder(), True
 
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.meta_build import gc_paused, on_meta
 
 if TYPE_CHECKING:
     from modelbrowse.core.checkpoints import CheckpointOptions
@@ -92,8 +93,9 @@ class Source:
         if self.instance is not None:
             return self.instance
         if seed is None:
-            return self._call_builder()
-        with torch.random.fork_rng(devices=[]):
+            with gc_paused():
+                return self._call_builder()
+        with torch.random.fork_rng(devices=[]), gc_paused():
             torch.manual_seed(seed)
             return self._call_builder()
 
@@ -202,7 +204,7 @@ def _parameters_on_meta(buffers: bool = True) -> Iterator[None]:
 
 def _build_on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
     """Build on the meta device, or return None when the builder cannot run there."""
-    for context in (lambda: torch.device("meta"), _parameters_on_meta):
+    for context in (on_meta, _parameters_on_meta):
         try:
             with context():
                 return build()

@@ -39,6 +39,17 @@ class Terminal:
         )
         return result.stdout
 
+    def kill_server(self) -> None:
+        """Kill the tmux server (its panes get SIGHUP) and wait until it is gone, so that a
+        session started next gets a new one."""
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            alive = subprocess.run(["tmux", "-L", self.socket, "ls"], capture_output=True)
+            if alive.returncode != 0:
+                return
+            time.sleep(0.05)
+
     def screen(self) -> str:
         return re.sub(r"[ \t]+", " ", self.tmux("capture-pane", "-p", "-t", self.session))
 
@@ -184,7 +195,7 @@ def test_the_app_leaves_when_its_terminal_dies(
     start(terminal, tmp_path, "vit_b_16", leader=leader)  # 86.6M parameters: initialised at once
     terminal.wait_for(moment, timeout=30)
     pid = app_pid(terminal, leader=leader)
-    subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    terminal.kill_server()
     wait_until_gone(pid)
 
 
@@ -201,7 +212,7 @@ def test_a_save_under_way_finishes_before_the_app_leaves(
     terminal.wait_for("writing", timeout=60)
     pid = app_pid(terminal, leader=leader)
     if leader:
-        subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+        terminal.kill_server()
     else:
         os.kill(pid, signal.SIGTERM)
     wait_until_gone(pid, timeout=120)
@@ -213,7 +224,9 @@ def test_a_save_under_way_finishes_before_the_app_leaves(
     assert not list(tmp_path.glob(".*.tmp"))
     if not leader:
         assert wait_for_file(status) == "143"
-        assert "finishing the save to" in terminal.screen()
+        screen = terminal.screen()
+        assert screen.count("modelbrowse: error: stopped by SIGTERM") == 1
+        assert screen.count("finishing the save to") == 1
 
 
 def test_edits_outlive_a_dropped_connection(
@@ -225,7 +238,7 @@ def test_edits_outlive_a_dropped_connection(
     terminal.keys("f")
     terminal.wait_for("1 unsaved edit")
     pid = app_pid(terminal, leader=True)
-    subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    terminal.kill_server()
     wait_until_gone(pid)
     kept = list((_state_folder / "modelbrowse" / "recovered").glob("alexnet-*.recipe.json"))
     assert len(kept) == 1
@@ -242,7 +255,7 @@ def test_edits_outlive_a_dropped_connection(
     assert wait_for_file(status) == "0"
 
     (tmp_path / "status").unlink()
-    subprocess.run(["tmux", "-L", terminal.socket, "kill-server"], check=True)
+    terminal.kill_server()
     status = start(terminal, tmp_path, "alexnet", "--recipe", str(kept[0]))
     screen = terminal.wait_for("1 edit from")
     assert "features Sequential 2.5M frozen" in screen

@@ -47,8 +47,17 @@ class SignalHandling:
     exit: Any
     _driver: Any
 
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Textual's run; once it returns, the terminal is restored and leaving is the
+        caller's (a save under way finishes first, then the process ends)."""
+        self._run_returned = threading.Event()
+        try:
+            return super().run(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._run_returned.set()
+
     def _install_signal_handlers(self) -> None:
-        """Only the main thread can take signals (an app in a test runs elsewhere)."""
+        """Only the main thread can take signals."""
         if threading.current_thread() is not threading.main_thread():
             return
         self._leaving_signal: int | None = None
@@ -90,6 +99,9 @@ class SignalHandling:
 
     def _leave_now(self, signum: int) -> None:
         """Textual's exit did not finish in time: restore what can be restored, then leave."""
+        returned = getattr(self, "_run_returned", None)
+        if returned is not None and returned.is_set():
+            return  # it did: the caller is finishing a save, and leaves after it
         fd = _terminal_fd()
         if fd is not None:
             attrs = getattr(self._driver, "attrs_before", None)
