@@ -175,8 +175,15 @@ def select_figures(args: argparse.Namespace) -> list[Figure]:
             raise SystemExit(
                 f"unknown figure(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
-        return [f for f in FIGURES if f.name in args.only]
-    return [f for f in FIGURES if f.quick or not args.quick]
+        return [f for f in _in_module_order(FIGURES) if f.name in args.only]
+    return [f for f in _in_module_order(FIGURES) if f.quick or not args.quick]
+
+
+def _in_module_order(figures: Sequence[Figure]) -> list[Figure]:
+    """As FIGURE_MODULES lists their modules (one module importing another's set registers
+    figures out of that order), then as registered."""
+    rank = {name: i for i, name in enumerate(FIGURE_MODULES)}
+    return sorted(figures, key=lambda f: rank.get(f.func.__module__, len(rank)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     modules = [importlib.import_module(name) for name in FIGURE_MODULES]
     if args.list:
-        for f in FIGURES:
+        for f in _in_module_order(FIGURES):
             print(f"{f.name}{'' if f.quick else '  (full run only)'}")
         return 0
     try:

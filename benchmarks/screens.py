@@ -44,10 +44,6 @@ from benchmarks.terminal import COMMAND, IMPORT_FLOOR, floor_sampler, tmux_sampl
 # Seconds the app may go on after the tree shows before its peak memory is read: the work that
 # starts with the first screen (the edit history, the shape check) is counted too.
 SETTLE_S = 1.0
-# What the app imports before the first screen of a checkpoint (torchvision is left out until
-# needed): a stricter floor than IMPORT_FLOOR, which imports torchvision (seconds on a small
-# machine) and so leaves room for a slow open to hide in.
-OWN_IMPORTS = "import torch, safetensors, textual.app"
 FLOOR_NAME = f"python -c '{IMPORT_FLOOR}'"
 MEMORY_HEADROOM_MIB = 1024.0
 
@@ -107,7 +103,6 @@ def checkpoint_sampler(prefix: str, fixture: str, marks: dict[str, re.Pattern[st
     return Sampler(prefix, measure)
 
 
-IMPORT_AND_BUILD = "import torch, torchvision, textual.app; torchvision.models.alexnet()"
 # What each alexnet mark looks like on the screen (whitespace runs are matched loosely).
 ALEXNET_MARKS = {
     "frame": re.compile(r"modelbrowse\s+alexnet"),
@@ -130,7 +125,6 @@ SCREENS = SampleSet(
             full_only_marks=("random_init",),
         ),
         python_sampler("import_textual", "import textual.app"),
-        python_sampler("import_build", IMPORT_AND_BUILD, full_only=True),
         *(full_only(model_sampler(name)) for name in MODELS),
         full_only(
             tmux_sampler(
@@ -144,11 +138,10 @@ SCREENS = SampleSet(
         full_only(checkpoint_sampler("llama_7b", "llama", LLAMA_7B_MARKS)),
         full_only(checkpoint_sampler("pt_3gib", "pt", PT_MARKS)),
         floor_sampler("import_floor", IMPORT_FLOOR),
-        full_only(floor_sampler("own_imports", OWN_IMPORTS)),
     ),
     runs=5,
     quick_runs=1,
-    warmup=((sys.executable, "-c", IMPORT_FLOOR), (sys.executable, "-c", OWN_IMPORTS)),
+    warmup=((sys.executable, "-c", IMPORT_FLOOR),),
     independent=True,
 )
 
@@ -229,19 +222,6 @@ def _first_screen(ctx: Context, prefix: str, name: str, description: str) -> Res
     )
 
 
-def _vs_own_imports(ctx: Context, prefix: str, name: str, description: str) -> Result:
-    return ratio_result(
-        ctx,
-        SCREENS,
-        name=name,
-        description=description,
-        value_key=f"{prefix}.tree",
-        baseline_key="own_imports",
-        baseline_name=f"python -c '{OWN_IMPORTS}'",
-        target=Target(1.5, informational=True),
-    )
-
-
 def _app_peak(ctx: Context, prefix: str, name: str, description: str) -> Result:
     result = memory_result(
         ctx,
@@ -254,11 +234,6 @@ def _app_peak(ctx: Context, prefix: str, name: str, description: str) -> Result:
         target=HeadroomTarget(MEMORY_HEADROOM_MIB),
     )
     return extra_series(result, ctx, SCREENS, f"{prefix}.read_mib")
-
-
-OWN_IMPORTS_TEXT = (
-    "importing what the app imports before a checkpoint's first screen (no torchvision)"
-)
 
 
 def _peak_text(command: str, prefix: str) -> str:
@@ -280,18 +255,6 @@ def llama_7b_first_screen(ctx: Context) -> Result:
     return with_sizes(result, "llama")
 
 
-@figure("checkpoint_7b_first_screen_vs_own_imports", quick=False)
-def llama_7b_first_screen_own(ctx: Context) -> Result:
-    """The same, against importing only what the app imports for a checkpoint."""
-    description = (
-        f"`modelbrowse llama-7b/` (cold) in tmux until the tree line shows / {OWN_IMPORTS_TEXT}"
-    )
-    result = _vs_own_imports(
-        ctx, "llama_7b", "checkpoint_7b_first_screen_vs_own_imports", description
-    )
-    return with_sizes(result, "llama")
-
-
 @figure("checkpoint_7b_app_peak_mib", quick=False)
 def llama_7b_app_peak(ctx: Context) -> Result:
     """The app's peak RSS once the tree shows, against the import floor's."""
@@ -308,15 +271,6 @@ def llama_7b_app_peak(ctx: Context) -> Result:
 def pt_first_screen(ctx: Context, name: str, description: str) -> Result:
     """`modelbrowse state.pt` in tmux until the tree shows, against the import floor."""
     return _first_screen(ctx, "pt_3gib", name, description)
-
-
-@pt_figure(
-    "checkpoint_3gib_pt_first_screen_vs_own_imports",
-    f"`modelbrowse state-3gib.pt` (cold) in tmux until the tree line shows / {OWN_IMPORTS_TEXT}",
-)
-def pt_first_screen_own(ctx: Context, name: str, description: str) -> Result:
-    """The same, against importing only what the app imports for a checkpoint."""
-    return _vs_own_imports(ctx, "pt_3gib", name, description)
 
 
 @pt_figure(
