@@ -202,6 +202,7 @@ def pt_figure(name: str, description: str) -> Callable[[FigureBody], FigureBody]
             return with_sizes(body(ctx, name, description), "pt")
 
         run.__doc__ = body.__doc__
+        run.__module__ = body.__module__  # the table lists figures by module
         figure(name, quick=False)(run)
         return body
 
