@@ -79,12 +79,46 @@ def keep_unsaved(
         "reason": reason,
         "command": command,
         "at": now.isoformat(sep=" ", timespec="seconds"),
-        "unsaved_edits": len(recipe["edits"]),
+        "unsaved_edits": len(edits),
+        # The recipe lists a selection's edits one by one; these put them back together.
+        "steps": [_step(edit) for edit in edits],
         "announced": False,
     }
     write_recipe(recipe, path)
     _prune(folder)
     return path
+
+
+def _step(edit: Edit) -> dict[str, Any]:
+    from modelbrowse.core.batch import Batch
+
+    step: dict[str, Any] = {"records": len(edit.records())}
+    if isinstance(edit, Batch):
+        step.update(selector=edit.path, what=edit.what)
+    return step
+
+
+def as_made(recipe: dict[str, Any], edits: list[Edit]) -> list[Edit]:
+    """A kept recipe's edits as the session made them: a selection's edits as one step (one
+    `u` undoes it). Any other recipe, or steps that do not add up, one edit a step."""
+    from modelbrowse.core.batch import Batch
+
+    kept = recipe.get("kept")
+    steps = kept.get("steps") if isinstance(kept, dict) else None
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        return edits
+    counts = [s.get("records") for s in steps]
+    if not all(isinstance(n, int) and n > 0 for n in counts) or sum(counts) != len(edits):
+        return edits
+    grouped: list[Edit] = []
+    at = 0
+    for step, count in zip(steps, counts, strict=True):
+        chunk, at = edits[at : at + count], at + count
+        if "selector" in step:
+            grouped.append(Batch(str(step["selector"]), chunk, what=str(step.get("what", "edit"))))
+        else:
+            grouped.extend(chunk)
+    return grouped
 
 
 def kept_for(source: Source) -> list[KeptEdits]:

@@ -125,3 +125,28 @@ async def test_a_step_that_does_not_apply_is_said_and_the_ones_before_stay(
             "the 1 before it did"
         ) in text
         await wait_for_text(pilot, "1 unsaved edit")
+
+
+async def test_a_selection_comes_back_as_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.argv", ["modelbrowse", "alexnet"])
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("asterisk", *"all-linear", "enter")
+        await wait_for_text(pilot, "all-linear: 2 modules")
+        await pilot.press("f")
+        await wait_for_text(pilot, "1 unsaved edit")
+        app._exit_on_signal(signal.SIGHUP)
+        await pilot.pause()
+    assert app.error_message is not None and "1 edit kept" in app.error_message
+    kept = next(recovery_dir().glob("*.recipe.json"))
+    assert len(read_recipe(kept)["edits"]) == 2  # the recipe lists them one by one
+
+    reopened = ModelBrowseApp(AppOptions("alexnet", recipe=str(kept)))
+    async with reopened.run_test(size=SIZE) as pilot:
+        screen = await wait_for_text(pilot, "1 edit from")
+        assert "1 unsaved edit" in screen
+        assert "54.5M frozen" in screen
+        await pilot.press("u")  # one press undoes the whole selection, as in the session
+        await wait_for(pilot, lambda: "unsaved" not in squeeze(screen_text(reopened)))
+        assert "(61.1M trainable, 0 frozen)" in squeeze(screen_text(reopened))

@@ -14,6 +14,7 @@ from modelbrowse.core.module_edits import Replace
 from modelbrowse.core.recipe import read_recipe, replay_recipe
 from modelbrowse.core.recovery import (
     KEEP_AT_MOST,
+    as_made,
     keep_unsaved,
     kept_for,
     mark_announced,
@@ -87,3 +88,11 @@ def test_old_kept_files_are_pruned_and_unreadable_ones_skipped() -> None:
     assert len(names) == KEEP_AT_MOST
     assert "old.recipe.json" not in names
     assert len(kept_for(source)) == KEEP_AT_MOST - ("broken.recipe.json" in names)
+
+
+def test_steps_that_do_not_add_up_leave_the_edits_one_by_one() -> None:
+    edits = [SetTrainable("layer1", trainable=False), SetTrainable("layer2", trainable=False)]
+    assert as_made({"kept": {"steps": [{"records": 3, "selector": "x"}]}}, edits) == edits
+    assert as_made({}, edits) == edits
+    grouped = as_made({"kept": {"steps": [{"records": 2, "selector": "layer*"}]}}, edits)
+    assert len(grouped) == 1 and grouped[0].describe() == "edit 2 modules matching layer*"

@@ -51,10 +51,11 @@ class RecoveryActions:
         if self.options.recipe is None:
             return
         from modelbrowse.core.recipe import check_same_source, edits_of, read_recipe
+        from modelbrowse.core.recovery import as_made
 
         recipe = read_recipe(self.options.recipe)
         check_same_source(recipe, source)
-        self._recipe_edits = edits_of(recipe)
+        self._recipe_edits = as_made(recipe, edits_of(recipe))
         seed = recipe["source"].get("init_seed")
         if self.options.seed is None and isinstance(seed, int):
             self.init_seed = seed  # the same random weights the edits were made on
