@@ -125,7 +125,6 @@ def watch_in_tmux(
                 "-c", cwd, "exec " + shlex.join(argv),
             )  # fmt: skip
             polls = 0
-            pid_text = ""
             while True:
                 screen = server.tmux("capture-pane", "-p", "-t", "app")
                 now = time.perf_counter() - start
@@ -134,8 +133,6 @@ def watch_in_tmux(
                     for name, pattern in marks.items()
                     if name not in seen and pattern.search(screen)
                 )
-                if not pid_text:
-                    pid_text = server.display("#{pane_pid}")
                 if len(seen) == len(marks):
                     break
                 polls += 1
@@ -154,15 +151,21 @@ def watch_in_tmux(
                         f"last screen:\n{screen.rstrip()}"
                     )
                 time.sleep(POLL_INTERVAL_S)
-            pid = int(pid_text)
             if settle is not None:
                 time.sleep(settle)
-                peak = vm_hwm(pid)
+                peak = vm_hwm(_pane_pid(server))
         finally:
+            # Read after the marks, so the polling above does no extra tmux call.
+            with contextlib.suppress(BenchmarkError, ValueError):
+                pid = _pane_pid(server)
             server.kill()
             if pid is not None:
                 reap(pid, label)
     return seen, peak
+
+
+def _pane_pid(server: TmuxServer) -> int:
+    return int(server.display("#{pane_pid}"))
 
 
 def reap(pid: int, label: str, timeout: float = 10.0) -> None:

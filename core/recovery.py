@@ -8,13 +8,19 @@ source says where they are, once.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelbrowse.core.recipe import RECIPE_SUFFIX, build_recipe, source_record, write_recipe
+from modelbrowse.core.recipe import (
+    RECIPE_SUFFIX,
+    RecipeError,
+    build_recipe,
+    check_same_source,
+    read_recipe,
+    write_recipe,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,8 +28,6 @@ if TYPE_CHECKING:
     from modelbrowse.core.edits import Edit
     from modelbrowse.core.sources import Source
 
-# The source fields that make two sessions "the same model" for announcing kept edits.
-SAME_SOURCE_KEYS = ("kind", "spec", "kwargs", "weights")
 # Older kept files than this many are removed when a new one is written.
 KEEP_AT_MOST = 50
 
@@ -122,19 +126,17 @@ def as_made(recipe: dict[str, Any], edits: list[Edit]) -> list[Edit]:
 
 
 def kept_for(source: Source) -> list[KeptEdits]:
-    """The kept edits of this source that no session has announced yet, newest first."""
-    mine = source_record(source, None)
+    """The kept edits of this source (as `--recipe` would accept them) that no session has
+    announced yet, newest first; unreadable files are passed over."""
     found: list[KeptEdits] = []
-    folder = recovery_dir()
-    for path in _newest_first(folder):
-        recipe = _read(path)
-        kept = recipe.get("kept") if recipe else None
+    for path in _newest_first(recovery_dir()):
+        try:
+            recipe = read_recipe(path)
+            check_same_source(recipe, source)
+        except RecipeError:
+            continue
+        kept = recipe.get("kept")
         if not isinstance(kept, dict) or kept.get("announced"):
-            continue
-        theirs = recipe.get("source") if recipe else None
-        if not isinstance(theirs, dict):
-            continue
-        if any(theirs.get(key) != mine[key] for key in SAME_SOURCE_KEYS):
             continue
         found.append(
             KeptEdits(
@@ -151,22 +153,17 @@ def kept_for(source: Source) -> list[KeptEdits]:
 
 def mark_announced(path: Path) -> None:
     """Announce a file once; it stays for `--recipe` until pruned."""
-    recipe = _read(path)
-    if recipe is None or not isinstance(recipe.get("kept"), dict):
+    try:
+        recipe = read_recipe(path)
+    except RecipeError:
+        return
+    if not isinstance(recipe.get("kept"), dict):
         return
     recipe["kept"]["announced"] = True
     try:
         write_recipe(recipe, path)
     except Exception:  # a read-only state folder: announcing again next time is harmless
         return
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        recipe = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return recipe if isinstance(recipe, dict) else None
 
 
 def _newest_first(folder: Path) -> list[Path]:

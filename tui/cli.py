@@ -233,6 +233,13 @@ def _error(message: str, status: int = 2) -> int:
     return status
 
 
+def _say(line: str) -> None:
+    from modelbrowse.core.units import printable_lines
+
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(printable_lines(line), file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
@@ -421,7 +428,10 @@ def _run_app(args: argparse.Namespace, config: Config) -> int:
 def run() -> None:
     """Console-script entry point."""
     status = main()
-    finish_saves()
+    # A save still writing (the app was quit or stopped by a signal meanwhile) finishes first.
+    from modelbrowse.tui.inflight import finish_saves
+
+    finish_saves(_say)
     # Everything is done: the terminal is restored and saved files are fsynced and renamed
     # before a save reports. The interpreter's teardown (unloading torch, waiting for a worker
     # still initialising weights) would add 0.3-0.7 s to every quit, so leave without it.
@@ -429,16 +439,3 @@ def run() -> None:
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(status)
-
-
-def finish_saves() -> None:
-    """A save still writing (the app was quit or stopped by a signal meanwhile) finishes first."""
-    from modelbrowse.tui.inflight import saves_in_flight, wait_for_saves
-
-    writing = saves_in_flight()
-    if not writing:
-        return
-    with contextlib.suppress(OSError):
-        print(f"{PROG}: finishing the save to {writing[0]}…", file=sys.stderr, flush=True)
-    if not wait_for_saves():
-        _error(f"the save to {writing[0]} did not finish; its temporary file is left beside it")

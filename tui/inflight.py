@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # A save still writing after this long is stuck (a dead network mount): leave without it.
@@ -47,3 +47,17 @@ def wait_for_saves(timeout: float = SAVE_GRACE_S) -> bool:
                 return False
             _lock.wait(left)
     return True
+
+
+def finish_saves(say: Callable[[str], None]) -> None:
+    """Before the process leaves: a save still writing finishes first, and `say` tells why
+    the process waits (and, past the grace, that the save did not finish)."""
+    writing = saves_in_flight()
+    if not writing:
+        return
+    say(f"modelbrowse: finishing the save to {writing[0]}…")
+    if not wait_for_saves():
+        say(
+            f"modelbrowse: error: the save to {writing[0]} did not finish; "
+            "its temporary file is left beside it"
+        )

@@ -4,12 +4,12 @@ the next start of the same model, and opened again with `--recipe FILE`."""
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.tui.signals import stopped_message
 
 if TYPE_CHECKING:
     from modelbrowse.core.edits import Edit
@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 def session_command() -> str:
     """This session's command line without its own `--recipe FILE`: the one to reopen with."""
-    args = list(sys.argv[1:])
-    for flag in ("--recipe",):
-        while flag in args:
-            at = args.index(flag)
-            del args[at : at + 2]
-    args = [arg for arg in args if not arg.startswith("--recipe=")]
+    args: list[str] = []
+    skip = False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--recipe" or arg.startswith("--recipe="):
+            skip = arg == "--recipe"
+            continue
+        args.append(arg)
     return shlex.join(["modelbrowse", *args])
 
 
@@ -101,17 +102,15 @@ class RecoveryActions:
 
         count = len(history.done)
         plural = "s" if count != 1 else ""
-        reason = f"stopped by {signal.Signals(signum).name}"
+        command = session_command()
         try:
             path = keep_unsaved(
-                self.source, self.init_seed, list(history.done), history.model, reason,
-                command=session_command(),
+                self.source, self.init_seed, list(history.done), history.model,
+                stopped_message(signum), command,
             )  # fmt: skip
         except (OSError, ModelBrowseError) as exc:
             return f"; the {count} edit{plural} could not be kept: {exc}"
-        return (
-            f"; {count} edit{plural} kept: {reopen_command(session_command(), path)} reopens them"
-        )
+        return f"; {count} edit{plural} kept: {reopen_command(command, path)} reopens them"
 
     def _announce_kept_edits(self, source: Source) -> None:
         """Edits kept by a stopped session of this model: said once."""

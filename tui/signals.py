@@ -19,7 +19,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from modelbrowse.tui.inflight import saves_in_flight, wait_for_saves
+from modelbrowse.tui.inflight import finish_saves
 
 # The exit status after a signal, as a shell reports a process killed by it.
 SIGNAL_STATUS_BASE = 128
@@ -114,10 +114,7 @@ class SignalHandling:
 
                     termios.tcsetattr(fd, termios.TCSANOW, attrs)
         _say(f"modelbrowse: error: {stopped_message(signum)}")
-        writing = saves_in_flight()
-        if writing:
-            _say(f"modelbrowse: finishing the save to {writing[0]}…")
-            wait_for_saves()
+        finish_saves(_say)
         os._exit(SIGNAL_STATUS_BASE + signum)
 
 
