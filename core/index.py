@@ -7,151 +7,23 @@ subtree totals count every tensor once, as `sum(p.numel() for p in model.paramet
 
 from __future__ import annotations
 
-import enum
 import gc
-import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
-
-
-class NodeKind(enum.Enum):
-    """What a node is; the value is the word the detail pane shows."""
-
-    MODULE = "module"
-    PARAMETER = "parameter"
-    BUFFER = "buffer"
-    NONPERSISTENT_BUFFER = "non-persistent buffer"
-    UNREGISTERED_TENSOR = "unregistered tensor"
-
-
-def scripted_name(module: object) -> str | None:
-    """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
-    RecursiveScriptModule, which says nothing to the user. None for other modules."""
-    scripted = getattr(module, "original_name", None)
-    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
-        return scripted
-    return None
-
-
-@dataclass(slots=True)
-class Totals:
-    """Counts over a subtree, each tensor counted once. Owned by the index, which updates
-    them in place (freezing 100,000 modules must not create 100,000 objects); read only."""
-
-    params: int = 0
-    trainable: int = 0
-    buffers: int = 0
-    nbytes: int = 0
-    tensors: int = 0
-
-    @property
-    def frozen(self) -> int:
-        return self.params - self.trainable
-
-    def __add__(self, other: Totals) -> Totals:
-        return Totals(
-            self.params + other.params,
-            self.trainable + other.trainable,
-            self.buffers + other.buffers,
-            self.nbytes + other.nbytes,
-            self.tensors + other.tensors,
-        )
-
-    def __sub__(self, other: Totals) -> Totals:
-        return self + Totals(
-            -other.params, -other.trainable, -other.buffers, -other.nbytes, -other.tensors
-        )
-
-    def scaled(self, factor: int) -> Totals:
-        return Totals(
-            self.params * factor,
-            self.trainable * factor,
-            self.buffers * factor,
-            self.nbytes * factor,
-            self.tensors * factor,
-        )
-
-
-@dataclass(slots=True)
-class Node:
-    """One path in the model: a module or a tensor."""
-
-    path: str
-    name: str
-    kind: NodeKind
-    obj: Any
-    parent: str | None
-    depth: int
-    children: list[str] = field(default_factory=list)
-
-    @property
-    def is_module(self) -> bool:
-        return self.kind is NodeKind.MODULE
-
-    @property
-    def scripted_name(self) -> str | None:
-        """The class a TorchScript module was scripted from; None for anything else."""
-        return scripted_name(self.obj) if self.kind is NodeKind.MODULE else None
-
-    @property
-    def type_name(self) -> str:
-        """The class for a module; `Parameter`, `Tensor` for tensors."""
-        if self.kind is NodeKind.MODULE:
-            return self.scripted_name or type(self.obj).__name__
-        return "Parameter" if isinstance(self.obj, nn.Parameter) else "Tensor"
-
-    @property
-    def tensor(self) -> torch.Tensor:
-        if self.kind is NodeKind.MODULE:
-            raise TypeError(f"{self.path or '(root)'} is a module, not a tensor")
-        tensor: torch.Tensor = self.obj
-        return tensor
-
-
-def join_path(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def parent_path(path: str) -> str | None:
-    """'features.0.weight' -> 'features.0'; '' (the root) -> None."""
-    if not path:
-        return None
-    return path.rpartition(".")[0]
-
-
-def ancestors(path: str) -> Iterator[str]:
-    """The proper ancestors of a path, nearest first, ending with the root ''."""
-    current = parent_path(path)
-    while current is not None:
-        yield current
-        current = parent_path(current)
-
-
-_INDEXING = re.compile(r"\[\s*(-?\d+)\s*\]")
-
-
-def normalise_path(text: str) -> str:
-    """Accept how people write paths: `model.classifier[6]` -> `model.classifier.6`."""
-    return _INDEXING.sub(r".\1", text.strip()).strip(".")
-
-
-def path_candidates(text: str) -> list[str]:
-    """What `text` may name, most literal first: `model.fc` is `model.fc`, else `fc`."""
-    path = normalise_path(text)
-    candidates = [path]
-    for prefix in ("model", "self"):
-        if path == prefix:
-            candidates.append("")
-        elif path.startswith(prefix + "."):
-            candidates.append(path[len(prefix) + 1 :])
-    return candidates
+from modelbrowse.core.nodes import (
+    Node,
+    NodeKind,
+    Totals,
+    ancestors,
+    join_path,
+    parent_path,
+    path_candidates,
+)
 
 
 class NodeIndex:
@@ -163,6 +35,9 @@ class NodeIndex:
         self._paths_by_id: dict[int, list[str]] = {}
         self._totals: dict[str, Totals] = {}
         self._in_tree_order = True
+        # Every parameter once, gathered by the walk (freezing the whole model reads it); None
+        # after a structure change until it is asked for again.
+        self._all_parameters: list[nn.Parameter] | None = []
         with _collector_paused():
             self._add_subtree(model, "", None, 0, ())
             self._compute_totals()
@@ -205,7 +80,8 @@ class NodeIndex:
         return [self._nodes[c] for c in self._nodes[path].children]
 
     def child_modules(self, path: str) -> list[Node]:
-        return [n for n in self.children(path) if n.is_module]
+        nodes, module = self._nodes, NodeKind.MODULE
+        return [n for n in (nodes[c] for c in nodes[path].children) if n.kind is module]
 
     def paths(self) -> Iterator[str]:
         """Every path, in tree order (a module, its tensors, then its child modules)."""
@@ -252,6 +128,25 @@ class NodeIndex:
         if node.is_module:
             return self._totals[path]
         return _tensor_totals(node)
+
+    def parameters(self, path: str = "") -> list[nn.Parameter]:
+        """The parameters at or under `path`, each once (as `parameters()`), read from the
+        index: for 100,000 modules that is many times quicker than walking the model."""
+        nodes = self._nodes
+        kind = NodeKind.PARAMETER
+        if not path and self._all_parameters is not None:
+            return list(self._all_parameters)
+        if not path:
+            found: Iterable[Node] = nodes.values()
+        elif self.totals(path).tensors < _SCAN_ABOVE:
+            found = (nodes[p] for p in self._ordered(path))
+        else:  # one pass over every node beats walking a big subtree node by node
+            prefix = path + "."
+            found = (n for p, n in nodes.items() if n.kind is kind and p.startswith(prefix))
+        unique = list({id(n.obj): n.obj for n in found if n.kind is kind}.values())
+        if not path:
+            self._all_parameters = unique
+        return list(unique)
 
     @property
     def is_meta(self) -> bool:
@@ -313,6 +208,7 @@ class NodeIndex:
 
         The rest of the index is kept; counts change along the ancestors of each path.
         """
+        self._all_parameters = None
         shared = False
         for path in outermost(paths):
             if not path:
@@ -385,7 +281,11 @@ class NodeIndex:
 
     def _add(self, node: Node, link: bool = True) -> None:
         self._nodes[node.path] = node
-        self._paths_by_id.setdefault(id(node.obj), []).append(node.path)
+        holders = self._paths_by_id.setdefault(id(node.obj), [])
+        holders.append(node.path)
+        collected = self._all_parameters
+        if collected is not None and node.kind is NodeKind.PARAMETER and len(holders) == 1:
+            collected.append(node.obj)
         if link and node.parent is not None:
             self._nodes[node.parent].children.append(node.path)
 
@@ -505,6 +405,9 @@ def outermost(paths: Iterable[str]) -> list[str]:
     chosen = set(unique)
     return [p for p in unique if not any(a in chosen for a in ancestors(p))]
 
+
+# Above this many tensors in a subtree, `parameters()` scans every node instead of walking it.
+_SCAN_ABOVE = 10_000
 
 _COUNTED = (NodeKind.PARAMETER, NodeKind.BUFFER, NodeKind.NONPERSISTENT_BUFFER)
 

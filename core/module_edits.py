@@ -19,7 +19,7 @@ from modelbrowse.core.edits import (
     placement,
     placement_code,
 )
-from modelbrowse.core.index import join_path
+from modelbrowse.core.nodes import join_path
 from modelbrowse.core.paths import code_ref, get_module, set_module, split_path
 from modelbrowse.core.specs import spec_code
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from modelbrowse.core.index import NodeIndex, NodeKind
+from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.units import human_bytes, human_count, printable
 
 

@@ -222,6 +222,35 @@ async def test_help_lists_the_keys_and_q_quits() -> None:
     assert app.return_code == 0
 
 
+def footer(app: ModelBrowseApp) -> str:
+    return squeeze(screen_text(app).splitlines()[-1])
+
+
+async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled() -> None:
+    from textual.widgets._footer import FooterKey
+
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert "e Replace u Undo" in footer(app)
+        await pilot.press("j", "j", "e")
+        await wait_for_text(pilot, "replace avgpool")
+        assert "Replace" not in footer(app) and "^p palette" in footer(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "e Replace u Undo" in footer(app))
+
+        def freeze_key_enabled() -> bool:
+            return not next(k for k in app.query(FooterKey) if k.action == "freeze")._disabled
+
+        assert freeze_key_enabled()
+        app.saving = True  # what a save under way does: the changing keys grey out
+        app.refresh_bindings()
+        await wait_for(pilot, lambda: not freeze_key_enabled())
+        app.saving = False
+        app.refresh_bindings()
+        await wait_for(pilot, freeze_key_enabled)
+
+
 async def test_summary_shows_torchinfo_table() -> None:
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:

@@ -25,7 +25,8 @@ from torch import nn
 from modelbrowse.core.checkpoints import CheckpointOptions, open_checkpoint
 from modelbrowse.core.edits import EditError
 from modelbrowse.core.errors import SourceError
-from modelbrowse.core.index import NodeIndex, NodeKind
+from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.recipe import load_edited, read_recipe, replay_recipe, save_edited
 from modelbrowse.core.saving import read_weights, save_weights
 from modelbrowse.core.sources import resolve_source

@@ -12,7 +12,8 @@ import torchvision
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.index import NodeIndex, NodeKind, Totals
+from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.nodes import NodeKind, Totals
 from modelbrowse.core.text_tree import render_tree_text
 from tests.fixtures.models import SharedNet
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from modelbrowse.core import index as index_module
 from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.index import NodeIndex
 from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
@@ -37,6 +38,14 @@ def assert_same_as_fresh(index: NodeIndex) -> None:
     assert list(updated) == list(fresh)  # tree order
     for path, expected in fresh.items():
         assert updated[path] == expected, path
+    assert_parameters_as_torch_lists_them(index)
+
+
+def assert_parameters_as_torch_lists_them(index: NodeIndex) -> None:
+    """`index.parameters(path)` holds what `module.parameters()` does, for every module."""
+    for module in index.modules():
+        expected = sorted(id(p) for p in module.obj.parameters())
+        assert sorted(id(p) for p in index.parameters(module.path)) == expected, module.path
 
 
 def blocks() -> nn.Module:
@@ -84,6 +93,29 @@ def test_an_edit_and_its_undo_update_the_index_in_place(name: str) -> None:
     edit.apply(model)  # redo
     edit.update_index(index)
     assert_same_as_fresh(index)
+
+
+@pytest.mark.parametrize("scan_above", [0, 10_000])
+@pytest.mark.parametrize("build", [SharedNet, blocks])
+def test_parameters_of_a_subtree_by_walking_or_by_scanning(
+    build: Callable[[], nn.Module], scan_above: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "_SCAN_ABOVE", scan_above)
+    assert_parameters_as_torch_lists_them(NodeIndex(build()))
+
+
+def test_freezing_with_the_index_parameters_matches_walking_the_model() -> None:
+    walked, given = SharedNet(), SharedNet()
+    index = NodeIndex(given)
+    for model, edit in (
+        (walked, SetTrainable("decoder", trainable=False)),
+        (given, SetTrainable("decoder", False, parameters=index.parameters("decoder"))),
+    ):
+        edit.apply(model)
+        edit.update_index(index if model is given else NodeIndex(model))
+    assert [p.requires_grad for p in walked.parameters()] == [True, False, False]
+    assert [p.requires_grad for p in given.parameters()] == [True, False, False]
+    assert index.totals().frozen == 8 * 8 + 8
 
 
 def test_freezing_a_partly_frozen_model_and_undoing_it_restores_partial_counts() -> None:

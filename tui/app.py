@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static, Tree
+from textual.widgets import Input, Static, Tree
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import printable
@@ -34,6 +34,7 @@ from modelbrowse.tui.selecting import SelectActions
 from modelbrowse.tui.signals import SignalHandling
 from modelbrowse.widgets.detail_pane import DetailPane
 from modelbrowse.widgets.guarded import Guarded
+from modelbrowse.widgets.key_footer import KeyFooter
 from modelbrowse.widgets.model_header import ModelHeader
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 
@@ -169,7 +170,7 @@ class ModelBrowseApp(
             yield Input(id="prompt")
         yield Static("", id="status")
         yield Static("", id="too-small")
-        yield Footer()
+        yield KeyFooter()
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit_layout(event.size.width, event.size.height)

@@ -63,7 +63,9 @@ class FreezeActions:
             trainable = _unfreezing(totals.params, totals.trainable, norms)
 
             def make(norm_stats: bool) -> Edit:
-                return SetTrainable(path, trainable=trainable, norm_stats=norm_stats)
+                assert app.index is not None
+                params = app.index.parameters(path) if node.is_module else None
+                return SetTrainable(path, trainable, norm_stats, parameters=params)
 
             target = path or "the whole model"
             self._with_norm_choice(target, norms, trainable, make, bool(totals.params))
@@ -94,7 +96,8 @@ class FreezeActions:
                 wording = f"{what} weights and running statistics of" if norm_stats else what
 
                 edits: list[Edit] = [
-                    SetTrainable(p, trainable=trainable, norm_stats=norm_stats) for p in having
+                    SetTrainable(p, trainable, norm_stats, parameters=index.parameters(p))
+                    for p in having
                 ]
                 return Batch(selection.pattern, edits, wording)
 

@@ -19,7 +19,8 @@ from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
 
 if TYPE_CHECKING:
-    from modelbrowse.core.index import Node, NodeIndex
+    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.nodes import Node
     from modelbrowse.core.stats import TensorStats
 
 SPARK = " ▁▂▃▄▅▆▇█"

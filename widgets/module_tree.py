@@ -19,7 +19,8 @@ from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 
 if TYPE_CHECKING:
-    from modelbrowse.core.index import Node, NodeIndex
+    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.nodes import Node
 
 PAGE_SIZE = 100
 # shift+space opens a whole subtree only up to this many lines.
@@ -227,15 +228,13 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
             return
         self._populated.add(tree_node.id)
         entry = tree_node.data
-        children = self.index.children(entry.path)
+        modules = self.index.child_modules(entry.path)
         if entry.page is not None:
             start, stop = entry.page
-            modules = [c for c in children if c.is_module][start:stop]
-            for child in modules:
+            for child in modules[start:stop]:
                 self._add_child(tree_node, child)
             return
-        tensors = [c for c in children if not c.is_module]
-        modules = [c for c in children if c.is_module]
+        tensors = [c for c in self.index.children(entry.path) if not c.is_module]
         for child in tensors:
             self._add_child(tree_node, child)
         if len(modules) > PAGE_SIZE:
@@ -325,6 +324,7 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
 
     def _child_for(self, tree_node: TreeNode[TreeEntry], path: str) -> TreeNode[TreeEntry] | None:
         self._populate(tree_node)
+        position: int | None = None  # among the parent's modules, for finding its page
         for child in tree_node.children:
             entry = child.data
             if entry is None:
@@ -332,11 +332,20 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
             if entry.page is None and entry.path == path:
                 return child
             if entry.page is not None and self.index is not None:
-                names = [c.path for c in self.index.child_modules(entry.path)]
+                if position is None:
+                    position = self._module_position(entry.path, path)
                 start, stop = entry.page
-                if path in names[start:stop]:
+                if start <= position < stop:
                     return self._child_for(child, path)
         return None
+
+    def _module_position(self, parent: str, path: str) -> int:
+        """Where `path` is among the modules under `parent`; -1 if it is none of them."""
+        assert self.index is not None
+        for position, child in enumerate(self.index.child_modules(parent)):
+            if child.path == path:
+                return position
+        return -1
 
     def select_path(self, path: str) -> bool:
         """Move the cursor to `path`, expanding what hides it; False when it is not shown."""

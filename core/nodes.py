@@ -1,0 +1,145 @@
+"""What the node index is made of: node kinds, nodes, subtree totals, and qualified paths."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class NodeKind(enum.Enum):
+    """What a node is; the value is the word the detail pane shows."""
+
+    MODULE = "module"
+    PARAMETER = "parameter"
+    BUFFER = "buffer"
+    NONPERSISTENT_BUFFER = "non-persistent buffer"
+    UNREGISTERED_TENSOR = "unregistered tensor"
+
+
+def scripted_name(module: object) -> str | None:
+    """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
+    RecursiveScriptModule, which says nothing to the user. None for other modules."""
+    scripted = getattr(module, "original_name", None)
+    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
+        return scripted
+    return None
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counts over a subtree, each tensor counted once. Owned by the index, which updates
+    them in place (freezing 100,000 modules must not create 100,000 objects); read only."""
+
+    params: int = 0
+    trainable: int = 0
+    buffers: int = 0
+    nbytes: int = 0
+    tensors: int = 0
+
+    @property
+    def frozen(self) -> int:
+        return self.params - self.trainable
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(
+            self.params + other.params,
+            self.trainable + other.trainable,
+            self.buffers + other.buffers,
+            self.nbytes + other.nbytes,
+            self.tensors + other.tensors,
+        )
+
+    def __sub__(self, other: Totals) -> Totals:
+        return self + Totals(
+            -other.params, -other.trainable, -other.buffers, -other.nbytes, -other.tensors
+        )
+
+    def scaled(self, factor: int) -> Totals:
+        return Totals(
+            self.params * factor,
+            self.trainable * factor,
+            self.buffers * factor,
+            self.nbytes * factor,
+            self.tensors * factor,
+        )
+
+
+@dataclass(slots=True)
+class Node:
+    """One path in the model: a module or a tensor."""
+
+    path: str
+    name: str
+    kind: NodeKind
+    obj: Any
+    parent: str | None
+    depth: int
+    children: list[str] = field(default_factory=list)
+
+    @property
+    def is_module(self) -> bool:
+        return self.kind is NodeKind.MODULE
+
+    @property
+    def scripted_name(self) -> str | None:
+        """The class a TorchScript module was scripted from; None for anything else."""
+        return scripted_name(self.obj) if self.kind is NodeKind.MODULE else None
+
+    @property
+    def type_name(self) -> str:
+        """The class for a module; `Parameter`, `Tensor` for tensors."""
+        if self.kind is NodeKind.MODULE:
+            return self.scripted_name or type(self.obj).__name__
+        return "Parameter" if isinstance(self.obj, nn.Parameter) else "Tensor"
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        if self.kind is NodeKind.MODULE:
+            raise TypeError(f"{self.path or '(root)'} is a module, not a tensor")
+        tensor: torch.Tensor = self.obj
+        return tensor
+
+
+def join_path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def parent_path(path: str) -> str | None:
+    """'features.0.weight' -> 'features.0'; '' (the root) -> None."""
+    if not path:
+        return None
+    return path.rpartition(".")[0]
+
+
+def ancestors(path: str) -> Iterator[str]:
+    """The proper ancestors of a path, nearest first, ending with the root ''."""
+    current = parent_path(path)
+    while current is not None:
+        yield current
+        current = parent_path(current)
+
+
+_INDEXING = re.compile(r"\[\s*(-?\d+)\s*\]")
+
+
+def normalise_path(text: str) -> str:
+    """Accept how people write paths: `model.classifier[6]` -> `model.classifier.6`."""
+    return _INDEXING.sub(r".\1", text.strip()).strip(".")
+
+
+def path_candidates(text: str) -> list[str]:
+    """What `text` may name, most literal first: `model.fc` is `model.fc`, else `fc`."""
+    path = normalise_path(text)
+    candidates = [path]
+    for prefix in ("model", "self"):
+        if path == prefix:
+            candidates.append("")
+        elif path.startswith(prefix + "."):
+            candidates.append(path[len(prefix) + 1 :])
+    return candidates
