@@ -5,11 +5,13 @@
 - `app`: `ModelBrowseApp` on `alexnet`, headless at 120x40 (Pilot). Once the tensors are real
   and the edit history started, `:` opens the go-to prompt, `classifier.1.weight` (9216x4096,
   37.7M float32 values) is typed, and `enter` is timed until the frame is drawn (`goto`).
-  `App._show_detail` is wrapped with a timer: from its start until `DetailPane.show_stats`
-  has put the estimated statistics in the pane is the UI-thread work that shows the tensor's
-  details and estimate (the exact statistics' worker is started after that, and the pane is
-  rendered afterwards, in `goto`); `estimate_first` on this first visit, `estimate` the median
-  of it and `VISITS - 1` more (the cursor put on `classifier.1`, then back on the tensor). `exact`
+  `App._show_detail` and `estimate_stats` are wrapped with timers. `estimate`: from the start of
+  `estimate_stats` until `DetailPane.show_stats` has put the estimate in the pane (what the
+  estimate adds to showing the tensor); `show`: from the start of `_show_detail` until then, the
+  UI-thread work that shows the tensor's details and estimate (the exact statistics' worker is
+  started after that, and the pane is rendered afterwards, in `goto`). `*_first` on this first
+  visit, the others the median of it and `VISITS - 1` more (the cursor put on `classifier.1`,
+  then back on the tensor). `exact`
   is from the start of the first visit's call until the exact statistics, computed in a worker
   thread, reach the pane (`App._stats_ready`); it is waited for before the other visits.
   Then "holding j": classifier.4 and classifier.6 are expanded too, and `j` goes from the
@@ -45,24 +47,32 @@ VISITS = 5
 
 
 async def measure_app(timeout: float, hold: bool = True) -> dict[str, float]:
+    from modelbrowse.core import stats as core_stats
     from modelbrowse.tui.app import ModelBrowseApp
     from modelbrowse.tui.options import AppOptions
     from modelbrowse.widgets.module_tree import ModuleTree
 
     app = ModelBrowseApp(AppOptions(source="alexnet"))
-    shown: list[tuple[str, float, float]] = []  # path, start, seconds
+    shown: list[tuple[str, float, float, float]] = []  # path, start, seconds, estimate seconds
     exact_at: dict[int, float] = {}  # detail token -> when exact statistics reached the pane
     show_detail, stats_ready = app._show_detail, app._stats_ready
+    estimate_stats = core_stats.estimate_stats
 
+    estimate_started: list[float] = []  # when the estimate of the node shown began
     estimate_shown: list[float] = []  # when estimated statistics last reached the pane
+
+    def timed_estimate_stats(*args: Any, **kwargs: Any) -> Any:
+        estimate_started.append(time.perf_counter())
+        return estimate_stats(*args, **kwargs)
 
     def timed_show_detail(path: str) -> None:
         start = time.perf_counter()
-        del estimate_shown[:]
+        del estimate_shown[:], estimate_started[:]
         show_detail(path)
         # Until the estimate is in the pane; the exact statistics' worker starts after that.
         end = estimate_shown[0] if estimate_shown else time.perf_counter()
-        shown.append((path, start, end - start))
+        estimate = end - estimate_started[0] if estimate_started else 0.0
+        shown.append((path, start, end - start, estimate))
 
     def timed_stats_ready(token: int, stats: Any) -> None:
         stats_ready(token, stats)
@@ -78,6 +88,7 @@ async def measure_app(timeout: float, hold: bool = True) -> dict[str, float]:
 
     show_stats = DetailPane.show_stats
     DetailPane.show_stats = timed_show_stats  # type: ignore[method-assign]
+    core_stats.estimate_stats = timed_estimate_stats  # the app imports it when it shows a node
     app._show_detail = timed_show_detail  # type: ignore[method-assign]
     app._stats_ready = timed_stats_ready  # type: ignore[method-assign]
     out: dict[str, float] = {}
@@ -95,10 +106,10 @@ async def measure_app(timeout: float, hold: bool = True) -> dict[str, float]:
         await settle(pilot)
         del shown[:]
         out["goto"] = await timed_press(pilot, "enter")
-        calls = [seconds for path, _, seconds in shown if path == TARGET]
+        calls = [(seconds, estimate) for path, _, seconds, estimate in shown if path == TARGET]
         if tree.cursor_path != TARGET or not calls:
             raise RuntimeError(f"go to {TARGET} left the cursor on {tree.cursor_path!r}")
-        out["estimate_first"] = calls[0]
+        out["show_first"], out["estimate_first"] = calls[0]
         if hold:
             out["exact"] = await until_exact(pilot, shown, exact_at, timeout)
         from modelbrowse.tui.app import HELD_KEY_GAP_S
@@ -113,8 +124,9 @@ async def measure_app(timeout: float, hold: bool = True) -> dict[str, float]:
             await wait_for(
                 pilot, lambda: shown[-1][0] == TARGET, timeout, f"the detail of {TARGET} again"
             )
-            calls.append(shown[-1][2])
-        out["estimate"] = statistics.median(calls)
+            calls.append(shown[-1][2:])
+        out["show"] = statistics.median(seconds for seconds, _ in calls)
+        out["estimate"] = statistics.median(estimate for _, estimate in calls)
         if hold:
             out.update(await hold_j(pilot, tree))
         app.exit()
@@ -123,12 +135,12 @@ async def measure_app(timeout: float, hold: bool = True) -> dict[str, float]:
 
 async def until_exact(
     pilot: Pilot[Any],
-    shown: list[tuple[str, float, float]],
+    shown: list[tuple[str, float, float, float]],
     exact_at: dict[int, float],
     timeout: float,
 ) -> float:
     """Seconds from showing the tensor until its exact statistics reach the pane."""
-    start = next(start for path, start, _ in shown if path == TARGET)
+    start = next(start for path, start, _, _ in shown if path == TARGET)
     token = pilot.app._detail_token
     await wait_for(pilot, lambda: token in exact_at, timeout, "exact statistics")
     return exact_at[token] - start

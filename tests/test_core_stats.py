@@ -212,6 +212,15 @@ def test_estimate_of_a_big_tensor_is_flagged_and_close(big: torch.Tensor) -> Non
     assert sum(exact.histogram) == 1_000_000
 
 
+def test_estimate_of_a_transposed_tensor_samples_the_values_in_their_logical_order(
+    big: torch.Tensor,
+) -> None:
+    transposed = big.t()
+    assert not transposed.is_contiguous()
+    assert estimate_stats(transposed) == estimate_stats(transposed.contiguous())
+    assert estimate_stats(transposed) != estimate_stats(big)  # another sample, not a copy of it
+
+
 def test_estimate_counts_nan_in_the_sample() -> None:
     generator = torch.Generator().manual_seed(1)
     tensor = torch.randn(100_000, generator=generator)

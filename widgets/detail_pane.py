@@ -334,30 +334,35 @@ class DetailPane(Guarded, VerticalScroll):
         self.source_info = source_renderable(rows, report, warnings, title) if rows else None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text("loading…", style="italic"), id="detail-body")
-        yield Static("", id="detail-note")
-        yield Static("", id="detail-stats")
+        # Kept, not queried: each node shown (every key held through the tree) updates all
+        # three, and a query walks the DOM each time.
+        self._body = Static(Text("loading…", style="italic"), id="detail-body")
+        self._note = Static("", id="detail-note")
+        self._stats = Static("", id="detail-stats")
+        yield self._body
+        yield self._note
+        yield self._stats
 
     def show_note(self, title: str, text: str, style: str = "") -> None:
         """A block between the details and the statistics (how a tensor differs, in --diff)."""
         note = Group(Text(""), _fields([(title, Text(printable(text, limit=400), style=style))]))
-        self.query_one("#detail-note", Static).update(note)
+        self._note.update(note)
 
     def show_message(self, message: str) -> None:
-        self.query_one("#detail-body", Static).update(Text(message, style="italic"))
-        self.query_one("#detail-note", Static).update("")
-        self.query_one("#detail-stats", Static).update("")
+        self._body.update(Text(message, style="italic"))
+        self._note.update("")
+        self._stats.update("")
 
     def show_node(self, index: NodeIndex, path: str) -> None:
         node = index.node(path)
         body = module_renderable(index, node) if node.is_module else tensor_renderable(index, node)
         if not path and self.source_info is not None:
             body = Group(body, self.source_info)
-        self.query_one("#detail-body", Static).update(RenderOnce(body))
-        self.query_one("#detail-note", Static).update("")
-        self.query_one("#detail-stats", Static).update("")
+        self._body.update(RenderOnce(body))
+        self._note.update("")
+        self._stats.update("")
         self.scroll_home(animate=False)
 
     def show_stats(self, stats: TensorStats | None, note: str = "") -> None:
         block = Group(Text(""), stats_renderable(stats, note))
-        self.query_one("#detail-stats", Static).update(RenderOnce(block))
+        self._stats.update(RenderOnce(block))
