@@ -83,6 +83,18 @@ class NodeIndex:
         nodes, module = self._nodes, NodeKind.MODULE
         return [n for n in (nodes[c] for c in nodes[path].children) if n.kind is module]
 
+    def child_tensors(self, path: str) -> list[Node]:
+        """A module's own tensors: they come before its child modules, so the walk stops at
+        the first module (a list of 20,000 blocks is not gone through for none)."""
+        nodes, module = self._nodes, NodeKind.MODULE
+        found = []
+        for child in nodes[path].children:
+            node = nodes[child]
+            if node.kind is module:
+                break
+            found.append(node)
+        return found
+
     def paths(self) -> Iterator[str]:
         """Every path, in tree order (a module, its tensors, then its child modules)."""
         if not self._in_tree_order:  # a refresh appended nodes at the end: reorder once

@@ -234,7 +234,7 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
             for child in modules[start:stop]:
                 self._add_child(tree_node, child)
             return
-        tensors = [c for c in self.index.children(entry.path) if not c.is_module]
+        tensors = self.index.child_tensors(entry.path)
         for child in tensors:
             self._add_child(tree_node, child)
         if len(modules) > PAGE_SIZE:
