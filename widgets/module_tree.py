@@ -209,14 +209,27 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
         self.refresh_labels()
 
     def refresh_labels(self) -> None:
+        """Label every built line again from the index; the tree is repainted once.
+
+        `TreeNode.set_label` queues a repaint of its own per line, each looking through the
+        visible lines: after a freeze that was a message for each of hundreds of lines. Here a
+        changed label is set as `set_label` sets it, and one refresh repaints what is shown.
+        """
         assert self.index is not None
+        changed = False
         stack: list[TreeNode[TreeEntry]] = [self.root]
         while stack:
             tree_node = stack.pop()
             entry = tree_node.data
             if entry is not None and entry.page is None and entry.path in self.index:
-                tree_node.set_label(self._label(self.index.node(entry.path)))
+                label = self._label(self.index.node(entry.path))
+                if label != tree_node.label:
+                    tree_node._label = self.process_label(label)
+                    tree_node._updates += 1  # part of the key of the line's rendering cache
+                    changed = True
             stack.extend(tree_node.children)
+        if changed:
+            self.refresh()
 
     # --- lazy children -------------------------------------------------------------------
 
