@@ -88,11 +88,34 @@ async def test_statistics_of_a_node_left_behind_never_replace_the_current_ones()
         assert "37,748,736" not in screen
 
 
-async def test_statistics_under_way_when_the_tensor_is_edited_never_show_as_the_new_ones() -> None:
+async def test_statistics_under_way_when_the_tensor_is_edited_never_show_as_the_new_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Re-initialised with zeros while its exact statistics are computing: only the zeros'
     statistics are ever shown as exact."""
+    import threading
+
+    from modelbrowse.core import stats
     from modelbrowse.tui.screens.dialogs import ReinitDialog
 
+    # The first exact computation pauses after its first slice until the edit is made, so the
+    # edit lands while it is under way however quick the machine.
+    edited = threading.Event()
+    compute_stats = stats.compute_stats
+
+    def paused_after_a_slice(tensor: object, cancelled: object = None) -> object:
+        slices = 0
+
+        def wanted() -> bool:
+            nonlocal slices
+            slices += 1
+            if slices == 2:
+                edited.wait(30)
+            return cancelled() if callable(cancelled) else False
+
+        return compute_stats(tensor, cancelled=wanted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stats, "compute_stats", paused_after_a_slice)
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
@@ -102,6 +125,7 @@ async def test_statistics_under_way_when_the_tensor_is_edited_never_show_as_the_
         await wait_for(pilot, lambda: isinstance(app.screen, ReinitDialog))
         assert isinstance(app.screen, ReinitDialog)
         await pilot.press(*["down"] * app.screen.schemes.index("zeros"), "enter")
+        edited.set()
         seen_exact = False
         for _ in range(600):
             screen = squeeze(screen_text(app))
