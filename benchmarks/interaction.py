@@ -9,9 +9,10 @@
   a plain Textual `Tree` with the same lines. One run: the `j` figure is the 95th percentile of
   200 presses within it.
 - Statistics of alexnet's largest tensor and holding `j` over big tensors, in
-  `benchmarks.stats_worker` (one run: the estimate is a median of 5 visits within it), against
-  `estimate_stats` / `compute_stats` in a plain script. The estimate figure alone is in
-  `--quick` (the app run without the exact statistics and the holding, no baseline).
+  `benchmarks.stats_worker` (one run: the estimate and the showing of the tensor are medians of
+  5 visits within it), against `estimate_stats` / `compute_stats` in a plain script. Those two
+  figures alone are in `--quick` (the app run without the exact statistics and the holding, no
+  baseline).
 """
 
 from __future__ import annotations
