@@ -113,6 +113,13 @@ def test_histogram_of_values_spanning_the_float32_range() -> None:
     assert sum(stats.histogram) == 3
 
 
+def test_histogram_of_float64_values_spanning_more_than_the_float64_range() -> None:
+    tensor = torch.tensor([-1.7e308, 0.0, 1.7e308], dtype=torch.float64)
+    stats = compute_stats(tensor)
+    assert (stats.min, stats.max) == (-1.7e308, 1.7e308)
+    assert stats.histogram[0] == stats.histogram[HISTOGRAM_BINS // 2] == stats.histogram[-1] == 1
+
+
 @pytest.mark.parametrize("dtype", [torch.int8, torch.int32, torch.int64, torch.uint8])
 def test_integer_tensor(dtype: torch.dtype) -> None:
     stats = compute_stats(torch.tensor([0, 1, 2, 3, 4, 0], dtype=dtype))
