@@ -79,21 +79,40 @@ class NodeIndex:
     def children(self, path: str) -> list[Node]:
         return [self._nodes[c] for c in self._nodes[path].children]
 
-    def child_modules(self, path: str) -> list[Node]:
-        nodes, module = self._nodes, NodeKind.MODULE
-        return [n for n in (nodes[c] for c in nodes[path].children) if n.kind is module]
+    def child_modules(self, path: str, start: int = 0, stop: int | None = None) -> list[Node]:
+        """A module's child modules, or those from `start` to `stop` among them (a page of a
+        long list reads its own hundred nodes, not all 20,000)."""
+        nodes, children = self._nodes, self._nodes[path].children
+        first = self._first_module(children)
+        end = len(children) if stop is None else min(first + stop, len(children))
+        return [nodes[c] for c in children[first + start : end]]
 
     def child_tensors(self, path: str) -> list[Node]:
-        """A module's own tensors: they come before its child modules, so the walk stops at
-        the first module (a list of 20,000 blocks is not gone through for none)."""
+        """A module's own tensors."""
+        nodes, children = self._nodes, self._nodes[path].children
+        return [nodes[c] for c in children[: self._first_module(children)]]
+
+    def module_count(self, path: str) -> int:
+        """How many child modules a module has."""
+        children = self._nodes[path].children
+        return len(children) - self._first_module(children)
+
+    def module_position(self, path: str) -> int:
+        """Where a module is among its parent's child modules; -1 for the root or a tensor."""
+        node = self._nodes[path]
+        if node.kind is not NodeKind.MODULE or not path:
+            return -1
+        siblings = self._nodes[node.parent or ""].children
+        return siblings.index(path) - self._first_module(siblings)
+
+    def _first_module(self, children: list[str]) -> int:
+        """Where a module's child modules start: its tensors come first, so the walk stops at
+        the first module (a list of 20,000 blocks is not gone through)."""
         nodes, module = self._nodes, NodeKind.MODULE
-        found = []
-        for child in nodes[path].children:
-            node = nodes[child]
-            if node.kind is module:
-                break
-            found.append(node)
-        return found
+        for position, child in enumerate(children):
+            if nodes[child].kind is module:
+                return position
+        return len(children)
 
     def paths(self) -> Iterator[str]:
         """Every path, in tree order (a module, its tensors, then its child modules)."""

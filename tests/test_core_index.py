@@ -376,3 +376,27 @@ def test_a_model_3000_modules_deep_does_not_hit_the_recursion_limit(
     assert index.search("linear") == [deepest]
     text = render_tree_text(index)
     assert "Total params: 6  trainable: 6" in text
+
+
+class ScaledList(nn.Module):
+    """A long list under a module that also has a tensor of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.layers = nn.ModuleList(nn.Linear(1, 1) for _ in range(250))
+
+
+def test_a_page_of_child_modules_and_a_module_s_position_among_them() -> None:
+    index = NodeIndex(nn.Sequential(ScaledList()))
+    modules = index.child_modules("0")
+    assert [n.path for n in modules] == ["0.layers"]
+    assert [n.path for n in index.child_tensors("0")] == ["0.scale"]
+    layers = index.child_modules("0.layers")
+    assert index.module_count("0.layers") == len(layers) == 250
+    assert index.child_modules("0.layers", 100, 200) == layers[100:200]
+    assert index.child_modules("0.layers", 200, 300) == layers[200:]
+    assert [index.module_position(n.path) for n in layers] == list(range(250))
+    assert index.module_position("0.layers") == 0
+    assert index.module_position("0.scale") == -1
+    assert index.module_position("") == -1

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import Tree
@@ -231,6 +232,14 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
         if changed:
             self.refresh()
 
+    def get_label_width(self, node: TreeNode[TreeEntry]) -> int:
+        """The width `render_label` gives, without rendering the label: Tree measures every
+        line each time lines are added or removed (hundreds of lines per expand or edit)."""
+        if not node.allow_expand:
+            return node.label.cell_len
+        icon = self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
+        return cell_len(icon) + node.label.cell_len
+
     # --- lazy children -------------------------------------------------------------------
 
     def _on_tree_node_expanded(self, event: Tree.NodeExpanded[TreeEntry]) -> None:
@@ -241,24 +250,23 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
             return
         self._populated.add(tree_node.id)
         entry = tree_node.data
-        modules = self.index.child_modules(entry.path)
         if entry.page is not None:
             start, stop = entry.page
-            for child in modules[start:stop]:
+            for child in self.index.child_modules(entry.path, start, stop):
                 self._add_child(tree_node, child)
             return
-        tensors = self.index.child_tensors(entry.path)
-        for child in tensors:
+        for child in self.index.child_tensors(entry.path):
             self._add_child(tree_node, child)
-        if len(modules) > PAGE_SIZE:
+        count = self.index.module_count(entry.path)
+        if count > PAGE_SIZE:
             name = self.index.node(entry.path).name if entry.path else "children"
-            for start in range(0, len(modules), PAGE_SIZE):
-                stop = min(start + PAGE_SIZE, len(modules))
+            for start in range(0, count, PAGE_SIZE):
+                stop = min(start + PAGE_SIZE, count)
                 label = Text(f"{name}[{start}:{stop}]", style="italic")
                 label.append(f"  {stop - start} modules", style="dim")
                 tree_node.add(label, data=TreeEntry(entry.path, (start, stop)))
         else:
-            for child in modules:
+            for child in self.index.child_modules(entry.path):
                 self._add_child(tree_node, child)
 
     def _add_child(self, parent: TreeNode[TreeEntry], child: Node) -> TreeNode[TreeEntry]:
@@ -346,19 +354,11 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
                 return child
             if entry.page is not None and self.index is not None:
                 if position is None:
-                    position = self._module_position(entry.path, path)
+                    position = self.index.module_position(path)
                 start, stop = entry.page
                 if start <= position < stop:
                     return self._child_for(child, path)
         return None
-
-    def _module_position(self, parent: str, path: str) -> int:
-        """Where `path` is among the modules under `parent`; -1 if it is none of them."""
-        assert self.index is not None
-        for position, child in enumerate(self.index.child_modules(parent)):
-            if child.path == path:
-                return position
-        return -1
 
     def select_path(self, path: str) -> bool:
         """Move the cursor to `path`, expanding what hides it; False when it is not shown."""
