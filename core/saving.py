@@ -12,7 +12,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,6 +25,8 @@ from modelbrowse.core.errors import ModelBrowseError
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
 HASH_CHUNK = 1 << 22
+# Writes this large are hashed on another thread while they are written.
+HASH_BESIDE_BYTES = 1 << 20
 
 Progress = Callable[[float], None]
 """Called with the fraction written so far, 0.0 to 1.0."""
@@ -157,17 +159,35 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-class _CountingWriter:
-    """A write-only file object that reports how much has passed through it."""
+class _HashingWriter:
+    """A write-only file object that hashes what passes through it and reports how much has.
 
-    def __init__(self, handle: IO[bytes], total: int, progress: Progress | None) -> None:
+    A large write is hashed on another thread while it is written: hashlib and the file's
+    write both leave the GIL, so the hash costs nothing beside a write into the page cache
+    (where it took 0.16 s of a 0.4 s alexnet save after the write). Each write waits for its
+    hash, so the buffer torch lends it is not used after it returns.
+    """
+
+    def __init__(
+        self, handle: IO[bytes], total: int, progress: Progress | None, pool: Executor
+    ) -> None:
         self.handle = handle
+        self.digest = hashlib.sha256()
         self.written = 0
         self.total = max(total, 1)
         self.progress = progress
+        self.pool = pool
 
     def write(self, data: bytes | memoryview) -> int:
-        self.handle.write(data)
+        if len(data) >= HASH_BESIDE_BYTES:
+            hashed = self.pool.submit(self.digest.update, data)
+            try:
+                self.handle.write(data)
+            finally:
+                hashed.result()
+        else:
+            self.digest.update(data)
+            self.handle.write(data)
         self.written += len(data)
         if self.progress is not None:
             self.progress(min(self.written / self.total, 1.0))
@@ -275,9 +295,11 @@ def save_weights(
 
     def write(tmp: Path) -> None:
         if fmt == "pt":
-            with open(tmp, "wb") as handle:
-                torch.save(state, _CountingWriter(handle, total, progress))  # type: ignore[arg-type]
+            with open(tmp, "wb") as handle, ThreadPoolExecutor(max_workers=1) as pool:
+                writer = _HashingWriter(handle, total, progress, pool)
+                torch.save(state, writer)  # type: ignore[arg-type]
                 handle.flush()
+            sha.append(writer.digest.hexdigest())  # torch.save only appends: the file's hash
         else:
             from safetensors.torch import save_file
 
@@ -290,13 +312,15 @@ def save_weights(
                 progress(1.0)
 
     def check(tmp: Path) -> None:
-        # The file is hashed (for the recipe) beside the comparison, not in the write: hashlib
-        # and torch both leave the GIL, so the two share the cores while fsync waits on the disk.
+        # A safetensors file is written by the library itself: it is hashed (for the recipe)
+        # beside the comparison; hashlib and torch both leave the GIL, so the two share the
+        # cores while fsync waits on the disk.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            hashed = pool.submit(file_sha256, tmp)
+            hashed = None if sha else pool.submit(file_sha256, tmp)
             if verify:
                 verify_file(tmp, state, fmt, shown_as=path)
-            sha.append(hashed.result())
+            if hashed is not None:
+                sha.append(hashed.result())
 
     write_atomic(path, write, check)
     params = sum(p.numel() for p in model.parameters())
