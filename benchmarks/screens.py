@@ -5,7 +5,8 @@ floor (`import torch, torchvision, textual.app`, seconds on a small machine) is 
 round for all of them (`benchmarks/terminal.py` says how the app is timed):
 
 - `alexnet` until the header, the tree and `[random init]` show (the figures are in
-  `benchmarks/startup.py`; with `--quick`, only its samplers run, once);
+  `benchmarks/startup.py`; with `--quick`, only its samplers run, once), beside
+  `benchmarks/textual_frame.py` (a Textual app of one line) until the header's words show;
 - `resnet50`, `vit_b_16` and `vit_h_14` (632M parameters: the app builds it on `meta` and defers
   the real initialisation) until the first top-level module's tree line, with its parameter
   count, and the root's count show;
@@ -63,6 +64,7 @@ MODELS = {
     "vit_h_14": ("conv_proj  Conv2d  753.9K", "VisionTransformer  632.0M"),
 }
 LLAMA_70B = f"{Path(__file__).resolve().parent / 'llama70b.py'}:Llama70B"
+TEXTUAL_FRAME = Path(__file__).resolve().parent / "textual_frame.py"
 LLAMA_70B_MARKS = {
     "frame": re.compile(r"modelbrowse\s+\S*llama70b\.py:Llama70B"),
     "tree": re.compile(r"model\s+LlamaModel\s+68\.7B"),
@@ -125,6 +127,11 @@ SCREENS = SampleSet(
             full_only_marks=("random_init",),
         ),
         python_sampler("import_textual", "import textual.app"),
+        tmux_sampler(
+            "textual_frame",
+            (sys.executable, str(TEXTUAL_FRAME)),
+            {"frame": ALEXNET_MARKS["frame"]},
+        ),
         *(full_only(model_sampler(name)) for name in MODELS),
         full_only(
             tmux_sampler(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rich.console import Group
-from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -30,6 +29,10 @@ class EditLogScreen(Guarded, ModalScreen[None]):
         self.copied = copied or []
 
     def compose(self) -> ComposeResult:
+        # Here, not at the top: Syntax brings Pygments (about 10 ms), which the first frame of
+        # the app would otherwise wait for.
+        from rich.syntax import Syntax
+
         with VerticalScroll(id="log-body"):
             yield Static(Text(f"Edit log: {len(self.entries)} edits", style="bold underline"))
             if not self.entries:
