@@ -228,6 +228,17 @@ def test_estimate_of_a_transposed_tensor_samples_the_values_in_their_logical_ord
     assert estimate_stats(transposed) != estimate_stats(big)  # another sample, not a copy of it
 
 
+def test_estimate_reads_across_the_columns_of_a_matrix() -> None:
+    """Rows as long as the estimate's strata: evenly spaced reads would see the same columns."""
+    columns = 4096
+    tensor = torch.arange(columns, dtype=torch.float32).repeat(SAMPLE_SIZE // 16 * 4, 1)
+    exact, estimate = compute_stats(tensor), estimate_stats(tensor)
+    assert estimate.mean == pytest.approx(exact.mean, rel=0.1)
+    assert estimate.std == pytest.approx(exact.std, rel=0.1)
+    assert estimate.max > 0.9 * exact.max
+    assert min(estimate.histogram) > 0  # every part of the range is seen
+
+
 def test_estimate_counts_nan_in_the_sample() -> None:
     generator = torch.Generator().manual_seed(1)
     tensor = torch.randn(100_000, generator=generator)

@@ -36,6 +36,11 @@ RESTORE_TERMINAL = (
 )
 
 
+# Whichever comes first, Textual's exit returning or the grace running out, says why the app
+# stops and finishes a save under way; the other stays silent.
+_LEAVING = threading.Lock()
+
+
 def stopped_message(signum: int) -> str:
     return f"stopped by {signal.Signals(signum).name}"
 
@@ -46,15 +51,23 @@ class SignalHandling:
     error_message: str | None
     exit: Any
     _driver: Any
+    _left_without_exit: bool = False
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """Textual's run; once it returns, the terminal is restored and leaving is the
         caller's (a save under way finishes first, then the process ends)."""
         self._run_returned = threading.Event()
+        self._left_without_exit = False
         try:
             return super().run(*args, **kwargs)  # type: ignore[misc]
         finally:
-            self._run_returned.set()
+            with _LEAVING:
+                self._run_returned.set()
+                left = self._left_without_exit
+            if left:
+                # The exit came too late: `_leave_now` has said why the app stops and leaves
+                # once a save under way is written. Saying it again here would print it twice.
+                threading.Event().wait()
 
     def _install_signal_handlers(self) -> None:
         """Only the main thread can take signals."""
@@ -100,8 +113,10 @@ class SignalHandling:
     def _leave_now(self, signum: int) -> None:
         """Textual's exit did not finish in time: restore what can be restored, then leave."""
         returned = getattr(self, "_run_returned", None)
-        if returned is not None and returned.is_set():
-            return  # it did: the caller is finishing a save, and leaves after it
+        with _LEAVING:
+            if returned is not None and returned.is_set():
+                return  # it did: the caller is finishing a save, and leaves after it
+            self._left_without_exit = True
         fd = _terminal_fd()
         if fd is not None:
             attrs = getattr(self._driver, "attrs_before", None)
