@@ -7,7 +7,7 @@
 - Keys, expands and edits on that model, in `benchmarks.large_model_worker` (one app per fresh
   process, driven by Textual's Pilot; see there for how a key is timed), against the same keys on
   a plain Textual `Tree` with the same lines. One run: the `j` figure is the 95th percentile of
-  200 presses within it.
+  200 presses within it, each edit figure the median of 5 rounds of the edits within it.
 - Statistics of alexnet's largest tensor and holding `j` over big tensors, in
   `benchmarks.stats_worker` (one run: the estimate and the showing of the tensor are medians of
   5 visits within it), against `estimate_stats` / `compute_stats` in a plain script. Those two
@@ -196,7 +196,7 @@ def _edit_figure(
         SYNTHETIC_KEYS,
         name=name,
         description=f"{what} on the 100k-module model, from the key until the edit is applied "
-        "and the frame rendered (one app run)",
+        "and the frame rendered (one app run, the median of the edit done 5 times)",
         value_key=key,
         baseline_key=baseline[0] if baseline else None,
         baseline_name=baseline[1] if baseline else "",
