@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -68,16 +68,12 @@ def compute_stats(tensor: torch.Tensor, cancelled: Callable[[], bool] | None = N
     raised when it says yes (the cursor moved on: the CPU is better left to the next node).
     """
     flat = tensor.detach().reshape(-1)
-    slices = [
-        flat[start : start + CHUNK_ELEMENTS] for start in range(0, flat.numel(), CHUNK_ELEMENTS)
-    ]
-    if flat.numel() == 0:
+    numel = flat.numel()
+    if numel == 0:
         return _no_finite_values(0, 0.0, 0, 0, estimated=False)
-    cancelled = cancelled or _never
-    if flat.numel() <= ONE_THREAD_LIMIT:
-        with _one_thread():
-            return _summarise(slices, flat.numel(), cancelled, estimated=False)
-    return _summarise(slices, flat.numel(), cancelled, estimated=False)
+    slices = [flat[start : start + CHUNK_ELEMENTS] for start in range(0, numel, CHUNK_ELEMENTS)]
+    with _one_thread() if numel <= ONE_THREAD_LIMIT else nullcontext():
+        return _summarise(slices, numel, cancelled or _never, estimated=False)
 
 
 def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> TensorStats:

@@ -57,7 +57,6 @@ class SignalHandling:
         """Textual's run; once it returns, the terminal is restored and leaving is the
         caller's (a save under way finishes first, then the process ends)."""
         self._run_returned = threading.Event()
-        self._left_without_exit = False
         try:
             return super().run(*args, **kwargs)  # type: ignore[misc]
         finally:
