@@ -46,6 +46,16 @@ class Totals:
     def frozen(self) -> int:
         return self.params - self.trainable
 
+    @property
+    def trainable_alike(self) -> bool | None:
+        """True when every parameter element counted is trainable, False when every one is
+        frozen, None when mixed or there are none. (An empty parameter counts no elements.)"""
+        if not self.params:
+            return None
+        if self.trainable == self.params:
+            return True
+        return False if self.trainable == 0 else None
+
     def __add__(self, other: Totals) -> Totals:
         return Totals(
             self.params + other.params,

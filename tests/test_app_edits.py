@@ -302,3 +302,33 @@ async def test_quit_with_unsaved_edits_asks_first() -> None:
         await pilot.press("y")
         await pilot.pause()
     assert app.return_code == 0
+
+
+async def test_undoing_a_freeze_gives_each_parameter_back_its_own_flag() -> None:
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        assert app.history is not None
+        model = app.history.model
+        await goto(pilot, "classifier.1.bias")
+        await pilot.press("f")
+        await wait_for_text(pilot, "freeze classifier.1.bias")
+        await goto(pilot, "classifier")  # partly frozen: f freezes the rest
+        await pilot.press("f")
+        await wait_for_text(pilot, "freeze classifier")
+        assert not any(p.requires_grad for p in model.classifier.parameters())
+        await pilot.press("u")
+        await wait_for_text(pilot, "1 unsaved edit")
+        flags = {name: p.requires_grad for name, p in model.classifier.named_parameters()}
+        assert flags == {name: name != "1.bias" for name in flags}
+
+        await goto(pilot, "features")  # all trainable
+        await pilot.press("f")
+        await wait_for_text(pilot, "features Sequential 2.5M frozen")
+        await pilot.press("u")
+        await wait_for_text(pilot, "1 unsaved edit")
+        assert all(p.requires_grad for p in model.features.parameters())
+        await pilot.press("u")  # the one bias
+        screen = await wait_for_text(pilot, "undid: freeze classifier.1.bias")
+        assert all(p.requires_grad for p in model.parameters())
+        assert "61.1M params (61.1M trainable, 0 frozen)" in screen

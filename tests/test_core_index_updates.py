@@ -60,6 +60,7 @@ def blocks() -> nn.Module:
 EDITS: dict[str, tuple[Callable[[], nn.Module], Callable[[], Edit]]] = {
     "freeze the root": (blocks, lambda: SetTrainable("", trainable=False)),
     "freeze a block": (blocks, lambda: SetTrainable("0", trainable=False)),
+    "freeze, flags known alike": (blocks, lambda: SetTrainable("", False, all_were=True)),
     "freeze one parameter": (blocks, lambda: SetTrainable("2.1.weight", trainable=False)),
     "re-initialise a block": (blocks, lambda: Reinit("0")),
     "replace a leaf": (blocks, lambda: Replace("0.2", "nn.Linear(8, 4, bias=False)")),

@@ -65,7 +65,8 @@ class FreezeActions:
             def make(norm_stats: bool) -> Edit:
                 assert app.index is not None
                 params = app.index.parameters(path) if node.is_module else None
-                return SetTrainable(path, trainable, norm_stats, parameters=params)
+                alike = app.index.totals(path).trainable_alike
+                return SetTrainable(path, trainable, norm_stats, parameters=params, all_were=alike)
 
             target = path or "the whole model"
             self._with_norm_choice(target, norms, trainable, make, bool(totals.params))
@@ -96,7 +97,13 @@ class FreezeActions:
                 wording = f"{what} weights and running statistics of" if norm_stats else what
 
                 edits: list[Edit] = [
-                    SetTrainable(p, trainable, norm_stats, parameters=index.parameters(p))
+                    SetTrainable(
+                        p,
+                        trainable,
+                        norm_stats,
+                        parameters=index.parameters(p),
+                        all_were=index.totals(p).trainable_alike,
+                    )
                     for p in having
                 ]
                 return Batch(selection.pattern, edits, wording)
