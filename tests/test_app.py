@@ -251,7 +251,7 @@ def footer(app: ModelBrowseApp) -> str:
 
 
 async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled() -> None:
-    from textual.widgets._footer import FooterKey
+    from modelbrowse.widgets.key_footer import KeyFooter
 
     app = ModelBrowseApp(AppOptions("alexnet"))
     async with app.run_test(size=SIZE) as pilot:
@@ -264,7 +264,9 @@ async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled()
         await wait_for(pilot, lambda: "e Replace u Undo" in footer(app))
 
         def freeze_key_enabled() -> bool:
-            return not next(k for k in app.query(FooterKey) if k.action == "freeze")._disabled
+            entry = app.query_one(KeyFooter).entry("freeze")
+            assert entry is not None
+            return entry.enabled
 
         assert freeze_key_enabled()
         app.saving = True  # what a save under way does: the changing keys grey out
@@ -273,6 +275,33 @@ async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled()
         app.saving = False
         app.refresh_bindings()
         await wait_for(pilot, freeze_key_enabled)
+
+
+async def test_a_click_on_a_footer_key_presses_it_and_a_narrow_footer_keeps_the_palette_key() -> (
+    None
+):
+    from textual.command import CommandPalette
+
+    from modelbrowse.widgets.key_footer import KeyFooter
+
+    app = ModelBrowseApp(AppOptions("alexnet"))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_loaded(pilot)
+        line = screen_text(app).splitlines()[-1]
+        await pilot.click(KeyFooter, offset=(line.index("Help"), 0))
+        await wait_for_text(pilot, "Keys")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "? Help" in footer(app))
+        await pilot.click(KeyFooter, offset=(line.index("▏") - 2, 0))  # between the keys
+        await pilot.pause()
+        assert "? Help" in footer(app)  # nothing opened over the screen
+
+        await pilot.resize_terminal(60, 30)
+        await wait_for(pilot, lambda: footer(app).rstrip().endswith("▏^p palette"))
+        assert footer(app).strip().startswith("q Quit : Go to")
+        line = screen_text(app).splitlines()[-1]
+        await pilot.click(KeyFooter, offset=(line.index("palette"), 0))
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
 
 
 async def test_summary_shows_torchinfo_table() -> None:
