@@ -165,9 +165,6 @@ class ModelBrowseApp(
         with Horizontal(id="main"):
             yield ModuleTree(id="tree")
             yield DetailPane(id="detail")
-        with Vertical(id="prompt-bar"):
-            yield Static("", id="prompt-error")
-            yield Input(id="prompt")
         yield Static("", id="status")
         yield Static("", id="too-small")
         yield KeyFooter()
@@ -193,11 +190,12 @@ class ModelBrowseApp(
             self.theme = self.options.theme
         self._fit_layout(self.size.width, self.size.height)
         self._install_signal_handlers()
-        self.query_one("#prompt-bar").display = False
         self.screen.set_focus(self.query_one(ModuleTree))
         self.query_one(ModelHeader).show_loading("loading torch")
-        # After the first paint: importing torch in a thread holds the interpreter lock for
-        # most of a second, and the frame would wait for it.
+        # After the first paint: the prompt bar is not needed before a model is shown (an Input
+        # is a tenth of the frame's widget work), and importing torch in a thread holds the
+        # interpreter lock for most of a second, which the frame would wait for.
+        self.call_after_refresh(self._mount_prompt_bar)
         self.call_after_refresh(self.load_model)
 
     # --- the detail pane -------------------------------------------------------------------
@@ -289,6 +287,11 @@ class ModelBrowseApp(
             self.query_one(DetailPane).show_stats(stats)
 
     # --- the prompt (go to, filter) --------------------------------------------------------
+
+    def _mount_prompt_bar(self) -> None:
+        bar = Vertical(Static("", id="prompt-error"), Input(id="prompt"), id="prompt-bar")
+        bar.display = False
+        self.mount(bar, before="#status")
 
     def _open_prompt(self, mode: str, placeholder: str, value: str = "") -> None:
         if self.index is None:
