@@ -119,17 +119,17 @@ def machine_info() -> dict[str, Any]:
 PACKAGES = ("modelbrowse.core", "modelbrowse.widgets", "modelbrowse.tui", "benchmarks")
 
 
-def compile_bytecode() -> list[str]:
+def compile_bytecode() -> bool:
     """Compile the package's bytecode before anything is timed, as `pip install` does: an
     editable install under PYTHONDONTWRITEBYTECODE (set on some machines) compiles every module
     at every start, 50 ms or more before the first frame, which no installed copy pays.
-    Returns the folders compiled."""
-    folders = []
-    for name in PACKAGES:
-        for folder in importlib.import_module(name).__path__:
-            if compileall.compile_dir(folder, quiet=1):
-                folders.append(folder)
-    return folders
+    True when every folder compiled."""
+    results = [
+        compileall.compile_dir(folder, quiet=1)
+        for name in PACKAGES
+        for folder in importlib.import_module(name).__path__
+    ]
+    return all(results)
 
 
 def _amount(value: float | None, unit: str) -> str:
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = select_figures(args)
     compiled = compile_bytecode()
     machine = machine_info()
-    machine["bytecode"] = "compiled before the run" if compiled else "could not be compiled"
+    machine["bytecode"] = "compiled before the run" if compiled else "not all could be compiled"
     progress(format_machine(machine))
     load = machine["load_average_at_start"]
     if load and load[0] > 0.5 * (machine["usable_cores"] or 1):

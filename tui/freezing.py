@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from modelbrowse.core.edits import Edit
+    from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.selectors import Selection
     from modelbrowse.tui.app import ModelBrowseApp
 
@@ -31,6 +32,17 @@ def _unfreezing(params: int, trainable: int, norms: list[nn.Module]) -> bool:
     if params:
         return trainable == 0
     return bool(norms) and all(stats_frozen(norm) for norm in norms)
+
+
+def _set_trainable(index: NodeIndex, path: str, trainable: bool, norm_stats: bool) -> Edit:
+    """The edit with what the index already knows: the subtree's parameters (walking 100,000
+    modules takes a third of a second) and whether their flags are all alike (reading 120,000
+    flags back takes tens of milliseconds)."""
+    from modelbrowse.core.edits import SetTrainable
+
+    params = index.parameters(path) if index.node(path).is_module else None
+    alike = index.totals(path).trainable_alike
+    return SetTrainable(path, trainable, norm_stats, parameters=params, all_were=alike)
 
 
 class FreezeActions:
@@ -51,8 +63,6 @@ class FreezeActions:
             return
 
         def freeze() -> None:
-            from modelbrowse.core.edits import SetTrainable
-
             assert app.index is not None
             totals = app.index.totals(path)
             node = app.index.node(path)
@@ -64,9 +74,7 @@ class FreezeActions:
 
             def make(norm_stats: bool) -> Edit:
                 assert app.index is not None
-                params = app.index.parameters(path) if node.is_module else None
-                alike = app.index.totals(path).trainable_alike
-                return SetTrainable(path, trainable, norm_stats, parameters=params, all_were=alike)
+                return _set_trainable(app.index, path, trainable, norm_stats)
 
             target = path or "the whole model"
             self._with_norm_choice(target, norms, trainable, make, bool(totals.params))
@@ -74,7 +82,6 @@ class FreezeActions:
         app._when_real(freeze)
 
     def _freeze_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import SetTrainable
         from modelbrowse.core.index import outermost
 
         app = self._app
@@ -97,14 +104,7 @@ class FreezeActions:
                 wording = f"{what} weights and running statistics of" if norm_stats else what
 
                 edits: list[Edit] = [
-                    SetTrainable(
-                        p,
-                        trainable,
-                        norm_stats,
-                        parameters=index.parameters(p),
-                        all_were=index.totals(p).trainable_alike,
-                    )
-                    for p in having
+                    _set_trainable(index, p, trainable, norm_stats) for p in having
                 ]
                 return Batch(selection.pattern, edits, wording)
 
