@@ -11,6 +11,8 @@ from modelbrowse.core.units import printable_lines
 from modelbrowse.tui.signals import SIGNAL_STATUS_BASE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from modelbrowse.tui.options import AppOptions
 
 # This many unexpected errors within `STORM_WINDOW_S` (a widget failing on every frame, say):
@@ -60,6 +62,17 @@ class FailureHandling:
             timeout=15,
             markup=False,
         )
+
+    def call_from_thread(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `callback` on the UI thread for a worker, unless the app has stopped meanwhile:
+        a worker that finishes while the app quits (the shape check, materialising) would find
+        the screen's widgets gone, and that is no error to report on the way out. The check is
+        made on the UI thread, where the app stops."""
+
+        def unless_stopped() -> Any:
+            return callback(*args, **kwargs) if self.is_running else None
+
+        return super().call_from_thread(unless_stopped)  # type: ignore[misc]
 
     def notify(
         self,

@@ -57,7 +57,7 @@ class LoadActions:
         try:
             from modelbrowse.core.index import NodeIndex
 
-            self.call_from_thread(self.query_one(ModelHeader).show_loading, "building model")
+            self.call_from_thread(self._show_loading, "building model")
             source = self.options.resolve()
             from modelbrowse.core.edits import new_seed
 
@@ -84,7 +84,7 @@ class LoadActions:
         from modelbrowse.core.index import NodeIndex
 
         other = self.options.resolve(other_spec)
-        self.call_from_thread(self.query_one(ModelHeader).show_loading, "comparing every tensor")
+        self.call_from_thread(self._show_loading, "comparing every tensor")
         view = diff_view(source, other, 0 if self.options.seed is None else self.options.seed)
         index = NodeIndex(view.model)
         self.call_from_thread(self._show_diff, source, view, index)
@@ -108,6 +108,9 @@ class LoadActions:
         tree.marks = {path: change.value for path, change in view.marks.items()}
         tree.load(index)
         self._show_detail("")
+
+    def _show_loading(self, what: str) -> None:
+        self.query_one(ModelHeader).show_loading(what)  # on the UI thread: the DOM is not shared
 
     def _fail(self, message: str, detail: str = "") -> None:
         self.error_message = message + (f"\n{detail}" if detail else "")
