@@ -84,8 +84,8 @@ SYNTHETIC = SampleSet(
 
 
 def _time_figure(ctx: Context, sample_set: SampleSet, model: str, mode: str) -> Result:
-    """Against a bare torch.save; informational for the verified save, whose target is against
-    the raw write (`_raw_figure`)."""
+    """Against a bare torch.save, which returns before the data reach the disk: for context.
+    The targets are against durable writes (`_raw_figure`, `_fsync_figure`)."""
     verified = mode == "app"
     return ratio_result(
         ctx,
@@ -97,7 +97,7 @@ def _time_figure(ctx: Context, sample_set: SampleSet, model: str, mode: str) -> 
         value_key=f"{model}.{mode}",
         baseline_key=f"{model}.bare",
         baseline_name="torch.save(model.state_dict(), path)",
-        target=Target(1.5, informational=True) if verified else Target(1.1),
+        target=Target(1.5 if verified else 1.1, informational=True),
     )
 
 
@@ -118,17 +118,22 @@ def _raw_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
     return extra_series(result, ctx, sample_set, f"{model}.app.file_mib", f"{model}.raw.file_mib")
 
 
-def _fsync_figure(ctx: Context, sample_set: SampleSet, model: str) -> Result:
-    """For context: the verified save against a torch.save that also waits for the disk."""
+def _fsync_figure(ctx: Context, sample_set: SampleSet, model: str, mode: str) -> Result:
+    """Against a torch.save that also waits for the disk: the least a durable `.pt` save
+    costs. Without verification the save is held to it (the saving issue's 1.1x, made
+    durable); the verified save's target is against the raw write, so here it is context."""
+    verified = mode == "app"
     return ratio_result(
         ctx,
         sample_set,
-        name=f"save_{LABEL[model]}_vs_fsynced",
-        description=f"{model} state_dict: modelbrowse save (verified) / torch.save then fsync",
-        value_key=f"{model}.app",
+        name=f"save_{LABEL[model]}{'' if verified else '_noverify'}_vs_fsynced",
+        description=f"{model} state_dict: modelbrowse save "
+        f"({'verified' if verified else 'without verification'}; atomic, fsynced, hashed) "
+        "/ torch.save then fsync",
+        value_key=f"{model}.{mode}",
         baseline_key=f"{model}.bare-fsync",
         baseline_name="torch.save(state_dict, f); os.fsync(f)",
-        target=Target(1.5, informational=True),
+        target=Target(1.5, informational=True) if verified else Target(1.1),
     )
 
 
@@ -179,7 +184,12 @@ def save_alexnet_noverify(ctx: Context) -> Result:
 
 @figure("save_alexnet_vs_fsynced", quick=False)
 def save_alexnet_vs_fsynced(ctx: Context) -> Result:
-    return _fsync_figure(ctx, ALEXNET, "alexnet")
+    return _fsync_figure(ctx, ALEXNET, "alexnet", "app")
+
+
+@figure("save_alexnet_noverify_vs_fsynced", quick=False)
+def save_alexnet_noverify_vs_fsynced(ctx: Context) -> Result:
+    return _fsync_figure(ctx, ALEXNET, "alexnet", "app-noverify")
 
 
 @figure("save_alexnet_memory")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from modelbrowse.core.bitwise import bitwise_equal
 from modelbrowse.core.units import printable, shape_text
 
 if TYPE_CHECKING:
@@ -95,14 +96,8 @@ def _chunks(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
 
 def _same_bytes(left: torch.Tensor, right: torch.Tensor) -> bool:
     """Bit for bit, so NaN equals NaN and -0.0 differs from 0.0."""
-    for x, y in zip(_chunks(left), _chunks(right), strict=True):
-        if not torch.equal(_as_bytes(x), _as_bytes(y)):
-            return False
-    return True
-
-
-def _as_bytes(flat: torch.Tensor) -> torch.Tensor:
-    return flat.cpu().contiguous().view(torch.uint8)
+    pairs = zip(_chunks(left), _chunks(right), strict=True)
+    return all(bitwise_equal(x, y) for x, y in pairs)
 
 
 def _difference(left: torch.Tensor, right: torch.Tensor) -> tuple[float, float]:

@@ -22,9 +22,9 @@ from modelbrowse.core.edit_types import EDIT_TYPES
 from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.reinit_edits import Reinit
+from modelbrowse.core.save_hashing import file_sha256
 from modelbrowse.core.saving import (
     SaveReport,
-    file_sha256,
     read_weights,
     save_weights,
     write_atomic,

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
-import mmap
 import os
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from modelbrowse.core.bitwise import bitwise_equal
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.save_hashing import HashingWriter, MemoryRanges, Progress, file_sha256
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
-HASH_CHUNK = 1 << 22
-# Writes this large are hashed on another thread while they are written.
-HASH_BESIDE_BYTES = 1 << 20
-
-Progress = Callable[[float], None]
-"""Called with the fraction written so far, 0.0 to 1.0."""
 
 
 class SaveError(ModelBrowseError):
@@ -159,61 +153,6 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-class _HashingWriter:
-    """A write-only file object that hashes what passes through it and reports how much has.
-
-    A large write is hashed on another thread while it is written: hashlib and the file's
-    write both leave the GIL, so the hash costs nothing beside a write into the page cache
-    (where it took 0.16 s of a 0.4 s alexnet save after the write). Each write waits for its
-    hash, so the buffer torch lends it is not used after it returns.
-    """
-
-    def __init__(
-        self, handle: IO[bytes], total: int, progress: Progress | None, pool: Executor
-    ) -> None:
-        self.handle = handle
-        self.digest = hashlib.sha256()
-        self.written = 0
-        self.total = max(total, 1)
-        self.progress = progress
-        self.pool = pool
-
-    def write(self, data: bytes | memoryview) -> int:
-        if len(data) >= HASH_BESIDE_BYTES:
-            hashed = self.pool.submit(self.digest.update, data)
-            try:
-                self.handle.write(data)
-            finally:
-                hashed.result()
-        else:
-            self.digest.update(data)
-            self.handle.write(data)
-        self.written += len(data)
-        if self.progress is not None:
-            self.progress(min(self.written / self.total, 1.0))
-        return len(data)
-
-    def flush(self) -> None:
-        self.handle.flush()
-
-
-def file_sha256(path: Path) -> str:
-    """The file's sha256, read through a memory map: no copy of each chunk, and the pages the
-    read-back comparison maps at the same time are faulted in once for both."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            return digest.hexdigest()
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            view = memoryview(mapped)
-            try:
-                for start in range(0, len(view), HASH_CHUNK):
-                    digest.update(view[start : start + HASH_CHUNK])
-            finally:
-                view.release()
-    return digest.hexdigest()
-
-
 # --- shared storage, for safetensors ---------------------------------------------------------
 
 
@@ -292,14 +231,20 @@ def save_weights(
     state = state_of(model)
     total = sum(t.numel() * t.element_size() for t in state.values())
     sha: list[str] = []
+    writers: list[HashingWriter] = []
 
     def write(tmp: Path) -> None:
         if fmt == "pt":
-            with open(tmp, "wb") as handle, ThreadPoolExecutor(max_workers=1) as pool:
-                writer = _HashingWriter(handle, total, progress, pool)
-                torch.save(state, writer)  # type: ignore[arg-type]
-                handle.flush()
-            sha.append(writer.digest.hexdigest())  # torch.save only appends: the file's hash
+            with open(tmp, "wb") as handle:
+                writer = HashingWriter(handle, total, progress, MemoryRanges(state.values()))
+                try:
+                    torch.save(state, writer)  # type: ignore[arg-type]
+                    handle.flush()
+                except BaseException:
+                    writer.close()
+                    raise
+            # The hash may still be catching up: it is read once fsync has started, in `check`.
+            writers.append(writer)
         else:
             from safetensors.torch import save_file
 
@@ -314,11 +259,16 @@ def save_weights(
     def check(tmp: Path) -> None:
         # A safetensors file is written by the library itself: it is hashed (for the recipe)
         # beside the comparison; hashlib and torch both leave the GIL, so the two share the
-        # cores while fsync waits on the disk.
+        # cores while fsync waits on the disk. A `.pt` file was hashed as it was written
+        # (torch.save only appends), and that hash finishes beside the comparison too.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            hashed = None if sha else pool.submit(file_sha256, tmp)
-            if verify:
-                verify_file(tmp, state, fmt, shown_as=path)
+            hashed = None if writers else pool.submit(file_sha256, tmp)
+            try:
+                if verify:
+                    verify_file(tmp, state, fmt, shown_as=path)
+            finally:
+                for writer in writers:
+                    sha.append(writer.hexdigest())
             if hashed is not None:
                 sha.append(hashed.result())
 
@@ -370,12 +320,6 @@ def read_weights(path: str | os.PathLike[str], fmt: str | None = None) -> dict[s
         raise SaveError(f"cannot read {path}: {first}") from exc
 
 
-def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes, so that NaN equals NaN and -0.0 differs from 0.0."""
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return flat.view(torch.uint8)
-
-
 def compare(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> Iterator[str]:
     """Every difference between two state_dicts: keys, shapes, dtypes, bytes."""
     missing = [k for k in expected if k not in found]
@@ -392,7 +336,7 @@ def compare(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -
             yield f"{key}: shape {tuple(other.shape)}, expected {tuple(tensor.shape)}"
         elif other.dtype != tensor.dtype:
             yield f"{key}: dtype {other.dtype}, expected {tensor.dtype}"
-        elif not torch.equal(_as_bytes(other), _as_bytes(tensor)):
+        elif not bitwise_equal(other, tensor):
             yield f"{key}: the values differ"
 
 

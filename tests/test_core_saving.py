@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from modelbrowse.core.save_hashing import (
+    HASH_BESIDE_BYTES,
+    HashingWriter,
+    MemoryRanges,
+    file_sha256,
+)
 from modelbrowse.core.saving import SaveError, compare, format_for, read_weights, save_weights
 from tests.edit_support import small_net, state
 from tests.fixtures.models import SharedNet, unique_param_count
@@ -299,3 +306,43 @@ def test_safetensors_copies_views_that_overlap(tmp_path: Path) -> None:
     assert_same_tensors(found, state(model))
     assert found["again"] is found["whole"]
     assert found["left"] is not found["whole"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.uint8])
+@pytest.mark.parametrize("start", [0, 1, 3])
+def test_compare_finds_one_changed_bit_whatever_the_width_and_offset(
+    dtype: torch.dtype, start: int
+) -> None:
+    """The bytes are compared in the widest words their size and offset allow."""
+    base = torch.arange(40).to(dtype)
+    for length in (1, 7, 16, 33):
+        expected = base[start : start + length]
+        found = base.clone()[start : start + length]
+        assert list(compare({"x": expected}, {"x": found})) == []
+        flipped = found.view(torch.uint8)
+        flipped[-1] ^= 1
+        assert list(compare({"x": expected}, {"x": found})) == ["x: the values differ"]
+
+
+def test_the_hash_of_borrowed_buffers_is_taken_before_they_change(tmp_path: Path) -> None:
+    """A large buffer outside the saved tensors is hashed before its write returns; one inside
+    them may be hashed later, since the save holds them. Either way the hash is the file's."""
+    owned = torch.arange(1 << 19, dtype=torch.float32)  # 2 MiB
+    borrowed = bytearray(range(256)) * (HASH_BESIDE_BYTES // 256 + 1)
+    small = bytearray(b"header")
+    path = tmp_path / "stream.bin"
+    with open(path, "wb") as handle:
+        writer = HashingWriter(handle, 1, None, MemoryRanges([owned]))
+        # The hashing thread is held back a while, so that a buffer it read late would show.
+        opened = threading.Event()
+        writer._pool.submit(opened.wait)
+        threading.Timer(0.3, opened.set).start()
+        writer.write(small)
+        small[:] = b"HEADER"  # torch reuses its buffers once a write returns
+        writer.write(memoryview(owned.numpy()).cast("B"))
+        writer.write(borrowed)
+        borrowed[:] = bytes(len(borrowed))
+        writer.write(memoryview(owned.numpy()).cast("B")[4:])
+        digest = writer.hexdigest()
+    assert digest == sha256(path) == file_sha256(path)
+    assert path.read_bytes()[:6] == b"header"
