@@ -40,6 +40,7 @@ from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 
 if TYPE_CHECKING:
     import torch
+    from textual.driver import Driver
 
     from modelbrowse.core.diff import DiffView
     from modelbrowse.core.history import EditHistory
@@ -109,8 +110,8 @@ class ModelBrowseApp(
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
     ]
 
-    def __init__(self, options: AppOptions) -> None:
-        super().__init__()
+    def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:
+        super().__init__(driver_class=driver_class)
         self._init_failure_handling()
         self._init_recovery()
         self._init_selection()

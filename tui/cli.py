@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from modelbrowse.tui.keymap import Config
     from modelbrowse.tui.options import AppOptions
+    from modelbrowse.tui.splash import Splash
 
 PROG = "modelbrowse"
 
@@ -412,17 +413,39 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _run_app(args: argparse.Namespace, config: Config) -> int:
-    from modelbrowse.tui.app import ModelBrowseApp
+    splash = _paint_splash(args, config)
+    try:
+        from modelbrowse.tui.app import ModelBrowseApp
 
-    options = _options(args)
-    options.keymap = config.keymap
-    options.theme = config.theme
-    app = ModelBrowseApp(options)
-    app.run()
+        options = _options(args)
+        options.keymap = config.keymap
+        options.theme = config.theme
+        driver_class = None
+        if splash is not None:
+            from modelbrowse.tui.splash_driver import driver_after
+
+            driver_class = driver_after(splash)
+        app = ModelBrowseApp(options, driver_class=driver_class)
+        app.run()
+    except KeyboardInterrupt:  # ctrl+c before the app took the keys
+        return 130
+    finally:
+        if splash is not None:
+            splash.close()
     status = app.return_code or 0
     if app.error_message:
         return _error(app.error_message, status=status or 2)
     return status
+
+
+def _paint_splash(args: argparse.Namespace, config: Config) -> Splash | None:
+    """The app's first frame, painted before Textual is imported, with the default looks."""
+    if config.keymap or config.theme not in (None, "textual-dark") or args.served:
+        return None
+    from modelbrowse.tui.splash import paint
+
+    label = args.source if args.diff is None else f"{args.source} vs {args.diff}"
+    return paint(label)
 
 
 def run() -> None:

@@ -103,6 +103,8 @@ def _keymap(path: Path, keys: object) -> dict[str, str]:
     """The `[keys]` table, checked: {action: "key,key"}."""
     if not isinstance(keys, dict):
         raise UsageError(f'{path}: [keys] must be a table of action = "key,key"')
+    if not keys:  # nothing to check, and the app's bindings cost the import of Textual
+        return {}
     known = dict(remappable())
     for action, value in keys.items():
         if action not in known:
