@@ -78,14 +78,15 @@ def help_time(ctx: Context) -> Result:
 
 @figure("alexnet_first_frame")
 def first_frame(ctx: Context) -> Result:
-    """Header `modelbrowse  alexnet` painted within FIRST_FRAME_S of the command starting; a
-    Textual app of one line, timed the same way, is shown beside it (the ratio), as the floor
-    of any frame drawn with Textual."""
+    """Header `modelbrowse  alexnet` painted within FIRST_FRAME_S of the command starting (by
+    the splash, `tui/splash.py`, before Textual is imported); a Textual app of one line, timed
+    the same way, is shown beside it (the ratio): the floor of any frame drawn with Textual."""
     result = ratio_result(
         ctx,
         ALEXNET,
         name="alexnet_first_frame",
-        description="`modelbrowse alexnet` in tmux until the header shows (frame painted), in "
+        description="`modelbrowse alexnet` in tmux until the header shows (the frame painted "
+        "before Textual is imported, which Textual's own identical frame then replaces), in "
         f"seconds from the command's start: the goal is {FIRST_FRAME_S:g} s; the ratio is "
         "against a Textual app that paints one line (`benchmarks/textual_frame.py`), timed "
         "the same way: the least any frame drawn with Textual takes here",
