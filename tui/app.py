@@ -159,10 +159,7 @@ class ModelBrowseApp(
     # --- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        label = self.options.source
-        if self.options.diff is not None:
-            label = f"{label} vs {self.options.diff}"
-        yield ModelHeader(label, id="header")
+        yield ModelHeader(self.options.label, id="header")
         with Horizontal(id="main"):
             yield ModuleTree(id="tree")
             yield DetailPane(id="detail")

@@ -413,13 +413,13 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _run_app(args: argparse.Namespace, config: Config) -> int:
-    splash = _paint_splash(args, config)
+    options = _options(args)
+    options.keymap = config.keymap
+    options.theme = config.theme
+    splash = None if args.served else _paint_splash(options)
     try:
         from modelbrowse.tui.app import ModelBrowseApp
 
-        options = _options(args)
-        options.keymap = config.keymap
-        options.theme = config.theme
         driver_class = None
         if splash is not None:
             from modelbrowse.tui.splash_driver import driver_after
@@ -438,14 +438,13 @@ def _run_app(args: argparse.Namespace, config: Config) -> int:
     return status
 
 
-def _paint_splash(args: argparse.Namespace, config: Config) -> Splash | None:
+def _paint_splash(options: AppOptions) -> Splash | None:
     """The app's first frame, painted before Textual is imported, with the default looks."""
-    if config.keymap or config.theme not in (None, "textual-dark") or args.served:
+    if options.keymap or options.theme not in (None, "textual-dark"):
         return None
     from modelbrowse.tui.splash import paint
 
-    label = args.source if args.diff is None else f"{args.source} vs {args.diff}"
-    return paint(label)
+    return paint(options.label)
 
 
 def run() -> None:

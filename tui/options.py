@@ -32,6 +32,11 @@ class AppOptions:
     theme: str | None = None  # a Textual theme, from the config
     recipe: str | None = None  # a recipe whose edits the app applies once the weights are real
 
+    @property
+    def label(self) -> str:
+        """What the header names: the source, or both sides of `--diff`."""
+        return self.source if self.diff is None else f"{self.source} vs {self.diff}"
+
     def resolve(self, spec: str | None = None) -> Source:
         """The model source these options name (files are opened: headers only); `spec` in
         place of the first source (the other side of `--diff`)."""
