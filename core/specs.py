@@ -64,7 +64,12 @@ def _class_of(func: ast.expr) -> type[nn.Module]:
 
 
 def _source(node: ast.AST) -> str:
-    text = ast.unparse(node)
+    return _excerpt(ast.unparse(node))
+
+
+def _excerpt(text: str) -> str:
+    """Text quoted in a one-line message: whitespace runs (newlines too) as one space, cut."""
+    text = " ".join(text.split())
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -159,7 +164,7 @@ def parse_spec(text: str) -> _Call:
     except (ValueError, RecursionError, MemoryError):
         raise SpecError("the spec cannot be parsed") from None
     if not isinstance(tree.body, ast.Call):
-        raise SpecError(f"a spec is one constructor call such as nn.ReLU(), not '{text[:60]}'")
+        raise SpecError(f"a spec is one constructor call such as nn.ReLU(), not '{_excerpt(text)}'")
     return _call(tree.body, 0)
 
 
@@ -218,7 +223,7 @@ def build_module(
     size = sum(t.numel() * t.element_size() for t in (*probe.parameters(), *probe.buffers()))
     if size > max_bytes:
         raise SpecError(
-            f"{text.strip()[:60]} would take {human_bytes(size)}, more than the "
+            f"'{_excerpt(text)}' would take {human_bytes(size)}, more than the "
             f"{human_bytes(max_bytes)} limit"
         )
     if device is not None and torch.device(device).type == "meta":

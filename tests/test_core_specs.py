@@ -179,7 +179,12 @@ REFUSED: list[tuple[str, str]] = [
     ("nn.Linear(in_features=4, 2)", "not valid Python: positional argument follows keyword"),
     ("nn.ReLU(f'{1}')", "only literal arguments are allowed, not 'f'{1}''"),
     ("nn.Module(1)", "nn.Module: TypeError: Module.__init__() takes 1 positional argument"),
-    ("nn.Linear(1000000, 1000000)", "would take 3.6 TiB, more than the 16.0 GiB limit"),
+    (
+        "nn.Linear(1000000, 1000000)",
+        "'nn.Linear(1000000, 1000000)' would take 3.6 TiB, more than the 16.0 GiB limit",
+    ),
+    ("nn.Linear(\n10**6,\n  10**6)", "'nn.Linear( 10**6, 10**6)' would take 3.6 TiB"),
+    ("(nn.Linear\n)", "such as nn.ReLU(), not '(nn.Linear )'"),
     ("nn.LazyLinear(10)", "nn.LazyLinear is a lazy module"),
     ("nn.Linear(4, 2, device='meta')", "leave out device=: a new module takes the device"),
     ("nn.Linear(4, 2, dtype='float16')", "leave out dtype="),
