@@ -5,6 +5,7 @@ from __future__ import annotations
 import torchvision
 from rich.segment import Segment
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 from textual.widgets import Tree
 from torch import nn
 
@@ -29,7 +30,9 @@ def test_each_line_is_measured_as_wide_as_textual_renders_it() -> None:
 
 
 class OneTree(App[None]):
-    """A module tree alone on a screen of 30 columns by 20 rows."""
+    """A module tree alone on a screen of 30 columns by 20 rows, framed as in the app."""
+
+    CSS = "ModuleTree { border: round $primary; }"
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -44,9 +47,9 @@ class OneTree(App[None]):
         tree.focus()
 
 
-async def test_the_scrollbar_thumb_follows_the_cursor_through_a_long_tree() -> None:
-    """The bar is repainted only when its thumb moves: each frame must show the thumb where a
-    bar drawn afresh puts it."""
+async def test_each_frame_scrolled_by_a_key_is_the_frame_drawn_afresh() -> None:
+    """Rows and the scrollbar's thumb are reused from earlier frames where they did not
+    change: each frame must equal the tree and bar drawn from nothing."""
     blocks = nn.Sequential(*[nn.Sequential(*[nn.ReLU() for _ in range(20)]) for _ in range(25)])
     app = OneTree(blocks)
     async with app.run_test(size=(30, 20)) as pilot:
@@ -58,16 +61,21 @@ async def test_the_scrollbar_thumb_follows_the_cursor_through_a_long_tree() -> N
         await pilot.pause()
         bar = tree.vertical_scrollbar
 
-        def drawn() -> list[list[Segment]]:
-            return [list(strip) for strip in bar.render_lines(bar.size.region)]
+        def drawn() -> tuple[list[list[Segment]], list[list[Segment]]]:
+            rows = tree.render_lines(Region(0, 0, *tree.outer_size))
+            return [list(s) for s in rows], [list(s) for s in bar.render_lines(bar.size.region)]
 
         thumbs = set()
-        for _ in range(100):
-            tree.action_cursor_down()  # as `j` does
+        for press in range(130):
+            if press == 100:
+                tree.tree_node_for("4").collapse()  # lines below move up under the cursor
+            tree.action_cursor_up() if press % 7 == 6 else tree.action_cursor_down()
             await pilot.pause()
-            shown = drawn()
-            bar.refresh()  # drawn afresh
-            assert drawn() == shown, f"a stale thumb at line {tree.cursor_line}"
+            rows, thumb = drawn()
+            tree._clear_line_cache()  # drawn afresh
+            tree.refresh()
+            bar.refresh()
+            assert drawn() == (rows, thumb), f"a stale row or thumb at line {tree.cursor_line}"
             assert bar.position == bar.validate_position(tree.scroll_y)
-            thumbs.add(repr(shown))
+            thumbs.add(repr(thumb))
         assert tree.scroll_y > 70 and len(thumbs) > 10  # it scrolled and the thumb moved

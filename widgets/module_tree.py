@@ -7,22 +7,18 @@ Children are added when a node is first expanded, and long module lists are spli
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.cells import cell_len
-from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.geometry import Offset, Region
-from textual.scrollbar import ScrollBar
-from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
+from modelbrowse.widgets.quick_tree import QuickTree
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
@@ -51,18 +47,6 @@ class TreeEntry:
 
 # How a comparison (`--diff`) marks a line: marker -> style.
 MARK_STYLES = {"-": "bold red", "+": "bold green", "!": "bold yellow", "≠": "bold yellow"}
-
-
-def _thumb_start(bar: ScrollBar, position: float) -> int | None:
-    """Where a vertical scrollbar draws its thumb for `position`, in eighths of a row, as
-    Textual's ScrollBarRender places it; None when it draws no thumb."""
-    size = bar.size.height
-    virtual = math.ceil(bar.window_virtual_size)
-    window = math.ceil(bar.window_size) if bar.window_size < bar.window_virtual_size else 0
-    if not (window and size and virtual) or size == virtual or virtual == window:
-        return None
-    thumb = max(1, window / (virtual / size))
-    return int((size - thumb) * (bar.validate_position(position) / (virtual - window)) * 8)
 
 
 def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
@@ -99,7 +83,7 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
     return label
 
 
-class ModuleTree(Guarded, Tree[TreeEntry]):
+class ModuleTree(Guarded, QuickTree[TreeEntry]):
     """A collapsible module tree that reads a `NodeIndex`."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -120,7 +104,6 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
         self.show_root = True
         self._populated: set[int] = set()
         self.marks: dict[str, str] = {}
-        self._frame: tuple[Style, int, Offset] | None = None
 
     def _label(self, node: Node) -> Text:
         assert self.index is not None
@@ -249,36 +232,6 @@ class ModuleTree(Guarded, Tree[TreeEntry]):
             stack.extend(tree_node.children)
         if changed:
             self.refresh()
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        """Tree's `render_line` reads `rich_style` (a walk up the DOM, blending backgrounds),
-        the size and the scroll offset for every line: half of the time of a frame scrolled by
-        a key. They are the same for every line of one frame, so they are read once here."""
-        self._frame = (self.rich_style, self.size.width, self.scroll_offset)
-        try:
-            return super().render_lines(crop)
-        finally:
-            self._frame = None
-
-    def render_line(self, y: int) -> Strip:
-        if self._frame is None:
-            return super().render_line(y)
-        style, width, (scroll_x, scroll_y) = self._frame
-        return self._render_line(y + scroll_y, scroll_x, scroll_x + width, style)
-
-    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        """ScrollView hands every new offset to the scrollbar, which then draws all its rows
-        again: a third of a frame scrolled by a key. On a long tree the thumb moves by an eighth
-        of a row only every few hundred lines, so the bar learns its position without a repaint
-        unless the thumb it draws moves."""
-        bar = self.vertical_scrollbar if self.show_vertical_scrollbar else None
-        start = _thumb_start(bar, old_value) if bar is not None else None
-        if bar is None or start is None or start != _thumb_start(bar, new_value):
-            super().watch_scroll_y(old_value, new_value)
-            return
-        bar.set_reactive(ScrollBar.position, bar.validate_position(new_value))
-        if round(old_value) != round(new_value):
-            self.refresh(self.size.region)
 
     def get_label_width(self, node: TreeNode[TreeEntry]) -> int:
         """The width `render_label` gives, without rendering the label: Tree measures every
