@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torchvision
 from rich.segment import Segment
 from textual.app import App, ComposeResult
 from textual.geometry import Region
 from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
 from torch import nn
 
 from modelbrowse.core.index import NodeIndex
-from modelbrowse.widgets.module_tree import ModuleTree
+from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 
 
 def test_each_line_is_measured_as_wide_as_textual_renders_it() -> None:
@@ -47,9 +50,10 @@ class OneTree(App[None]):
         tree.focus()
 
 
-async def test_each_frame_scrolled_by_a_key_is_the_frame_drawn_afresh() -> None:
-    """Rows and the scrollbar's thumb are reused from earlier frames where they did not
-    change: each frame must equal the tree and bar drawn from nothing."""
+async def test_each_frame_is_the_frame_drawn_afresh() -> None:
+    """Rows and the scrollbar's thumb are reused from earlier frames where what they show did
+    not change: through scrolls, hover, focus, labels, and lines added, removed, expanded and
+    collapsed, each frame must equal the tree and bar drawn from nothing."""
     blocks = nn.Sequential(*[nn.Sequential(*[nn.ReLU() for _ in range(20)]) for _ in range(25)])
     app = OneTree(blocks)
     async with app.run_test(size=(30, 20)) as pilot:
@@ -60,6 +64,31 @@ async def test_each_frame_scrolled_by_a_key_is_the_frame_drawn_afresh() -> None:
             tree_node.expand()
         await pilot.pause()
         bar = tree.vertical_scrollbar
+        added: list[TreeNode[TreeEntry]] = []
+        hovered: list[int] = []
+
+        def last_child_shown() -> TreeNode[TreeEntry]:
+            top = int(tree.scroll_y)
+            lines = tree._tree_lines[top : top + tree.size.height]
+            return next(line.node for line in lines if line.last and len(line.path) > 2)
+
+        def cursor_block() -> TreeNode[TreeEntry]:
+            node = tree.cursor_node
+            assert node is not None and node.parent is not None
+            return node if node.parent is tree.root else node.parent
+
+        changes = {
+            20: lambda: pilot.hover(ModuleTree, offset=(8, 5)),
+            21: lambda: hovered.append(tree.hover_line),
+            25: lambda: pilot.hover(ModuleTree, offset=(8, 9)),
+            40: lambda: added.append(last_child_shown().parent.add_leaf("added")),  # └─ to ├─
+            45: lambda: cursor_block().set_label("relabelled"),
+            50: lambda: added.pop().remove(),
+            60: lambda: app.set_focus(None),
+            65: lambda: app.set_focus(tree),
+            100: lambda: cursor_block().collapse(),  # lines below move up under the cursor
+            110: lambda: tree.root.children[6].expand(),
+        }
 
         def drawn() -> tuple[list[list[Segment]], list[list[Segment]]]:
             rows = tree.render_lines(Region(0, 0, *tree.outer_size))
@@ -67,15 +96,18 @@ async def test_each_frame_scrolled_by_a_key_is_the_frame_drawn_afresh() -> None:
 
         thumbs = set()
         for press in range(130):
-            if press == 100:
-                tree.tree_node_for("4").collapse()  # lines below move up under the cursor
+            if press in changes:
+                result = changes[press]()
+                if inspect.isawaitable(result):
+                    await result
             tree.action_cursor_up() if press % 7 == 6 else tree.action_cursor_down()
             await pilot.pause()
             rows, thumb = drawn()
-            tree._clear_line_cache()  # drawn afresh
+            tree.forget_rendering()  # drawn afresh
             tree.refresh()
             bar.refresh()
-            assert drawn() == (rows, thumb), f"a stale row or thumb at line {tree.cursor_line}"
+            assert drawn() == (rows, thumb), f"a stale row or thumb after press {press}"
             assert bar.position == bar.validate_position(tree.scroll_y)
             thumbs.add(repr(thumb))
         assert tree.scroll_y > 70 and len(thumbs) > 10  # it scrolled and the thumb moved
+        assert hovered[0] >= 0  # the mouse was over a line

@@ -134,9 +134,10 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
         self.index = index
         if self.filter_query:
             return  # the owner re-applies the filter over the new index
-        self._reset_root()
-        self._expand_again(self.root, expanded)
-        self.root.expand()
+        with self.one_invalidation():
+            self._reset_root()
+            self._expand_again(self.root, expanded)
+            self.root.expand()
         self._restore_cursor(cursor)
 
     def _expanded_below(self, top: TreeNode[TreeEntry]) -> set[TreeEntry]:
@@ -185,8 +186,9 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
                 targets.append(tree_node)  # its pages, if any, are rebuilt with it
                 continue
             stack.extend(tree_node.children)
-        for tree_node in targets:
-            self._rebuild(tree_node)
+        with self.one_invalidation():
+            for tree_node in targets:
+                self._rebuild(tree_node)
         self.refresh_labels()
         self._restore_cursor(cursor)
 
@@ -250,7 +252,11 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
         if tree_node.id in self._populated or self.index is None or tree_node.data is None:
             return
         self._populated.add(tree_node.id)
-        entry = tree_node.data
+        with self.one_invalidation():
+            self._add_children(tree_node, tree_node.data)
+
+    def _add_children(self, tree_node: TreeNode[TreeEntry], entry: TreeEntry) -> None:
+        assert self.index is not None
         if entry.page is not None:
             start, stop = entry.page
             for child in self.index.child_modules(entry.path, start, stop):
@@ -318,12 +324,13 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
             )
             return
         stack = [node]
-        while stack:
-            current = stack.pop()
-            self._populate(current)
-            if current.allow_expand:
-                current.expand()
-            stack.extend(current.children)
+        with self.one_invalidation():
+            while stack:
+                current = stack.pop()
+                self._populate(current)
+                if current.allow_expand:
+                    current.expand()
+                stack.extend(current.children)
 
     def tree_node_for(self, path: str, expand: bool = True) -> TreeNode[TreeEntry] | None:
         """The tree line of `path`, expanding (and populating) its ancestors on the way."""
@@ -403,29 +410,30 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
             while parent is not None and parent not in keep:
                 keep.add(parent)
                 parent = self.index.node(parent).parent
-        self.clear()
-        self._populated.clear()
-        self.root.data = TreeEntry("")
-        self.root.set_label(self._label(self.index.root))
-        self._populated.add(self.root.id)  # a filtered tree never lazy-loads more children
-        lines: dict[str, TreeNode[TreeEntry]] = {"": self.root}
-        for path in self.index.paths():
-            if not path or path not in keep:
-                continue
-            node = self.index.node(path)
-            parent_line = lines[node.parent or ""]
-            label = self._label(node)
-            if path in match_set:
-                label.stylize("reverse", 0, len(printable(node.name)))
-            has_kept_children = any(c in keep for c in node.children)
-            line = parent_line.add(
-                label,
-                data=TreeEntry(path),
-                expand=has_kept_children,
-                allow_expand=has_kept_children,
-            )
-            self._populated.add(line.id)
-            lines[path] = line
+        with self.one_invalidation():
+            self.clear()
+            self._populated.clear()
+            self.root.data = TreeEntry("")
+            self.root.set_label(self._label(self.index.root))
+            self._populated.add(self.root.id)  # a filtered tree never lazy-loads more children
+            lines: dict[str, TreeNode[TreeEntry]] = {"": self.root}
+            for path in self.index.paths():
+                if not path or path not in keep:
+                    continue
+                node = self.index.node(path)
+                parent_line = lines[node.parent or ""]
+                label = self._label(node)
+                if path in match_set:
+                    label.stylize("reverse", 0, len(printable(node.name)))
+                has_kept_children = any(c in keep for c in node.children)
+                line = parent_line.add(
+                    label,
+                    data=TreeEntry(path),
+                    expand=has_kept_children,
+                    allow_expand=has_kept_children,
+                )
+                self._populated.add(line.id)
+                lines[path] = line
         self.root.expand()
         target = current if current in lines and current else (matches[0] if matches else "")
         self.move_to(lines.get(target, self.root))

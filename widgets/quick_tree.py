@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Self
 
 from rich.style import Style
 from textual._styles_cache import StylesCache
@@ -88,19 +89,73 @@ class QuickTree(Tree[TreeDataType]):
     """`Tree`, drawn with less work per frame; behaves and looks the same."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._held_invalidation: bool | None = None  # None: not holding
         super().__init__(*args, **kwargs)
         self._frame: tuple[Style, int, Offset] | None = None
         self._styles_cache = RowStylesCache(self._row_key)
 
-    def _clear_line_cache(self) -> None:
-        super()._clear_line_cache()
-        styles_cache = getattr(self, "_styles_cache", None)  # Tree clears before Widget init
+    def _on_mount(self) -> None:
+        self.call_after_refresh(self._make_scrollbar)
+
+    def _make_scrollbar(self) -> None:
+        """Textual makes a scrollbar the first time one is needed, and lays the screen out
+        again twice for it (mounted, then shown): a third of the first expand that outgrows
+        the pane. Made hidden here after the first frame, it is only shown then."""
+        _ = self.vertical_scrollbar
+
+    @contextmanager
+    def one_invalidation(self) -> Iterator[None]:
+        """Add or remove many lines at the cost of one: Tree drops its lines and asks for a
+        layout on every `add` (200 pages of a long list took 8 ms); within this block that is
+        done once, at the end."""
+        if self._held_invalidation is not None:
+            yield
+            return
+        self._held_invalidation = False
+        try:
+            yield
+        finally:
+            pending, self._held_invalidation = self._held_invalidation, None
+            if pending:
+                self._invalidate()
+
+    def _invalidate(self) -> None:
+        if self._held_invalidation is not None:
+            self._held_invalidation = True
+            self._tree_lines_cached = None  # lines read meanwhile are built afresh
+            return
+        super()._invalidate()
+
+    def forget_rendering(self) -> None:
+        """Drop every rendered line, so the next frame draws all of them afresh."""
+        self._clear_line_cache()
+        self._forget_rows()
+
+    def clear(self) -> Self:
+        self._forget_rows()  # node ids start again from 0
+        return super().clear()
+
+    def notify_style_update(self) -> None:
+        self._forget_rows()
+        super().notify_style_update()
+
+    def _forget_rows(self) -> None:
+        styles_cache = getattr(self, "_styles_cache", None)  # None while Widget initialises
         if isinstance(styles_cache, RowStylesCache):
             styles_cache.forget_rows()
 
     def _row_key(self, y: int) -> Hashable | None:
-        """What row `y` shows, as Tree keys its line cache, plus where it is cut and its base
-        style; None outside a frame or below the last line."""
+        """What row `y` shows, in the current frame; None outside a frame or below the last
+        line.
+
+        Tree keys its own line cache by the line's place and by a counter bumped whenever a
+        line is added, expanded or collapsed anywhere, so every such key redraws every line.
+        This key names what the line's drawing depends on instead: its place (its strip
+        carries its line number for the mouse), its node and that node's changes (label,
+        expanded, cursor, hover), the ancestors' hover and cursor (guide colours) and whether
+        each is the last of its siblings (guide shapes); besides, the frame's width, scroll,
+        base style and pseudo-classes (focus). Styles and the theme changing clear the rows.
+        """
         if self._frame is None:
             return None
         style, width, (scroll_x, scroll_y) = self._frame
@@ -108,18 +163,22 @@ class QuickTree(Tree[TreeDataType]):
         number = y + scroll_y
         if number >= len(lines):
             return None
-        path = lines[number].path
-        hover = self.hover_line >= 0 and any(node._hover for node in path)
-        updates = tuple(node._updates for node in path)
+        line = lines[number]
+        *ancestors, node = line.path
         return (
             number,
-            hover,
+            node._id,
+            node._updates,
+            line.last,
+            tuple((a._hover_, a._selected_, a.is_last) for a in ancestors),
+            self.cursor_line == number,
+            self.hover_line == number,
+            self.guide_depth,
+            self.show_guides,
             width,
             scroll_x,
             style,
-            self._updates,
             self._pseudo_class_state,
-            updates,
         )
 
     def render_lines(self, crop: Region) -> list[Strip]:
