@@ -239,7 +239,7 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
     if aliases:
         rows.append(("shared with", "\n".join(printable(a) for a in aliases)))
     child_modules = sum(1 for c in node.children if index.node(c).is_module)
-    rows.append(("children", f"{child_modules} modules"))
+    rows.append(("children", f"{child_modules} module{'' if child_modules == 1 else 's'}"))
     totals_rows: list[tuple[str, RenderableType | str]] = [
         ("parameters", f"{totals.params:,} ({human_count(totals.params)})"),
         ("trainable", f"{totals.trainable:,}"),

@@ -1,10 +1,12 @@
-"""A Textual `Tree` that redraws only what changed when a key scrolls it by a line.
+"""A Textual `Tree` that redraws only the rows a key changed.
 
 Textual repaints a scrolled widget whole: every visible row goes through the widget's
-`render_line` and then through its `StylesCache` (background, tint, opacity), even though all
-rows but one show the same tree line as before, one row higher. Here the styled row is kept per
-tree line, so a scroll styles one new row; and the scrollbar repaints only the rows where its
-thumb's edges moved.
+`render_line` and then through its `StylesCache` (background, border, tint), even though all
+rows but one show the same tree line as before, one row higher. And Tree drops every drawn line
+whenever a line is added, expanded or collapsed anywhere. Here a styled row is kept by what it
+shows, so a scroll draws one new row and an expand draws only the lines that are new or moved;
+lines are added under one invalidation; the scrollbar repaints only the rows where its thumb's
+ends moved.
 """
 
 from __future__ import annotations
@@ -68,9 +70,10 @@ class RowStylesCache(StylesCache):
         )
         if content is None:
             return super().render_line(styles, y, *args)
-        # The rest of the arguments: size, content size, padding, colours, the row renderer
-        # (the same for every row), border labels, opacity, ANSI theme and mode.
-        key = (content, *args[:5], *args[6:])
+        # The rest of the arguments: size, content size, padding, colours; then the row
+        # renderer (the same for every row) and the border's labels (on its top and bottom rows
+        # only), left out; then opacity, ANSI theme and mode.
+        key = (content, *args[:5], *args[8:])
         strip = self._rows.get(key)
         if strip is None:
             strip = self._rows[key] = super().render_line(styles, y, *args)
