@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.units import human_bytes
+from modelbrowse.core.units import human_bytes, printable
 
 MAX_SPEC_LENGTH = 4_000
 MAX_DEPTH = 20
@@ -68,9 +68,9 @@ def _source(node: ast.AST) -> str:
 
 
 def _excerpt(text: str) -> str:
-    """Text quoted in a one-line message: whitespace runs (newlines too) as one space, cut."""
-    text = " ".join(text.split())
-    return text if len(text) <= 60 else text[:57] + "..."
+    """Text quoted in a one-line message: whitespace runs (newlines too) as one space, other
+    control characters escaped, long text elided, as the app shows names from a file."""
+    return printable(" ".join(text.split()), limit=60)
 
 
 def _literal(node: ast.expr, depth: int) -> Any:

@@ -185,6 +185,8 @@ REFUSED: list[tuple[str, str]] = [
     ),
     ("nn.Linear(\n10**6,\n  10**6)", "'nn.Linear( 10**6, 10**6)' would take 3.6 TiB"),
     ("(nn.Linear\n)", "such as nn.ReLU(), not '(nn.Linear )'"),
+    ("'\x1b[2Jred'", "such as nn.ReLU(), not ''\\x1b[2Jred''"),
+    ("nn.Linear(10**6, 10**6)#\x1b[2J", "'nn.Linear(10**6, 10**6)#\\x1b[2J' would take 3.6 TiB"),
     ("nn.LazyLinear(10)", "nn.LazyLinear is a lazy module"),
     ("nn.Linear(4, 2, device='meta')", "leave out device=: a new module takes the device"),
     ("nn.Linear(4, 2, dtype='float16')", "leave out dtype="),
