@@ -214,11 +214,7 @@ class QuickTree(Tree[TreeDataType]):
         bar.set_reactive(ScrollBar.position, bar.validate_position(new_value))
         if old != new:
             width = bar.size.width
-            rows = [*_rows_between(old[0], new[0]), *_rows_between(old[1], new[1])]
-            bar.refresh(*(Region(0, row, width, 1) for row in _distinct(rows)))
+            rows = {*_rows_between(old[0], new[0]), *_rows_between(old[1], new[1])}
+            bar.refresh(*(Region(0, row, width, 1) for row in rows))
         if round(old_value) != round(new_value):
             self.refresh(self.size.region)
-
-
-def _distinct(rows: list[int]) -> Iterator[int]:
-    yield from dict.fromkeys(rows)
