@@ -71,7 +71,9 @@ class CheckpointSource(Source):
     @property
     def edit_refusal(self) -> str | None:
         """Why no edit applies to this model at all, or None."""
-        if isinstance(self.loaded.module, torch.jit.ScriptModule):
+        from modelbrowse.core.scripted_tree import ScriptedModule
+
+        if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
                 "(w) and open them with --arch NAME to edit"

@@ -25,8 +25,10 @@ class NodeKind(enum.Enum):
 def scripted_name(module: object) -> str | None:
     """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
     RecursiveScriptModule, which says nothing to the user. None for other modules."""
+    from modelbrowse.core.scripted_tree import ScriptedModule
+
     scripted = getattr(module, "original_name", None)
-    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
+    if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):
         return scripted
     return None
 
