@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelbrowse.core.scripted_tree import ScriptedModule
+
 
 class NodeKind(enum.Enum):
     """What a node is; the value is the word the detail pane shows."""
@@ -25,8 +27,6 @@ class NodeKind(enum.Enum):
 def scripted_name(module: object) -> str | None:
     """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
     RecursiveScriptModule, which says nothing to the user. None for other modules."""
-    from modelbrowse.core.scripted_tree import ScriptedModule
-
     scripted = getattr(module, "original_name", None)
     if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):
         return scripted

@@ -213,3 +213,18 @@ def test_damaged_metadata_is_records_or_one_line(tmp_path: Path) -> None:
             assert "\n" not in str(exc)
 
     damaged()
+
+
+def test_the_readers_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import modelbrowse.core.reading.distributed, modelbrowse.core.reading.torchscript\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "False"
