@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -124,38 +123,30 @@ def _is_training_state(name: str) -> bool:
 
 
 def open_distributed(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
-    """Tree and shapes from the metadata; data is read later with `dcp.load`."""
-    from torch.distributed.checkpoint.filesystem import FileSystemReader
-    from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
+    """Tree and shapes from `.metadata`, read as data (never unpickled); the values are read
+    later from each chunk's torch.save archive, mapped from its shard file."""
+    from modelbrowse.core.distributed_data import chunked_tensor
+    from modelbrowse.core.reading.distributed import read_dcp_metadata
+    from modelbrowse.core.tensor_mapping import FileMaps, torch_dtype
 
-    try:
-        metadata = FileSystemReader(str(path)).read_metadata()
-    except Exception as exc:
-        raise SourceError(f"cannot read {path} (torch.distributed.checkpoint): {exc}") from None
+    metadata = read_dcp_metadata(path)
     checkpoint = Checkpoint(path, "torch.distributed.checkpoint", files=sorted(path.iterdir()))
-    skipped = []
-    for key, entry in metadata.state_dict_metadata.items():
-        if isinstance(entry, TensorStorageMetadata):
-            checkpoint.tensors[key] = torch.empty(
-                entry.size, dtype=entry.properties.dtype, device="meta"
-            )
-        elif isinstance(entry, BytesStorageMetadata):
-            skipped.append(key)
-    if skipped:
-        checkpoint.info.append(("non-tensor entries", ", ".join(skipped[:8])))
-    shapes = {key: (t.shape, t.dtype) for key, t in checkpoint.tensors.items()}
+    for key, entry in metadata.tensors.items():
+        checkpoint.tensors[key] = torch.empty(
+            entry.shape, dtype=torch_dtype(entry.dtype), device="meta"
+        )
+    if metadata.others:
+        checkpoint.info.append(("non-tensor entries", ", ".join(metadata.others[:8])))
+    maps = FileMaps()
 
     def load_data(keys: list[str]) -> dict[str, torch.Tensor]:
-        state = {key: torch.empty(shapes[key][0], dtype=shapes[key][1]) for key in keys}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no process group": fine for reading on one process
-            from torch.distributed.checkpoint.state_dict_loader import load
-
-            load(state, checkpoint_id=str(path))
-        return {key: value.to(map_location) for key, value in state.items()}
+        return {
+            key: chunked_tensor(path, key, metadata.tensors[key], maps, map_location)
+            for key in keys
+        }
 
     checkpoint.load_data = load_data
-    _choose_group(checkpoint, options.key, [key.partition(".")[0] for key in skipped])
+    _choose_group(checkpoint, options.key, [key.partition(".")[0] for key in metadata.others])
     return checkpoint
 
 

@@ -23,6 +23,7 @@ from modelbrowse.core.hf_models import (
     resolve_hf_config,
     transformers_installed,
 )
+from modelbrowse.core.scripted_tree import ScriptedModule
 from modelbrowse.core.sources import Source
 from modelbrowse.core.ties import restore_ties, tied_groups
 from modelbrowse.core.weights_tree import tree_from_state_dict
@@ -71,7 +72,7 @@ class CheckpointSource(Source):
     @property
     def edit_refusal(self) -> str | None:
         """Why no edit applies to this model at all, or None."""
-        if isinstance(self.loaded.module, torch.jit.ScriptModule):
+        if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
                 "(w) and open them with --arch NAME to edit"

@@ -255,24 +255,28 @@ def _damaged_entry(path: Path) -> str | None:
 
 
 def _open_torchscript(path: Path, map_location: str) -> Checkpoint:
-    # torch.jit.load aborts the whole process (no exception) on some damaged archives: their
-    # checksums are checked first, which reads the file once.
+    """The module tree from the archive's saved state; its code is never loaded or run (torch's
+    loader runs a scripted `__setstate__`)."""
+    from modelbrowse.core.reading.torchscript import read_torchscript
+    from modelbrowse.core.scripted_tree import scripted_tree
+
+    # A damaged tensor would be mapped as it is: checksums are checked first (reads the file once).
     damaged = _damaged_entry(path)
     if damaged is not None:
         raise SourceError(
             f"{path} is a damaged TorchScript archive: {printable(damaged, 80)} fails its "
             "checksum (changed or cut since it was written?)"
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            module = torch.jit.load(str(path), map_location=map_location)  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise SourceError(f"cannot read {path} (TorchScript): {first_line(exc)}") from None
+    record = read_torchscript(path)
+    module = scripted_tree(record, map_location)
     checkpoint = Checkpoint(path, "TorchScript", module=module, files=[path])
-    checkpoint.info.append(
-        ("scripted class", getattr(module, "original_name", type(module).__name__))
-    )
+    checkpoint.info.append(("scripted class", record.name))
+    checkpoint.info.append(("code", "not loaded: the tree is read from the saved state"))
+    skipped = sum(1 for r in record.walk() if r.own_state)
+    if skipped:
+        checkpoint.info.append(
+            ("own state", f"{skipped} module(s) saved through their own __getstate__: empty here")
+        )
     return checkpoint
 
 

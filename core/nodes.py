@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelbrowse.core.scripted_tree import ScriptedModule
+
 
 class NodeKind(enum.Enum):
     """What a node is; the value is the word the detail pane shows."""
@@ -26,7 +28,7 @@ def scripted_name(module: object) -> str | None:
     """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
     RecursiveScriptModule, which says nothing to the user. None for other modules."""
     scripted = getattr(module, "original_name", None)
-    if isinstance(module, torch.jit.ScriptModule) and isinstance(scripted, str):
+    if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):
         return scripted
     return None
 

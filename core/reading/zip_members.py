@@ -8,12 +8,14 @@ read with a bound on what they may inflate to, and a stored member's data is loc
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
 
@@ -44,28 +46,50 @@ class Location:
 
 
 class ZipMembers:
-    """The members of one zip archive; use as a context manager."""
+    """The members of one zip archive; use as a context manager.
 
-    def __init__(self, path: Path, where: str | None = None, limits: Limits = DEFAULT_LIMITS):
+    `span` (start, length) reads an archive embedded in a larger file (a chunk of a distributed
+    checkpoint); offsets and locations are then still of the whole file."""
+
+    def __init__(
+        self,
+        path: Path,
+        where: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        span: tuple[int, int] | None = None,
+    ):
         self.path = path
         self.where = where or str(path)
         self.limits = limits
+        self.base = span[0] if span else 0
         try:
             self.size = path.stat().st_size
-            count = _declared_entries(path, self.size)
+            if span is not None:
+                if span[0] < 0 or span[1] < 0 or span[0] + span[1] > self.size:
+                    raise ReadError(f"{self.where} lies past the end of {path.name} (truncated?)")
+                self.size = span[0] + span[1]
+            count = _declared_entries(path, self.size, self.base)
             if count is not None and count > limits.zip_members:
                 raise ReadError(
                     f"{self.where} is a zip archive of {count:,} entries; at most "
                     f"{limits.zip_members:,} are read"
                 )
-            self._zip = zipfile.ZipFile(path)
+            self._window = None if span is None else _Window(path, *span)
+            self._zip = zipfile.ZipFile(path if self._window is None else self._window)
             self.infos = {info.filename: info for info in self._zip.infolist()}
         except ReadError:
+            self._close_window()
             raise
         except ZIP_READ_ERRORS:
+            self._close_window()
             raise ReadError(
                 f"{self.where} is a truncated or damaged zip archive (a file cut short?)"
             ) from None
+
+    def _close_window(self) -> None:
+        window = getattr(self, "_window", None)
+        if window is not None:
+            window.close()
 
     def __enter__(self) -> ZipMembers:
         return self
@@ -75,6 +99,7 @@ class ZipMembers:
 
     def close(self) -> None:
         self._zip.close()
+        self._close_window()
 
     @property
     def names(self) -> list[str]:
@@ -118,14 +143,14 @@ class ZipMembers:
             )
         try:
             with open(self.path, "rb") as handle:
-                handle.seek(info.header_offset)
+                handle.seek(self.base + info.header_offset)
                 header = handle.read(_LOCAL_HEADER.size)
         except OSError as exc:
             raise ReadError(f"cannot read {self.where}: {exc.strerror or exc}") from None
         if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise ReadError(f"{self.where}: the local header of {name} is damaged")
         fields = _LOCAL_HEADER.unpack(header)
-        start = info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
+        start = self.base + info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]
         if start + info.file_size > self.size:
             raise ReadError(
                 f"{self.where}: {name} runs {start + info.file_size - self.size:,} bytes past "
@@ -134,9 +159,10 @@ class ZipMembers:
         return Location(start, info.file_size)
 
 
-def _declared_entries(path: Path, size: int) -> int | None:
-    """The entry count the end-of-directory record declares (zip64 too), or None if not found."""
-    tail_size = min(size, 65_536 + 22)
+def _declared_entries(path: Path, size: int, base: int = 0) -> int | None:
+    """The entry count the end-of-directory record declares (zip64 too), or None if not found.
+    The archive is bytes [base, size) of the file."""
+    tail_size = min(size - base, 65_536 + 22)
     with open(path, "rb") as handle:
         handle.seek(size - tail_size, os.SEEK_SET)
         tail = handle.read(tail_size)
@@ -146,7 +172,7 @@ def _declared_entries(path: Path, size: int) -> int | None:
         count = int(struct.unpack_from("<H", tail, at + 10)[0])
         locator = at - 20
         if count == 0xFFFF and locator >= 0 and tail[locator : locator + 4] == _EOCD64_LOCATOR:
-            offset = int(struct.unpack_from("<Q", tail, locator + 8)[0])
+            offset = base + int(struct.unpack_from("<Q", tail, locator + 8)[0])
             if offset + 56 > size:
                 return None
             handle.seek(offset)
@@ -154,3 +180,40 @@ def _declared_entries(path: Path, size: int) -> int | None:
             if record[:4] == b"PK\x06\x06":
                 count = int(struct.unpack_from("<Q", record, 32)[0])
         return count
+
+
+class _Window(io.RawIOBase):
+    """Bytes [start, start + length) of a file, as a file of their own (for `zipfile`)."""
+
+    def __init__(self, path: Path, start: int, length: int) -> None:
+        super().__init__()
+        self._handle = path.open("rb")
+        self._start = start
+        self._length = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        origin = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = max(0, origin + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._length - self._pos))
+        self._handle.seek(self._start + self._pos)
+        got = self._handle.readinto(view[:count])
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
