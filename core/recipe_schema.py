@@ -41,7 +41,9 @@ def _text(limit: int) -> Check:
         if not isinstance(value, str):
             raise SchemaError(f"'{field}' must be a string, not {_kind(value)}")
         if len(value) > limit:
-            raise SchemaError(f"'{field}' is too long ({len(value):,} characters; at most {limit:,})")
+            raise SchemaError(
+                f"'{field}' is too long ({len(value):,} characters; at most {limit:,})"
+            )
         return value
 
     return check

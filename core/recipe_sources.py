@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from torch import nn
 
@@ -20,7 +20,7 @@ from modelbrowse.core.sources import Source, resolve_source
 
 # What a caller may hand `load_edited` for an import-path source: its spec, or the class or
 # factory itself.
-Supplied = Union[str, Callable[..., Any], None]
+Supplied = str | Callable[..., Any] | None
 
 
 def literal_kwargs(record: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +32,8 @@ def literal_kwargs(record: dict[str, Any]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             kwargs[name] = text
         except (RecursionError, MemoryError):
-            raise RecipeError(f"the recipe's keyword argument {name!r} is nested too deeply") from None
+            problem = f"the recipe's keyword argument {name!r} is nested too deeply"
+            raise RecipeError(problem) from None
     return kwargs
 
 

@@ -92,7 +92,7 @@ def test_an_import_path_the_caller_supplies_builds(tmp_path: Path, models_file: 
     for loaded in (by_spec, by_class, by_factory):
         assert len(loaded.layers) == 2
         assert torch.equal(loaded.layers[0].weight, model.layers[0].weight)
-    with pytest.raises(RecipeError, match="not an nn.Module class"):
+    with pytest.raises(RecipeError, match=r"not an nn\.Module class"):
         load_edited(weights, source=dict)
     with pytest.raises(RecipeError, match="not Linear"):
         load_edited(weights, source=nn.Linear(1, 1))
