@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiohttp import WSServerHandshakeError
@@ -103,7 +103,7 @@ def test_without_textual_serve_a_hint(
 class FakeAppService:
     """Stands for the app's process: records the sizes it is asked for."""
 
-    sizes: list[tuple[int, int]] = []
+    sizes: ClassVar[list[tuple[int, int]]] = []
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         pass
