@@ -26,8 +26,10 @@ from modelbrowse.core.recipe_schema import (
     FORMAT,
     MAX_BYTES,
     VERSION,
-    RecipeError,
     validate_recipe,
+)
+from modelbrowse.core.recipe_schema import (
+    RecipeError as RecipeError,  # exported: callers catch it from here
 )
 from modelbrowse.core.recipe_sources import Supplied, rebuild_architecture
 from modelbrowse.core.reinit_edits import Reinit

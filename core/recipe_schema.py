@@ -197,7 +197,7 @@ def _source(value: Any, field: str, *, inner: bool = False) -> dict[str, Any]:
             "arch": (_optional(lambda v, f: _source(v, f, inner=True)), False),
             "checkpoint": (_record(CHECKPOINT_FIELDS), False),
         }
-    record = _record(fields)(value, field)
+    record: dict[str, Any] = _record(fields)(value, field)
     if inner and record["kind"] == "checkpoint":
         raise SchemaError(f"'{field}.kind' cannot be a checkpoint inside a checkpoint")
     record.setdefault("kwargs", {})
@@ -223,7 +223,8 @@ def _edit(value: Any, field: str, number: int) -> dict[str, Any]:
             shown = _quote(op) if isinstance(op, str) else _kind(op)
             raise SchemaError(f"'{field}.op' is {shown}, not one of {', '.join(EDIT_FIELDS)}")
         fields = {"op": (NAME, True), "path": (NAME, True), **EDIT_FIELDS[op]}
-        return _record(fields)(value, field)
+        checked: dict[str, Any] = _record(fields)(value, field)
+        return checked
     except SchemaError as exc:
         raise SchemaError(f"step {number} of the recipe is malformed: {exc}") from None
 
