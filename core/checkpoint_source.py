@@ -18,8 +18,10 @@ from modelbrowse.core.checkpoints import (
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.fit import FitReport, fit_report
 from modelbrowse.core.hf_models import (
+    CUSTOM_CODE,
     INSTALL_HINT,
     config_file,
+    custom_code,
     resolve_hf_config,
     transformers_installed,
 )
@@ -204,6 +206,9 @@ def _config_architecture(checkpoint: Checkpoint) -> Source | None:
     folder = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
     config = config_file(folder) if checkpoint.format.startswith("Hugging Face") else None
     if config is None:
+        return None
+    if custom_code(config):
+        checkpoint.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))
         return None
     if not transformers_installed():
         checkpoint.info.append(

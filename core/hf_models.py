@@ -8,7 +8,6 @@ it. Models are built on the `meta` device first, so a 7B config costs millisecon
 from __future__ import annotations
 
 import importlib.util
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from torch import nn
 
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.meta_build import on_meta
+from modelbrowse.core.reading.limits import ReadError
+from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.sources import Source
 
 INSTALL_HINT = "pip install 'modelbrowse[hf]'"
@@ -33,12 +34,24 @@ def config_file(path: Path) -> Path | None:
     if config.name != "config.json" or not config.is_file():
         return None
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(config, "config.json")
+    except ReadError:
         return None
     if not isinstance(data, dict) or "model_type" not in data:
         return None
     return config
+
+
+def custom_code(config: Path) -> bool:
+    """Whether `config` names Python code of its own (`auto_map`): code that is never run."""
+    try:
+        data = read_json(config, "config.json")
+    except ReadError:
+        return False
+    return isinstance(data, dict) and "auto_map" in data
+
+
+CUSTOM_CODE = "config.json names code of its own (auto_map), which modelbrowse never runs"
 
 
 @dataclass
@@ -65,7 +78,12 @@ class HFConfigSource(Source):
 
 
 def resolve_hf_config(config: Path) -> HFConfigSource:
-    """The architecture of `config` (a config.json), or a SourceError saying why not."""
+    """The architecture of `config` (a config.json), or a SourceError saying why not. A config
+    that names code of its own is refused: transformers builds only its own classes here."""
+    if custom_code(config):
+        raise SourceError(
+            f"{config.parent}: {CUSTOM_CODE}; with its weights it opens as their keys"
+        )
     if not transformers_installed():
         raise SourceError(
             f"building the model in {config} needs transformers, which is not installed "
@@ -96,8 +114,9 @@ def _config_and_class(config: Path) -> tuple[Any, Any]:
     # Its notes on config values would print over the app.
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:
+        # Never the folder's own code, and never a prompt asking whether to run it.
         config_object = transformers.AutoConfig.from_pretrained(
-            str(config.parent), local_files_only=True
+            str(config.parent), local_files_only=True, trust_remote_code=False
         )
     except Exception as exc:  # transformers raises ValueError, OSError, KeyError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -7,7 +7,6 @@ The format is documented in the README ("The recipe").
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import json
 import os
@@ -21,6 +20,18 @@ from torch import nn
 from modelbrowse.core.edit_types import EDIT_TYPES
 from modelbrowse.core.edits import Edit, SetTrainable
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.reading.limits import ReadError
+from modelbrowse.core.reading.structured_text import parse_json, read_bounded
+from modelbrowse.core.recipe_schema import (
+    FORMAT,
+    MAX_BYTES,
+    VERSION,
+    validate_recipe,
+)
+from modelbrowse.core.recipe_schema import (
+    RecipeError as RecipeError,  # exported: callers catch it from here
+)
+from modelbrowse.core.recipe_sources import Supplied, rebuild_architecture
 from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.save_hashing import file_sha256
 from modelbrowse.core.saving import (
@@ -29,19 +40,15 @@ from modelbrowse.core.saving import (
     save_weights,
     write_atomic,
 )
-from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.sources import Source
 from modelbrowse.core.specs import SpecError, parse_spec
 from modelbrowse.core.ties import restore_ties, tied_groups
 from modelbrowse.core.weights_tree import tree_from_state_dict
 
-RECIPE_FORMAT = "modelbrowse-recipe"
-RECIPE_VERSION = 1
+RECIPE_FORMAT = FORMAT
+RECIPE_VERSION = VERSION
 RECIPE_SUFFIX = ".recipe.json"
 ALIGNMENT = 64
-
-
-class RecipeError(ModelBrowseError):
-    """A recipe that cannot be read, does not match, or does not apply."""
 
 
 def recipe_path_for(weights: str | os.PathLike[str]) -> Path:
@@ -166,58 +173,14 @@ def save_edited(
 
 
 def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a recipe file; every problem is one line."""
+    """Read a recipe file (bounded) and check every field against the schema; every problem
+    is one line naming the field."""
     path = Path(path)
     try:
-        recipe = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RecipeError(f"no recipe at {path}") from exc
-    except OSError as exc:
-        raise RecipeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path} is not a recipe: {exc}") from exc
-    if not isinstance(recipe, dict) or recipe.get("format") != RECIPE_FORMAT:
-        raise RecipeError(f"{path} is not a modelbrowse recipe")
-    version = recipe.get("version")
-    if not isinstance(version, int) or version > RECIPE_VERSION:
-        raise RecipeError(
-            f"{path} has recipe version {version}; this modelbrowse reads up to {RECIPE_VERSION}"
-        )
-    for key, kind in (("source", dict), ("edits", list), ("frozen", list)):
-        if not isinstance(recipe.get(key), kind):
-            raise RecipeError(f"{path}: '{key}' is missing or malformed")
-    return recipe
-
-
-def _kwargs(record: dict[str, Any]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    for name, text in (record.get("kwargs") or {}).items():
-        try:
-            kwargs[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            kwargs[name] = text
-    return kwargs
-
-
-def resolve_recipe_source(recipe: dict[str, Any], *, with_weights: bool = True) -> Source | None:
-    """The recipe's source again. Without weights (for `load_edited`, whose file holds them),
-    a checkpoint's architecture is enough, and a checkpoint without one needs nothing: None."""
-    record = recipe["source"]
-    if record.get("kind") == "checkpoint":
-        arch = record.get("arch")
-        if not with_weights and not record.get("whole_model"):
-            return resolve_recipe_source({"source": arch}, with_weights=False) if arch else None
-        from modelbrowse.core.checkpoints import CheckpointOptions
-
-        options = CheckpointOptions(**(record.get("checkpoint") or {}))
-        arch_spec = str(arch["spec"]) if arch else None
-        kwargs = _kwargs(arch) if arch else {}
-        arch_weights = arch.get("weights") if arch else None
-        return resolve_source(
-            str(record.get("spec", "")), kwargs, arch_weights, arch=arch_spec, checkpoint=options
-        )
-    weights = record.get("weights") if with_weights else None
-    return resolve_source(str(record.get("spec", "")), _kwargs(record), weights)
+        data = parse_json(read_bounded(path, "recipe", MAX_BYTES), str(path))
+    except ReadError as exc:
+        raise RecipeError(str(exc)) from None
+    return validate_recipe(data, str(path))
 
 
 def check_same_source(recipe: dict[str, Any], source: Source) -> None:
@@ -276,28 +239,36 @@ def apply_frozen(model: nn.Module, frozen: list[str]) -> None:
 
 
 def load_edited(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    source: Supplied = None,
 ) -> nn.Module:
     """The edited model saved at `path`: architecture rebuilt from the recipe beside it, the
     weights loaded with `strict=True`, frozen parameters frozen.
 
         model = modelbrowse.core.load_edited("alexnet-edited.pt")
+        model = modelbrowse.core.load_edited("net-edited.pt", source="mypkg.models:Net")
+
+    A recipe rebuilds zoo models and checkpoints itself; a model from an import path is code,
+    which runs only when the caller names it here (`source`: its import path, or the class or
+    factory): the recipe's own word is not enough.
     """
     path = Path(path).expanduser()
     recipe = read_recipe(recipe_path_for(path))
     problem = _hash_mismatch(path, recipe)
     if problem:
         raise RecipeError(problem)
-    source = resolve_recipe_source(recipe, with_weights=False)
     edits = edits_of(recipe)
+    built = rebuild_architecture(recipe["source"], source)
     state = read_weights(path)
-    if source is None:  # a checkpoint edited without an architecture: its keys are the model
+    if built is None:  # a checkpoint edited without an architecture: its keys are the model
         tree = tree_from_state_dict(state)
         apply_frozen(tree, recipe["frozen"])
         return tree.to(map_location)
-    model = _load_on_meta(source, edits, state)
+    model = _load_on_meta(built, edits, state)
     if model is None:
-        model = source.build_real(recipe["source"].get("init_seed"))
+        model = built.build_real(recipe["source"].get("init_seed"))
         replay(model, edits, structure_only=True)
         _load_strict(model, state, assign=False)
     apply_frozen(model, recipe["frozen"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,16 +126,22 @@ def as_made(recipe: dict[str, Any], edits: list[Edit]) -> list[Edit]:
     return grouped
 
 
-def kept_for(source: Source) -> list[KeptEdits]:
+def kept_for(source: Source, skipped: list[str] | None = None) -> list[KeptEdits]:
     """The kept edits of this source (as `--recipe` would accept them) that no session has
-    announced yet, newest first; unreadable files are passed over."""
+    announced yet, newest first. A file that cannot be read as a recipe is passed over, and
+    one line saying why goes to `skipped`: nothing in this folder stops a session starting."""
     found: list[KeptEdits] = []
     for path in _newest_first(recovery_dir()):
         try:
             recipe = read_recipe(path)
+        except Exception as exc:  # whatever is in the folder, the session starts
+            if skipped is not None:
+                skipped.append(f"skipped {path.name} in the recovery folder: {_first(exc)}")
+            continue
+        try:
             check_same_source(recipe, source)
         except RecipeError:
-            continue
+            continue  # another model's edits
         kept = recipe.get("kept")
         if not isinstance(kept, dict) or kept.get("announced"):
             continue
@@ -142,13 +149,18 @@ def kept_for(source: Source) -> list[KeptEdits]:
             KeptEdits(
                 path=path,
                 spec=source.spec,
-                command=str(kept.get("command") or shlex.join(["modelbrowse", source.spec])),
-                reason=str(kept.get("reason", "stopped")),
-                at=str(kept.get("at", "?")),
-                edits=int(kept.get("unsaved_edits", 0)),
+                command=kept.get("command") or shlex.join(["modelbrowse", source.spec]),
+                reason=kept.get("reason", "stopped"),
+                at=kept.get("at", "?"),
+                edits=kept.get("unsaved_edits", 0),
             )
         )
     return found
+
+
+def _first(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def mark_announced(path: Path) -> None:
@@ -170,9 +182,11 @@ def _newest_first(folder: Path) -> list[Path]:
     dated: list[tuple[float, Path]] = []
     for path in folder.glob(f"*{RECIPE_SUFFIX}") if folder.is_dir() else []:
         try:
-            dated.append((path.stat().st_mtime, path))
+            info = path.stat()
         except OSError:
             continue
+        if stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            dated.append((info.st_mtime, path))
     return [path for _, path in sorted(dated, reverse=True)]
 
 

@@ -150,3 +150,25 @@ async def test_a_selection_comes_back_as_one_step(monkeypatch: pytest.MonkeyPatc
         await pilot.press("u")  # one press undoes the whole selection, as in the session
         await wait_for(pilot, lambda: "unsaved" not in squeeze(screen_text(reopened)))
         assert "(61.1M trainable, 0 frozen)" in squeeze(screen_text(reopened))
+
+
+async def test_a_garbage_recovery_file_neither_stops_the_app_nor_drops_the_recipe(
+    tmp_path: Path,
+) -> None:
+    folder = recovery_dir()
+    folder.mkdir(parents=True)
+    (folder / "deep.recipe.json").write_text('{"a": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(
+        '{"format": "modelbrowse-recipe", "version": 1, "frozen": [],'
+        ' "source": {"kind": "torchvision", "spec": "alexnet", "kwargs": {}, "weights": null,'
+        ' "init_seed": 3},'
+        ' "edits": [{"op": "set_trainable", "path": "features", "trainable": false}]}'
+    )
+    app = ModelBrowseApp(AppOptions("alexnet", recipe=str(recipe)))
+    async with app.run_test(size=SIZE) as pilot:
+        text = await wait_for_notification(pilot, "skipped")
+        assert "skipped deep.recipe.json in the recovery folder: " in squeeze(text)
+        assert "is nested too deeply" in squeeze(text)
+        await wait_for_text(pilot, "1 edit from r.json applied")
+    assert app.return_code is None or app.return_code == 0

@@ -116,14 +116,18 @@ def test_the_recipe_beside_the_weights(
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_load_edited_shared_net_from_another_directory(
-    tmp_path: Path, shared_source: Source, monkeypatch: pytest.MonkeyPatch, fmt: str
+    tmp_path: Path,
+    models_file: Path,
+    shared_source: Source,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
 ) -> None:
     model, edits = edited(shared_source, shared_edits())
     save_edited(model, tmp_path / f"shared.{fmt}", shared_source, SEED, edits)
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
 
-    loaded = load_edited(f"../shared.{fmt}")
+    loaded = load_edited(f"../shared.{fmt}", source=f"{models_file.resolve()}:SharedNet")
     assert type(loaded).__name__ == "SharedNet"
     assert_same_model(loaded, model)
     assert loaded.head.weight is loaded.embed.weight  # the tie holds
@@ -146,7 +150,8 @@ def test_load_edited_restores_ties_on_the_meta_path(tmp_path: Path, fmt: str) ->
     weights = tmp_path / f"tied.{fmt}"
     save_edited(model, weights, source, SEED, edits)
 
-    loaded = load_edited_exported(weights)  # as `modelbrowse.core.load_edited`
+    # As `modelbrowse.core.load_edited`; the import path is the caller's to name.
+    loaded = load_edited_exported(weights, source=source.spec)
     assert_same_model(loaded, model)
     assert loaded.head.weight is loaded.embed.weight
     assert loaded.encoder is loaded.decoder.proj
@@ -161,7 +166,7 @@ def test_load_edited_restores_ties_on_the_meta_path(tmp_path: Path, fmt: str) ->
     assert sha256(weights) == before
     # ... and it can be saved back over the file it came from.
     save_edited(loaded, weights, source, SEED, edits)
-    again = load_edited(weights)
+    again = load_edited(weights, source=source.spec)
     assert_same_model(again, loaded)
     assert again.head.weight is again.embed.weight
     assert files_in(tmp_path) == sorted(["tied_models.py", weights.name, recipe_file(weights).name])
@@ -228,9 +233,9 @@ def wide(tmp_path: Path, models_file: Path) -> tuple[Path, nn.Module, Source]:
 
 
 def test_kwargs_are_recorded_and_used(wide: tuple[Path, nn.Module, Source]) -> None:
-    weights, model, _ = wide
+    weights, model, source = wide
     assert read_recipe(recipe_file(weights))["source"]["kwargs"] == {"n": "3"}
-    loaded = load_edited(weights)
+    loaded = load_edited(weights, source=source.spec)
     assert len(loaded.layers) == 3
     assert loaded.layers[1].out_features == 4
     assert_same_model(loaded, model)
@@ -254,9 +259,12 @@ def retrain_weights(weights: Path, recipe: Path) -> None:
 
 BROKEN: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "missing recipe": (lambda w, r: r.unlink(), "no recipe at {recipe}"),
-    "not json": (lambda w, r: r.write_text("{not json"), "{recipe} is not a recipe: Expecting"),
+    "not json": (
+        lambda w, r: r.write_text("{not json"),
+        "{recipe} is not valid JSON (Expecting property name",
+    ),
     "not an object": (lambda w, r: r.write_text("[1, 2]"), "{recipe} is not a modelbrowse recipe"),
-    "not utf-8": (lambda w, r: r.write_bytes(b"\xff\xfe\x00"), "{recipe} is not a recipe: "),
+    "not utf-8": (lambda w, r: r.write_bytes(b"\xff\xfe\x00"), "{recipe} is not UTF-8 text"),
     "wrong format": (
         change_recipe(lambda d: d.update(format="other-tool")),
         "{recipe} is not a modelbrowse recipe",
@@ -266,6 +274,10 @@ BROKEN: dict[str, tuple[Callable[[Path, Path], None], str]] = {
         "{recipe} has recipe version 2; this modelbrowse reads up to 1",
     ),
     "no edits": (change_recipe(lambda d: d.pop("edits")), "{recipe}: 'edits' is missing"),
+    "edits not a list": (
+        change_recipe(lambda d: d.update(edits={"op": "delete"})),
+        "{recipe}: 'edits' must be a list, not an object",
+    ),
     "weights changed": (
         retrain_weights,
         "{weights} is not the file its recipe describes: its sha256 is ",
@@ -285,7 +297,8 @@ BROKEN: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "malformed step": (
         change_recipe(lambda d: d["edits"][0].update(op="explode")),
-        "step 1 of the recipe is malformed: ",
+        "{recipe}: step 1 of the recipe is malformed: 'edits[0].op' is 'explode', not one of "
+        "set_trainable, reinit,",
     ),
     "weights do not fit (keys)": (
         change_recipe(lambda d: d["source"]["kwargs"].update(n="2")),
@@ -301,12 +314,12 @@ BROKEN: dict[str, tuple[Callable[[Path, Path], None], str]] = {
 
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_what_cannot_be_loaded_is_one_line(wide: tuple[Path, nn.Module, Source], case: str) -> None:
-    weights, _, _ = wide
+    weights, _, source = wide
     recipe = recipe_file(weights)
     breaking, expected = BROKEN[case]
     breaking(weights, recipe)
     with pytest.raises(RecipeError) as excinfo:
-        load_edited(weights)
+        load_edited(weights, source=source.spec)
     assert one_line(excinfo).startswith(expected.format(recipe=recipe, weights=weights))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -250,3 +251,80 @@ def test_cached_repositories_are_suggested(
         resolve_source("hf:tiny/gpt2-smal")
     with pytest.raises(SourceError, match=r"\(did you mean: hf:tiny/gpt2-small"):
         resolve_source("gpt2-small")
+
+
+# --- a folder with code of its own (auto_map) ---------------------------------------------------
+
+
+def custom_code_folder(tmp_path: Path, model_type: str, weights: bool = True) -> Path:
+    """A Hugging Face folder whose config names its own Python files, which touch a marker."""
+    folder = tmp_path / f"custom-{model_type}"
+    folder.mkdir()
+    config = {
+        "model_type": model_type,
+        "architectures": ["XModel"],
+        "auto_map": {
+            "AutoConfig": "configuration_x.XConfig",
+            "AutoModel": "modeling_x.XModel",
+        },
+        **TINY_GPT2,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    touch = f"import pathlib\npathlib.Path({str(tmp_path / 'marker')!r}).touch()\n"
+    (folder / "configuration_x.py").write_text(touch)
+    (folder / "modeling_x.py").write_text(touch)
+    if weights:
+        from safetensors.torch import save_file
+
+        save_file({"encoder.weight": torch.ones(4, 3), "head.bias": torch.zeros(2)},
+                  str(folder / "model.safetensors"))  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("model_type", ["x-custom", "gpt2"])
+@pytest.mark.parametrize("answer", [None, "y\ny\ny\n"])
+def test_a_folders_own_code_never_runs_nor_asks(
+    tmp_path: Path, model_type: str, answer: str | None
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_cli import ROOT
+
+    folder = custom_code_folder(tmp_path, model_type)
+    command = [sys.executable, "-m", "modelbrowse.tui", str(folder), "--print"]
+    # Closed, or a user answering "y" to any question: neither may run the folder's code.
+    given: dict[str, Any] = {"input": answer} if answer else {"stdin": subprocess.DEVNULL}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, **given)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "custom code" not in output and "trust_remote_code" not in output
+    assert "from the keys: config.json names code of its own (auto_map), which modelbrowse " \
+        "never runs" in output  # fmt: skip
+    assert "encoder" in result.stdout and "head" in result.stdout  # the weights' keys
+    assert not (tmp_path / "marker").exists()
+
+    (folder / "model.safetensors").unlink()  # a config alone has nothing else to show
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, **given)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"modelbrowse: error: {folder}: config.json names code of its own (auto_map), which "
+        "modelbrowse never runs; with its weights it opens as their keys\n"
+    )
+    assert not (tmp_path / "marker").exists()
+
+
+def test_transformers_is_never_asked_to_trust_a_folders_code(
+    tmp_path: Path, gpt2_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every transformers call passes trust_remote_code=False (None would ask on a terminal)."""
+    calls: list[dict[str, object]] = []
+    original = transformers.AutoConfig.from_pretrained
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", recorded)
+    resolve_source(str(config_only(tmp_path, gpt2_folder))).build_structure()
+    assert calls and all(call.get("trust_remote_code") is False for call in calls)

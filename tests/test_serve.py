@@ -3,6 +3,7 @@ Playwright opens the page, waits for the tree, presses keys and reads what the p
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -11,10 +12,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
+from aiohttp import WSServerHandshakeError
 
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.serving import session_command
@@ -94,6 +97,105 @@ def test_without_textual_serve_a_hint(
     )
 
 
+# --- the token, Host and Origin: as Jupyter checks them ------------------------------------------
+
+
+class FakeAppService:
+    """Stands for the app's process: records the sizes it is asked for."""
+
+    sizes: ClassVar[list[tuple[int, int]]] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    async def start(self, width: int, height: int) -> None:
+        self.sizes.append((width, height))
+
+    async def set_terminal_size(self, width: int, height: int) -> None:
+        self.sizes.append((width, height))
+
+    async def stop(self) -> None:
+        pass
+
+
+def guarded_requests(
+    monkeypatch: pytest.MonkeyPatch, check: Callable[[Any, int, str], Awaitable[None]]
+) -> None:
+    """Run `check(client, port, token)` against the server `--serve` makes, in this process."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from modelbrowse.tui.serving import make_server
+
+    monkeypatch.setattr("textual_serve.server.AppService", FakeAppService)
+    FakeAppService.sizes = []
+    port = free_port()
+    server = make_server(["alexnet", "--serve"], port, "alexnet")
+    assert server.url == f"http://localhost:{port}/?token={server.token}"
+    assert len(server.token) >= 40
+
+    async def run() -> None:
+        app = await server._make_app()
+        async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
+            await check(client, port, server.token)
+
+    asyncio.run(asyncio.wait_for(run(), timeout=60))
+
+
+def test_the_page_needs_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def check(client: Any, port: int, token: str) -> None:
+        for path in ("/", "/?token=", f"/?token={token[:-1]}", "/static/js/textual.js", "/ws"):
+            response = await client.get(path)
+            assert response.status == 403, path
+            assert "open the URL with its token" in await response.text()
+        response = await client.get(f"/?token={token}")
+        assert response.status == 200
+        assert "modelbrowse alexnet" in await response.text()
+        cookie = response.cookies[f"modelbrowse-token-{port}"]
+        assert cookie.value == token and cookie["httponly"] and cookie["samesite"] == "Strict"
+        # The page's own requests (scripts, the websocket) carry the cookie instead.
+        assert (await client.get("/static/js/textual.js")).status == 200
+        client.session.cookie_jar.clear()
+        assert (await client.get("/static/js/textual.js")).status == 403
+
+    guarded_requests(monkeypatch, check)
+
+
+def test_host_and_origin_must_be_this_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def check(client: Any, port: int, token: str) -> None:
+        page = f"/?token={token}"
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+            response = await client.get(page, headers={"Host": host, "Origin": f"http://{host}"})
+            assert response.status == 200, host
+        # DNS rebinding: a name that resolves here, but is not this server's address.
+        for host in (f"evil.example:{port}", "localhost", f"localhost:{port + 1}"):
+            response = await client.get(page, headers={"Host": host})
+            assert response.status == 403, host
+            assert "answers only at its local address" in await response.text()
+        for origin in ("http://evil.example", f"http://localhost:{port + 1}", "null"):
+            response = await client.get(page, headers={"Origin": origin})
+            assert response.status == 403, origin
+            assert "requests from other sites are refused" in await response.text()
+            websocket = await client.get(f"/ws?token={token}", headers={"Origin": origin})
+            assert websocket.status == 403
+        assert FakeAppService.sizes == []  # no session was started
+
+    guarded_requests(monkeypatch, check)
+
+
+def test_the_terminal_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def check(client: Any, port: int, token: str) -> None:
+        async with client.ws_connect(f"/ws?token={token}&width=20000&height=20000") as socket:
+            await socket.send_json(["resize", {"width": 10**9, "height": "x"}])
+            await socket.send_json(["resize", {"width": 120, "height": 40}])
+            await socket.send_json(["ping", "done"])
+            assert await socket.receive_json() == ["pong", "done"]
+        assert FakeAppService.sizes == [(500, 200), (500, 24), (120, 40)]
+        with pytest.raises(WSServerHandshakeError):
+            await client.ws_connect(f"/ws?token={token}x")
+
+    guarded_requests(monkeypatch, check)
+
+
 # --- in a browser --------------------------------------------------------------------------------
 
 
@@ -112,9 +214,12 @@ def server() -> Iterator[tuple[subprocess.Popen[str], str]]:
     try:
         assert process.stdout is not None
         first = process.stdout.readline()  # the server checks the source first (imports torch)
-        url = f"http://localhost:{port}"
-        assert first.startswith(f"modelbrowse: serving alexnet at {url} · "), first
-        yield process, url
+        found = re.match(
+            rf"modelbrowse: serving alexnet at (http://localhost:{port}/\?token=[\w-]{{43}}) · ",
+            first,
+        )
+        assert found, first
+        yield process, found.group(1)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -166,6 +271,8 @@ def test_the_app_in_a_browser(server: tuple[subprocess.Popen[str], str], tmp_pat
                 )
 
             page.on("websocket", on_socket)
+            refused = page.goto(url.partition("?")[0], timeout=60_000)
+            assert refused is not None and refused.status == 403  # no token, no page
             page.goto(url, timeout=60_000)
 
             def wait_for(needle: str, timeout: float = 90) -> None:

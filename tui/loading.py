@@ -138,8 +138,8 @@ class LoadActions:
         self._show_detail("")
         if getattr(source, "files", None):
             self.check_recipe_hashes(list(source.files))
+        self._queue_recipe_edits()  # first: nothing about other files can drop --recipe
         self._announce_kept_edits(source)
-        self._queue_recipe_edits()
 
     @work(thread=True, group="recipe-hash")
     def check_recipe_hashes(self, files: list[str]) -> None:

@@ -113,11 +113,16 @@ class RecoveryActions:
         return f"; {count} edit{plural} kept: {reopen_command(command, path)} reopens them"
 
     def _announce_kept_edits(self, source: Source) -> None:
-        """Edits kept by a stopped session of this model: said once."""
+        """Edits kept by a stopped session of this model: said once. A file in the recovery
+        folder that cannot be read is passed over with one line; the session goes on."""
         from modelbrowse.core.recovery import kept_for, mark_announced
 
         opened = Path(self.options.recipe).resolve() if self.options.recipe else None
-        for kept in kept_for(source)[:3]:
+        skipped: list[str] = []
+        for kept in kept_for(source, skipped)[:3]:
             if kept.path.resolve() != opened:  # not the file this session opened
                 self.notify(kept.announcement(), title="edits kept", severity="warning", timeout=30)
             mark_announced(kept.path)
+        if skipped:
+            more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+            self.notify(skipped[0] + more, title="edits kept", severity="warning", timeout=30)
