@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,22 @@ else:  # pragma: no cover - Python 3.10
 
 
 def read_bounded(path: Path, what: str, limit: int) -> bytes:
-    """The bytes of a small file, refused by its size first (a FIFO or device is refused too)."""
+    """The bytes of a small file, refused by its size first. A FIFO, device or socket is refused
+    before it is opened: opening a FIFO waits for a writer."""
     try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            import stat
-
-            if not stat.S_ISREG(info.st_mode):
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ReadError(f"{path} is a directory, not {what}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise ReadError(
+                f"{path} is too large for {what} ({info.st_size:,} bytes; at most {limit:,})"
+            )
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the stat
                 raise ReadError(f"{path} is not a regular file")
-            if info.st_size > limit:
-                raise ReadError(
-                    f"{path} is too large for {what} ({info.st_size:,} bytes; at most {limit:,})"
-                )
             data = handle.read(limit + 1)
     except FileNotFoundError:
         raise ReadError(f"no {what} at {path}") from None
