@@ -7,9 +7,11 @@ The format is documented in the README ("The recipe").
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,8 @@ from modelbrowse.core.recipe_schema import (
 from modelbrowse.core.recipe_sources import Supplied, rebuild_architecture
 from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.save_hashing import file_sha256
-from modelbrowse.core.saving import (
-    SaveReport,
-    read_weights,
-    save_weights,
-    write_atomic,
-)
+from modelbrowse.core.save_transaction import Transaction, write_atomic
+from modelbrowse.core.saving import SaveReport, format_for, read_weights, stage_weights
 from modelbrowse.core.sources import Source
 from modelbrowse.core.specs import SpecError, parse_spec
 from modelbrowse.core.ties import restore_ties, tied_groups
@@ -144,8 +142,12 @@ def build_recipe(
     return recipe
 
 
+def recipe_text(recipe: dict[str, Any]) -> str:
+    return json.dumps(recipe, indent=2) + "\n"
+
+
 def write_recipe(recipe: dict[str, Any], path: Path) -> None:
-    text = json.dumps(recipe, indent=2) + "\n"
+    text = recipe_text(recipe)
 
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
@@ -162,11 +164,22 @@ def save_edited(
     *,
     progress: Callable[[float], None] | None = None,
 ) -> SaveReport:
-    """Write the weights (atomic, verified) and then the recipe beside them."""
-    report = save_weights(model, path, progress=progress)
-    recipe = build_recipe(source, init_seed, edits, model, report)
-    write_recipe(recipe, recipe_path_for(report.path))
-    return report
+    """Write the weights and the recipe beside them as one transaction: both are written,
+    synced and (the weights) verified before either replaces anything."""
+    path = Path(path).expanduser()
+    format_for(path)
+    recipe_path = recipe_path_for(path)
+    start = time.perf_counter()
+    with Transaction(path, recipe_path) as save:
+        report = stage_weights(save, model, path, progress=progress)
+        text = recipe_text(build_recipe(source, init_seed, edits, model, report))
+
+        def write(tmp: Path) -> None:
+            tmp.write_text(text, encoding="utf-8")
+
+        save.stage(recipe_path, write)
+        save.commit()
+    return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 
 # --- reading ---------------------------------------------------------------------------------

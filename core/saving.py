@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
+import dataclasses
 import json
 import os
-import re
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +16,12 @@ import torch
 from torch import nn
 
 from modelbrowse.core.bitwise import bitwise_equal
-from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.save_hashing import HashingWriter, MemoryRanges, Progress, file_sha256
+from modelbrowse.core.save_transaction import SaveError as SaveError
+from modelbrowse.core.save_transaction import Transaction
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
-
-
-class SaveError(ModelBrowseError):
-    """The weights could not be written, or what was written does not read back the same."""
 
 
 @dataclass(frozen=True)
@@ -58,99 +52,6 @@ def format_for(path: str | os.PathLike[str]) -> str:
             "use .pt, .pth, .bin, .ckpt or .safetensors"
         )
     return FORMATS[suffix]
-
-
-def describe_os_error(path: Path, exc: OSError) -> str:
-    """`cannot write x.pt: no space left on device` and the like, in one line."""
-    if isinstance(exc, IsADirectoryError) or (path.is_dir() and not path.is_symlink()):
-        return f"cannot write {path}: it is a directory"
-    if exc.errno == errno.ENOENT and not path.parent.is_dir():
-        return f"cannot write {path}: the directory {path.parent} does not exist"
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return f"cannot write {path}: {reason[0].lower()}{reason[1:]}"
-
-
-def write_atomic(
-    path: Path, write: Callable[[Path], None], check: Callable[[Path], None] | None = None
-) -> None:
-    """Write to a temporary file beside `path`, fsync, check it, then `os.replace` it into place.
-
-    Whatever fails (the writer, the check, the disk), `path` is left as it was.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise SaveError(f"cannot write {path}: it is a directory")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise SaveError(describe_os_error(path, exc)) from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        # The fsync waits on the disk and the check on the CPU: they run side by side, and the
-        # file only takes its name once both are done.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            synced = pool.submit(_fsync_file, tmp)
-            try:
-                if check is not None:
-                    check(tmp)
-            finally:
-                synced.result()
-        with contextlib.suppress(OSError):
-            os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
-    except SaveError:
-        raise
-    except Exception as exc:  # a library's own exception may carry the OSError behind it
-        os_error = os_error_in(exc)
-        if os_error is None:
-            raise
-        raise SaveError(describe_os_error(path, os_error)) from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def os_error_in(exc: BaseException) -> OSError | None:
-    """The OSError behind an exception: itself, one in its chain, or one named in its message.
-
-    torch.save masks a failed write with its own RuntimeError ("unexpected pos ..."), with the
-    OSError as its context; safetensors reports "I/O error: ... (os error 28)" in words only.
-    """
-    seen: set[int] = set()
-    chain: BaseException | None = exc
-    while chain is not None and id(chain) not in seen:
-        seen.add(id(chain))
-        if isinstance(chain, OSError):
-            return chain
-        match = re.search(r"\(os error (\d+)\)", str(chain))
-        if match:
-            code = int(match.group(1))
-            return OSError(code, os.strerror(code))
-        chain = chain.__cause__ or chain.__context__
-    return None
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform or file system allows it
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --- shared storage, for safetensors ---------------------------------------------------------
@@ -226,6 +127,23 @@ def save_weights(
 ) -> SaveReport:
     """Write `model.state_dict()` to `path` atomically; the extension picks the format."""
     path = Path(path).expanduser()
+    format_for(path)
+    start = time.perf_counter()
+    with Transaction(path) as save:
+        report = stage_weights(save, model, path, verify=verify, progress=progress)
+        save.commit()
+    return dataclasses.replace(report, seconds=time.perf_counter() - start)
+
+
+def stage_weights(
+    save: Transaction,
+    model: nn.Module,
+    path: Path,
+    *,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> SaveReport:
+    """Write, sync, hash and verify the weights as the first file of `save`; nothing replaced."""
     fmt = format_for(path)
     start = time.perf_counter()
     state = state_of(model)
@@ -272,14 +190,13 @@ def save_weights(
             if hashed is not None:
                 sha.append(hashed.result())
 
-    write_atomic(path, write, check)
-    params = sum(p.numel() for p in model.parameters())
+    tmp = save.stage(path, write, check)
     return SaveReport(
         path=path,
         format=fmt,
         tensors=len(state),
-        params=params,
-        nbytes=path.stat().st_size,
+        params=sum(p.numel() for p in model.parameters()),
+        nbytes=tmp.stat().st_size,
         seconds=time.perf_counter() - start,
         sha256=sha[0],
     )

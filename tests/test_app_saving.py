@@ -142,7 +142,7 @@ async def test_a_failed_save_keeps_the_edits_and_says_why(
     def full_disk(*args: object, **kwargs: object) -> None:
         raise SaveError("cannot write x.safetensors: no space left on device")
 
-    monkeypatch.setattr("modelbrowse.core.recipe.save_weights", full_disk)
+    monkeypatch.setattr("modelbrowse.core.recipe.stage_weights", full_disk)
     app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -100,10 +99,10 @@ def test_a_read_only_directory(existing: Path) -> None:
 def test_a_read_only_directory_simulated(existing: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """As root, chmod does not stop writes: the temporary file cannot be created."""
 
-    def refuse(*args: Any, **kwargs: Any) -> tuple[int, str]:
+    def refuse(*args: Any, **kwargs: Any) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(existing.parent))
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(os, "mkdir", refuse)
     assert fail_save(existing) == f"cannot write {existing}: permission denied"
 
 
@@ -316,7 +315,7 @@ def test_a_save_killed_half_way_leaves_the_file(tmp_path: Path, fmt: str, mib: i
         half = mib << 19  # half the state's bytes: killed in the middle of writing
 
         def temp_has_grown() -> bool:
-            temps = list(tmp_path.glob(f".{path.name}.*.tmp"))
+            temps = list(tmp_path.glob(f".{path.name}.modelbrowse-*.tmp/*"))
             return any(t.exists() and t.stat().st_size > half for t in temps)
 
         wait_for(temp_has_grown, 120, f"temporary file of {mib // 2} MiB", proc)
@@ -332,12 +331,15 @@ def test_a_save_killed_half_way_leaves_the_file(tmp_path: Path, fmt: str, mib: i
 
     assert sha256(path) == before
     assert_same_tensors(read_weights(path), state(small_net()))
-    # A temporary file may be left: SIGKILL runs no clean-up. It is hidden, and named for the
-    # file it was meant to replace; it never stands in the target's place.
+    # SIGKILL runs no clean-up: the half-written file is left in a hidden folder named for the
+    # file it was meant to replace (and the save's lock file); it never stands in its place.
     leftovers = [name for name in files_in(tmp_path) if name != path.name]
-    assert all(n.startswith(f".{path.name}.") and n.endswith(".tmp") for n in leftovers), leftovers
+    lock, temps = f".{path.name}.modelbrowse.lock", [n for n in leftovers if n.endswith(".tmp")]
+    assert sorted(leftovers) == sorted([lock, *temps]) and len(temps) == 1, leftovers
+    assert temps[0].startswith(f".{path.name}.modelbrowse-") and (tmp_path / temps[0]).is_dir()
 
-    # The next save is not disturbed by the leftover.
+    # The next save into the folder removes them, and is not disturbed by them.
     report = save_weights(changed_model(), path)
     assert report.sha256 == sha256(path)
     assert_same_tensors(read_weights(path), state(changed_model()))
+    assert files_in(tmp_path) == [path.name]

@@ -141,7 +141,9 @@ def test_browse_alexnet_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -
     assert "q Quit" not in terminal.screen()
 
 
-@pytest.mark.parametrize(("name", "expected_status"), [("SIGTERM", "143"), ("SIGHUP", "129")])
+@pytest.mark.parametrize(
+    ("name", "expected_status"), [("SIGTERM", "143"), ("SIGHUP", "129"), ("SIGINT", "130")]
+)
 def test_a_signal_restores_the_terminal_and_exits_non_zero(
     terminal: Terminal, tmp_path: Path, name: str, expected_status: str
 ) -> None:
@@ -267,6 +269,23 @@ def test_edits_outlive_a_dropped_connection(
     assert wait_for_file(status) == "0"
     frozen = read_recipe(tmp_path / "alexnet-edited.pt.recipe.json")["frozen"]
     assert frozen[0] == "features.0.weight"
+
+
+def test_sigint_keeps_unsaved_edits(
+    terminal: Terminal, tmp_path: Path, _state_folder: Path
+) -> None:
+    """A real SIGINT (`kill -INT`, not the ctrl+c key) leaves as SIGTERM does: edits kept."""
+    status = start(terminal, tmp_path, "alexnet")
+    terminal.wait_for("[random init]")
+    terminal.keys("j")
+    terminal.keys("f")
+    terminal.wait_for("1 unsaved edit")
+    os.kill(app_pid(terminal), signal.SIGINT)
+    assert wait_for_file(status) == "130"
+    kept = list((_state_folder / "modelbrowse" / "recovered").glob("alexnet-*.recipe.json"))
+    assert len(kept) == 1
+    assert read_recipe(kept[0])["kept"]["reason"] == "stopped by SIGINT"
+    assert "1 edit kept: " in " ".join(terminal.screen().split())
 
 
 def test_sigterm_while_initialising_restores_the_terminal(

@@ -1,4 +1,7 @@
-"""SIGTERM and SIGHUP: restore the terminal and leave, surely and at once.
+"""SIGTERM, SIGHUP and SIGINT: restore the terminal and leave, surely and at once.
+
+(The ctrl+c key is a key inside the app, which asks first; a SIGINT sent to the process,
+`kill -INT`, leaves as SIGTERM does, unsaved edits kept.)
 
 The usual way out is Textual's exit, which restores the terminal and ends the run. It can
 hang when the terminal has gone (an SSH connection dropping, a tmux server killed): the
@@ -23,7 +26,7 @@ from modelbrowse.tui.inflight import finish_saves
 
 # The exit status after a signal, as a shell reports a process killed by it.
 SIGNAL_STATUS_BASE = 128
-LEAVING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+LEAVING_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 # How long Textual's exit gets before the process leaves without it: it takes a few
 # milliseconds when the terminal is there.
 EXIT_GRACE_S = 1.5
@@ -46,7 +49,8 @@ def stopped_message(signum: int) -> str:
 
 
 class SignalHandling:
-    """Mixed into the App: SIGTERM and SIGHUP leave with status 128+N and the terminal restored."""
+    """Mixed into the App: SIGTERM, SIGHUP and SIGINT leave with status 128+N and the terminal
+    restored."""
 
     error_message: str | None
     exit: Any
