@@ -8,6 +8,7 @@ section ends where the file does. Nothing is read past the header.
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +81,17 @@ def read_header(path: Path, limits: Limits = DEFAULT_LIMITS) -> SafetensorsHeade
         raise ReadError(f"{where}: it ends inside its header (truncated while read?)")
     if raw[:1] != b"{":
         raise ReadError(f"{where}: its header is not a JSON object")
-    header = parse_json(raw, f"{where}: its header")
-    if not isinstance(header, dict):
-        raise ReadError(f"{where}: its header is not a JSON object")
-    return _checked(path, header, 8 + length, size - 8 - length, where, limits)
+    enabled = gc.isenabled()
+    gc.disable()  # millions of new objects would make the collector walk them all, often
+    try:
+        header = parse_json(raw, f"{where}: its header")
+        del raw
+        if not isinstance(header, dict):
+            raise ReadError(f"{where}: its header is not a JSON object")
+        return _checked(path, header, 8 + length, size - 8 - length, where, limits)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _file_size(fd: int) -> int:
@@ -101,25 +109,27 @@ def _checked(
 ) -> SafetensorsHeader:
     metadata = header.pop("__metadata__", None)
     file = str(path)
-    tensors: dict[str, TensorRecord] = {}
+    built: list[tuple[str, TensorRecord]] = []
     ranges: list[tuple[int, int, str]] = []
     dtypes = SAFETENSORS_DTYPES
     rank = limits.tensor_rank
-    for key, entry in header.items():
+    # Entries are taken off the parsed header as they become records (last first), so the
+    # two are not both held whole: a 1M-key header is about 700 MB of Python objects.
+    while header:
+        key, entry = header.popitem()
         try:
             dtype = dtypes[entry["dtype"]]
             shape = tuple(entry["shape"])
             begin, end = entry["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise ReadError(_entry_problem(where, key, entry)) from None
-        if (
-            type(begin) is not int
-            or type(end) is not int
-            or not 0 <= begin <= end
-            or len(shape) > rank
-            or not all(type(n) is int and 0 <= n < 1 << 62 for n in shape)
-        ):
+        if type(begin) is not int or type(end) is not int or not 0 <= begin <= end:
             raise ReadError(_entry_problem(where, key, entry))
+        if len(shape) > rank:
+            raise ReadError(_entry_problem(where, key, entry))
+        for n in shape:
+            if type(n) is not int or not 0 <= n < 1 << 62:
+                raise ReadError(_entry_problem(where, key, entry))
         if end > data_size:
             raise ReadError(
                 f"{where}: the data of {_key(key)} needs {end - data_size:,} bytes more than "
@@ -132,12 +142,12 @@ def _checked(
                 f"{where}: {_key(key)} is {dtype} {list(shape)} ({numel * itemsize:,} bytes) "
                 f"but its data_offsets hold {end - begin:,}"
             )
-        stride = [1] * len(shape)
-        for i in range(len(shape) - 2, -1, -1):
-            stride[i] = stride[i + 1] * shape[i + 1]
         storage = StorageRef(file, data_start + begin, end - begin, key)
-        tensors[key] = TensorRecord(dtype, shape, tuple(stride), 0, storage)
+        built.append((key, TensorRecord(dtype, shape, _row_major(shape), 0, storage)))
         ranges.append((begin, end, key))
+    built.reverse()
+    tensors = dict(built)
+    del built
     _check_ranges(ranges, data_size, where)
     result = SafetensorsHeader(path, tensors)
     if metadata is not None:
@@ -148,6 +158,17 @@ def _checked(
         if aliases is not None:
             result.aliases, result.info = parse_aliases(aliases, tensors, str(path), limits)
     return result
+
+
+def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(shape) == 1:
+        return (1,)
+    if len(shape) == 2:
+        return (shape[1], 1)
+    stride = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        stride[i] = stride[i + 1] * shape[i + 1]
+    return tuple(stride)
 
 
 def _check_ranges(ranges: list[tuple[int, int, str]], data_size: int, where: str) -> None:
