@@ -63,7 +63,7 @@ STORAGE_DTYPES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StorageRef:
     """Where a storage's bytes are: `nbytes` bytes from byte `start` of `file`."""
 
@@ -74,7 +74,7 @@ class StorageRef:
     device: str = "cpu"  # where it was saved; data is always mapped on the CPU first
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorRecord:
     """A tensor as a view of a storage: `offset` and `stride` in elements of `dtype`."""
 
