@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,12 @@ from modelbrowse.core.checkpoints import (
     open_file,
 )
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.reading import ReadError
+from modelbrowse.core.reading.file_kinds import FileKind, sniff
+from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.safetensors_files import open_safetensors
+from modelbrowse.core.training_info import short
+from modelbrowse.core.units import printable
 
 _HF_CONFIG_FIELDS = (
     "model_type",
@@ -71,11 +75,16 @@ def hf_weight_files(folder: Path) -> list[Path]:
 
 
 def _shards_from_index(index: Path) -> list[Path]:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        names = list(dict.fromkeys(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise SourceError(f"{index} is not a weights index (no weight_map)") from None
+    data = read_json(index, "a weights index")
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise SourceError(f"{index} is not a weights index (no weight_map)")
+    names = list(dict.fromkeys(weight_map.values()))
+    outside = [n for n in names if not n or "/" in n or "\\" in n or n in (".", "..")]
+    if outside:
+        raise SourceError(
+            f"{index.name} names a shard outside its folder ({printable(outside[0], 80)!r})"
+        )
     files = [index.parent / name for name in names]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
@@ -86,8 +95,13 @@ def _shards_from_index(index: Path) -> list[Path]:
 def _open_weight_files(
     files: list[Path], options: CheckpointOptions, map_location: str
 ) -> Checkpoint:
-    if all(f.suffix == ".safetensors" for f in files):
+    # Each file is told by its bytes, whatever its name says.
+    kinds = [sniff(f) for f in files]
+    if all(kind is FileKind.SAFETENSORS for kind in kinds):
         return open_safetensors(files, map_location)
+    if len(files) > 1 and FileKind.TORCHSCRIPT in kinds:
+        shard = files[kinds.index(FileKind.TORCHSCRIPT)]
+        raise SourceError(f"{shard} is a TorchScript archive, not a shard of weights")
     checkpoint = open_file(files[0], options, map_location)
     for shard in files[1:]:
         checkpoint.tensors.update(open_file(shard, options, map_location).tensors)
@@ -97,8 +111,8 @@ def _open_weight_files(
 
 def describe_hf_config(config: Path) -> list[tuple[str, str]]:
     try:
-        data: Any = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data: Any = read_json(config, "config.json")
+    except ReadError:
         return [("config.json", "unreadable")]
     if not isinstance(data, dict):
         return [("config.json", "not a JSON object")]
@@ -107,7 +121,7 @@ def describe_hf_config(config: Path) -> list[tuple[str, str]]:
         if name in data:
             value = data[name]
             text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-            rows.append((f"config {name}", text))
+            rows.append((f"config {name}", short(text)))
     return rows
 
 

@@ -1,8 +1,10 @@
 """Checkpoint files and folders: find the weights, load them lazily, and say what else is there.
 
-Every `.pt` load is `weights_only=True` unless the user passed `--trust-pickle`; data is
-memory-mapped (torch's `mmap=True`, safetensors' `safe_open`), so opening reads headers only and a
-tensor's bytes are read when something looks at them.
+Every file is read by the torch-free reading layer (`core.reading`): its kind told by its bytes,
+its pickle run by a machine that imports and calls nothing, its tensors located in the file and
+checked against its size. Data is then mapped (`core.tensor_mapping`), so opening reads headers
+only and a tensor's bytes are read when something looks at them. Only `--trust-pickle` hands a
+file to `torch.load(weights_only=False)`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import struct
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,18 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.file_kinds import ZIP_READ_ERRORS, FileKind, sniff
+from modelbrowse.core.reading import ReadError
+from modelbrowse.core.reading.file_kinds import FileKind, sniff
+from modelbrowse.core.reading.nested import flatten
+from modelbrowse.core.reading.records import TensorRecord
+from modelbrowse.core.reading.torch_files import (
+    TorchContents,
+    imports_text,
+    read_torch_legacy,
+    read_torch_zip,
+)
+from modelbrowse.core.reading.torch_pickles import Unread
+from modelbrowse.core.reading.zip_members import ZIP_READ_ERRORS
 from modelbrowse.core.training_info import describe_extras, is_optimizer_state, short
 from modelbrowse.core.units import printable
 
@@ -166,45 +179,49 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
         return _open_torchscript(path, map_location)
     if kind is FileKind.PICKLE:
         raise SourceError(f"{path} is a plain Python pickle, not a torch checkpoint")
-    loaded = _torch_load(path, kind, options, map_location)
     checkpoint = Checkpoint(
         path, "torch (legacy format)" if kind is FileKind.TORCH_LEGACY else "torch"
     )
     checkpoint.files = [path]
     if options.trust_pickle:
+        loaded = _torch_load_trusted(path, kind, map_location)
         checkpoint.warnings.append(
-            f"trusted pickle: loading this file ran code from it{_imports_text(path)}"
+            f"trusted pickle: loading this file ran code from it{_imports_text(path, kind)}"
         )
-    if isinstance(loaded, nn.Module):
-        checkpoint.format = "pickled model"
-        checkpoint.module = loaded.to(map_location)
-        return checkpoint
-    _take_weights(checkpoint, loaded, options.key)
+        if isinstance(loaded, nn.Module):
+            checkpoint.format = "pickled model"
+            checkpoint.module = loaded.to(map_location)
+            return checkpoint
+    else:
+        loaded = read_torch(path, kind).value
+    _take_weights(checkpoint, loaded, options.key, map_location)
     return checkpoint
 
 
-def _torch_load(path: Path, kind: FileKind, options: CheckpointOptions, map_location: str) -> Any:
-    mmap = kind is FileKind.TORCH_ZIP  # the legacy format cannot be memory-mapped
+def read_torch(path: Path, kind: FileKind, *, scan: bool = False) -> TorchContents:
+    """A torch.save file (zip or legacy) as plain data with tensor records; a pickle that
+    names anything outside the weights-only allow list is refused unless `scan`."""
+    reader = read_torch_legacy if kind is FileKind.TORCH_LEGACY else read_torch_zip
+    return reader(path, scan=scan)
+
+
+def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
+    """`--trust-pickle`: the one place a file is unpickled with code allowed to run."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # weights_only stays explicit: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD must not turn it off.
             if path.name.endswith(".safetensors"):
                 # torch.load reads a path so named as safetensors, whatever it holds: a torch
                 # archive in disguise is passed as an open file (which cannot be mapped).
                 with path.open("rb") as handle:
-                    return torch.load(
-                        handle, map_location=map_location, weights_only=not options.trust_pickle
-                    )
+                    return torch.load(handle, map_location=map_location, weights_only=False)
             return torch.load(
                 path,
                 map_location=map_location,
-                weights_only=not options.trust_pickle,
-                mmap=mmap,
+                weights_only=False,
+                mmap=kind is FileKind.TORCH_ZIP,
             )
     except Exception as exc:  # torch raises many types for a bad file
-        if not options.trust_pickle and _is_weights_only_refusal(exc):
-            raise SourceError(_pickle_refusal(path)) from None
         if isinstance(exc, (EOFError, IndexError, struct.error)) or "ran out of input" in str(exc):
             raise SourceError(
                 f"cannot read {path} ({kind.value}): it ends early or is damaged (truncated?)"
@@ -212,37 +229,18 @@ def _torch_load(path: Path, kind: FileKind, options: CheckpointOptions, map_loca
         raise SourceError(f"cannot read {path} ({kind.value}): {first_line(exc)}") from None
 
 
-def _is_weights_only_refusal(exc: Exception) -> bool:
-    import pickle
-
-    return (
-        isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
-    )
-
-
-def _imports_text(path: Path) -> str:
+def _imports_text(path: Path, kind: FileKind) -> str:
     """`; it imports os.system, ...`: what loading the pickle imports, or '' if unknown."""
-    # The file's own classes first: they say more than the torch.nn ones every model imports.
-    needs = sorted(unsafe_globals(path), key=lambda name: (name.startswith("torch."), name))
-    more = f" and {len(needs) - 4} more" if len(needs) > 4 else ""
-    return f"; it imports {', '.join(needs[:4])}{more}" if needs else ""
+    return imports_text(unsafe_globals(path, kind))
 
 
-def _pickle_refusal(path: Path) -> str:
-    what = _imports_text(path)
-    return (
-        f"{path} holds pickled Python objects (a whole model?), and loading it runs code from the "
-        f"file{what}. Pass --trust-pickle only if you trust where it came from"
-    )
-
-
-def unsafe_globals(path: Path) -> list[str]:
-    """The globals a pickled checkpoint would import, read without running it."""
+def unsafe_globals(path: Path, kind: FileKind | None = None) -> list[str]:
+    """The globals outside the weights-only allow list a torch file names, read without
+    running it ([] for a file that cannot be read)."""
     try:
-        found: list[str] = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # the legacy format and damaged files cannot be scanned
+        return read_torch(path, kind or sniff(path), scan=True).foreign
+    except ReadError:
         return []
-    return found
 
 
 def _damaged_entry(path: Path) -> str | None:
@@ -282,20 +280,22 @@ def _open_torchscript(path: Path, map_location: str) -> Checkpoint:
 
 # --- training checkpoints: where are the weights? ---------------------------------------------
 
+Tensor = (torch.Tensor, TensorRecord)  # a leaf of a loaded pickle: trusted, or read as a record
 
-def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None) -> None:
+
+def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None, device: str) -> None:
+    where = str(checkpoint.path)
     if not isinstance(loaded, Mapping):
         raise SourceError(
-            f"{checkpoint.path} holds a {type(loaded).__name__}, "
-            "not a state_dict or a checkpoint dict"
+            f"{checkpoint.path} holds a {_type_name(loaded)}, not a state_dict or a checkpoint dict"
         )
-    if key is not None and _all_tensors(loaded):
+    if key is not None and _all_tensors(loaded, where):
         raise SourceError(
             f"--key {key!r}: {checkpoint.path} is a plain state_dict with no entries to choose "
             "(--strip-prefix keeps the keys under a prefix)"
         )
     if key is not None:
-        weights = _lookup(loaded, key)
+        weights = _lookup(loaded, key, where)
         if weights is None:
             raise SourceError(
                 f"--key {key!r}: {checkpoint.path} has no such entry "
@@ -303,10 +303,10 @@ def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None) -> None:
             )
         rest = {k: v for k, v in loaded.items() if k != key.split(".")[0]}
         checkpoint.info.insert(0, ("weights from", f"[{key!r}] (--key)"))
-    elif _all_tensors(loaded):
+    elif _all_tensors(loaded, where):
         weights, rest = loaded, {}
     else:
-        found = _find_weights(loaded)
+        found = _find_weights(loaded, where)
         if found is None:
             raise SourceError(
                 f"{checkpoint.path} holds a dict without a state_dict in it "
@@ -314,62 +314,100 @@ def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None) -> None:
             )
         found_key, weights = found
         rest = {k: v for k, v in loaded.items() if k != found_key}
-        others = [k for k, v in rest.items() if isinstance(v, Mapping) and _all_tensors(v) and v]
+        others = [
+            str(k)
+            for k, v in rest.items()
+            if isinstance(v, Mapping) and v and _all_tensors(v, where)
+        ]
         note = f" (also there: {', '.join(others)}; choose with --key)" if others else ""
         checkpoint.info.insert(0, ("weights from", f"[{found_key!r}]{note}"))
-    checkpoint.tensors = dict(_flatten(weights))
-    skipped = [k for k, v in _flatten_all(weights) if not isinstance(v, torch.Tensor)]
+    entries = list(flatten(weights, where))
+    from modelbrowse.core.tensor_mapping import FileMaps, tensors_of
+
+    maps = FileMaps()
+    records = {k: v for k, v in entries if isinstance(v, TensorRecord)}
+    mapped = tensors_of(records, device, maps) if records else {}
+    checkpoint.tensors = {
+        k: mapped[k] if isinstance(v, TensorRecord) else v
+        for k, v in entries
+        if isinstance(v, Tensor)
+    }
+    unread = [k for k, v in entries if isinstance(v, Unread)]
+    if unread:
+        kinds = sorted({v.what for _, v in entries if isinstance(v, Unread)})
+        checkpoint.info.append(("not loaded", short(f"{', '.join(kinds)}: {', '.join(unread)}")))
+    skipped = [k for k, v in entries if not isinstance(v, (*Tensor, Unread))]
     if skipped:
         checkpoint.info.append(("non-tensor entries", short(", ".join(skipped))))
-    checkpoint.info.extend(describe_extras(rest))
+    checkpoint.info.extend(describe_extras(_shown(rest, device, maps)))
 
 
-def _lookup(loaded: Mapping[Any, Any], key: str) -> Mapping[str, Any] | None:
+def _shown(rest: Mapping[Any, Any], device: str, maps: Any) -> dict[Any, Any]:
+    """The entries beside the weights, with the tensor records they show directly mapped."""
+    from modelbrowse.core.tensor_mapping import tensors_of
+
+    def mapped(value: Any) -> Any:
+        if isinstance(value, TensorRecord):
+            return tensors_of({"": value}, device, maps)[""]
+        return value
+
+    shown: dict[Any, Any] = {}
+    for key, value in rest.items():
+        if isinstance(value, Mapping) and any(isinstance(v, TensorRecord) for v in value.values()):
+            value = {k: mapped(v) for k, v in value.items()}
+        shown[key] = mapped(value)
+    return shown
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, TensorRecord):
+        return "Tensor"
+    return type(value).__name__
+
+
+def _lookup(loaded: Mapping[Any, Any], key: str, where: str) -> Mapping[str, Any] | None:
     value: Any = loaded
     for part in key.split("."):
         if not isinstance(value, Mapping) or part not in value:
             return None
         value = value[part]
-    return value if isinstance(value, Mapping) and _has_tensors(value) else None
+    return value if isinstance(value, Mapping) and _has_tensors(value, where) else None
 
 
-def _all_tensors(mapping: Mapping[Any, Any]) -> bool:
-    return all(isinstance(v, torch.Tensor) for _, v in _flatten_all(mapping))
+def _leaves(mapping: Mapping[Any, Any], where: str) -> Iterable[Any]:
+    return (v for _, v in flatten(mapping, where))
 
 
-def _has_tensors(mapping: Mapping[Any, Any]) -> bool:
-    return any(isinstance(v, torch.Tensor) for _, v in _flatten_all(mapping))
+def _all_tensors(mapping: Mapping[Any, Any], where: str) -> bool:
+    """Every leaf a tensor (or one the reader names but does not load: a quantized one)."""
+    return all(isinstance(v, (*Tensor, Unread)) for v in _leaves(mapping, where))
 
 
-def _find_weights(loaded: Mapping[Any, Any]) -> tuple[str, Mapping[str, Any]] | None:
+def _has_tensors(mapping: Mapping[Any, Any], where: str) -> bool:
+    return any(isinstance(v, Tensor) for v in _leaves(mapping, where))
+
+
+def _numel(value: Any) -> int:
+    return value.numel if isinstance(value, TensorRecord) else int(value.numel())
+
+
+def _find_weights(loaded: Mapping[Any, Any], where: str) -> tuple[str, Mapping[str, Any]] | None:
     for key in WEIGHTS_KEYS:
         value = loaded.get(key)
-        if isinstance(value, Mapping) and _has_tensors(value):
+        if isinstance(value, Mapping) and _has_tensors(value, where):
             return key, value
     # Otherwise the biggest dict of tensors that is not optimizer state.
     candidates = [
-        (sum(v.numel() for _, v in _flatten(value)), str(key), value)
+        (sum(_numel(v) for v in _leaves(value, where) if isinstance(v, Tensor)), str(key), value)
         for key, value in loaded.items()
-        if isinstance(value, Mapping) and _has_tensors(value) and not is_optimizer_state(value)
+        if isinstance(value, Mapping)
+        and _has_tensors(value, where)
+        and not is_optimizer_state(value)
     ]
     if not candidates:
         return None
     _, key, value = max(candidates, key=lambda c: c[0])
     return key, value
-
-
-def _flatten_all(mapping: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Nested dicts as dotted keys: {'a': {'b': t}} -> ('a.b', t)."""
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            yield from _flatten_all(value, dotted + ".")
-        else:
-            yield dotted, value
-
-
-def _flatten(mapping: Mapping[Any, Any]) -> Iterator[tuple[str, torch.Tensor]]:
-    return ((k, v) for k, v in _flatten_all(mapping) if isinstance(v, torch.Tensor))
 
 
 def _strip_prefix(checkpoint: Checkpoint, prefix: str) -> None:

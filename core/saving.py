@@ -289,35 +289,42 @@ def save_weights(
 
 
 def read_weights(path: str | os.PathLike[str], fmt: str | None = None) -> dict[str, torch.Tensor]:
-    """A state_dict from `.pt` (weights only, memory-mapped) or `.safetensors`, ties restored.
+    """A state_dict from `.pt` or `.safetensors`, ties restored, read by the reading layer
+    (nothing in the file runs) and mapped, not copied.
 
     `fmt` names the format of a file whose name does not carry it (a temporary file).
     """
+    from modelbrowse.core.reading import ReadError
+    from modelbrowse.core.reading.records import TensorRecord
+    from modelbrowse.core.tensor_mapping import FileMaps, tensors_of
+
     path = Path(path)
     fmt = fmt or format_for(path)
     try:
         if fmt == "pt":
-            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            from modelbrowse.core.reading.file_kinds import FileKind, sniff
+            from modelbrowse.core.reading.torch_files import read_torch_legacy, read_torch_zip
+
+            kind = sniff(path)
+            if kind not in (FileKind.TORCH_ZIP, FileKind.TORCH_LEGACY):
+                raise ReadError(f"it is {kind.value}, not a torch.save file")
+            reader = read_torch_legacy if kind is FileKind.TORCH_LEGACY else read_torch_zip
+            loaded = reader(path).value
             if not isinstance(loaded, dict) or not all(
-                isinstance(v, torch.Tensor) for v in loaded.values()
+                isinstance(v, TensorRecord) for v in loaded.values()
             ):
                 raise SaveError(f"{path} does not hold a state_dict")
-            return dict(loaded)
-        from safetensors import safe_open
+            return tensors_of(loaded)
+        from modelbrowse.core.reading.safetensors_header import read_header
 
-        with safe_open(str(path), framework="pt") as handle:  # type: ignore[no-untyped-call]
-            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-            metadata = handle.metadata() or {}
-        for alias, key in json.loads(metadata.get(ALIASES_KEY, "{}")).items():
+        header = read_header(path)
+        state = tensors_of(header.tensors, maps=FileMaps())
+        for alias, key in header.aliases.items():
             state[alias] = state[key]
         return state
-    except SaveError:
-        raise
-    except OSError as exc:
-        raise SaveError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except Exception as exc:  # a corrupt file raises whatever its parser raises
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SaveError(f"cannot read {path}: {first}") from exc
+    except ReadError as exc:
+        message = str(exc).removeprefix(f"{path}: ").removeprefix(f"{path} ")
+        raise SaveError(f"cannot read {path}: {message}") from None
 
 
 def compare(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> Iterator[str]:

@@ -49,6 +49,14 @@ class FileMaps:
                 self._storages[key] = found
             return found
 
+    def _copy(self, ref: StorageRef) -> torch.UntypedStorage:
+        key = (ref.file, ref.key, ref.start, "copy")
+        with self._lock:
+            found = self._moved.get(key)
+            if found is None:
+                found = self._moved[key] = _copied(ref)
+            return found
+
     def _file(self, file: str, needed: int) -> torch.UntypedStorage:
         mapped = self._files.get(file)
         if mapped is None:
@@ -74,10 +82,11 @@ class FileMaps:
         """The record's tensor, on the CPU a view of the mapped file where alignment allows;
         on another device each storage is copied there once, so views of it stay views."""
         dtype = torch_dtype(record.dtype)
-        storage = self.storage(record.storage)
         if record.storage.start % record.itemsize:
-            # A view needs the storage aligned to its element size: this one is copied.
-            storage = _copied(record.storage)
+            # A view needs the storage aligned to its element size: this one is copied, once.
+            storage = self._copy(record.storage)
+        else:
+            storage = self.storage(record.storage)
         if device != "cpu":
             key = (record.storage.file, record.storage.key, record.storage.start, device)
             with self._lock:

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.reading.limits import DEFAULT_LIMITS
+from modelbrowse.core.units import printable
 
 # Buffers of torch's own layers; any other floating tensor is shown as a parameter.
 BUFFER_NAMES = frozenset(
@@ -44,7 +46,13 @@ def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
     root = Weights()
     groups: dict[str, nn.Module] = {"": root}
     shared: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
+    deepest = DEFAULT_LIMITS.depth
     for key, tensor in state.items():
+        if key.count(".") >= deepest:
+            raise SourceError(
+                f"the key {printable(key, 80)!r} has more than {deepest} parts; "
+                "it cannot be shown as a tree"
+            )
         if "" in key.split("."):
             raise SourceError(
                 f"the key {key!r} has an empty part between its dots; "
@@ -76,20 +84,27 @@ def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
 
 
 def _group(groups: dict[str, nn.Module], prefix: str, key: str) -> nn.Module:
+    """The module for `prefix`, made with any missing ancestors (a loop: no recursion)."""
     found = groups.get(prefix)
     if found is not None:
         return found
-    outer, _, name = prefix.rpartition(".")
-    parent = _group(groups, outer, key) if prefix else groups[""]
-    if name in parent._parameters or name in parent._buffers:
-        raise SourceError(
-            f"the key {prefix!r} is both a tensor and the prefix of {key!r}; "
-            "it cannot be shown as a tree"
-        )
-    group = Group()
-    parent._modules[name] = group
-    groups[prefix] = group
-    return group
+    missing = [prefix]
+    outer = prefix.rpartition(".")[0]
+    while outer and outer not in groups:
+        missing.append(outer)
+        outer = outer.rpartition(".")[0]
+    for path in reversed(missing):
+        outer, _, name = path.rpartition(".")
+        parent = groups[outer]
+        if name in parent._parameters or name in parent._buffers:
+            raise SourceError(
+                f"the key {path!r} is both a tensor and the prefix of {key!r}; "
+                "it cannot be shown as a tree"
+            )
+        group = Group()
+        parent._modules[name] = group
+        groups[path] = group
+    return groups[prefix]
 
 
 def _layout(tensor: torch.Tensor) -> tuple[object, ...] | None:

@@ -61,6 +61,8 @@ class PickleHooks:
 
     call: Callable[[Call], Any] = lambda record: record
     persistent: Callable[[Any], Any] = PersistentId
+    # Every global the pickle names passes here first (to be checked against an allow list).
+    name: Callable[[Global], Any] = lambda record: record
 
 
 class _Mark:
@@ -93,6 +95,8 @@ def plain_call(record: Call) -> Any:
     if isinstance(func, Global) and not record.kwargs:
         make = _PLAIN.get((func.module, func.name))
         if make is not None and all(_is_plain(a) for a in record.args):
+            if make in (bytes, bytearray) and any(isinstance(a, int) for a in record.args):
+                return record  # bytes(10**12) would allocate what the file only names
             try:
                 return make(*record.args)
             except (TypeError, ValueError):
@@ -507,7 +511,7 @@ def _global(m: _Machine, module: str, name: str) -> None:
     if len(module) > 1000 or len(name) > 1000:
         raise m._fail("a global's name is too long")
     m._count()
-    _push(m, Global(module, name))
+    _push(m, m.hooks.name(Global(module, name)))
 
 
 def _global_text(m: _Machine) -> None:
@@ -555,7 +559,8 @@ def _inst(m: _Machine) -> None:
     module = m._line().decode("utf-8", "replace")
     name = m._line().decode("utf-8", "replace")
     args = tuple(m._pop_mark())
-    _call(m, Global(module, name), args)
+    m._count()
+    _call(m, m.hooks.name(Global(module, name)), args)
 
 
 def _obj(m: _Machine) -> None:

@@ -7,29 +7,17 @@ naming the file's real kind first gives the user one clear line.
 from __future__ import annotations
 
 import enum
-import json
 import stat
-import struct
-import zipfile
-import zlib
 from pathlib import Path
 
-from modelbrowse.core.errors import SourceError
+from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
+from modelbrowse.core.reading.safetensors_header import read_header
+from modelbrowse.core.reading.structured_text import parse_json
+from modelbrowse.core.reading.zip_members import ZipMembers
 from modelbrowse.core.units import printable
 
-# What reading a damaged zip archive raises: NotImplementedError for a header claiming a zip
-# version from the future, zlib.error for a compressed entry cut or flipped.
-ZIP_READ_ERRORS = (
-    zipfile.BadZipFile,
-    OSError,
-    ValueError,
-    NotImplementedError,
-    EOFError,
-    zlib.error,
-)
 # The first object in a legacy (pre-1.6) torch file is this magic number, pickled.
 _LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-_SAFETENSORS_HEADER_LIMIT = 100_000_000
 
 
 class FileKind(enum.Enum):
@@ -42,34 +30,34 @@ class FileKind(enum.Enum):
     SAFETENSORS = "a safetensors file"
 
 
-def sniff(path: Path) -> FileKind:
-    """The kind of a model file, or a SourceError saying what the file is instead."""
+def sniff(path: Path, limits: Limits = DEFAULT_LIMITS) -> FileKind:
+    """The kind of a model file, or a ReadError saying what the file is instead."""
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
             # Opening a FIFO waits for a writer; a device may never end: refuse before reading.
-            raise SourceError(f"{path} is {_special_kind(info.st_mode)}, not a file")
+            raise ReadError(f"{path} is {_special_kind(info.st_mode)}, not a file")
         size = info.st_size
         with path.open("rb") as handle:
             head = handle.read(4096)
     except IsADirectoryError:
-        raise SourceError(f"{path} is a directory") from None
+        raise ReadError(f"{path} is a directory") from None
     except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ReadError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head:
-        raise SourceError(f"{path} is empty (0 bytes)")
+        raise ReadError(f"{path} is empty (0 bytes)")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _zip_kind(path)
+        return _zip_kind(path, limits)
     # safetensors first: a header of 128, 384, ... bytes starts with the pickle protocol bytes
-    safetensors = _safetensors_problem(path, head, size)
+    safetensors = _safetensors_problem(path, head, size, limits)
     if safetensors is None:
         return FileKind.SAFETENSORS
     looks_pickled = head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5
     if safetensors and not looks_pickled:
-        raise SourceError(f"{path} is a damaged safetensors file: {safetensors}")
+        raise ReadError(f"{path} is a damaged safetensors file: {safetensors}")
     if looks_pickled:
         return FileKind.TORCH_LEGACY if _LEGACY_MAGIC in head[:32] else FileKind.PICKLE
-    raise SourceError(f"{path} is {_describe_other(head)}, not a model checkpoint")
+    raise ReadError(f"{path} is {_describe_other(head)}, not a model checkpoint")
 
 
 def _special_kind(mode: int) -> str:
@@ -82,14 +70,9 @@ def _special_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _zip_kind(path: Path) -> FileKind:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except ZIP_READ_ERRORS:
-        raise SourceError(
-            f"{path} is a truncated or damaged zip archive (a torch file cut short?)"
-        ) from None
+def _zip_kind(path: Path, limits: Limits) -> FileKind:
+    with ZipMembers(path, limits=limits) as archive:
+        names = archive.names
     if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
         return FileKind.TORCHSCRIPT
     if any(name.endswith("data.pkl") for name in names):
@@ -98,49 +81,28 @@ def _zip_kind(path: Path) -> FileKind:
         ", ..." if len(names) > 3 else ""
     )
     held = f"it holds {shown}" if names else "it holds no files"
-    raise SourceError(f"{path} is a zip archive but not a torch checkpoint ({held})")
+    raise ReadError(f"{path} is a zip archive but not a torch checkpoint ({held})")
 
 
-def _safetensors_problem(path: Path, head: bytes, size: int) -> str | None:
-    """None for a sound safetensors header; '' when not safetensors at all; else the damage."""
+def _safetensors_problem(path: Path, head: bytes, size: int, limits: Limits) -> str | None:
+    """None for what opens as safetensors; '' when not safetensors at all; else the damage.
+
+    The header is parsed (by `read_header`, when the file opens) only once; here it is parsed
+    only where the first bytes could also start a pickle."""
     if len(head) < 9 or head[8:9] != b"{":
         return ""
-    (length,) = struct.unpack("<Q", head[:8])
-    if length > _SAFETENSORS_HEADER_LIMIT:
+    length = int.from_bytes(head[:8], "little")
+    if length > limits.header_bytes:
         return ""
     if 8 + length > size:
-        return f"its header says {length} bytes but the file has {size - 8} (truncated?)"
-    raw = head[8 : 8 + length]
-    if len(raw) < length:
-        try:
-            with path.open("rb") as handle:
-                handle.seek(8)
-                raw = handle.read(length)
-        except OSError as exc:
-            return f"cannot read its header: {exc.strerror or exc}"
+        return f"its header says {length:,} bytes but the file has {size - 8:,} (truncated?)"
+    if head[:1] != b"\x80":
+        return None
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return "its header is not valid JSON"
-    if not isinstance(header, dict):
-        return "its header is not a JSON object"
-    data_end = max(
-        (
-            int(entry["data_offsets"][1])
-            for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict) and _has_offsets(entry)
-        ),
-        default=0,
-    )
-    if 8 + length + data_end > size:
-        missing = 8 + length + data_end - size
-        return f"its tensors need {missing} bytes more than the file has (truncated?)"
+        read_header(path, limits)
+    except ReadError as exc:
+        return str(exc).rpartition(": ")[2] or "its header is damaged"
     return None
-
-
-def _has_offsets(entry: dict[str, object]) -> bool:
-    offsets = entry.get("data_offsets")
-    return isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int)
 
 
 def _describe_other(head: bytes) -> str:
@@ -150,10 +112,12 @@ def _describe_other(head: bytes) -> str:
         return "a Git LFS pointer (run `git lfs pull` to fetch the real file)"
     if lower.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
         return "an HTML page (a download that saved a web page?)"
+    if head[257:262] == b"ustar":
+        return "a tar archive (the first torch format, before 0.4, is not read)"
     if text[:1] in (b"{", b"["):
         try:
-            json.loads(head.decode("utf-8"))
-        except ValueError:
+            parse_json(head, "the sample")
+        except ReadError:
             return "a text file (JSON?)" if _is_text(head) else "binary data of unknown kind"
         return "a JSON file"
     if head.startswith(b"\x1f\x8b"):

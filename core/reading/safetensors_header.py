@@ -1,0 +1,202 @@
+"""Safetensors headers parsed from their bytes: tensor records, metadata and the app's aliases.
+
+The layout (an 8-byte little-endian length, a JSON object, then the data) is checked as the
+safetensors library checks it: every entry's byte range matches its dtype and shape, the ranges
+cover the data section without holes or overlaps (in any order in the header), and the data
+section ends where the file does. Nothing is read past the header.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
+from modelbrowse.core.reading.records import ITEM_SIZES, StorageRef, TensorRecord
+from modelbrowse.core.reading.structured_text import parse_json
+
+# The metadata key under which the app records tied keys it saved once: {"alias": "key"}.
+ALIASES_KEY = "modelbrowse.aliases"
+
+# safetensors dtype -> the records' dtype name.
+SAFETENSORS_DTYPES: dict[str, str] = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "C64": "complex64",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U64": "uint64",
+    "U32": "uint32",
+    "U16": "uint16",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+}
+
+
+@dataclass
+class SafetensorsHeader:
+    """What one file's header says: tensors in header order, metadata, usable aliases."""
+
+    path: Path
+    tensors: dict[str, TensorRecord]
+    metadata: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    info: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_header(path: Path, limits: Limits = DEFAULT_LIMITS) -> SafetensorsHeader:
+    """The header of a safetensors file, checked against the file's size."""
+    where = f"{path} is a damaged safetensors file"
+    try:
+        with open(path, "rb") as handle:
+            size = _file_size(handle.fileno())
+            first = handle.read(8)
+            if len(first) < 8:
+                raise ReadError(f"{where}: it is shorter than its 8-byte header length")
+            length = int.from_bytes(first, "little")
+            if length > limits.header_bytes:
+                raise ReadError(
+                    f"{where}: its header declares {length:,} bytes; at most "
+                    f"{limits.header_bytes:,} are read"
+                )
+            if 8 + length > size:
+                raise ReadError(
+                    f"{where}: its header says {length:,} bytes but the file has {size - 8:,} "
+                    "(truncated?)"
+                )
+            raw = handle.read(length)
+    except OSError as exc:
+        raise ReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) != length:
+        raise ReadError(f"{where}: it ends inside its header (truncated while read?)")
+    if raw[:1] != b"{":
+        raise ReadError(f"{where}: its header is not a JSON object")
+    header = parse_json(raw, f"{where}: its header")
+    if not isinstance(header, dict):
+        raise ReadError(f"{where}: its header is not a JSON object")
+    return _checked(path, header, 8 + length, size - 8 - length, where, limits)
+
+
+def _file_size(fd: int) -> int:
+    import os
+    import stat
+
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise ReadError(f"{fd} is not a regular file")
+    return info.st_size
+
+
+def _checked(
+    path: Path, header: dict[str, Any], data_start: int, data_size: int, where: str, limits: Limits
+) -> SafetensorsHeader:
+    metadata = header.pop("__metadata__", None)
+    file = str(path)
+    tensors: dict[str, TensorRecord] = {}
+    ranges: list[tuple[int, int, str]] = []
+    dtypes = SAFETENSORS_DTYPES
+    rank = limits.tensor_rank
+    for key, entry in header.items():
+        try:
+            dtype = dtypes[entry["dtype"]]
+            shape = tuple(entry["shape"])
+            begin, end = entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ReadError(_entry_problem(where, key, entry)) from None
+        if (
+            type(begin) is not int
+            or type(end) is not int
+            or not 0 <= begin <= end
+            or len(shape) > rank
+            or not all(type(n) is int and 0 <= n < 1 << 62 for n in shape)
+        ):
+            raise ReadError(_entry_problem(where, key, entry))
+        if end > data_size:
+            raise ReadError(
+                f"{where}: the data of {_key(key)} needs {end - data_size:,} bytes more than "
+                "the file has (truncated?)"
+            )
+        numel = math.prod(shape)
+        itemsize = ITEM_SIZES[dtype]
+        if numel * itemsize != end - begin:
+            raise ReadError(
+                f"{where}: {_key(key)} is {dtype} {list(shape)} ({numel * itemsize:,} bytes) "
+                f"but its data_offsets hold {end - begin:,}"
+            )
+        stride = [1] * len(shape)
+        for i in range(len(shape) - 2, -1, -1):
+            stride[i] = stride[i + 1] * shape[i + 1]
+        storage = StorageRef(file, data_start + begin, end - begin, key)
+        tensors[key] = TensorRecord(dtype, shape, tuple(stride), 0, storage)
+        ranges.append((begin, end, key))
+    _check_ranges(ranges, data_size, where)
+    result = SafetensorsHeader(path, tensors)
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise ReadError(f"{where}: its __metadata__ is not a map of strings to strings")
+        aliases = metadata.pop(ALIASES_KEY, None)
+        result.metadata = metadata
+        if aliases is not None:
+            result.aliases, result.info = parse_aliases(aliases, tensors, str(path), limits)
+    return result
+
+
+def _check_ranges(ranges: list[tuple[int, int, str]], data_size: int, where: str) -> None:
+    """The byte ranges tile the data section, as the safetensors library requires."""
+    ranges.sort()
+    reached = 0
+    for begin, end, key in ranges:
+        if begin != reached:
+            what = "overlaps another tensor's" if begin < reached else "leaves a gap before it"
+            raise ReadError(f"{where}: the data of {_key(key)} {what} (bytes {begin:,}-{end:,})")
+        reached = end
+    if reached != data_size:
+        raise ReadError(
+            f"{where}: its tensors hold {reached:,} bytes but its data section has {data_size:,}"
+        )
+
+
+def parse_aliases(
+    text: str, tensors: dict[str, Any], where: str, limits: Limits = DEFAULT_LIMITS
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The app's `{"alias": "key"}` map; anything unusable is dropped with an info row."""
+    try:
+        found = parse_json(text, "its aliases")
+    except ReadError as exc:
+        return {}, [("aliases", f"ignored: {str(exc).removeprefix('its aliases ')}")]
+    if not isinstance(found, dict):
+        return {}, [("aliases", f"ignored: a JSON {type(found).__name__}, not an object")]
+    usable: dict[str, str] = {}
+    dropped = 0
+    for alias, key in found.items():
+        if isinstance(key, str) and key in tensors and alias not in tensors:
+            usable[alias] = key
+        else:
+            dropped += 1
+    rows = []
+    if dropped:
+        rows.append(("aliases", f"{dropped:,} ignored (naming no tensor of the file, or a key)"))
+    return usable, rows
+
+
+def _entry_problem(where: str, key: str, entry: Any) -> str:
+    if isinstance(entry, dict) and entry.get("dtype") not in SAFETENSORS_DTYPES:
+        dtype = entry.get("dtype")
+        shown = repr(dtype)[:40] if isinstance(dtype, str) else "no dtype"
+        return f"{where}: {_key(key)} has dtype {shown}, which this app does not read"
+    return f"{where}: the entry {_key(key)} is not dtype, shape and data_offsets in range"
+
+
+def _key(key: str) -> str:
+    from modelbrowse.core.units import printable
+
+    return repr(printable(key, 80))
