@@ -25,6 +25,7 @@ FIGURE_MODULES = (
     "benchmarks.save",
     "benchmarks.checkpoints",
     "benchmarks.screens",
+    "benchmarks.before_torch",
     "benchmarks.interaction",
 )
 

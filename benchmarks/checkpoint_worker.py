@@ -15,6 +15,11 @@
 - `headers DIR`: the floor for a safetensors open: every shard's header (`safe_open`, `keys`,
   `get_slice(...).get_shape()`).
 - `torch-load PATH`: the floor for a `.pt` open: `torch.load(mmap=True, weights_only=True)`.
+- `structure PATH`: what the app does before torch is imported: the modules it has loaded when
+  its load worker starts (`textual.app`, `modelbrowse.tui.app`), then the keys' tree read
+  without torch (`read_structure`, `keys_only=True`, and its index); `peak_rss` is the most this
+  process held until a tensor's values are needed. Imports neither torch nor safetensors, and
+  fails if anything did.
 
 Every measuring mode imports torch and safetensors first and reports `import_rss` (maximum RSS
 after those imports: the import floor), `peak_rss` (maximum RSS at the end, `ru_maxrss`, which
@@ -247,6 +252,27 @@ def measure_open(path: str) -> dict[str, Any]:
     return figures
 
 
+def measure_structure(path: str) -> dict[str, Any]:
+    """The tree before torch: the app's start-up imports, then the structure and its index."""
+    import textual.app  # noqa: F401 - loaded before the app's load worker runs
+
+    import modelbrowse.tui.app  # noqa: F401
+
+    import_rss = peak_rss()
+    from modelbrowse.core.structure import read_structure
+    from modelbrowse.core.structure_index import preview_index
+
+    start = time.perf_counter()
+    structure = read_structure(path, keys_only=True)
+    index = preview_index(structure) if structure is not None else None
+    end = time.perf_counter()
+    if index is None:
+        raise SystemExit(f"{path}: no tree before torch (the app would wait for the full open)")
+    if "torch" in sys.modules:
+        raise SystemExit("torch was imported before a tensor's values were needed")
+    return {"seconds": end - start, "params": index.totals().params, "import_rss": import_rss}
+
+
 MEASURES = {"open": measure_open, "headers": measure_headers, "torch-load": measure_torch_load}
 
 
@@ -257,8 +283,14 @@ def main(mode: str, path: str) -> None:
     if mode == "write-pt":
         print(json.dumps(write_pt(Path(path))))
         return
+    if mode == "structure":
+        figures = measure_structure(path)
+        figures.update(peak_rss=peak_rss(), **rss_parts())
+        print(json.dumps(figures))
+        return
     if mode not in MEASURES:
-        raise SystemExit(f"unknown mode {mode!r}: write-llama, write-pt, {', '.join(MEASURES)}")
+        modes = ", ".join([*MEASURES, "structure"])
+        raise SystemExit(f"unknown mode {mode!r}: write-llama, write-pt, {modes}")
     import safetensors  # noqa: F401 - part of the import floor
     import torch  # noqa: F401
 

@@ -1,17 +1,21 @@
-"""What the node index is made of: node kinds, nodes, subtree totals, and qualified paths."""
+"""What the node index is made of: node kinds, nodes, subtree totals, and qualified paths.
+
+Torch-free: the tree of a weight file is drawn from these before torch is imported (the objects
+a node holds are then the reading layer's stand-ins, `core.structure_index`); a torch object can
+only exist once torch is in `sys.modules`, so that is where the checks look.
+"""
 
 from __future__ import annotations
 
 import enum
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from modelbrowse.core.scripted_tree import ScriptedModule
+if TYPE_CHECKING:
+    import torch
 
 
 class NodeKind(enum.Enum):
@@ -27,10 +31,31 @@ class NodeKind(enum.Enum):
 def scripted_name(module: object) -> str | None:
     """The class a TorchScript module was scripted from (Linear, ResNet): its Python class is
     RecursiveScriptModule, which says nothing to the user. None for other modules."""
+    if isinstance(module, StandIn) or "torch" not in sys.modules:
+        return None  # torch may be importing in a worker: a stand-in never waits for it
+    import torch
+
+    from modelbrowse.core.scripted_tree import ScriptedModule
+
     scripted = getattr(module, "original_name", None)
     if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):
         return scripted
     return None
+
+
+def is_parameter(obj: object) -> bool:
+    """An `nn.Parameter`, or a stand-in for one."""
+    if isinstance(obj, StandIn):
+        return obj.is_parameter
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Parameter)
+
+
+class StandIn:
+    """What a node holds before torch is imported: a module or tensor as the file describes it."""
+
+    __slots__ = ()
+    is_parameter = False
 
 
 @dataclass(slots=True)
@@ -108,7 +133,7 @@ class Node:
         """The class for a module; `Parameter`, `Tensor` for tensors."""
         if self.kind is NodeKind.MODULE:
             return self.scripted_name or type(self.obj).__name__
-        return "Parameter" if isinstance(self.obj, nn.Parameter) else "Tensor"
+        return "Parameter" if is_parameter(self.obj) else "Tensor"
 
     @property
     def tensor(self) -> torch.Tensor:

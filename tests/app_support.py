@@ -42,7 +42,12 @@ async def wait_loaded(pilot: Pilot[object]) -> None:
     assert isinstance(app, ModelBrowseApp)
     await wait_for(
         pilot,
-        lambda: app.index is not None and not app.index.is_meta and not app.materialising,
+        lambda: (
+            app.index is not None
+            and not app.previewing
+            and not app.index.is_meta
+            and not app.materialising
+        ),
     )
     await pilot.pause()
 

@@ -39,7 +39,11 @@ from modelbrowse.widgets.model_header import ModelHeader
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
+    from textual.actions import ActionParseResult
+    from textual.dom import DOMNode
     from textual.driver import Driver
 
     from modelbrowse.core.diff import DiffView
@@ -63,6 +67,10 @@ PROMPT_ACTIONS = frozenset({"goto", "filter", "select"})
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
+
+
+# What waits for the full open while the tree read before torch is shown.
+WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
 
 
 class ModelBrowseApp(
@@ -117,6 +125,7 @@ class ModelBrowseApp(
         self._init_selection()
         self.options = options
         self.index: NodeIndex | None = None
+        self.previewing = False  # the keys' tree read before torch is shown; no values yet
         self.source: Source | None = None
         self.error_message: str | None = None
         self.state = "loading"
@@ -150,6 +159,22 @@ class ModelBrowseApp(
             own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
             return action not in own
         return True
+
+    async def run_action(
+        self,
+        action: str | ActionParseResult,
+        default_namespace: DOMNode | None = None,
+        namespaces: Mapping[str, DOMNode] | None = None,
+    ) -> bool:
+        """While the keys' tree read before torch is shown, keys that need the model say so
+        (their actions import torch, which the loading worker is importing)."""
+        if self.previewing:
+            namespace = self if default_namespace is None else default_namespace
+            _, name, _ = self._parse_action(action, namespace, namespaces)
+            if name in WAIT_FOR_MODEL_ACTIONS:
+                self.notify("the model is still loading", severity="warning")
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
 
     def protected_paths(self) -> set[Path]:
         """Files the model was opened from: overwriting them takes a second confirmation."""
@@ -236,13 +261,17 @@ class ModelBrowseApp(
         self._show_detail(entry.path)
 
     def _show_detail(self, path: str) -> None:
-        from modelbrowse.core.stats import compute_stats, estimate_stats, unavailable_reason
-
         assert self.index is not None
         self._detail_token += 1
         pane = self.query_one(DetailPane)
         node = self.index.node(path)
         pane.show_node(self.index, path)
+        if self.previewing:
+            if not node.is_module:
+                pane.show_stats(None, "reading values…")
+            return
+        from modelbrowse.core.stats import compute_stats, estimate_stats, unavailable_reason
+
         if self.diff_view is not None and path in self.diff_view.by_key:
             from modelbrowse.core.diff import CHANGE_WORDS
 

@@ -1,6 +1,7 @@
 """Loading: the model built on `meta` in a worker, shown, then materialised without blocking.
 
-Mixed into the App. Torch is first imported here, in a worker, after the first paint.
+Mixed into the App. Torch is first imported here, in a worker, after the first paint; a weight
+file's keys' tree is read before that, without torch (`core.structure`), and shown at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from modelbrowse.core.history import EditHistory
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.sources import Source
+    from modelbrowse.core.structure_index import StructureIndex
     from modelbrowse.tui.options import AppOptions
 
 # Random initialisation above this many parameters waits until real values are needed.
@@ -34,6 +36,7 @@ class LoadActions:
 
     options: AppOptions
     index: NodeIndex | None
+    previewing: bool
     source: Source | None
     state: str
     materialising: bool
@@ -51,13 +54,18 @@ class LoadActions:
     exit: Any
     run_shape_check: Any
     _show_detail: Any
+    _apply_filter: Any
 
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
+        preview = self._read_preview()
+        if preview is not None:
+            self.call_from_thread(self._show_preview, preview)
         try:
             from modelbrowse.core.index import NodeIndex
 
-            self.call_from_thread(self._show_loading, "building model")
+            if preview is None:
+                self.call_from_thread(self._show_loading, "building model")
             source = self.options.resolve()
             from modelbrowse.core.edits import new_seed
 
@@ -77,6 +85,61 @@ class LoadActions:
             self.call_from_thread(self._fail, f"unexpected error: {exc!r}", detail)
             return
         self.call_from_thread(self._show_index, source, index, is_meta)
+
+    def _read_preview(self) -> StructureIndex | None:
+        """A weight file's tree from its bytes alone, before torch is imported; None when only
+        the full open can show it (then the app waits for that, as before)."""
+        from modelbrowse.core.structure import read_structure
+        from modelbrowse.core.structure_index import preview_index
+
+        options = self.options
+        full_open_only = bool(
+            options.arch
+            or options.diff is not None
+            or options.recipe
+            or options.meta
+            or options.trust_pickle
+            or options.device not in (None, "cpu")
+            or options.kw
+            or options.weights
+        )
+        try:
+            structure = read_structure(
+                options.source,
+                key=options.key,
+                keep_prefix=options.keep_prefix,
+                strip_prefix=options.strip_prefix,
+                keys_only=options.keys_only,
+                full_open_only=full_open_only,
+            )
+            return preview_index(structure) if structure is not None else None
+        except Exception:  # the preview is a head start, never a failure: the full open decides
+            return None
+
+    def _show_preview(self, index: StructureIndex) -> None:
+        """The keys' tree with its totals, while torch loads and the full open runs."""
+        if self.index is not None:
+            return  # the full open was quicker
+        self.previewing = True
+        self.index = index  # type: ignore[assignment]  # the read side of a NodeIndex
+        self.state = "loading torch: values follow"
+        self.query_one(DetailPane).set_source_info(index.structure.rows, [], [])
+        self._refresh_header()
+        self.query_one(ModuleTree).load(index)  # type: ignore[arg-type]
+        self._show_detail("")
+
+    def _swap_preview(self, shown: Any, index: NodeIndex) -> None:
+        """The full open's index in place of the preview's: the same paths keep every line,
+        the cursor and the filter; other paths reload the tree, keeping what they can."""
+        tree = self.query_one(ModuleTree)
+        same = list(shown.paths()) == list(index.paths())
+        if same:
+            tree.rebind(index)
+        else:
+            tree.reload(index)
+            if tree.filter_query:
+                self._apply_filter(tree.filter_query)
+        self._show_detail(tree.cursor_path or "")
 
     def _load_diff(self, source: Source, other_spec: str) -> None:
         """`A --diff B`: read both (every tensor), then show the union tree, marked."""
@@ -113,11 +176,13 @@ class LoadActions:
         self.query_one(ModelHeader).show_loading(what)  # on the UI thread: the DOM is not shared
 
     def _fail(self, message: str, detail: str = "") -> None:
+        self.previewing = False
         self.error_message = message + (f"\n{detail}" if detail else "")
         self.exit(return_code=2)
 
     def _show_index(self, source: Source, index: NodeIndex, is_meta: bool) -> None:
         _settle_garbage_collector()
+        shown, self.previewing = (self.index if self.previewing else None), False
         self.source = source
         self.index = index
         params = index.totals().params
@@ -133,9 +198,11 @@ class LoadActions:
             self.state = f"structure only: values load when needed ({human_count(params)} params)"
         self._show_source_info(source)
         self._refresh_header()
-        tree = self.query_one(ModuleTree)
-        tree.load(index)
-        self._show_detail("")
+        if shown is not None:
+            self._swap_preview(shown, index)
+        else:
+            self.query_one(ModuleTree).load(index)
+            self._show_detail("")
         if getattr(source, "files", None):
             self.check_recipe_hashes(list(source.files))
         self._queue_recipe_edits()  # first: nothing about other files can drop --recipe
@@ -222,6 +289,8 @@ class LoadActions:
 
     def edit_refusal(self) -> str | None:
         """Why nothing may change at all (--meta, a TorchScript model), or None."""
+        if self.previewing:
+            return "the model is still loading"
         refusal: str | None = self.meta_refusal() or getattr(self.source, "edit_refusal", None)
         return refusal
 

@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from modelbrowse.core.nodes import StandIn
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
@@ -110,6 +111,10 @@ def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
     return _fields(rows)
 
 
+# Where the classes of a tree nested from a checkpoint's keys live (built, or read before torch).
+KEYS_TREE_MODULES = ("modelbrowse.core.weights_tree", "modelbrowse.core.structure_index")
+
+
 class Histogram:
     """The value histogram as bars scaled to the pane's width, with the mean (μ) and zero (0)
     marked on a line below where they fall inside the range."""
@@ -201,7 +206,7 @@ def class_text(node: Node) -> Text:
     scripted = node.scripted_name
     if scripted is not None:
         return Text(scripted, style="bold") + Text("\nTorchScript (compiled)", style="dim")
-    if cls.__module__ == "modelbrowse.core.weights_tree":
+    if cls.__module__ in KEYS_TREE_MODULES:
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
     else:
         text.append(f"\n{cls.__module__}", style="dim")
@@ -210,6 +215,8 @@ def class_text(node: Node) -> Text:
 
 def _running_stats_text(module: Any) -> Text | None:
     """For a BatchNorm layer that keeps running statistics: whether training updates them."""
+    if isinstance(module, StandIn):
+        return None  # read from a file's keys: no layer, and torch may not be imported yet
     from modelbrowse.core.norm_stats import is_tracking_batch_norm, stats_frozen
 
     if not is_tracking_batch_norm(module):
