@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from modelbrowse.core.reading.pickles import Global
+
 INFO_VALUE_LIMIT = 120
 
 
@@ -74,12 +76,15 @@ def guess_optimizer(group: Mapping[str, Any]) -> str:
 def _is_scalar(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return value.numel() == 1 and not value.is_meta
-    return isinstance(value, (int, float, str, bool)) or value is None
+    # A name the file gives as a value (`torch.float32`), read without importing it.
+    return isinstance(value, (int, float, str, bool, Global, torch.dtype)) or value is None
 
 
 def _scalar(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         value = value.item()
+    if isinstance(value, Global):
+        return short(value.dotted)
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.6g}"
     return short(str(value))

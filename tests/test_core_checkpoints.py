@@ -283,6 +283,15 @@ def test_training_checkpoint_finds_the_weights_and_describes_the_rest(tmp_path: 
     assert rows["key prefix"] == "'module.' stripped from every key (--keep-prefix keeps it)"
 
 
+def test_dtypes_beside_the_weights_show_as_torch_names(tmp_path: Path) -> None:
+    state = small_net().state_dict()
+    extras = {"dtype": torch.bfloat16, "amp": {"dtype": torch.float16, "enabled": True}}
+    torch.save({"model": state, **extras}, tmp_path / "amp.pt")
+    rows = dict(resolve_source(str(tmp_path / "amp.pt")).info)
+    assert rows["dtype"] == "torch.bfloat16"
+    assert rows["amp"] == "dtype=torch.float16, enabled=True"
+
+
 def test_key_chooses_another_entry(tmp_path: Path) -> None:
     path, weights, ema = write_training_checkpoint(tmp_path)
     source = resolve_source(str(path), checkpoint=CheckpointOptions(key="ema"))
@@ -577,21 +586,22 @@ def test_a_whole_pickled_model_needs_trust_and_names_what_it_imports(tmp_path: P
     assert_same_tensors(module.state_dict(), model.state_dict())
 
 
-def test_the_refusal_names_the_models_own_class_before_torch_classes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_refusal_names_the_models_own_class_before_torch_classes(tmp_path: Path) -> None:
     path = tmp_path / "whole.pt"
-    torch.save(SharedNet(), path)
-    listed = torch.serialization.get_unsafe_globals_in_checkpoint
-    # The order torch gives varies with the hash seed; this is one it can give.
-    monkeypatch.setattr(
-        torch.serialization,
-        "get_unsafe_globals_in_checkpoint",
-        lambda f: sorted(listed(f), key=lambda name: not name.startswith("torch.")),
+    # Five torch classes are named before the model's own, and the message shows four names.
+    torch.save(
+        {
+            "layers": [nn.Linear(1, 1), nn.ReLU(), nn.Tanh(), nn.GELU(), nn.Sigmoid()],
+            "model": SharedNet(),
+        },
+        path,
     )
     with pytest.raises(SourceError) as caught:
         resolve_source(str(path))
-    assert "tests.fixtures.models.SharedNet" in one_line(caught)
+    message = one_line(caught)
+    names = message.partition("; it imports ")[2].partition(". Pass")[0]
+    assert names.startswith("tests.fixtures.models.SharedNet, torch.nn.modules.")
+    assert names.endswith(" more")
 
 
 def test_arch_does_not_apply_to_a_whole_pickled_model(tmp_path: Path) -> None:

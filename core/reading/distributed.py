@@ -15,8 +15,8 @@ from typing import Any, TypeGuard
 
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
 from modelbrowse.core.reading.pickles import Call, Global, PickleHooks, globals_in, load_pickle
-from modelbrowse.core.reading.records import ITEM_SIZES, StorageRef, TensorRecord
-from modelbrowse.core.reading.torch_pickle_tensors import tensor_hooks
+from modelbrowse.core.reading.records import ITEM_SIZES, TensorRecord
+from modelbrowse.core.reading.torch_pickles import TorchHooks, member_storage
 from modelbrowse.core.reading.zip_members import ZipMembers
 
 _DCP = "torch.distributed.checkpoint."
@@ -225,14 +225,11 @@ def read_chunk(
         if len(pickles) != 1:
             raise ReadError(f"{where} is a torch.save chunk without one data.pkl")
         prefix = pickles[0][: -len("data.pkl")]
-
-        def storage_for(name: str, location: str) -> StorageRef:
-            member = f"{prefix}data/{name}"
-            spot = members.location(member)
-            return StorageRef(str(path), spot.start, spot.nbytes, f"{chunk.start}:{member}")
-
+        storage = member_storage(
+            members, prefix, where, file=str(path), key_prefix=f"{chunk.start}:"
+        )
         data = members.read(pickles[0], limits.pickle_bytes)
-        record, _ = load_pickle(data, where, tensor_hooks(storage_for, where, limits), limits)
+        record, _ = load_pickle(data, where, TorchHooks(where, storage, limits), limits)
     if not isinstance(record, TensorRecord):
         raise ReadError(f"{where} holds no tensor")
     if record.dtype != tensor.dtype or record.shape != chunk.sizes:

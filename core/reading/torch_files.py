@@ -19,7 +19,7 @@ from typing import Any
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
 from modelbrowse.core.reading.pickles import load_pickle
 from modelbrowse.core.reading.records import ITEM_SIZES, StorageRef
-from modelbrowse.core.reading.torch_pickles import TorchHooks
+from modelbrowse.core.reading.torch_pickles import TorchHooks, member_storage
 from modelbrowse.core.reading.zip_members import ZipMembers
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -50,19 +50,7 @@ def read_torch_zip(
         if order is not None and archive.read(prefix + "byteorder", 16).strip() != b"little":
             raise ReadError(f"{where} was saved on a big-endian machine; it is not read")
         data = archive.read(pickles[0], limits.pickle_bytes)
-
-        def locate(key: str, dtype: str, numel: int, location: str) -> StorageRef:
-            name = f"{prefix}data/{key}"
-            found = archive.location(name)
-            nbytes = numel * ITEM_SIZES[dtype]
-            if nbytes > found.nbytes:
-                raise ReadError(
-                    f"{where}: storage {key} declares {nbytes:,} bytes but its member holds "
-                    f"{found.nbytes:,}"
-                )
-            return StorageRef(where, found.start, nbytes, name, location)
-
-        hooks = TorchHooks(where, locate, limits)
+        hooks = TorchHooks(where, member_storage(archive, prefix, where), limits)
         value, _ = load_pickle(data, f"{where} (data.pkl)", hooks, limits)
     return _result(path, value, hooks, scan)
 

@@ -1,9 +1,14 @@
-"""What torch's pickles may name, and the records made of it: the weights-only allow list.
+"""torch's pickled tensors as records: the weights-only allow list, with no torch import.
 
-A torch.save pickle builds tensors by calling `torch._utils._rebuild_tensor_v2(storage, ...)`
-and names dtypes, `torch.Size`, `OrderedDict` and storage types. `TorchHooks` turns those calls
-into `TensorRecord`s and plain values, and keeps every global outside the allow list (a model
-class, `os.system`) by name: a file that names one is refused, and nothing it names is imported.
+`torch.save` files (zip and legacy), TorchScript archives and the chunks of a distributed
+checkpoint write a tensor the same way: a persistent id `('storage', torch.FloatStorage, key,
+location, numel)` names a storage, and `torch._utils._rebuild_tensor_v2(storage, offset, size,
+stride, requires_grad, hooks)` makes a view of it. `TorchHooks` turns those calls into
+`TensorRecord`s and plain values; what differs between the formats is only where a storage's
+bytes lie, which the caller's locator says (`member_storage` for a zip archive's `data/<key>`).
+Every global outside the allow list (a model class, `os.system`, a scripted `__torch__.` class)
+stays an inert record and is kept by name in `foreign`, for the caller to refuse or to read;
+nothing a file names is imported.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from modelbrowse.core.reading.records import (
     TensorRecord,
     tensor_record,
 )
+from modelbrowse.core.reading.zip_members import ZipMembers
+
+# Where a storage's bytes lie: (key, dtype, element count, location such as 'cpu') -> its bytes,
+# checked to hold the count declared; a ReadError when there is no such storage.
+StorageLocator = Callable[[str, str, int, str], StorageRef]
 
 # torch dtype names a pickle may name (`torch.float32`, `torch.float`), -> the record's name.
 DTYPE_NAMES: dict[str, str] = {name: name for name in ITEM_SIZES} | {
@@ -50,6 +60,8 @@ _QSCHEMES = {
     "per_channel_symmetric",
     "per_channel_affine_float_qparams",
 }
+# The types `_rebuild_from_type_v2` may name for a tensor that is a plain tensor or parameter.
+_PLAIN_TENSOR_TYPES = {"torch.Tensor", "torch.nn.parameter.Parameter"}
 _TENSOR_REBUILDS = {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3"}
 _PARAMETER_REBUILDS = {"_rebuild_parameter", "_rebuild_parameter_with_state"}
 # Tensors torch's weights-only loader builds that this reader does not: skipped, named.
@@ -112,12 +124,16 @@ def allowed(name: Global) -> bool:
 
 
 class TorchHooks(PickleHooks):
-    """Hooks for a torch pickle; `storage(key, dtype, numel, location)` locates storages."""
+    """Hooks for a torch pickle; `storage(key, dtype, numel, location)` locates storages.
+
+    Tensors, parameters, `torch.Size`, devices and plain containers become records and values;
+    quantized, sparse, nested and subclassed tensors become `Unread`. A global outside the allow
+    list is named in `foreign` (in the order the pickle names it) and its calls stay `Call`s."""
 
     def __init__(
         self,
         where: str,
-        storage: Callable[[str, str, int, str], StorageRef],
+        storage: StorageLocator,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(call=self._call, persistent=self._persistent, name=self._name)
@@ -153,9 +169,11 @@ class TorchHooks(PickleHooks):
         if type(numel) is not int or not 0 <= numel < 1 << 62:
             raise ReadError(f"{self.where}: a storage declares {numel!r} elements")
         key = _text(key)
+        if len(key) > 1000:
+            raise ReadError(f"{self.where} names a storage by something that is not a name")
         found = self.storages.get(key)
         if found is None:
-            ref = self.locate(key, dtype, numel, _text(location))
+            ref = self.locate(key, dtype, numel, _text(location)[:100])
             found = self.storages[key] = Storage(dtype, ref)
         if view is not None:  # a legacy storage view: a slice of the root storage
             if not isinstance(view, tuple) or len(view) != 3:
@@ -198,7 +216,7 @@ class TorchHooks(PickleHooks):
             if module == "torch._tensor":  # _rebuild_from_type_v2(func, new_type, args, state)
                 inner = self._call(Call(args[0], tuple(args[2])))
                 new_type = args[1]
-                if isinstance(new_type, Global) and new_type.name in ("Tensor", "Parameter"):
+                if isinstance(new_type, Global) and new_type.dotted in _PLAIN_TENSOR_TYPES:
                     return inner
                 return Unread("a tensor subclass")
             if name == "Size":
@@ -232,17 +250,39 @@ class TorchHooks(PickleHooks):
             if not isinstance(given, Global) or given.name not in DTYPE_NAMES:
                 raise ReadError(f"{self.where}: a tensor of an unknown dtype")
             dtype = DTYPE_NAMES[given.name]
-        requires_grad = bool(args[4]) if len(args) > 4 and name != "_rebuild_tensor" else False
+        requires_grad = len(args) > 4 and name != "_rebuild_tensor" and args[4] is True
         return tensor_record(
             dtype,
             args[2],
             args[3],
             args[1],  # in elements of the tensor's dtype, whatever the storage's
             storage.ref,
-            f"{self.where}: a tensor",
+            f"{self.where}: a tensor of {storage.ref.key}",
             requires_grad=requires_grad,
             limits=self.limits,
         )
+
+
+def member_storage(
+    members: ZipMembers, prefix: str, where: str, *, file: str = "", key_prefix: str = ""
+) -> StorageLocator:
+    """A locator for the storages of a zip archive (`torch.save`, TorchScript, a DCP chunk):
+    storage `key` is member `<prefix>data/<key>`, which must hold the bytes declared. The
+    record names `file` (default `where`) and the member, after `key_prefix` (which tells apart
+    chunks of one file)."""
+
+    def locate(key: str, dtype: str, numel: int, location: str) -> StorageRef:
+        name = f"{prefix}data/{key}"
+        found = members.location(name)
+        nbytes = numel * ITEM_SIZES[dtype]
+        if nbytes > found.nbytes:
+            raise ReadError(
+                f"{where}: storage {key} declares {nbytes:,} bytes but its member holds "
+                f"{found.nbytes:,}"
+            )
+        return StorageRef(file or where, found.start, nbytes, key_prefix + name, location)
+
+    return locate
 
 
 def _text(value: Any) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
 from modelbrowse.core.reading.pickles import Call, Global, load_pickle
-from modelbrowse.core.reading.records import StorageRef, TensorRecord
-from modelbrowse.core.reading.torch_pickle_tensors import tensor_hooks
+from modelbrowse.core.reading.records import TensorRecord
+from modelbrowse.core.reading.torch_pickles import TorchHooks, member_storage
 from modelbrowse.core.reading.zip_members import ZipMembers
 
 _SCRIPTED = "__torch__."
@@ -58,19 +58,11 @@ def read_torchscript(path: Path, limits: Limits = DEFAULT_LIMITS) -> ScriptedMod
     where = str(path)
     with ZipMembers(path, where, limits) as members:
         prefix = _archive_prefix(members.names, where)
-        storages: dict[str, StorageRef] = {}
-
-        def storage_for(key: str, location: str) -> StorageRef:
-            found = storages.get(key)
-            if found is None:
-                name = f"{prefix}data/{key}"
-                spot = members.location(name)
-                found = StorageRef(where, spot.start, spot.nbytes, name, location)
-                storages[key] = found
-            return found
-
         data = members.read(f"{prefix}data.pkl", limits.pickle_bytes)
-        hooks = tensor_hooks(storage_for, f"{where}: data.pkl", limits)
+        # Scripted `__torch__.` classes stay records (`hooks.foreign` names them): their
+        # attribute dicts are the module tree.
+        storage = member_storage(members, prefix, f"{where}: data.pkl", file=where)
+        hooks = TorchHooks(f"{where}: data.pkl", storage, limits)
         root, _ = load_pickle(data, f"{where}: data.pkl", hooks, limits)
         classes = _ClassCode(members, prefix, limits)
         return _Builder(where, classes, limits).module(root, 0)
