@@ -145,7 +145,9 @@ def _checked(
         storage = StorageRef(file, data_start + begin, end - begin, key)
         built.append((key, TensorRecord(dtype, shape, _row_major(shape), 0, storage)))
         ranges.append((begin, end, key))
-    built.reverse()
+    # Sorted by key, as the safetensors library lists them (the header's own order is the
+    # writer's, and trees and --print have always followed the sorted one).
+    built.sort(key=lambda item: item[0])
     tensors = dict(built)
     del built
     _check_ranges(ranges, data_size, where)
