@@ -9,6 +9,7 @@ budget is counted: a build elsewhere (loading, another worker) is left alone.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -124,3 +125,41 @@ def check_cancelled(what: str) -> None:
     """Raise BuildCancelled when this thread's build is no longer wanted."""
     if _cancel_flag()():
         raise BuildCancelled(f"{what}: cancelled")
+
+
+# --- a config's structure ------------------------------------------------------------------
+
+MAX_CONFIG_LAYERS = 1_000
+"""Layers a config may ask for in one field (the deepest published models have a few hundred)."""
+MAX_CONFIG_EXPERTS = 10_000
+"""Experts a config may ask for in one field (published mixtures have at most a few hundred)."""
+MAX_CONFIG_MODULES = 250_000
+"""Modules a config's build may create (a 671B mixture of experts has about 60,000)."""
+MAX_CONFIG_TENSORS = 1_000_000
+"""Parameters and buffers a config's build may create."""
+
+_LAYER_FIELD = re.compile(
+    r"^(num_|n_)?(hidden_|encoder_|decoder_)?(layers?|blocks)$|^num_(encoder|decoder)_layers$"
+)
+_EXPERT_FIELD = re.compile(r"^(num_|n_)(local_|routed_|shared_)?experts$")
+
+
+def config_count_problem(config: dict[str, Any], name: str, depth: int = 0) -> str | None:
+    """A refusal for the first layer- or expert-count field of a config (nested configs too)
+    past its limit, or None: checked before anything is built."""
+    for key, value in config.items():
+        if isinstance(value, dict) and depth < 8:
+            problem = config_count_problem(value, name, depth + 1)
+            if problem is not None:
+                return problem
+        if not isinstance(value, int) or isinstance(value, bool) or not isinstance(key, str):
+            continue
+        if _LAYER_FIELD.match(key):
+            most, what = MAX_CONFIG_LAYERS, "layers"
+        elif _EXPERT_FIELD.match(key):
+            most, what = MAX_CONFIG_EXPERTS, "experts"
+        else:
+            continue
+        if value > most:
+            return f"{name}: {key} is {value:,}; at most {most:,} {what}"
+    return None
