@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -45,7 +46,11 @@ def test_a_small_file_declaring_a_trillion_values_has_exact_statistics(tmp_path:
     ],
 )
 def test_an_expanded_view_has_the_statistics_of_its_copy(view: torch.Tensor) -> None:
-    assert compute_stats(view) == compute_stats(view.contiguous())
+    read, copied = compute_stats(view), compute_stats(view.contiguous())
+    # The same values, summed in another order: the moments agree to rounding.
+    assert replace(read, mean=0.0, std=0.0) == replace(copied, mean=0.0, std=0.0)
+    assert read.mean == pytest.approx(copied.mean, rel=1e-12, nan_ok=True)
+    assert read.std == pytest.approx(copied.std, rel=1e-12, nan_ok=True)
     assert bitwise_equal(view, view.contiguous()) and bitwise_equal(view, view.clone())
     assert not bitwise_equal(view, view.contiguous() + 1)
 
