@@ -33,7 +33,10 @@ from tests.limits_support import within
             "nn.Transformer(num_decoder_layers=10**6)",
             "would create 1,000,000 layers; at most 10,000",
         ),
-        ("nn.TransformerEncoder(nn.TransformerEncoderLayer(512, 8), 9000)", "would take 105.7 GiB, more than the 4.0 GiB limit"),
+        (
+            "nn.TransformerEncoder(nn.TransformerEncoderLayer(512, 8), 9000)",
+            "would take 105.7 GiB, more than the 4.0 GiB limit",
+        ),
         (
             "nn.Sequential(nn.ReLU(), nn.TransformerDecoder(nn.TransformerDecoder("
             "nn.TransformerDecoderLayer(1, 1, 1), 100), 100))",
