@@ -16,7 +16,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.input import Selection
 
-from modelbrowse.core.build_budget import cancellable
 from modelbrowse.widgets.guarded import Guarded
 
 SpecCheck = Callable[[str], str | None]
@@ -96,6 +95,8 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
     @work(thread=True, exclusive=True, group="spec-check", exit_on_error=False)
     def _check_off_thread(self, spec: str, name: str) -> None:
         """A spec is built (on meta) to check it: off the UI thread, stopped by escape."""
+        from modelbrowse.core.build_budget import cancellable  # torch: never at import
+
         try:
             with cancellable(self._cancelled.is_set):
                 problem = self.check(spec)
