@@ -15,6 +15,12 @@ from typing import Any
 
 from torch import nn
 
+from modelbrowse.core.build_budget import (
+    MAX_CONFIG_MODULES,
+    MAX_CONFIG_TENSORS,
+    config_count_problem,
+    counted,
+)
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.meta_build import on_meta
 from modelbrowse.core.reading.limits import ReadError
@@ -73,7 +79,7 @@ class HFConfigSource(Source):
 
     def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:
         # Never the real build as a fallback: for a 7B config that is 28 GB of random numbers.
-        with on_meta():
+        with on_meta(), counted(self.label, MAX_CONFIG_MODULES, MAX_CONFIG_TENSORS):
             return self._call_builder(), True
 
 
@@ -90,6 +96,9 @@ def resolve_hf_config(config: Path) -> HFConfigSource:
             f"({INSTALL_HINT})"
         )
     config_object, cls = _config_and_class(config)
+    problem = config_count_problem(config_object.to_dict(), str(config))
+    if problem is not None:
+        raise SourceError(problem)  # before a build that would run for minutes
     name = cls.__name__ if isinstance(cls, type) else "AutoModel"
 
     def build() -> nn.Module:

@@ -19,6 +19,11 @@ from modelbrowse.core.bitwise import bitwise_equal
 from modelbrowse.core.save_hashing import HashingWriter, MemoryRanges, Progress, file_sha256
 from modelbrowse.core.save_transaction import SaveError as SaveError
 from modelbrowse.core.save_transaction import Transaction
+from modelbrowse.core.tensor_bytes import (
+    TensorBytesError,
+    check_files_hold,
+    refuse_expanded,
+)
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
@@ -147,6 +152,9 @@ def stage_weights(
     fmt = format_for(path)
     start = time.perf_counter()
     state = state_of(model)
+    check_files_hold(state)  # a mapped file truncated under the model: an error, not SIGBUS
+    if fmt == "safetensors":
+        refuse_expanded(state, path.name)
     total = sum(t.numel() * t.element_size() for t in state.values())
     sha: list[str] = []
     writers: list[HashingWriter] = []
@@ -260,8 +268,14 @@ def compare(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -
             yield f"{key}: shape {tuple(other.shape)}, expected {tuple(tensor.shape)}"
         elif other.dtype != tensor.dtype:
             yield f"{key}: dtype {other.dtype}, expected {tensor.dtype}"
-        elif not bitwise_equal(other, tensor):
-            yield f"{key}: the values differ"
+        else:
+            try:
+                equal = bitwise_equal(other, tensor)
+            except TensorBytesError as exc:
+                yield f"{key}: {exc}"
+                continue
+            if not equal:
+                yield f"{key}: the values differ"
 
 
 def verify_file(

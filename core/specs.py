@@ -17,8 +17,17 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from modelbrowse.core.build_budget import BuildLimitError, counted
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.units import human_bytes, printable
+from modelbrowse.core.meta_build import on_meta
+from modelbrowse.core.spec_size import (
+    MAX_SPEC_MODULES,
+    MAX_SPEC_TENSORS,
+    check_repeats,
+    footprint_of,
+    refusal,
+)
+from modelbrowse.core.units import printable
 
 MAX_SPEC_LENGTH = 4_000
 MAX_DEPTH = 20
@@ -201,6 +210,8 @@ def _instantiate(call: _Call) -> nn.Module:
     kwargs = {k: resolve(v) for k, v in call.kwargs}
     try:
         return call.cls(*args, **kwargs)
+    except BuildLimitError as exc:
+        raise SpecError(str(exc)) from None
     except Exception as exc:  # constructors raise TypeError, ValueError, RuntimeError, ...
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise SpecError(f"nn.{call.cls.__name__}: {type(exc).__name__}: {message}") from None
@@ -214,22 +225,25 @@ def build_module(
 ) -> nn.Module:
     """Build the module a spec describes, on `device` in `dtype` (floating tensors only).
 
-    It is built on `meta` first, so a spec too large to allocate is refused before any memory
-    is taken.
+    Its size is known before anything real is built: counts of layers are extrapolated from
+    small builds (core.spec_size), then it is built on `meta` under a budget of modules and
+    tensors, and only a spec within the limits is built for real.
     """
     call = parse_spec(text)
-    with torch.device("meta"):
+    what = f"'{_excerpt(text)}'"
+    problem = check_repeats(call, _instantiate, what, max_bytes)
+    if problem is not None:
+        raise SpecError(problem)
+    with on_meta(), counted(what, MAX_SPEC_MODULES, MAX_SPEC_TENSORS):
         probe = _instantiate(call)
-    size = sum(t.numel() * t.element_size() for t in (*probe.parameters(), *probe.buffers()))
-    if size > max_bytes:
-        raise SpecError(
-            f"'{_excerpt(text)}' would take {human_bytes(size)}, more than the "
-            f"{human_bytes(max_bytes)} limit"
-        )
+    problem = refusal(what, footprint_of(probe), max_bytes)
+    if problem is not None:
+        raise SpecError(problem)
     if device is not None and torch.device(device).type == "meta":
         module = probe
     else:
-        module = _instantiate(call)
+        with counted(what, MAX_SPEC_MODULES, MAX_SPEC_TENSORS):
+            module = _instantiate(call)
         if device is not None:
             module = module.to(device=device)
     if dtype is not None and dtype.is_floating_point:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -286,7 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(exc))
     if args.serve:
         return _serve(args, sys.argv[1:] if argv is None else argv)
-    if not args.served and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not args.served and not (
+        sys.stdin and sys.stdout and sys.stdin.isatty() and sys.stdout.isatty()
+    ):
         return _error(
             "standard input or output is not a terminal, so the app cannot start; "
             "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
@@ -377,11 +380,22 @@ def _print_diff(args: argparse.Namespace) -> int:
 
 
 def _write(text: str) -> None:
+    """Text to standard output. Nobody reading it (`| head`, `>&-`) is no error: the output
+    goes nowhere and the status stays 0, as `cat` and `ls` leave it for a closed pipe."""
+    from modelbrowse.core.errors import ModelBrowseError
+
+    if sys.stdout is None:  # started with standard output closed
+        return
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
-    except BrokenPipeError:  # `modelbrowse x --print | head` is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        if exc.errno not in (errno.EPIPE, errno.EBADF):
+            raise ModelBrowseError(
+                f"cannot write to standard output: {exc.strerror or exc}"
+            ) from None
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -458,6 +472,6 @@ def run() -> None:
     # before a save reports. The interpreter's teardown (unloading torch, waiting for a worker
     # still initialising weights) would add 0.3-0.7 s to every quit, so leave without it.
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # None: started closed
             stream.flush()
     os._exit(status)

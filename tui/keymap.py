@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelbrowse.core.errors import UsageError
+from modelbrowse.core.errors import ModelBrowseError, UsageError
 
 if TYPE_CHECKING:
     from textual.binding import Binding
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9_+-]+$")
 
@@ -51,17 +45,21 @@ def remappable() -> list[tuple[str, Binding]]:
 
 
 SETTINGS = ("theme", "keys")
+CONFIG_BYTES = 16 << 10
+"""A config file's size limit: a keymap of every action is about 2 KB, and TOML's dotted keys
+take time that grows with the square of their depth (16 KB of them: about a second)."""
 
 
 def _read(path: Path) -> dict[str, object]:
     if not path.is_file():
         return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    from modelbrowse.core.reading.limits import Limits
+    from modelbrowse.core.reading.structured_text import read_toml
+
+    try:  # bounded in size and depth: a hostile file is one line, never a traceback
+        data = read_toml(path, "a config file", Limits(text_bytes=CONFIG_BYTES))
+    except ModelBrowseError as exc:
+        raise UsageError(str(exc)) from None
     for name in data:
         if name not in SETTINGS:
             close = difflib.get_close_matches(name, SETTINGS, n=1)

@@ -48,7 +48,9 @@ def detail_text(source: Source, path: str, seed: int | None, meta: bool) -> str:
         stats = None if reason else compute_stats(node.obj)
         parts += [Text(""), stats_renderable(stats, reason or _values_note(source, seed))]
     width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
-    console = Console(width=width, highlight=False, force_terminal=sys.stdout.isatty())
+    console = Console(
+        width=width, highlight=False, force_terminal=bool(sys.stdout and sys.stdout.isatty())
+    )
     with console.capture() as captured:
         console.print(Group(*parts))
     return "\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -47,6 +48,8 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
         self.name_check = name_check
         self.ask_name = name_check is not None
         self.hint = hint
+        self._cancelled = threading.Event()
+        self._checking = False
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -83,17 +86,43 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
         if event.input.id == "name":
             self.set_focus(self.query_one("#spec", Input))
             return
-        spec = self.query_one("#spec", Input).value
-        problem = self.check(spec)
+        if self._checking:
+            return
+        self._checking = True
+        self._show_hint("checking the spec… · escape cancels")
+        self._check_off_thread(self.query_one("#spec", Input).value, name)
+
+    @work(thread=True, exclusive=True, group="spec-check", exit_on_error=False)
+    def _check_off_thread(self, spec: str, name: str) -> None:
+        """A spec is built (on meta) to check it: off the UI thread, stopped by escape."""
+        from modelbrowse.core.build_budget import cancellable  # torch: never at import
+
+        try:
+            with cancellable(self._cancelled.is_set):
+                problem = self.check(spec)
+        except Exception as exc:  # the check reports problems; anything else still is one
+            problem = f"unexpected error: {exc!r}"
+        if not self._cancelled.is_set():
+            self.app.call_from_thread(self._checked, spec, name, problem)
+
+    def _checked(self, spec: str, name: str, problem: str | None) -> None:
+        self._checking = False
+        if self._cancelled.is_set():
+            return
+        self._show_hint(self.hint or "enter applies · escape cancels")
         if problem is not None:
             self._error(problem)
             return
         self.dismiss(SpecAnswer(spec.strip(), name))
 
+    def _show_hint(self, text: str) -> None:
+        self.query_one("#dialog-hint", Static).update(Text(text, style="dim"))
+
     def _error(self, message: str) -> None:
         self.query_one("#dialog-error", Static).update(Text(message, style="bold red"))
 
     def action_cancel(self) -> None:
+        self._cancelled.set()  # a build in the background stops at its next module
         self.dismiss(None)
 
 
