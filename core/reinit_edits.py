@@ -14,6 +14,7 @@ from modelbrowse.core.edits import (
     EditError,
     is_module_path,
     new_seed,
+    seeded,
     tensor_at,
 )
 from modelbrowse.core.paths import code_ref, get_module
@@ -147,8 +148,7 @@ class Reinit(Edit):
         self._saved = [(t, t.detach().clone()) for t in tensors]
         self._code = [f"torch.manual_seed({self.seed})", *(s.code(model) for s in steps)]
         devices = [t.device for t in tensors if t.device.type == "cuda"]
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(self.seed)
+        with seeded(self.seed, devices), torch.no_grad():
             for step in steps:
                 step.run(model)
 
