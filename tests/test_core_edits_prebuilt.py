@@ -24,7 +24,8 @@ def built_then_applied(edit: Edit, net: nn.Module) -> None:
 
 def test_a_prebuilt_replace_has_the_bytes_of_one_built_on_apply() -> None:
     net, same = small_net().double().eval(), small_net().double().eval()
-    edit, direct = Replace("6", "nn.Linear(16, 5)", seed=3), Replace("6", "nn.Linear(16, 5)", seed=3)
+    edit = Replace("6", "nn.Linear(16, 5)", seed=3)
+    direct = Replace("6", "nn.Linear(16, 5)", seed=3)
     (new,) = to_build(edit, net)
     assert (new.device.type, new.dtype, new.training) == ("cpu", torch.float64, False)
     built_then_applied(edit, net)
