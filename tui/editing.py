@@ -256,6 +256,8 @@ class EditActions:
 
     def _selected(self) -> Selection | None:
         selection: Selection | None = getattr(self._app, "module_selection", None)
+        if self._app.build_refusal():
+            return None  # the cursor's own check then says why nothing starts
         return selection if selection is not None and selection.paths else None
 
     def _apply_batch(self, selection: Selection, what: str, edits: list[Edit]) -> None:
