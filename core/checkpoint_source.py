@@ -27,6 +27,7 @@ from modelbrowse.core.hf_models import (
 )
 from modelbrowse.core.scripted_tree import ScriptedModule
 from modelbrowse.core.sources import Source
+from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.ties import restore_ties, tied_groups
 from modelbrowse.core.weights_tree import tree_from_state_dict
 
@@ -151,6 +152,7 @@ class CheckpointSource(Source):
         """Copy the tensors that fit; the rest stay as initialised."""
         state = self.loaded.read_all()
         chosen = {key: state[key] for key in self._fit.loaded}
+        check_files_hold(chosen)  # copied from a mapped file: truncated since, an error line
         model.load_state_dict(chosen, strict=False)
 
 
@@ -161,12 +163,12 @@ def _assign_matching(model: nn.Module, tensors: dict[str, torch.Tensor], fit: Fi
         return False
     expected = model.state_dict()
     ties = tied_groups(model)
-    state = {}
-    for key in fit.loaded:
-        tensor = tensors[key]
-        if tensor.dtype != expected[key].dtype:
-            tensor = tensor.to(expected[key].dtype)  # what load_state_dict's copy would do
-        state[key] = tensor
+    state = {key: tensors[key] for key in fit.loaded}
+    # Taken as they are, the tensors are not read; a conversion reads a mapped file's bytes.
+    converted = {k: t for k, t in state.items() if t.dtype != expected[k].dtype}
+    check_files_hold(converted)
+    for key, tensor in converted.items():
+        state[key] = tensor.to(expected[key].dtype)  # what load_state_dict's copy would do
     model.load_state_dict(state, strict=False, assign=True)
     restore_ties(model, ties)
     return not any(t.is_meta for t in (*model.parameters(), *model.buffers()))

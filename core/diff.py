@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from modelbrowse.core.bitwise import bitwise_equal
+from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.units import printable, shape_text
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ class KeyDiff:
 
 def diff_states(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> list[KeyDiff]:
     """Every key of A then the keys only in B, each with its change."""
+    # Where each tensor is mapped from, looked up once for all; each pair is checked again
+    # just before its values are read (a file stat each).
+    check_files_hold(dict(a))
+    check_files_hold(dict(b))
     out: list[KeyDiff] = []
     for key, left in a.items():
         right = b.get(key)
@@ -78,6 +83,8 @@ def compare_tensors(key: str, left: torch.Tensor, right: torch.Tensor) -> KeyDif
         return KeyDiff(key, Change.SHAPE, detail)
     if left.is_meta or right.is_meta:
         return KeyDiff(key, Change.EQUAL, "meta tensor: values not compared")
+    check_files_hold({key: left})  # both read: a file truncated since it was mapped is an error
+    check_files_hold({key: right})
     if left.dtype != right.dtype:
         max_abs, max_rel = _difference(left, right)
         detail = f"{_dtype(left.dtype)} -> {_dtype(right.dtype)}, {_numbers(max_abs, max_rel)}"

@@ -9,7 +9,9 @@ Here: the base class, what every edit shares, and freezing. Re-initialising is i
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,12 +107,26 @@ def placement(model: nn.Module, path: str) -> tuple[torch.device, torch.dtype | 
     return torch.device("cpu"), None
 
 
+_SEEDED = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded(seed: int, devices: Sequence[torch.device] = ()) -> Iterator[None]:
+    """Draw random numbers from `seed`, leaving the caller's random state as it was.
+
+    torch's generator is one for the process: a seeded build in a worker thread and a seeded
+    re-init elsewhere would interleave their draws, and neither would be what its seed says.
+    """
+    with _SEEDED, torch.random.fork_rng(devices=list(devices)):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_seeded(
     spec: str, seed: int, device: torch.device, dtype: torch.dtype | None
 ) -> nn.Module:
     """Build a spec's module from a seed, as `torch.manual_seed(seed)` then the call would."""
-    with torch.random.fork_rng(devices=[]):  # building on meta first draws no random numbers
-        torch.manual_seed(seed)
+    with seeded(seed):  # building on meta first draws no random numbers
         module = build_module(spec)
     return module.to(device=device, dtype=dtype) if dtype else module.to(device=device)
 

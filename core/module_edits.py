@@ -1,5 +1,10 @@
 """Edits of the module tree: replace, delete (an nn.Identity in its place), insert into a
-container, add a named child."""
+container, add a named child.
+
+Each builds its new module when first applied, unless it was built beforehand: `to_build`
+names what an edit still has to build, so that a caller (the app) can build it elsewhere
+(off its UI thread, cancellable) and apply the edit only once it is ready.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import keyword
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
+from modelbrowse.core.batch import Batch
 from modelbrowse.core.edits import (
     Edit,
     EditError,
@@ -227,3 +234,39 @@ class AddModule(Edit):
             "spec": spec_code(self.spec),
             "seed": self.seed,
         }
+
+
+@dataclass(frozen=True)
+class NewModule:
+    """A module an edit will attach, and where: built from the edit's spec and seed, as the
+    edit would build it when applied (the same bytes), placed as its predecessor."""
+
+    edit: Replace | Insert | AddModule
+    device: torch.device
+    dtype: torch.dtype | None
+    training: bool
+
+    def build(self) -> nn.Module:
+        module = build_seeded(self.edit.spec, self.edit.seed, self.device, self.dtype)
+        return module.train(self.training)  # a model in eval mode stays in eval mode
+
+    def attach(self, module: nn.Module) -> None:
+        """Give the built module to the edit, which then attaches it without building."""
+        self.edit.new = module
+
+
+def to_build(edit: Edit, model: nn.Module) -> list[NewModule]:
+    """The modules an edit (every part of a batch) still has to build; a delete's
+    nn.Identity() holds nothing and is built when it is applied."""
+    found = []
+    for part in edit.edits if isinstance(edit, Batch) else [edit]:
+        if not isinstance(part, Replace | Insert | AddModule) or isinstance(part, Delete):
+            continue
+        if part.new is not None:
+            continue
+        training = True
+        if isinstance(part, Replace) and part.path and is_module_path(model, part.path):
+            training = get_module(model, part.path).training
+        device, dtype = placement(model, part.path)
+        found.append(NewModule(part, device, dtype, training))
+    return found

@@ -40,6 +40,7 @@ from modelbrowse.core.save_transaction import Transaction, write_atomic
 from modelbrowse.core.saving import SaveReport, format_for, read_weights, stage_weights
 from modelbrowse.core.sources import Source
 from modelbrowse.core.specs import SpecError, parse_spec
+from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.ties import restore_ties, tied_groups
 from modelbrowse.core.weights_tree import tree_from_state_dict
 
@@ -275,6 +276,7 @@ def load_edited(
     edits = edits_of(recipe)
     built = rebuild_architecture(recipe["source"], source)
     state = read_weights(path)
+    check_files_hold(state)  # mapped: a file truncated since its hash was taken is an error
     if built is None:  # a checkpoint edited without an architecture: its keys are the model
         tree = tree_from_state_dict(state)
         apply_frozen(tree, recipe["frozen"])

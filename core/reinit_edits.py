@@ -14,9 +14,11 @@ from modelbrowse.core.edits import (
     EditError,
     is_module_path,
     new_seed,
+    seeded,
     tensor_at,
 )
 from modelbrowse.core.paths import code_ref, get_module
+from modelbrowse.core.tensor_bytes import check_files_hold
 
 
 @dataclass(frozen=True)
@@ -143,12 +145,13 @@ class Reinit(Edit):
 
     def apply(self, model: nn.Module) -> None:
         steps, self.skipped = init_steps(model, self.path, self.scheme)
-        tensors = _tensors_touched(model, self.path)
+        named = _tensors_touched(model, self.path)
+        check_files_hold(named)  # the old values are kept for undo: read from a mapped file
+        tensors = list(named.values())
         self._saved = [(t, t.detach().clone()) for t in tensors]
         self._code = [f"torch.manual_seed({self.seed})", *(s.code(model) for s in steps)]
         devices = [t.device for t in tensors if t.device.type == "cuda"]
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(self.seed)
+        with seeded(self.seed, devices), torch.no_grad():
             for step in steps:
                 step.run(model)
 
@@ -172,8 +175,9 @@ class Reinit(Edit):
         return {"op": self.op, "path": self.path, "scheme": self.scheme, "seed": self.seed}
 
 
-def _tensors_touched(model: nn.Module, path: str) -> list[torch.Tensor]:
+def _tensors_touched(model: nn.Module, path: str) -> dict[str, torch.Tensor]:
     if not is_module_path(model, path):
-        return [tensor_at(model, path)]
+        return {path: tensor_at(model, path)}
     module = get_module(model, path)
-    return [*module.parameters(), *module.buffers()]
+    named = [*module.named_parameters(prefix=path), *module.named_buffers(prefix=path)]
+    return dict(named)

@@ -20,6 +20,7 @@ from textual.widgets import Input, Static, Tree
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import printable
+from modelbrowse.tui.building import BuildActions
 from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
@@ -83,6 +84,7 @@ class ModelBrowseApp(
     LoadActions,
     FreezeActions,
     EditActions,
+    BuildActions,
     SaveActions,
     App[None],
 ):
@@ -415,6 +417,8 @@ class ModelBrowseApp(
         self._jump_match(-1)
 
     def action_clear(self) -> None:
+        if self._prompt_mode is None and self.cancel_build():
+            return
         if self._prompt_mode is not None:
             if self._prompt_mode == "select":
                 self.clear_module_selection()  # escape cancels what was being typed

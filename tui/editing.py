@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from modelbrowse.core.history import EditHistory
     from modelbrowse.core.selectors import Selection
     from modelbrowse.tui.app import ModelBrowseApp
+    from modelbrowse.tui.building import Then
 
 
 def describe(edit: Edit) -> str:
@@ -54,7 +55,7 @@ class EditActions:
         if app.index is None:
             app.notify("the model is still loading", severity="warning")
             return None
-        refusal = app.edit_refusal()
+        refusal = app.edit_refusal() or app.build_refusal()
         if refusal:
             app.notify(refusal, severity="warning", title="nothing changed")
             return None
@@ -91,12 +92,19 @@ class EditActions:
     def _status(self, message: str, style: str = "") -> None:
         self._app.query_one("#status", Static).update(Text(message, style=style))
 
-    def _apply(self, edit: Edit, confirmed: bool = False) -> None:
+    def _apply(self, edit: Edit, confirmed: bool = False, then: Then | None = None) -> bool | None:
+        """Apply an edit through the history: True when applied, False when not, None when it
+        waits (for a question's answer, or for its new modules to be built; then `then` is
+        told whether it was applied)."""
         app = self._app
         assert self.history is not None and app.index is not None
         from modelbrowse.core.batch import Batch
         from modelbrowse.core.module_edits import Replace
 
+        refusal = app.build_refusal()
+        if refusal:
+            app.notify(refusal, severity="warning", title="nothing changed")
+            return False
         index = app.index
         for part in edit.edits if isinstance(edit, Batch) else [edit]:
             if isinstance(part, Replace) and part.path in index and index.node(part.path).is_module:
@@ -112,22 +120,28 @@ class EditActions:
             def answered(yes: bool | None) -> None:
                 if yes:
                     edit.tie_note = consequence  # type: ignore[attr-defined]
-                    self._apply(edit, confirmed=True)
+                    applied = self._apply(edit, confirmed=True, then=then)
                 else:
                     self._status("nothing changed")
+                    applied = False
+                if then is not None and applied is not None:
+                    then(applied)
 
             app.push_screen(ConfirmDialog(f"{consequence}. Go on?"), answered)
-            return
+            return None
+        if app._build_first(edit, then):
+            return None  # applied once its modules are built, off the UI thread
         try:
             self.history.apply(edit)
         except ModelBrowseError as exc:
             app.notify(str(exc), severity="error", title="nothing changed")
             self._status(f"nothing changed: {exc}", "bold red")
-            return
+            return False
         message = describe(edit)
         if also and not getattr(edit, "tie_note", ""):
             message += f" · also changes: {', '.join(also)}"
         self._after_change(edit, message)
+        return True
 
     def _tie_consequence(self, edit: Edit, also: list[str]) -> str:
         """What a replace or re-init does to objects shared with the rest of the model, said
@@ -242,6 +256,8 @@ class EditActions:
 
     def _selected(self) -> Selection | None:
         selection: Selection | None = getattr(self._app, "module_selection", None)
+        if self._app.build_refusal():
+            return None  # the cursor's own check then says why nothing starts
         return selection if selection is not None and selection.paths else None
 
     def _apply_batch(self, selection: Selection, what: str, edits: list[Edit]) -> None:
@@ -403,6 +419,10 @@ class EditActions:
 
     def _step(self, undo: bool) -> None:
         app = self._app
+        refusal = app.build_refusal()
+        if refusal:
+            app.notify(refusal, severity="warning", title="nothing changed")
+            return
         if self.history is None:
             app.notify("nothing to undo" if undo else "nothing to redo", severity="warning")
             return

@@ -69,27 +69,44 @@ class RecoveryActions:
         self._when_real(self._apply_recipe_edits, waiting)
 
     def _apply_recipe_edits(self) -> None:
-        """Each edit as if made now: undoable one by one, and unsaved."""
+        """Each edit as if made now: undoable one by one, and unsaved. An edit that builds
+        a module is built in a worker first; the steps after it follow once it is applied."""
         assert self.history is not None
         edits, self._recipe_edits = self._recipe_edits, []
-        name = Path(self.options.recipe or "").name
-        for number, edit in enumerate(edits, start=1):
+        self._recipe_steps(edits, 0, Path(self.options.recipe or "").name)
+
+    def _recipe_steps(self, edits: list[Edit], start: int, name: str) -> None:
+        assert self.history is not None
+        for number in range(start, len(edits)):
+            edit = edits[number]
+
+            def then(applied: bool, number: int = number) -> None:
+                if applied:
+                    self._recipe_steps(edits, number + 1, name)
+                else:
+                    self._recipe_step_failed(edits[number], number, name, "")
+
             why = ""
             try:
-                self._apply(edit, confirmed=True)  # an error in the edit itself is notified
+                applied = self._apply(edit, confirmed=True, then=then)  # errors are notified
             except KeyError as exc:  # a path the model does not have
-                why = f": no {exc} in the model"
-            if not self.history.done or self.history.done[-1] is not edit:
-                self.notify(
-                    f"step {number} of {name} ({edit.describe()}) did not apply{why}; "
-                    f"the {number - 1} before it did",
-                    title="recipe",
-                    severity="error",
-                    timeout=30,
-                )
+                applied, why = False, f": no {exc} in the model"
+            if applied is None:
+                return  # being built: `then` goes on
+            if not applied or not self.history.done or self.history.done[-1] is not edit:
+                self._recipe_step_failed(edit, number, name, why)
                 return
         plural = "s" if len(edits) != 1 else ""
         self._status(f"{len(edits)} edit{plural} from {name} applied · u undoes them one by one")
+
+    def _recipe_step_failed(self, edit: Edit, number: int, name: str, why: str) -> None:
+        self.notify(
+            f"step {number + 1} of {name} ({edit.describe()}) did not apply{why}; "
+            f"the {number} before it did",
+            title="recipe",
+            severity="error",
+            timeout=30,
+        )
 
     # --- kept when stopped -------------------------------------------------------------------
 
