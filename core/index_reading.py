@@ -8,7 +8,7 @@ A node's tensor is read only through `numel()`, `element_size()`, `requires_grad
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -251,3 +251,10 @@ def tensor_totals(node: Node) -> Totals:
     if node.kind is NodeKind.UNREGISTERED_TENSOR:
         return Totals()
     return Totals(0, 0, numel, nbytes, 1)
+
+
+def outermost(paths: Iterable[str]) -> list[str]:
+    """The paths not inside another of them, in their order, without repeats."""
+    unique = list(dict.fromkeys(paths))
+    chosen = set(unique)
+    return [p for p in unique if not any(a in chosen for a in ancestors(p))]

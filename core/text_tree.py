@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from modelbrowse.core.index import NodeIndex
+from typing import TYPE_CHECKING
+
 from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.units import human_bytes, human_count, printable
+
+if TYPE_CHECKING:  # torch-free: the tree of a weight file is printed from its keys alone
+    from modelbrowse.core.index_reading import IndexReading as NodeIndex
 
 
 def render_source_info(source: object) -> str:
     """What a checkpoint holds besides the tree (format, epoch, optimizer, metadata) and how it
     fits an architecture; empty for other sources."""
-    rows: list[tuple[str, str]] = list(getattr(source, "info", []))
+    fit = getattr(source, "fit", None)
+    fit_lines = fit.lines() if fit is not None and (not fit.fits or fit.casts) else []
+    return render_rows(getattr(source, "info", []), getattr(source, "warnings", []), fit_lines)
+
+
+def render_rows(
+    rows: list[tuple[str, str]], warnings: list[str] | None = None, more: list[str] | None = None
+) -> str:
+    """Label and value rows, aligned, then warnings and more lines; empty without rows."""
     if not rows:
         return ""
     width = max(len(printable(label)) for label, _ in rows)
     lines = [f"{printable(label):<{width}}  {printable(value)}" for label, value in rows]
-    for warning in getattr(source, "warnings", []):
-        lines.append(f"warning: {printable(warning)}")
-    fit = getattr(source, "fit", None)
-    if (fit is not None and not fit.fits) or (fit is not None and fit.casts):
-        lines += ["", *fit.lines()]
+    lines += [f"warning: {printable(warning)}" for warning in warnings or []]
+    if more:
+        lines += ["", *more]
     return "\n".join(lines) + "\n\n"
 
 
