@@ -108,6 +108,11 @@ class IndexReading:
             self._in_tree_order = True
         return iter(self._nodes)
 
+    def nodes(self) -> Iterator[Node]:
+        """Every node, in tree order."""
+        self.paths()
+        return iter(self._nodes.values())
+
     def subtree(self, path: str) -> Iterator[str]:
         """`path` and every path below it, in tree order."""
         return self._ordered(path)

@@ -36,13 +36,21 @@ def render_rows(
 def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
     """One line per module (path, class, parameters), indented by depth, then the totals."""
     rows: list[tuple[str, str, str, str]] = []
-    for path in index.paths():
-        node = index.node(path)
-        if not node.is_module or (depth is not None and node.depth > depth):
+    unregistered: list[str] = []
+    module, plain = NodeKind.MODULE, NodeKind.UNREGISTERED_TENSOR
+    for node in index.nodes():
+        if node.kind is not module:
+            if node.kind is plain:
+                unregistered.append(node.path)
             continue
+        if depth is not None and node.depth > depth:
+            continue
+        path = node.path
         label = "  " * node.depth + (printable(path) if path else "(root)")
-        aliases = [a for a in index.aliases(path) if a != path]
-        note = f"shared with {', '.join(printable(a) for a in aliases)}" if aliases else ""
+        aliases = index.aliases(path)
+        note = ""
+        if len(aliases) > 1:
+            note = f"shared with {', '.join(printable(a) for a in aliases if a != path)}"
         params = human_count(index.totals(path).params)
         rows.append((label, printable(node.type_name), params, note))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -59,9 +67,8 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
         f"trainable: {totals.trainable:,}  frozen: {totals.frozen:,}  "
         f"buffers: {totals.buffers:,}  size: {human_bytes(totals.nbytes)}"
     )
-    for path in index.paths():
-        if index.node(path).kind is NodeKind.UNREGISTERED_TENSOR:
-            lines.append(
+    for path in unregistered:
+        lines.append(
                 f"warning: {printable(path)} is a plain tensor attribute, not a registered buffer: "
                 "it is not in state_dict() and .to() does not move it"
             )

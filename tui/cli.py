@@ -366,16 +366,19 @@ def _print_tree(args: argparse.Namespace) -> int:
 def _print_from_structure(args: argparse.Namespace) -> str | None:
     """`--print` of a weight file from its bytes alone, without torch: the text the full open
     prints, or None when only the full open can print it (its rows, or its classes, differ)."""
+    from modelbrowse.core.index_reading import collector_paused
     from modelbrowse.core.text_tree import render_rows, render_selection, render_tree_text
 
     if args.select is not None and args.select.strip() == "all-linear":
         return None  # told from the modules' classes, which only the full open has
-    index = _options(args).read_structure()
-    if index is None or index.structure.partial:
-        return None
-    if args.select is not None:
-        return render_selection(index, args.select)
-    return render_rows(index.structure.rows) + render_tree_text(index, depth=args.depth)
+    # Millions of records and nodes, none in a cycle: the collector would only walk them.
+    with collector_paused():
+        index = _options(args).read_structure()
+        if index is None or index.structure.partial:
+            return None
+        if args.select is not None:
+            return render_selection(index, args.select)
+        return render_rows(index.structure.rows) + render_tree_text(index, depth=args.depth)
 
 
 def _print_diff(args: argparse.Namespace) -> int:
