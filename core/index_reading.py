@@ -142,6 +142,10 @@ class IndexReading:
         # "encoder" says it all; "encoder.weight" beside it would only repeat it.
         return [a for a in found if not any(p in found for p in ancestors(a))]
 
+    def has_shared(self) -> bool:
+        """Whether any object is reached by several paths."""
+        return any(len(paths) > 1 for paths in self._paths_by_id.values())
+
     def is_shared(self, path: str) -> bool:
         return len(self.aliases(path)) > 1
 

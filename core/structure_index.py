@@ -145,14 +145,24 @@ class StructureIndex(IndexReading):
             totals.nbytes += numel * record.itemsize
             if stand_in.is_parameter:
                 nodes[key] = Node(
-                    key, name, parameter_kind, stand_in, parent_node.path, parent_node.depth + 1
+                    key,
+                    name,
+                    parameter_kind,
+                    stand_in,
+                    parent_node.path,
+                    parent_node.depth + 1,
                 )
                 parent_node.children.append(key)
                 totals.params += numel
                 totals.trainable += numel
             else:
                 nodes[key] = Node(
-                    key, name, buffer_kind, stand_in, parent_node.path, parent_node.depth + 1
+                    key,
+                    name,
+                    buffer_kind,
+                    stand_in,
+                    parent_node.path,
+                    parent_node.depth + 1,
                 )
                 if parent.buffers is None:
                     parent.buffers = []
@@ -242,9 +252,10 @@ class _Ties:
     storage start first, without a new object per key."""
 
     def __init__(self) -> None:
-        self._by_file: dict[str, dict[int, list[TensorStandIn]]] = {}
+        # file -> storage start -> the stand-in there (a list once several views start there)
+        self._by_file: dict[str, dict[int, TensorStandIn | list[TensorStandIn]]] = {}
         self._file = ""
-        self._starts: dict[int, list[TensorStandIn]] = {}
+        self._starts: dict[int, TensorStandIn | list[TensorStandIn]] = {}
         self.shared: set[int] = set()  # ids of the stand-ins found under several keys
 
     def stand_in(self, key: str, record: TensorRecord) -> TensorStandIn:
@@ -257,10 +268,10 @@ class _Ties:
             self._starts = self._by_file.setdefault(storage.file, {})
         found = self._starts.get(storage.start)
         if found is None:
-            stand_in = _new_stand_in(key, record)
-            self._starts[storage.start] = [stand_in]
+            stand_in = self._starts[storage.start] = _new_stand_in(key, record)
             return stand_in
-        for stand_in in found:
+        candidates = found if isinstance(found, list) else [found]
+        for stand_in in candidates:
             other = stand_in.record
             if other is record or (
                 other.offset == record.offset
@@ -271,7 +282,7 @@ class _Ties:
                 self.shared.add(id(stand_in))
                 return stand_in
         stand_in = _new_stand_in(key, record)
-        found.append(stand_in)
+        self._starts[storage.start] = [*candidates, stand_in]
         return stand_in
 
 

@@ -38,6 +38,9 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
     rows: list[tuple[str, str, str, str]] = []
     unregistered: list[str] = []
     module, plain = NodeKind.MODULE, NodeKind.UNREGISTERED_TENSOR
+    shared = index.has_shared()
+    classes: dict[str, str] = {}  # a class's printable name: a few classes, a million modules
+    counts: dict[int, str] = {}
     for node in index.nodes():
         if node.kind is not module:
             if node.kind is plain:
@@ -47,12 +50,19 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
             continue
         path = node.path
         label = "  " * node.depth + (printable(path) if path else "(root)")
-        aliases = index.aliases(path)
         note = ""
-        if len(aliases) > 1:
-            note = f"shared with {', '.join(printable(a) for a in aliases if a != path)}"
-        params = human_count(index.totals(path).params)
-        rows.append((label, printable(node.type_name), params, note))
+        if shared:
+            aliases = [a for a in index.aliases(path) if a != path]
+            note = f"shared with {', '.join(printable(a) for a in aliases)}" if aliases else ""
+        params = index.totals(path).params
+        count = counts.get(params)
+        if count is None:
+            count = counts[params] = human_count(params)
+        type_name = node.type_name
+        cls = classes.get(type_name)
+        if cls is None:
+            cls = classes[type_name] = printable(type_name)
+        rows.append((label, cls, count, note))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         f"{label:<{widths[0]}}  {cls:<{widths[1]}}  {params:>{widths[2]}}  {note}".rstrip()
@@ -69,9 +79,9 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
     )
     for path in unregistered:
         lines.append(
-                f"warning: {printable(path)} is a plain tensor attribute, not a registered buffer: "
-                "it is not in state_dict() and .to() does not move it"
-            )
+            f"warning: {printable(path)} is a plain tensor attribute, not a registered buffer: "
+            "it is not in state_dict() and .to() does not move it"
+        )
     return "\n".join(lines) + "\n"
 
 
