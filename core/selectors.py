@@ -23,7 +23,7 @@ from modelbrowse.core.index_reading import outermost
 if TYPE_CHECKING:  # torch-free: `--print --select` on a weight file's keys never imports torch
     from torch import nn
 
-    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.index_reading import IndexReading as NodeIndex
 
 
 class SelectorError(ModelBrowseError):
@@ -73,7 +73,10 @@ def _matcher(index: NodeIndex, text: str) -> Callable[[str], bool]:
     if text == "all-linear":
         from torch import nn
 
-        excluded = _output_layers(index.model)
+        from modelbrowse.core.index import NodeIndex as BuiltIndex
+
+        # A weight file's keys have no Linear: nothing to leave out, nothing matches.
+        excluded = _output_layers(index.model) if isinstance(index, BuiltIndex) else set()
         return lambda path: isinstance(index.node(path).obj, nn.Linear) and path not in excluded
     if any(c in text for c in "*?["):
         return lambda path: fnmatch.fnmatchcase(path, text)
