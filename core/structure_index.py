@@ -252,10 +252,11 @@ class _Ties:
     storage start first, without a new object per key."""
 
     def __init__(self) -> None:
-        # file -> storage start -> the stand-in there (a list once several views start there)
-        self._by_file: dict[str, dict[int, TensorStandIn | list[TensorStandIn]]] = {}
+        # file -> storage start -> the stand-in of the first view there; once a second view
+        # starts there, a map of their layouts (a storage of a million views stays linear)
+        self._by_file: dict[str, dict[int, TensorStandIn | dict[Layout, TensorStandIn]]] = {}
         self._file = ""
-        self._starts: dict[int, TensorStandIn | list[TensorStandIn]] = {}
+        self._starts: dict[int, TensorStandIn | dict[Layout, TensorStandIn]] = {}
         self.shared: set[int] = set()  # ids of the stand-ins found under several keys
 
     def stand_in(self, key: str, record: TensorRecord) -> TensorStandIn:
@@ -270,20 +271,25 @@ class _Ties:
         if found is None:
             stand_in = self._starts[storage.start] = _new_stand_in(key, record)
             return stand_in
-        candidates = found if isinstance(found, list) else [found]
-        for stand_in in candidates:
-            other = stand_in.record
-            if other is record or (
-                other.offset == record.offset
-                and other.shape == record.shape
-                and other.stride == record.stride
-                and other.dtype == record.dtype
-            ):
-                self.shared.add(id(stand_in))
-                return stand_in
-        stand_in = _new_stand_in(key, record)
-        self._starts[storage.start] = [*candidates, stand_in]
+        if isinstance(found, TensorStandIn):
+            if found.record is record:
+                self.shared.add(id(found))
+                return found
+            found = self._starts[storage.start] = {_layout(found.record): found}
+        layout = _layout(record)
+        tied = found.get(layout)
+        if tied is not None:
+            self.shared.add(id(tied))
+            return tied
+        stand_in = found[layout] = _new_stand_in(key, record)
         return stand_in
+
+
+Layout = tuple[int, tuple[int, ...], tuple[int, ...], str]
+
+
+def _layout(record: TensorRecord) -> Layout:
+    return (record.offset, record.shape, record.stride, record.dtype)
 
 
 def _new_stand_in(key: str, record: TensorRecord) -> TensorStandIn:
