@@ -27,6 +27,7 @@ FIGURE_MODULES = (
     "benchmarks.screens",
     "benchmarks.before_torch",
     "benchmarks.interaction",
+    "benchmarks.many_keys",
 )
 
 DEFAULT_TIMEOUT_S = 60.0

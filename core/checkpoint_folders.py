@@ -3,35 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from modelbrowse.core.checkpoints import (
+from modelbrowse.core.checkpoint_rules import (
     CHECKPOINT_SUFFIXES,
     WEIGHTS_KEYS,
+    describe_hf_config,
+    hf_weight_files,
+)
+from modelbrowse.core.checkpoints import (
     Checkpoint,
     CheckpointOptions,
     open_file,
 )
 from modelbrowse.core.errors import SourceError
-from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
-from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.safetensors_files import open_safetensors
-from modelbrowse.core.training_info import short
-from modelbrowse.core.units import printable
-
-_HF_CONFIG_FIELDS = (
-    "model_type",
-    "architectures",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "vocab_size",
-    "torch_dtype",
-    "tie_word_embeddings",
-)
 
 
 def open_folder(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
@@ -60,38 +48,6 @@ def open_folder(path: Path, options: CheckpointOptions, map_location: str) -> Ch
     )
 
 
-def hf_weight_files(folder: Path) -> list[Path]:
-    """The weight files of a Hugging Face folder, shards in index order; [] when there are none."""
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.is_file():
-            return _shards_from_index(index)
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return [folder / name]
-    if (folder / "config.json").is_file():
-        return sorted(folder.glob("*.safetensors"))
-    return []
-
-
-def _shards_from_index(index: Path) -> list[Path]:
-    data = read_json(index, "a weights index")
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
-    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise SourceError(f"{index} is not a weights index (no weight_map)")
-    names = list(dict.fromkeys(weight_map.values()))
-    outside = [n for n in names if not n or "/" in n or "\\" in n or n in (".", "..")]
-    if outside:
-        raise SourceError(
-            f"{index.name} names a shard outside its folder ({printable(outside[0], 80)!r})"
-        )
-    files = [index.parent / name for name in names]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise SourceError(f"{index.name} names shards that are missing: {', '.join(missing[:3])}")
-    return files
-
-
 def _open_weight_files(
     files: list[Path], options: CheckpointOptions, map_location: str
 ) -> Checkpoint:
@@ -107,22 +63,6 @@ def _open_weight_files(
         checkpoint.tensors.update(open_file(shard, options, map_location).tensors)
     checkpoint.files = list(files)
     return checkpoint
-
-
-def describe_hf_config(config: Path) -> list[tuple[str, str]]:
-    try:
-        data: Any = read_json(config, "config.json")
-    except ReadError:
-        return [("config.json", "unreadable")]
-    if not isinstance(data, dict):
-        return [("config.json", "not a JSON object")]
-    rows = []
-    for name in _HF_CONFIG_FIELDS:
-        if name in data:
-            value = data[name]
-            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-            rows.append((f"config {name}", short(text)))
-    return rows
 
 
 # Top-level entries of a training checkpoint that hold no weights.

@@ -9,22 +9,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelbrowse.core.checkpoint_rules import (
+    CUSTOM_CODE,
+    INSTALL_HINT,
+    config_file,
+    custom_code,
+    holds_weights,
+    transformers_installed,
+)
 from modelbrowse.core.checkpoints import (
-    CHECKPOINT_SUFFIXES,
     Checkpoint,
     CheckpointOptions,
     open_checkpoint,
 )
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.fit import FitReport, fit_report
-from modelbrowse.core.hf_models import (
-    CUSTOM_CODE,
-    INSTALL_HINT,
-    config_file,
-    custom_code,
-    resolve_hf_config,
-    transformers_installed,
-)
+from modelbrowse.core.hf_models import resolve_hf_config
 from modelbrowse.core.scripted_tree import ScriptedModule
 from modelbrowse.core.sources import Source
 from modelbrowse.core.tensor_bytes import check_files_hold
@@ -184,7 +184,7 @@ def resolve_path(
     """A file or folder: a checkpoint, or a Hugging Face config alone (an architecture)."""
     path = Path(spec).expanduser()
     config = config_file(path) if path.exists() else None
-    if config is not None and (path.is_file() or not _holds_weights(path)):
+    if config is not None and (path.is_file() or not holds_weights(path)):
         flags = (["--arch"] if arch else []) + (options.flags() if options else [])
         if flags or kwargs or weights:
             given = ", ".join(
@@ -193,14 +193,6 @@ def resolve_path(
             raise UsageError(f"{given}: {spec} is a config without weights; nothing to load")
         return resolve_hf_config(config)
     return resolve_checkpoint(spec, kwargs, weights, arch, options)
-
-
-def _holds_weights(folder: Path) -> bool:
-    from modelbrowse.core.checkpoint_folders import hf_weight_files
-
-    if (folder / ".metadata").is_file() or hf_weight_files(folder):
-        return True
-    return any(p.name.lower().endswith(CHECKPOINT_SUFFIXES) for p in folder.iterdir())
 
 
 def _config_architecture(checkpoint: Checkpoint) -> Source | None:

@@ -13,7 +13,7 @@ import os
 import struct
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelbrowse.core.checkpoint_rules import (
+    CHECKPOINT_SUFFIXES,
+    strip_prefix,
+    take_weights,
+    wrapper_prefix,
+)
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
-from modelbrowse.core.reading.nested import flatten
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.reading.torch_files import (
     TorchContents,
@@ -32,30 +37,9 @@ from modelbrowse.core.reading.torch_files import (
     read_torch_legacy,
     read_torch_zip,
 )
-from modelbrowse.core.reading.torch_pickles import Unread
 from modelbrowse.core.reading.zip_members import ZIP_READ_ERRORS
-from modelbrowse.core.training_info import describe_extras, is_optimizer_state, short
+from modelbrowse.core.training_info import describe_extras
 from modelbrowse.core.units import printable
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
-# Where training scripts keep the weights, most specific first.
-WEIGHTS_KEYS = (
-    "state_dict",
-    "model_state_dict",
-    "model_state",
-    "model",
-    "module",
-    "net",
-    "network",
-    "weights",
-    "params",
-    "ema",
-    "model_ema",
-    "state_dict_ema",
-    "ema_state_dict",
-)
-# Prefixes that wrappers add to every key: DataParallel/DDP, torch.compile.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 @dataclass
@@ -284,62 +268,18 @@ Tensor = (torch.Tensor, TensorRecord)  # a leaf of a loaded pickle: trusted, or 
 
 
 def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None, device: str) -> None:
-    where = str(checkpoint.path)
-    if not isinstance(loaded, Mapping):
-        raise SourceError(
-            f"{checkpoint.path} holds a {_type_name(loaded)}, not a state_dict or a checkpoint dict"
-        )
-    if key is not None and _all_tensors(loaded, where):
-        raise SourceError(
-            f"--key {key!r}: {checkpoint.path} is a plain state_dict with no entries to choose "
-            "(--strip-prefix keeps the keys under a prefix)"
-        )
-    if key is not None:
-        weights = _lookup(loaded, key, where)
-        if weights is None:
-            raise SourceError(
-                f"--key {key!r}: {checkpoint.path} has no such entry "
-                f"(it has: {', '.join(map(str, list(loaded)[:12]))})"
-            )
-        rest = {k: v for k, v in loaded.items() if k != key.split(".")[0]}
-        checkpoint.info.insert(0, ("weights from", f"[{key!r}] (--key)"))
-    elif _all_tensors(loaded, where):
-        weights, rest = loaded, {}
-    else:
-        found = _find_weights(loaded, where)
-        if found is None:
-            raise SourceError(
-                f"{checkpoint.path} holds a dict without a state_dict in it "
-                f"(entries: {', '.join(map(str, list(loaded)[:12]))}); name one with --key"
-            )
-        found_key, weights = found
-        rest = {k: v for k, v in loaded.items() if k != found_key}
-        others = [
-            str(k)
-            for k, v in rest.items()
-            if isinstance(v, Mapping) and v and _all_tensors(v, where)
-        ]
-        note = f" (also there: {', '.join(others)}; choose with --key)" if others else ""
-        checkpoint.info.insert(0, ("weights from", f"[{found_key!r}]{note}"))
-    entries = list(flatten(weights, where))
     from modelbrowse.core.tensor_mapping import FileMaps, tensors_of
 
+    found = take_weights(loaded, key, str(checkpoint.path), Tensor)
+    checkpoint.info[:0] = found.first_rows
     maps = FileMaps()
-    records = {k: v for k, v in entries if isinstance(v, TensorRecord)}
+    records = {k: v for k, v in found.tensors.items() if isinstance(v, TensorRecord)}
     mapped = tensors_of(records, device, maps) if records else {}
     checkpoint.tensors = {
-        k: mapped[k] if isinstance(v, TensorRecord) else v
-        for k, v in entries
-        if isinstance(v, Tensor)
+        k: mapped[k] if isinstance(v, TensorRecord) else v for k, v in found.tensors.items()
     }
-    unread = [k for k, v in entries if isinstance(v, Unread)]
-    if unread:
-        kinds = sorted({v.what for _, v in entries if isinstance(v, Unread)})
-        checkpoint.info.append(("not loaded", short(f"{', '.join(kinds)}: {', '.join(unread)}")))
-    skipped = [k for k, v in entries if not isinstance(v, (*Tensor, Unread))]
-    if skipped:
-        checkpoint.info.append(("non-tensor entries", short(", ".join(skipped))))
-    checkpoint.info.extend(describe_extras(_shown(rest, device, maps)))
+    checkpoint.info.extend(found.rows)
+    checkpoint.info.extend(describe_extras(_shown(found.rest, device, maps)))
 
 
 def _shown(rest: Mapping[Any, Any], device: str, maps: Any) -> dict[Any, Any]:
@@ -359,81 +299,18 @@ def _shown(rest: Mapping[Any, Any], device: str, maps: Any) -> dict[Any, Any]:
     return shown
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, TensorRecord):
-        return "Tensor"
-    return type(value).__name__
-
-
-def _lookup(loaded: Mapping[Any, Any], key: str, where: str) -> Mapping[str, Any] | None:
-    value: Any = loaded
-    for part in key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value if isinstance(value, Mapping) and _has_tensors(value, where) else None
-
-
-def _leaves(mapping: Mapping[Any, Any], where: str) -> Iterable[Any]:
-    return (v for _, v in flatten(mapping, where))
-
-
-def _all_tensors(mapping: Mapping[Any, Any], where: str) -> bool:
-    """Every leaf a tensor (or one the reader names but does not load: a quantized one)."""
-    return all(isinstance(v, (*Tensor, Unread)) for v in _leaves(mapping, where))
-
-
-def _has_tensors(mapping: Mapping[Any, Any], where: str) -> bool:
-    return any(isinstance(v, Tensor) for v in _leaves(mapping, where))
-
-
-def _numel(value: Any) -> int:
-    return value.numel if isinstance(value, TensorRecord) else int(value.numel())
-
-
-def _find_weights(loaded: Mapping[Any, Any], where: str) -> tuple[str, Mapping[str, Any]] | None:
-    for key in WEIGHTS_KEYS:
-        value = loaded.get(key)
-        if isinstance(value, Mapping) and _has_tensors(value, where):
-            return key, value
-    # Otherwise the biggest dict of tensors that is not optimizer state.
-    candidates = [
-        (sum(_numel(v) for v in _leaves(value, where) if isinstance(v, Tensor)), str(key), value)
-        for key, value in loaded.items()
-        if isinstance(value, Mapping)
-        and _has_tensors(value, where)
-        and not is_optimizer_state(value)
-    ]
-    if not candidates:
-        return None
-    _, key, value = max(candidates, key=lambda c: c[0])
-    return key, value
-
-
 def _strip_prefix(checkpoint: Checkpoint, prefix: str) -> None:
     """`--strip-prefix backbone.`: keys under it lose it; the others are dropped."""
-    kept = {k: k[len(prefix) :] for k in checkpoint.tensors if k.startswith(prefix)}
-    if not kept:
-        first = ", ".join(list(checkpoint.tensors)[:3])
-        raise SourceError(f"--strip-prefix {prefix!r}: no key starts with it (keys: {first}, ...)")
-    dropped = len(checkpoint.tensors) - len(kept)
+    kept, row = strip_prefix(list(checkpoint.tensors), prefix)
     checkpoint.rename(kept)
-    note = f"; {dropped} other keys left out" if dropped else ""
-    checkpoint.info.append(("key prefix", f"{prefix!r} stripped (--strip-prefix){note}"))
+    checkpoint.info.append(row)
 
 
 def _strip_wrapper_prefix(checkpoint: Checkpoint, keep: bool) -> None:
-    for prefix in WRAPPER_PREFIXES:
-        keys = list(checkpoint.tensors)
-        if not keys or not all(k.startswith(prefix) for k in keys):
-            continue
-        if keep:
-            checkpoint.info.append(("key prefix", f"every key starts with {prefix!r} (kept)"))
-            return
-        checkpoint.rename({k: k[len(prefix) :] for k in keys})
-        checkpoint.info.append(
-            ("key prefix", f"{prefix!r} stripped from every key (--keep-prefix keeps it)")
-        )
+    renamed, rows = wrapper_prefix(list(checkpoint.tensors), keep)
+    if renamed is not None:
+        checkpoint.rename(renamed)
+    checkpoint.info.extend(rows)
 
 
 def first_line(exc: BaseException) -> str:

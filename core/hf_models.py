@@ -7,7 +7,6 @@ it. Models are built on the `meta` device first, so a 7B config costs millisecon
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,43 +20,16 @@ from modelbrowse.core.build_budget import (
     config_count_problem,
     counted,
 )
+from modelbrowse.core.checkpoint_rules import (
+    CUSTOM_CODE,
+    INSTALL_HINT,
+    custom_code,
+    describe_hf_config,
+    transformers_installed,
+)
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.meta_build import on_meta
-from modelbrowse.core.reading.limits import ReadError
-from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.sources import Source
-
-INSTALL_HINT = "pip install 'modelbrowse[hf]'"
-
-
-def transformers_installed() -> bool:
-    return importlib.util.find_spec("transformers") is not None
-
-
-def config_file(path: Path) -> Path | None:
-    """The `config.json` of a folder (or the file itself), if it names a transformers model."""
-    config = path if path.is_file() else path / "config.json"
-    if config.name != "config.json" or not config.is_file():
-        return None
-    try:
-        data = read_json(config, "config.json")
-    except ReadError:
-        return None
-    if not isinstance(data, dict) or "model_type" not in data:
-        return None
-    return config
-
-
-def custom_code(config: Path) -> bool:
-    """Whether `config` names Python code of its own (`auto_map`): code that is never run."""
-    try:
-        data = read_json(config, "config.json")
-    except ReadError:
-        return False
-    return isinstance(data, dict) and "auto_map" in data
-
-
-CUSTOM_CODE = "config.json names code of its own (auto_map), which modelbrowse never runs"
 
 
 @dataclass
@@ -70,8 +42,6 @@ class HFConfigSource(Source):
     @property
     def info(self) -> list[tuple[str, str]]:
         """The config's main fields, shown at the root."""
-        from modelbrowse.core.checkpoint_folders import describe_hf_config
-
         if self.config_path is None:
             return []
         rows = describe_hf_config(self.config_path)

@@ -15,6 +15,7 @@ from torch import nn
 from modelbrowse.core.index_reading import (
     IndexReading,
     collector_paused,
+    outermost,
 )
 from modelbrowse.core.nodes import Node, NodeKind, Totals, ancestors, join_path, parent_path
 
@@ -220,13 +221,6 @@ class NodeIndex(IndexReading):
             ]
             stack.extend(reversed(pending))
         return added
-
-
-def outermost(paths: Iterable[str]) -> list[str]:
-    """The paths not inside another of them, in their order, without repeats."""
-    unique = list(dict.fromkeys(paths))
-    chosen = set(unique)
-    return [p for p in unique if not any(a in chosen for a in ancestors(p))]
 
 
 # Above this many tensors in a subtree, `parameters()` scans every node instead of walking it.

@@ -8,7 +8,7 @@ A node's tensor is read only through `numel()`, `element_size()`, `requires_grad
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -108,6 +108,11 @@ class IndexReading:
             self._in_tree_order = True
         return iter(self._nodes)
 
+    def nodes(self) -> Iterator[Node]:
+        """Every node, in tree order."""
+        self.paths()
+        return iter(self._nodes.values())
+
     def subtree(self, path: str) -> Iterator[str]:
         """`path` and every path below it, in tree order."""
         return self._ordered(path)
@@ -136,6 +141,10 @@ class IndexReading:
                     found.append(alias)
         # "encoder" says it all; "encoder.weight" beside it would only repeat it.
         return [a for a in found if not any(p in found for p in ancestors(a))]
+
+    def has_shared(self) -> bool:
+        """Whether any object is reached by several paths."""
+        return any(len(paths) > 1 for paths in self._paths_by_id.values())
 
     def is_shared(self, path: str) -> bool:
         return len(self.aliases(path)) > 1
@@ -251,3 +260,10 @@ def tensor_totals(node: Node) -> Totals:
     if node.kind is NodeKind.UNREGISTERED_TENSOR:
         return Totals()
     return Totals(0, 0, numel, nbytes, 1)
+
+
+def outermost(paths: Iterable[str]) -> list[str]:
+    """The paths not inside another of them, in their order, without repeats."""
+    unique = list(dict.fromkeys(paths))
+    chosen = set(unique)
+    return [p for p in unique if not any(a in chosen for a in ancestors(p))]

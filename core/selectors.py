@@ -15,11 +15,15 @@ import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.index import NodeIndex, outermost
+from modelbrowse.core.index_reading import outermost
+
+if TYPE_CHECKING:  # torch-free: `--print --select` on a weight file's keys never imports torch
+    from torch import nn
+
+    from modelbrowse.core.index_reading import IndexReading as NodeIndex
 
 
 class SelectorError(ModelBrowseError):
@@ -40,8 +44,9 @@ class Selection:
         """The matches as a PEFT `target_modules` list: the last parts of their names
         (`["q_proj", "v_proj"]`) when those hit exactly these modules, else the full paths."""
         names = sorted({path.rpartition(".")[2] for path in self.paths})
+        wanted = set(names)  # a name has no dot: `p == n or p.endswith("." + n)` is its last part
         modules = [p for p in index.paths() if p and index.node(p).is_module]
-        hits = [p for p in modules if any(p == n or p.endswith("." + n) for n in names)]
+        hits = [p for p in modules if p.rpartition(".")[2] in wanted]
         return names if hits == self.paths else list(self.paths)
 
 
@@ -66,7 +71,12 @@ def _matcher(index: NodeIndex, text: str) -> Callable[[str], bool]:
         name = text[4:].strip().removeprefix("nn.").removeprefix("torch.nn.")
         return lambda path: index.node(path).type_name == name
     if text == "all-linear":
-        excluded = _output_layers(index.model)
+        from torch import nn
+
+        from modelbrowse.core.index import NodeIndex as BuiltIndex
+
+        # A weight file's keys have no Linear: nothing to leave out, nothing matches.
+        excluded = _output_layers(index.model) if isinstance(index, BuiltIndex) else set()
         return lambda path: isinstance(index.node(path).obj, nn.Linear) and path not in excluded
     if any(c in text for c in "*?["):
         return lambda path: fnmatch.fnmatchcase(path, text)
@@ -76,6 +86,8 @@ def _matcher(index: NodeIndex, text: str) -> Callable[[str], bool]:
 def _output_layers(model: nn.Module) -> set[str]:
     """The output layer `all-linear` leaves out: what get_output_embeddings() returns (a
     transformers model), else the model's last Linear."""
+    from torch import nn
+
     output = getattr(model, "get_output_embeddings", lambda: None)()
     names = dict(model.named_modules())
     if isinstance(output, nn.Module):

@@ -8,56 +8,36 @@ full open would draw differently (an architecture, a comparison, a recipe, `--me
 pickle, TorchScript, a distributed checkpoint, a folder transformers builds) or that it would
 refuse: the app then waits for the full open, whose message is the one a user sees.
 
-This mirrors what `core.checkpoints` and `core.checkpoint_folders` decide, torch-free.
+The rules (where the weights are, prefixes, a Hugging Face folder's files) are those of
+`core.checkpoint_rules`, which the full open uses too.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelbrowse.core.checkpoint_rules import (
+    CHECKPOINT_SUFFIXES,
+    CUSTOM_CODE,
+    INSTALL_HINT,
+    config_file,
+    custom_code,
+    describe_hf_config,
+    hf_weight_files,
+    holds_weights,
+    take_weights,
+    transformers_installed,
+    wrapper_prefix,
+)
+from modelbrowse.core.checkpoint_rules import strip_prefix as strip_prefix_rule
+from modelbrowse.core.errors import SourceError
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
-from modelbrowse.core.reading.nested import flatten
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.reading.safetensors_header import read_header
-from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.reading.torch_files import read_torch_legacy, read_torch_zip
-from modelbrowse.core.reading.torch_pickles import Unread
-
-# As core.checkpoints has them.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
-WEIGHTS_KEYS = (
-    "state_dict",
-    "model_state_dict",
-    "model_state",
-    "model",
-    "module",
-    "net",
-    "network",
-    "weights",
-    "params",
-    "ema",
-    "model_ema",
-    "state_dict_ema",
-    "ema_state_dict",
-)
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-HF_CONFIG_FIELDS = (
-    "model_type",
-    "architectures",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "vocab_size",
-    "torch_dtype",
-    "tie_word_embeddings",
-)
-INFO_VALUE_LIMIT = 120
-INSTALL_HINT = "pip install 'modelbrowse[hf]'"
 
 
 @dataclass
@@ -68,6 +48,13 @@ class Structure:
     tensors: dict[str, TensorRecord] = field(default_factory=dict)
     info: list[tuple[str, str]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    # The full open shows rows this does not: those of a training checkpoint's entries beside
+    # the weights (epoch, optimizer, ...), told from their values.
+    partial: bool = False
+
+    def rename(self, renamed: dict[str, str]) -> None:
+        """Keep only the keys in `renamed` (old -> new), in order, under their new names."""
+        self.tensors = {new: self.tensors[old] for old, new in renamed.items()}
 
     @property
     def rows(self) -> list[tuple[str, str]]:
@@ -99,7 +86,7 @@ def read_structure(
         return None
     try:
         return _read(spec.strip(), key, keep_prefix, strip_prefix, keys_only)
-    except (NotShown, ReadError, OSError, RecursionError, MemoryError):
+    except (NotShown, SourceError, ReadError, OSError, RecursionError, MemoryError):
         return None
 
 
@@ -111,22 +98,20 @@ def _read(
     path = Path(spec).expanduser()
     if not path.exists():
         raise NotShown
-    config = _config_file(path)
-    if config is not None and (path.is_file() or not _holds_weights(path)):
+    config = config_file(path)
+    if config is not None and (path.is_file() or not holds_weights(path)):
         raise NotShown  # a config alone: an architecture
-    structure = _read_folder(path, key, keys_only) if path.is_dir() else _read_file(path, key)
-    if not keep_prefix:
-        _strip_wrapper_prefix(structure)
-    else:
-        _note_wrapper_prefix(structure)
+    structure = _read_folder(path, key) if path.is_dir() else _read_file(path, key)
+    renamed, rows = wrapper_prefix(list(structure.tensors), keep_prefix)
+    if renamed is not None:
+        structure.rename(renamed)
+    structure.info.extend(rows)
     if strip_prefix:
-        kept = {k: k[len(strip_prefix) :] for k in structure.tensors if k.startswith(strip_prefix)}
-        if not kept:
-            raise NotShown
-        dropped = len(structure.tensors) - len(kept)
-        structure.tensors = {new: structure.tensors[old] for old, new in kept.items()}
-        note = f"; {dropped} other keys left out" if dropped else ""
-        structure.info.append(("key prefix", f"{strip_prefix!r} stripped (--strip-prefix){note}"))
+        kept, row = strip_prefix_rule(list(structure.tensors), strip_prefix)
+        structure.rename(kept)
+        structure.info.append(row)
+    if path.is_dir() and structure.format.startswith("Hugging Face") and not keys_only:
+        _architecture_row(structure, path)
     if not structure.tensors:
         raise NotShown
     return structure
@@ -135,10 +120,10 @@ def _read(
 # --- folders -----------------------------------------------------------------------------------
 
 
-def _read_folder(path: Path, key: str | None, keys_only: bool) -> Structure:
+def _read_folder(path: Path, key: str | None) -> Structure:
     if (path / ".metadata").is_file():
         raise NotShown  # a distributed checkpoint
-    weights = _hf_weight_files(path)
+    weights = hf_weight_files(path)
     if not weights:
         candidates = [
             p for p in sorted(path.iterdir()) if p.name.lower().endswith(CHECKPOINT_SUFFIXES)
@@ -153,74 +138,24 @@ def _read_folder(path: Path, key: str | None, keys_only: bool) -> Structure:
     structure.format = f"Hugging Face folder ({structure.format})"
     config = path / "config.json"
     if config.is_file():
-        structure.info[:0] = _describe_hf_config(config)
+        structure.info[:0] = describe_hf_config(config)
         structure.files.append(config)
-    if not keys_only and _config_file(path) is not None:
-        if importlib.util.find_spec("transformers") is not None:
-            raise NotShown  # transformers builds it: its classes, not the keys' groups
-        structure.info.append(
-            ("architecture", f"from the keys; {INSTALL_HINT} builds it from config.json")
-        )
     return structure
 
 
-def _config_file(path: Path) -> Path | None:
-    """The config.json of a folder (or the file itself) when it names a transformers model."""
-    config = path if path.is_file() else path / "config.json"
-    if config.name != "config.json" or not config.is_file():
-        return None
-    try:
-        data = read_json(config, "config.json")
-    except ReadError:
-        raise NotShown from None  # the full open reads it its own way
-    return config if isinstance(data, dict) and "model_type" in data else None
-
-
-def _holds_weights(folder: Path) -> bool:
-    if (folder / ".metadata").is_file() or _hf_weight_files(folder):
-        return True
-    return any(p.name.lower().endswith(CHECKPOINT_SUFFIXES) for p in folder.iterdir())
-
-
-def _hf_weight_files(folder: Path) -> list[Path]:
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = folder / index_name
-        if index.is_file():
-            data = read_json(index, "a weights index")
-            weight_map = data.get("weight_map") if isinstance(data, dict) else None
-            if not isinstance(weight_map, dict) or not all(
-                isinstance(v, str) for v in weight_map.values()
-            ):
-                raise NotShown
-            names = list(dict.fromkeys(weight_map.values()))
-            if any(not n or "/" in n or "\\" in n or n in (".", "..") for n in names):
-                raise NotShown
-            files = [folder / name for name in names]
-            if not all(f.is_file() for f in files):
-                raise NotShown
-            return files
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return [folder / name]
-    if (folder / "config.json").is_file():
-        return sorted(folder.glob("*.safetensors"))
-    return []
-
-
-def _describe_hf_config(config: Path) -> list[tuple[str, str]]:
-    try:
-        data: Any = read_json(config, "config.json")
-    except ReadError:
-        return [("config.json", "unreadable")]
-    if not isinstance(data, dict):
-        return [("config.json", "not a JSON object")]
-    rows = []
-    for name in HF_CONFIG_FIELDS:
-        if name in data:
-            value = data[name]
-            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-            rows.append((f"config {name}", _short(text)))
-    return rows
+def _architecture_row(structure: Structure, folder: Path) -> None:
+    """A Hugging Face folder's architecture, as `core.checkpoint_source` decides it."""
+    config = config_file(folder)
+    if config is None:
+        return
+    if custom_code(config):
+        structure.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))
+    elif transformers_installed():
+        raise NotShown  # transformers builds it: its classes, not the keys' groups
+    else:
+        structure.info.append(
+            ("architecture", f"from the keys; {INSTALL_HINT} builds it from config.json")
+        )
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -262,108 +197,8 @@ def _read_safetensors(paths: list[Path]) -> Structure:
 
 def _take_weights(structure: Structure, loaded: Any, key: str | None, where: str) -> None:
     """Where a training checkpoint keeps its weights, as the full open finds them."""
-    if not isinstance(loaded, Mapping):
-        raise NotShown
-    if key is not None:
-        if _all_tensors(loaded, where):
-            raise NotShown
-        weights = _lookup(loaded, key, where)
-        if weights is None:
-            raise NotShown
-        structure.info.insert(0, ("weights from", f"[{key!r}] (--key)"))
-    elif _all_tensors(loaded, where):
-        weights = loaded
-    else:
-        found = _find_weights(loaded, where)
-        if found is None:
-            raise NotShown
-        found_key, weights = found
-        others = [
-            str(k)
-            for k, v in loaded.items()
-            if k != found_key and isinstance(v, Mapping) and v and _all_tensors(v, where)
-        ]
-        note = f" (also there: {', '.join(others)}; choose with --key)" if others else ""
-        structure.info.insert(0, ("weights from", f"[{found_key!r}]{note}"))
-    entries = list(flatten(weights, where))
-    structure.tensors = {k: v for k, v in entries if isinstance(v, TensorRecord)}
-    unread = [k for k, v in entries if isinstance(v, Unread)]
-    if unread:
-        kinds = sorted({v.what for _, v in entries if isinstance(v, Unread)})
-        structure.info.append(("not loaded", _short(f"{', '.join(kinds)}: {', '.join(unread)}")))
-    skipped = [k for k, v in entries if not isinstance(v, (TensorRecord, Unread))]
-    if skipped:
-        structure.info.append(("non-tensor entries", _short(", ".join(skipped))))
-
-
-def _leaves(mapping: Mapping[Any, Any], where: str) -> Iterator[Any]:
-    return (v for _, v in flatten(mapping, where))
-
-
-def _all_tensors(mapping: Mapping[Any, Any], where: str) -> bool:
-    return all(isinstance(v, (TensorRecord, Unread)) for v in _leaves(mapping, where))
-
-
-def _has_tensors(mapping: Mapping[Any, Any], where: str) -> bool:
-    return any(isinstance(v, TensorRecord) for v in _leaves(mapping, where))
-
-
-def _lookup(loaded: Mapping[Any, Any], key: str, where: str) -> Mapping[str, Any] | None:
-    value: Any = loaded
-    for part in key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value if isinstance(value, Mapping) and _has_tensors(value, where) else None
-
-
-def _is_optimizer_state(value: Any) -> bool:
-    return isinstance(value, Mapping) and "param_groups" in value and "state" in value
-
-
-def _find_weights(loaded: Mapping[Any, Any], where: str) -> tuple[str, Mapping[str, Any]] | None:
-    for key in WEIGHTS_KEYS:
-        value = loaded.get(key)
-        if isinstance(value, Mapping) and _has_tensors(value, where):
-            return key, value
-    candidates = [
-        (
-            sum(v.numel for v in _leaves(value, where) if isinstance(v, TensorRecord)),
-            str(key),
-            value,
-        )
-        for key, value in loaded.items()
-        if isinstance(value, Mapping)
-        and _has_tensors(value, where)
-        and not _is_optimizer_state(value)
-    ]
-    if not candidates:
-        return None
-    _, key, value = max(candidates, key=lambda c: c[0])
-    return key, value
-
-
-# --- key prefixes ------------------------------------------------------------------------------
-
-
-def _strip_wrapper_prefix(structure: Structure) -> None:
-    for prefix in WRAPPER_PREFIXES:
-        keys = list(structure.tensors)
-        if not keys or not all(k.startswith(prefix) for k in keys):
-            continue
-        structure.tensors = {k[len(prefix) :]: v for k, v in structure.tensors.items()}
-        structure.info.append(
-            ("key prefix", f"{prefix!r} stripped from every key (--keep-prefix keeps it)")
-        )
-
-
-def _note_wrapper_prefix(structure: Structure) -> None:
-    for prefix in WRAPPER_PREFIXES:
-        keys = list(structure.tensors)
-        if keys and all(k.startswith(prefix) for k in keys):
-            structure.info.append(("key prefix", f"every key starts with {prefix!r} (kept)"))
-            return
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= INFO_VALUE_LIMIT else text[: INFO_VALUE_LIMIT - 1] + "…"
+    found = take_weights(loaded, key, where)
+    structure.info[:0] = found.first_rows
+    structure.tensors = found.tensors
+    structure.info.extend(found.rows)
+    structure.partial = bool(found.rest)

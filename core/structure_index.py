@@ -9,10 +9,8 @@ records; nothing here has values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from modelbrowse.core.index_reading import IndexReading, collector_paused
-from modelbrowse.core.nodes import Node, NodeKind, StandIn
+from modelbrowse.core.index_reading import COUNTED, IndexReading, collector_paused, tensor_totals
+from modelbrowse.core.nodes import Node, NodeKind, StandIn, Totals, ancestors
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.structure import NotShown, Structure
@@ -48,13 +46,14 @@ class Group(ModuleStandIn):
 class TensorStandIn(StandIn):
     """A tensor as its record describes it: no values until torch maps them."""
 
-    __slots__ = ("record",)
+    __slots__ = ("count", "record")
     device = "cpu"
     is_meta = False
     requires_grad = False
 
     def __init__(self, record: TensorRecord) -> None:
         self.record = record
+        self.count = record.numel
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -65,7 +64,7 @@ class TensorStandIn(StandIn):
         return self.record.dtype
 
     def numel(self) -> int:
-        return self.record.numel
+        return self.count
 
     def element_size(self) -> int:
         return self.record.itemsize
@@ -87,15 +86,17 @@ def is_buffer_key(key: str, record: TensorRecord) -> bool:
     return key.rpartition(".")[2] in BUFFER_NAMES or not is_floating(record.dtype)
 
 
-@dataclass
 class _Module:
-    """A module being built: its children by kind, in key order, and the names taken."""
+    """A module being built: its children by kind, in key order, and its own tensors' totals."""
 
-    node: Node
-    parameters: list[str] = field(default_factory=list)
-    buffers: list[str] = field(default_factory=list)
-    modules: list[str] = field(default_factory=list)
-    taken: set[str] = field(default_factory=set)
+    __slots__ = ("buffers", "modules", "node", "parent", "totals")
+
+    def __init__(self, node: Node, parent: _Module | None) -> None:
+        self.node = node
+        self.parent = parent
+        self.buffers: list[str] | None = None  # parameters go straight to node.children
+        self.modules: list[str] | None = None
+        self.totals = Totals()
 
 
 class StructureIndex(IndexReading):
@@ -106,79 +107,195 @@ class StructureIndex(IndexReading):
     def __init__(self, structure: Structure) -> None:
         self.structure = structure
         self._nodes = {}
-        self._paths_by_id = {}
+        self._paths_by_id = {}  # only the objects with several paths: the others have one
         self._totals = {}
         self._in_tree_order = False
         with collector_paused():
             self._build(structure)
-            self._compute_totals()
+            self._compute_shared_totals()
 
     def _build(self, structure: Structure) -> None:
         root = Node("", "Weights", NodeKind.MODULE, Weights(), None, 0)
-        modules = {"": _Module(root)}
-        self._nodes[""] = root
-        shared: dict[tuple[object, ...], TensorStandIn] = {}
+        nodes = {"": root}
+        modules = {"": _Module(root, None)}
+        self._nodes = nodes
+        ties = _Ties()
         deepest = DEFAULT_LIMITS.depth
+        parameter_kind, buffer_kind = NodeKind.PARAMETER, NodeKind.BUFFER
         for key, record in structure.tensors.items():
-            if key.count(".") >= deepest or "" in key.split("."):
+            if (
+                key.count(".") >= deepest
+                or not key
+                or key[0] == "."
+                or key[-1] == "."
+                or ".." in key
+            ):
                 raise NotShown
             prefix, _, name = key.rpartition(".")
-            parent = self._module(modules, prefix)
-            if name in parent.taken:
+            parent = modules.get(prefix)
+            if parent is None:
+                parent = self._module(modules, prefix)
+            if key in nodes:
                 raise NotShown  # a tensor and the prefix of other keys
-            parent.taken.add(name)
-            identity = _layout(record)
-            stand_in = shared.get(identity) if identity is not None else None
-            if stand_in is None:
-                buffer = is_buffer_key(key, record)
-                stand_in = TensorStandIn(record) if buffer else ParameterStandIn(record)
-                if identity is not None:
-                    shared[identity] = stand_in
-            kind = NodeKind.PARAMETER if stand_in.is_parameter else NodeKind.BUFFER
-            node = Node(key, name, kind, stand_in, prefix, parent.node.depth + 1)
-            self._nodes[key] = node
-            (parent.parameters if stand_in.is_parameter else parent.buffers).append(key)
-        for module in modules.values():
-            module.node.children = module.parameters + module.buffers + module.modules
-        self._nodes = {path: self._nodes[path] for path in self._ordered("")}
+            stand_in = ties.stand_in(key, record)
+            parent_node = parent.node
+            numel = stand_in.count
+            totals = parent.totals
+            totals.tensors += 1
+            totals.nbytes += numel * record.itemsize
+            if stand_in.is_parameter:
+                nodes[key] = Node(
+                    key,
+                    name,
+                    parameter_kind,
+                    stand_in,
+                    parent_node.path,
+                    parent_node.depth + 1,
+                )
+                parent_node.children.append(key)
+                totals.params += numel
+                totals.trainable += numel
+            else:
+                nodes[key] = Node(
+                    key,
+                    name,
+                    buffer_kind,
+                    stand_in,
+                    parent_node.path,
+                    parent_node.depth + 1,
+                )
+                if parent.buffers is None:
+                    parent.buffers = []
+                parent.buffers.append(key)
+                totals.buffers += numel
+        self._totals = {}
+        for module in reversed(modules.values()):  # made parents first: children first here
+            node = module.node
+            if module.buffers is not None:
+                node.children += module.buffers
+            if module.modules is not None:
+                node.children += module.modules
+            self._totals[node.path] = module.totals
+            if module.parent is not None:
+                _add(module.parent.totals, module.totals)
+        del modules
+        ordered: dict[str, Node] = {}
+        stack = [""]
+        while stack:
+            path = stack.pop()
+            node = nodes[path]
+            ordered[path] = node
+            if node.children:
+                stack.extend(reversed(node.children))
+        self._nodes = ordered
         self._in_tree_order = True
-        for path, node in self._nodes.items():
-            self._paths_by_id.setdefault(id(node.obj), []).append(path)
+        if ties.shared:
+            for path, node in ordered.items():
+                if id(node.obj) in ties.shared:
+                    self._paths_by_id.setdefault(id(node.obj), []).append(path)
 
     def _module(self, modules: dict[str, _Module], prefix: str) -> _Module:
         """The module for `prefix`, made with any missing ancestors (a loop: no recursion)."""
-        found = modules.get(prefix)
-        if found is not None:
-            return found
         missing = [prefix]
         outer = prefix.rpartition(".")[0]
         while outer and outer not in modules:
             missing.append(outer)
             outer = outer.rpartition(".")[0]
+        nodes = self._nodes
         for path in reversed(missing):
             outer, _, name = path.rpartition(".")
             parent = modules[outer]
-            if name in parent.taken:
+            if path in nodes:
                 raise NotShown  # a tensor and the prefix of other keys
-            parent.taken.add(name)
-            node = Node(path, name, NodeKind.MODULE, Group(), outer, parent.node.depth + 1)
-            self._nodes[path] = node
+            parent_node = parent.node
+            node = Node(
+                path, name, NodeKind.MODULE, Group(), parent_node.path, parent_node.depth + 1
+            )
+            nodes[path] = node
+            if parent.modules is None:
+                parent.modules = []
             parent.modules.append(path)
-            modules[path] = _Module(node)
+            modules[path] = _Module(node, parent)
         return modules[prefix]
+
+    def _compute_shared_totals(self) -> None:
+        """A tied tensor was counted once per path: once in every subtree holding several."""
+        totals = self._totals
+        for paths in self._paths_by_id.values():
+            if self._nodes[paths[0]].kind not in COUNTED:
+                continue
+            occurrences: dict[str, int] = {}
+            for path in paths:
+                for ancestor in ancestors(path):
+                    occurrences[ancestor] = occurrences.get(ancestor, 0) + 1
+            once = tensor_totals(self._nodes[paths[0]])
+            for ancestor, count in occurrences.items():
+                if count > 1:
+                    totals[ancestor] = totals[ancestor] - once.scaled(count - 1)
 
     @property
     def is_meta(self) -> bool:
         return False
 
 
-def _layout(record: TensorRecord) -> tuple[object, ...] | None:
+def _add(totals: Totals, more: Totals) -> None:
+    totals.params += more.params
+    totals.trainable += more.trainable
+    totals.buffers += more.buffers
+    totals.nbytes += more.nbytes
+    totals.tensors += more.tensors
+
+
+class _Ties:
     """Same storage, offset, shape, strides and dtype: one tensor saved under two keys (the full
-    open maps each storage once, so these are the tensors it finds tied)."""
-    if record.numel == 0:
-        return None
-    storage = record.storage
-    return (storage.file, storage.start, record.offset, record.shape, record.stride, record.dtype)
+    open maps each storage once, so these are the tensors it finds tied). Looked up by file and
+    storage start first, without a new object per key."""
+
+    def __init__(self) -> None:
+        # file -> storage start -> the stand-in of the first view there; once a second view
+        # starts there, a map of their layouts (a storage of a million views stays linear)
+        self._by_file: dict[str, dict[int, TensorStandIn | dict[Layout, TensorStandIn]]] = {}
+        self._file = ""
+        self._starts: dict[int, TensorStandIn | dict[Layout, TensorStandIn]] = {}
+        self.shared: set[int] = set()  # ids of the stand-ins found under several keys
+
+    def stand_in(self, key: str, record: TensorRecord) -> TensorStandIn:
+        """The stand-in of the tensor `record` is a view of: a new one unless it is tied."""
+        if 0 in record.shape:  # an empty view ties to nothing
+            return _new_stand_in(key, record)
+        storage = record.storage
+        if storage.file != self._file:
+            self._file = storage.file
+            self._starts = self._by_file.setdefault(storage.file, {})
+        found = self._starts.get(storage.start)
+        if found is None:
+            stand_in = self._starts[storage.start] = _new_stand_in(key, record)
+            return stand_in
+        if isinstance(found, TensorStandIn):
+            if found.record is record:
+                self.shared.add(id(found))
+                return found
+            found = self._starts[storage.start] = {_layout(found.record): found}
+        layout = _layout(record)
+        tied = found.get(layout)
+        if tied is not None:
+            self.shared.add(id(tied))
+            return tied
+        stand_in = found[layout] = _new_stand_in(key, record)
+        return stand_in
+
+
+Layout = tuple[int, tuple[int, ...], tuple[int, ...], str]
+
+
+def _layout(record: TensorRecord) -> Layout:
+    return (record.offset, record.shape, record.stride, record.dtype)
+
+
+def _new_stand_in(key: str, record: TensorRecord) -> TensorStandIn:
+    if is_buffer_key(key, record):
+        return TensorStandIn(record)
+    return ParameterStandIn(record)
 
 
 def preview_index(structure: Structure) -> StructureIndex | None:

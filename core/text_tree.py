@@ -2,39 +2,67 @@
 
 from __future__ import annotations
 
-from modelbrowse.core.index import NodeIndex
+from typing import TYPE_CHECKING
+
 from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.units import human_bytes, human_count, printable
+
+if TYPE_CHECKING:  # torch-free: the tree of a weight file is printed from its keys alone
+    from modelbrowse.core.index_reading import IndexReading as NodeIndex
 
 
 def render_source_info(source: object) -> str:
     """What a checkpoint holds besides the tree (format, epoch, optimizer, metadata) and how it
     fits an architecture; empty for other sources."""
-    rows: list[tuple[str, str]] = list(getattr(source, "info", []))
+    fit = getattr(source, "fit", None)
+    fit_lines = fit.lines() if fit is not None and (not fit.fits or fit.casts) else []
+    return render_rows(getattr(source, "info", []), getattr(source, "warnings", []), fit_lines)
+
+
+def render_rows(
+    rows: list[tuple[str, str]], warnings: list[str] | None = None, more: list[str] | None = None
+) -> str:
+    """Label and value rows, aligned, then warnings and more lines; empty without rows."""
     if not rows:
         return ""
     width = max(len(printable(label)) for label, _ in rows)
     lines = [f"{printable(label):<{width}}  {printable(value)}" for label, value in rows]
-    for warning in getattr(source, "warnings", []):
-        lines.append(f"warning: {printable(warning)}")
-    fit = getattr(source, "fit", None)
-    if (fit is not None and not fit.fits) or (fit is not None and fit.casts):
-        lines += ["", *fit.lines()]
+    lines += [f"warning: {printable(warning)}" for warning in warnings or []]
+    if more:
+        lines += ["", *more]
     return "\n".join(lines) + "\n\n"
 
 
 def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
     """One line per module (path, class, parameters), indented by depth, then the totals."""
     rows: list[tuple[str, str, str, str]] = []
-    for path in index.paths():
-        node = index.node(path)
-        if not node.is_module or (depth is not None and node.depth > depth):
+    unregistered: list[str] = []
+    module, plain = NodeKind.MODULE, NodeKind.UNREGISTERED_TENSOR
+    shared = index.has_shared()
+    classes: dict[str, str] = {}  # a class's printable name: a few classes, a million modules
+    counts: dict[int, str] = {}
+    for node in index.nodes():
+        if node.kind is not module:
+            if node.kind is plain:
+                unregistered.append(node.path)
             continue
+        if depth is not None and node.depth > depth:
+            continue
+        path = node.path
         label = "  " * node.depth + (printable(path) if path else "(root)")
-        aliases = [a for a in index.aliases(path) if a != path]
-        note = f"shared with {', '.join(printable(a) for a in aliases)}" if aliases else ""
-        params = human_count(index.totals(path).params)
-        rows.append((label, printable(node.type_name), params, note))
+        note = ""
+        if shared:
+            aliases = [a for a in index.aliases(path) if a != path]
+            note = f"shared with {', '.join(printable(a) for a in aliases)}" if aliases else ""
+        params = index.totals(path).params
+        count = counts.get(params)
+        if count is None:
+            count = counts[params] = human_count(params)
+        type_name = node.type_name
+        cls = classes.get(type_name)
+        if cls is None:
+            cls = classes[type_name] = printable(type_name)
+        rows.append((label, cls, count, note))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         f"{label:<{widths[0]}}  {cls:<{widths[1]}}  {params:>{widths[2]}}  {note}".rstrip()
@@ -49,12 +77,11 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
         f"trainable: {totals.trainable:,}  frozen: {totals.frozen:,}  "
         f"buffers: {totals.buffers:,}  size: {human_bytes(totals.nbytes)}"
     )
-    for path in index.paths():
-        if index.node(path).kind is NodeKind.UNREGISTERED_TENSOR:
-            lines.append(
-                f"warning: {printable(path)} is a plain tensor attribute, not a registered buffer: "
-                "it is not in state_dict() and .to() does not move it"
-            )
+    for path in unregistered:
+        lines.append(
+            f"warning: {printable(path)} is a plain tensor attribute, not a registered buffer: "
+            "it is not in state_dict() and .to() does not move it"
+        )
     return "\n".join(lines) + "\n"
 
 

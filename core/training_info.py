@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 
+from modelbrowse.core.checkpoint_rules import is_optimizer_state, short
 from modelbrowse.core.reading.pickles import Global
-
-INFO_VALUE_LIMIT = 120
 
 
 def describe_extras(rest: Mapping[Any, Any]) -> list[tuple[str, str]]:
@@ -37,10 +36,6 @@ def describe_extras(rest: Mapping[Any, Any]) -> list[tuple[str, str]]:
         else:
             rows.append((label, type(value).__name__))
     return rows
-
-
-def is_optimizer_state(value: Any) -> bool:
-    return isinstance(value, Mapping) and "param_groups" in value and "state" in value
 
 
 def describe_optimizer(state: Mapping[str, Any]) -> str:
@@ -94,9 +89,3 @@ def _tensor_value(tensor: torch.Tensor) -> str:
     if _is_scalar(tensor):
         return _scalar(tensor)
     return f"tensor {tuple(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
-
-
-def short(text: str) -> str:
-    if len(text) <= INFO_VALUE_LIMIT:
-        return text
-    return text[: INFO_VALUE_LIMIT - 1] + "…"

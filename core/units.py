@@ -32,6 +32,8 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 def printable(text: str, limit: int = 200) -> str:
     """Text from a model or file made safe to show: control characters escaped, long text elided."""
+    if text.isprintable() and len(text) <= limit:
+        return text  # the common case, without a pass over every character
     cleaned = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
     if len(cleaned) > limit:
         keep = (limit - 1) // 2

@@ -341,6 +341,11 @@ def _options(args: argparse.Namespace) -> AppOptions:
 
 def _print_tree(args: argparse.Namespace) -> int:
     def print_tree() -> int:
+        texts = _print_from_structure(args) if args.detail is None else None
+        if texts is not None:
+            for text in texts:  # written apart: a million lines are not copied again
+                _write(text)
+            return 0
         from modelbrowse.core.index import NodeIndex
         from modelbrowse.core.text_tree import render_source_info, render_tree_text
 
@@ -360,6 +365,24 @@ def _print_tree(args: argparse.Namespace) -> int:
         return 0
 
     return _guarded(args, print_tree)
+
+
+def _print_from_structure(args: argparse.Namespace) -> list[str] | None:
+    """`--print` of a weight file from its bytes alone, without torch: the text the full open
+    prints, or None when only the full open can print it (its rows, or its classes, differ)."""
+    from modelbrowse.core.index_reading import collector_paused
+    from modelbrowse.core.text_tree import render_rows, render_selection, render_tree_text
+
+    if args.select is not None and args.select.strip() == "all-linear":
+        return None  # told from the modules' classes, which only the full open has
+    # Millions of records and nodes, none in a cycle: the collector would only walk them.
+    with collector_paused():
+        index = _options(args).read_structure()
+        if index is None or index.structure.partial:
+            return None
+        if args.select is not None:
+            return [render_selection(index, args.select)]
+        return [render_rows(index.structure.rows), render_tree_text(index, depth=args.depth)]
 
 
 def _print_diff(args: argparse.Namespace) -> int:

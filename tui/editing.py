@@ -270,7 +270,7 @@ class EditActions:
 
     def _reinit_selection(self, selection: Selection) -> None:
         from modelbrowse.core.edits import new_seed
-        from modelbrowse.core.index import outermost
+        from modelbrowse.core.index_reading import outermost
         from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 
         paths = outermost(selection.paths)
@@ -287,7 +287,7 @@ class EditActions:
         self._app.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
 
     def _replace_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.index import outermost
+        from modelbrowse.core.index_reading import outermost
         from modelbrowse.core.module_edits import Replace
 
         paths = [p for p in outermost(selection.paths) if p]

@@ -82,7 +82,7 @@ class FreezeActions:
         app._when_real(freeze)
 
     def _freeze_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.index import outermost
+        from modelbrowse.core.index_reading import outermost
 
         app = self._app
         if app._weights_only("freezing"):

@@ -89,30 +89,8 @@ class LoadActions:
     def _read_preview(self) -> StructureIndex | None:
         """A weight file's tree from its bytes alone, before torch is imported; None when only
         the full open can show it (then the app waits for that, as before)."""
-        from modelbrowse.core.structure import read_structure
-        from modelbrowse.core.structure_index import preview_index
-
-        options = self.options
-        full_open_only = bool(
-            options.arch
-            or options.diff is not None
-            or options.recipe
-            or options.meta
-            or options.trust_pickle
-            or options.device not in (None, "cpu")
-            or options.kw
-            or options.weights
-        )
         try:
-            structure = read_structure(
-                options.source,
-                key=options.key,
-                keep_prefix=options.keep_prefix,
-                strip_prefix=options.strip_prefix,
-                keys_only=options.keys_only,
-                full_open_only=full_open_only,
-            )
-            return preview_index(structure) if structure is not None else None
+            return self.options.read_structure()
         except Exception:  # the preview is a head start, never a failure: the full open decides
             return None
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from modelbrowse.core.sources import Source
+    from modelbrowse.core.structure_index import StructureIndex
 
 
 @dataclass
@@ -59,3 +60,30 @@ class AppOptions:
             arch=self.arch,
             checkpoint=checkpoint,
         )
+
+    def read_structure(self) -> StructureIndex | None:
+        """The weight file's tree read from its bytes alone (no torch), or None when only the
+        full open can show it: an architecture, a comparison, a recipe, `--meta`, a trusted
+        pickle, a device, `--kw`, `--weights`, or a source the reading layer does not cover."""
+        from modelbrowse.core.structure import read_structure
+        from modelbrowse.core.structure_index import preview_index
+
+        full_open_only = bool(
+            self.arch
+            or self.diff is not None
+            or self.recipe
+            or self.meta
+            or self.trust_pickle
+            or self.device not in (None, "cpu")
+            or self.kw
+            or self.weights
+        )
+        structure = read_structure(
+            self.source,
+            key=self.key,
+            keep_prefix=self.keep_prefix,
+            strip_prefix=self.strip_prefix,
+            keys_only=self.keys_only,
+            full_open_only=full_open_only,
+        )
+        return preview_index(structure) if structure is not None else None

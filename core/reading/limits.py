@@ -5,10 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.units import printable
 
 
 class ReadError(SourceError):
-    """A file could not be read as what it claims to be; the message is one line."""
+    """A file could not be read as what it claims to be; the message is one line.
+
+    Messages quote names taken from files: control characters (a newline, an escape sequence)
+    are escaped here, so no reader can forget to.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, 4000))
 
 
 @dataclass(frozen=True)

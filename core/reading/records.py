@@ -101,9 +101,14 @@ class TensorRecord:
 
     def extent(self) -> int:
         """Elements of the storage the view reaches, from its offset (0 for an empty view)."""
-        if self.numel == 0:
+        shape = self.shape
+        if len(shape) == 1:  # the common cases without a generator
+            return shape[0] and 1 + (shape[0] - 1) * self.stride[0]
+        if not shape:
+            return 1
+        if 0 in shape:
             return 0
-        return 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
+        return 1 + sum((n - 1) * s for n, s in zip(shape, self.stride, strict=True))
 
 
 def tensor_record(

@@ -110,7 +110,12 @@ def _checked(
     metadata = header.pop("__metadata__", None)
     file = str(path)
     built: list[tuple[str, TensorRecord]] = []
-    ranges: list[tuple[int, int, str]] = []
+    # Entries written in data order (as every writer does) each end where the next begins:
+    # checked as they come, with no list of ranges to sort.
+    following = data_size
+    in_order = True
+    # Shape -> (shape, stride): one pair of tuples per distinct shape, not per tensor.
+    layouts: dict[tuple[int, ...], tuple[tuple[int, ...], tuple[int, ...]]] = {}
     dtypes = SAFETENSORS_DTYPES
     rank = limits.tensor_rank
     # Entries are taken off the parsed header as they become records (last first), so the
@@ -143,14 +148,26 @@ def _checked(
                 f"but its data_offsets hold {end - begin:,}"
             )
         storage = StorageRef(file, data_start + begin, end - begin, key)
-        built.append((key, TensorRecord(dtype, shape, _row_major(shape), 0, storage)))
-        ranges.append((begin, end, key))
+        known = layouts.get(shape)
+        if known is None:
+            known = layouts[shape] = (shape, _row_major(shape))
+        shape, stride = known
+        built.append((key, TensorRecord(dtype, shape, stride, 0, storage)))
+        if end != following:
+            in_order = False
+        following = begin
+    built.reverse()
+    if not in_order or following != 0:
+        ranges = [
+            (r.storage.start - data_start, r.storage.start - data_start + r.storage.nbytes, k)
+            for k, r in built
+        ]
+        _check_ranges(ranges, data_size, where)
     # Sorted by key, as the safetensors library lists them (the header's own order is the
     # writer's, and trees and --print have always followed the sorted one).
     built.sort(key=lambda item: item[0])
     tensors = dict(built)
     del built
-    _check_ranges(ranges, data_size, where)
     result = SafetensorsHeader(path, tensors)
     if metadata is not None:
         if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):

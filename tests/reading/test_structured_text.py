@@ -53,3 +53,9 @@ def test_plain_json_reads(tmp_path: Path) -> None:
     path = tmp_path / "ok.json"
     path.write_text('{"a": [1, 2.5, "x"]}')
     assert read_json(path) == {"a": [1, 2.5, "x"]}
+
+
+def test_a_read_error_quoting_a_name_from_a_file_stays_one_line() -> None:
+    error = ReadError("x.pt holds a evil\nname\x1b[31m where a tensor goes")
+    assert "\n" not in str(error) and "\x1b" not in str(error)
+    assert "evil\\nname\\x1b[31m" in str(error)
