@@ -97,7 +97,7 @@ class QuickTree(Tree[TreeDataType]):
         self._frame: tuple[Style, int, Offset] | None = None
         self._styles_cache = RowStylesCache(self._row_key)
 
-    def _on_mount(self) -> None:
+    def on_mount(self) -> None:
         self.call_after_refresh(self._make_scrollbar)
 
     def _make_scrollbar(self) -> None:
