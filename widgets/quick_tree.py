@@ -23,7 +23,7 @@ from textual.geometry import Offset, Region
 from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 from textual.widgets import Tree
-from textual.widgets._tree import TreeDataType
+from textual.widgets.tree import TreeDataType
 
 # Styled rows kept: a few screens of a tree, as many as Tree keeps unstyled lines.
 ROWS_KEPT = 1024
