@@ -65,21 +65,6 @@ def test_version() -> None:
     assert result.stdout.split()[1][0].isdigit()
 
 
-def test_core_and_widgets_import_in_one_direction() -> None:
-    result = python(
-        "import sys, pkgutil, importlib\n"
-        "import modelbrowse.core as core\n"
-        "for info in pkgutil.iter_modules(core.__path__):\n"
-        "    importlib.import_module('modelbrowse.core.' + info.name)\n"
-        "assert 'textual' not in sys.modules, 'core imports textual'\n"
-        "import modelbrowse.widgets as widgets\n"
-        "for info in pkgutil.iter_modules(widgets.__path__):\n"
-        "    importlib.import_module('modelbrowse.widgets.' + info.name)\n"
-        "assert 'modelbrowse.tui' not in sys.modules, 'widgets import tui'\n"
-    )
-    assert result.returncode == 0, result.stderr
-
-
 def test_the_app_and_its_widgets_import_without_torch() -> None:
     """The frame is painted before torch is imported: nothing the app module loads may need it."""
     result = python(

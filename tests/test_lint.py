@@ -1,9 +1,9 @@
-"""The code passes ruff (lint and format) and mypy --strict on core/."""
+"""The code passes ruff (lint and format) and mypy --strict on core/, widgets/ and tui/."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("core", "widgets", "tui")
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -19,7 +20,8 @@ def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+# find_spec, not shutil.which: the venv's bin/ need not be on PATH (`.venv/bin/python -m pytest`).
+@pytest.mark.skipif(importlib.util.find_spec("ruff") is None, reason="ruff is not installed")
 def test_ruff_lint_and_format() -> None:
     lint = run_tool("ruff", "check", ".")
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -27,15 +29,16 @@ def test_ruff_lint_and_format() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_mypy_strict_on_core(tmp_path: Path) -> None:
+def test_mypy_strict_on_every_package(tmp_path: Path) -> None:
     (tmp_path / "modelbrowse").mkdir()
-    (tmp_path / "modelbrowse" / "core").symlink_to(ROOT / "core")
+    for part in PACKAGES:
+        (tmp_path / "modelbrowse" / part).symlink_to(ROOT / part)
     result = subprocess.run(
         [
             sys.executable, "-m", "mypy",
             "--config-file", str(ROOT / "pyproject.toml"),
             "--cache-dir", str(ROOT / ".mypy_cache"),
-            "-p", "modelbrowse.core",
+            *(arg for part in PACKAGES for arg in ("-p", f"modelbrowse.{part}")),
         ],
         cwd=tmp_path,
         env={**os.environ, "MYPYPATH": str(tmp_path)},

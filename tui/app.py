@@ -176,7 +176,8 @@ class ModelBrowseApp(
             if name in WAIT_FOR_MODEL_ACTIONS:
                 self.notify("the model is still loading", severity="warning")
                 return True
-        return await super().run_action(action, default_namespace, namespaces)
+        handled: bool = await super().run_action(action, default_namespace, namespaces)
+        return handled
 
     def protected_paths(self) -> set[Path]:
         """Files the model was opened from: overwriting them takes a second confirmation."""

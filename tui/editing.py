@@ -42,7 +42,7 @@ class EditActions:
     history: EditHistory | None
     shape_status: str
     shape_failed: bool
-    _pending: list[Callable[[], None]]
+    _pending: list[Callable[[], object]]  # what it returns is not used
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -59,14 +59,14 @@ class EditActions:
         if refusal:
             app.notify(refusal, severity="warning", title="nothing changed")
             return None
-        path = app.query_one(ModuleTree).cursor_path
+        path: str | None = app.query_one(ModuleTree).cursor_path
         if path is None:
             app.notify("move the cursor to a module or tensor first", severity="warning")
         return path
 
     def _when_real(
         self,
-        action: Callable[[], None],
+        action: Callable[[], object],
         waiting: str = "initialising weights: the edit is applied when they are ready",
     ) -> None:
         """Run an action now if tensors are real, else once they are (and say so)."""

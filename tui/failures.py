@@ -31,7 +31,7 @@ class FailureHandling:
     is_running: bool
     exit: Any
     action_quit_app: Any
-    _exception: BaseException | None
+    _exception: Exception | None
 
     def _init_failure_handling(self) -> None:
         self._error_times: list[float] = []

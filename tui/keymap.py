@@ -57,7 +57,7 @@ def _read(path: Path) -> dict[str, object]:
     from modelbrowse.core.reading.structured_text import read_toml
 
     try:  # bounded in size and depth: a hostile file is one line, never a traceback
-        data = read_toml(path, "a config file", Limits(text_bytes=CONFIG_BYTES))
+        data: dict[str, object] = read_toml(path, "a config file", Limits(text_bytes=CONFIG_BYTES))
     except ModelBrowseError as exc:
         raise UsageError(str(exc)) from None
     for name in data:

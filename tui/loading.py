@@ -47,7 +47,7 @@ class LoadActions:
     shape_status: str
     shape_failed: bool
     diff_view: DiffView | None
-    _pending: list[Callable[[], None]]
+    _pending: list[Callable[[], object]]  # what it returns is not used
     query_one: Any
     call_from_thread: Any
     notify: Any
@@ -55,6 +55,9 @@ class LoadActions:
     run_shape_check: Any
     _show_detail: Any
     _apply_filter: Any
+    _read_recipe_edits: Any
+    _queue_recipe_edits: Any
+    _announce_kept_edits: Any
 
     @work(thread=True, exclusive=True, group="load")
     def load_model(self) -> None:
@@ -181,8 +184,9 @@ class LoadActions:
         else:
             self.query_one(ModuleTree).load(index)
             self._show_detail("")
-        if getattr(source, "files", None):
-            self.check_recipe_hashes(list(source.files))
+        files = getattr(source, "files", None)
+        if files:
+            self.check_recipe_hashes(list(files))
         self._queue_recipe_edits()  # first: nothing about other files can drop --recipe
         self._announce_kept_edits(source)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual.app import SystemCommand
@@ -65,10 +65,11 @@ class PaletteActions:
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """ctrl+p: every action with its keys, then those without a key, then Textual's own."""
+        app = cast("App[Any]", self)  # mixed into the App
         tree = self.screen_stack[0].query_one(ModuleTree)
-        yield from commands(APP_ACTIONS, keys_by_action(self, self.BINDINGS), self.run_action)
+        yield from commands(APP_ACTIONS, keys_by_action(app, self.BINDINGS), self.run_action)
         tree_bindings = [b for found in tree._bindings.key_to_bindings.values() for b in found]
-        yield from commands(TREE_ACTIONS, keys_by_action(self, tree_bindings), tree.run_action)
+        yield from commands(TREE_ACTIONS, keys_by_action(app, tree_bindings), tree.run_action)
         yield SystemCommand(
             "Copy path  (no key)",
             "the cursor's path, to the clipboard and the status line",

@@ -67,7 +67,7 @@ def capped_size(width: object, height: object) -> tuple[int, int]:
 
     def cap(value: object, default: int, most: int) -> int:
         try:
-            number = int(value)  # type: ignore[call-overload]
+            number: int = int(value)  # type: ignore[call-overload]  # any object: int() decides
         except (TypeError, ValueError, OverflowError):
             return default
         return max(1, min(number, most))
@@ -124,6 +124,9 @@ def make_server(argv: Sequence[str], port: int, title: str) -> Any:
     class GuardedServer(Server):  # type: ignore[misc]
         """textual-serve's server behind the token, `Host` and `Origin` checks, with one
         line of its own instead of a logo, and without a log line for every request."""
+
+        token: str
+        url: str
 
         def initialize_logging(self) -> None:
             logging.basicConfig(level=logging.WARNING, format="modelbrowse: %(message)s")

@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Mapping
-from typing import IO
+from typing import IO, Any
 
 from modelbrowse.tui.splash_styles import SGR
 
@@ -142,7 +142,7 @@ def escape_codes(frame: list[list[Run]], system: str) -> str:
 class Splash:
     """The painted frame and the terminal settings it changed, until Textual takes over."""
 
-    def __init__(self, stream: IO[str], saved_modes: list[object] | None) -> None:
+    def __init__(self, stream: IO[str], saved_modes: list[Any] | None) -> None:
         self.stream = stream
         self.saved_modes = saved_modes
         self.handed_over = False
@@ -200,7 +200,7 @@ def paint(
     return splash
 
 
-def _quiet_input() -> list[object] | None:
+def _quiet_input() -> list[Any] | None:
     """Stop the terminal echoing keys over the frame (they stay queued for the app); the
     settings before, to restore."""
     try:
@@ -209,7 +209,7 @@ def _quiet_input() -> list[object] | None:
         return None
     try:
         fd = sys.stdin.fileno()
-        saved: list[object] = termios.tcgetattr(fd)
+        saved: list[Any] = termios.tcgetattr(fd)
         quiet = termios.tcgetattr(fd)
         quiet[3] &= ~(termios.ECHO | termios.ICANON)
         termios.tcsetattr(fd, termios.TCSANOW, quiet)

@@ -19,7 +19,7 @@ def driver_after(splash: Splash) -> type[LinuxDriver]:
             if not splash.handed_over:  # the first start only, not a resume after ctrl+z
                 splash.hand_over()
                 self._skip_enter = True
-            super().start_application_mode()
+            super().start_application_mode()  # type: ignore[no-untyped-call]  # unannotated there
 
         def write(self, data: str) -> None:
             if self._skip_enter and data == ENTER_ALT_SCREEN:

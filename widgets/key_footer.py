@@ -142,11 +142,11 @@ class KeyFooter(Widget):
             text.append(rest, description_style + extra)
             spans.append((start, text.cell_len, entry))
 
-        line, keys = Text(no_wrap=True, overflow="crop", end=""), []
+        line, keys = Text(no_wrap=True, overflow="crop", end=""), list[Span]()
         if not self.dialog_up:
             for entry in self.entries:
                 put(line, keys, entry, f" {entry.display} ", f"{entry.description} ")
-        tail, tail_keys = Text(end=""), []
+        tail, tail_keys = Text(end=""), list[Span]()
         if self.palette is not None:
             tail.append("▏", self.get_component_rich_style("key-footer--separator"))
             put(

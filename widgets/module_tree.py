@@ -238,10 +238,12 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
     def get_label_width(self, node: TreeNode[TreeEntry]) -> int:
         """The width `render_label` gives, without rendering the label: Tree measures every
         line each time lines are added or removed (hundreds of lines per expand or edit)."""
+        label = node.label  # a Text once Tree has processed it; typed as either
+        width = cell_len(label) if isinstance(label, str) else label.cell_len
         if not node.allow_expand:
-            return node.label.cell_len
+            return width
         icon = self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
-        return cell_len(icon) + node.label.cell_len
+        return cell_len(icon) + width
 
     # --- lazy children -------------------------------------------------------------------
 
@@ -253,17 +255,17 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
             return
         self._populated.add(tree_node.id)
         with self.one_invalidation():
-            self._add_children(tree_node, tree_node.data)
+            self._add_entries(tree_node, tree_node.data)
 
-    def _add_children(self, tree_node: TreeNode[TreeEntry], entry: TreeEntry) -> None:
+    def _add_entries(self, tree_node: TreeNode[TreeEntry], entry: TreeEntry) -> None:
         assert self.index is not None
         if entry.page is not None:
             start, stop = entry.page
             for child in self.index.child_modules(entry.path, start, stop):
-                self._add_child(tree_node, child)
+                self._add_model_node(tree_node, child)
             return
         for child in self.index.child_tensors(entry.path):
-            self._add_child(tree_node, child)
+            self._add_model_node(tree_node, child)
         count = self.index.module_count(entry.path)
         if count > PAGE_SIZE:
             name = self.index.node(entry.path).name if entry.path else "children"
@@ -274,9 +276,9 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
                 tree_node.add(label, data=TreeEntry(entry.path, (start, stop)))
         else:
             for child in self.index.child_modules(entry.path):
-                self._add_child(tree_node, child)
+                self._add_model_node(tree_node, child)
 
-    def _add_child(self, parent: TreeNode[TreeEntry], child: Node) -> TreeNode[TreeEntry]:
+    def _add_model_node(self, parent: TreeNode[TreeEntry], child: Node) -> TreeNode[TreeEntry]:
         assert self.index is not None
         label = self._label(child)
         if child.is_module and child.children:

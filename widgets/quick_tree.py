@@ -23,7 +23,7 @@ from textual.geometry import Offset, Region
 from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 from textual.widgets import Tree
-from textual.widgets._tree import TreeDataType
+from textual.widgets.tree import TreeDataType
 
 # Styled rows kept: a few screens of a tree, as many as Tree keeps unstyled lines.
 ROWS_KEPT = 1024
@@ -97,7 +97,7 @@ class QuickTree(Tree[TreeDataType]):
         self._frame: tuple[Style, int, Offset] | None = None
         self._styles_cache = RowStylesCache(self._row_key)
 
-    def _on_mount(self) -> None:
+    def on_mount(self) -> None:
         self.call_after_refresh(self._make_scrollbar)
 
     def _make_scrollbar(self) -> None:
