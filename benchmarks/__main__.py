@@ -1,5 +1,8 @@
 """`python -m benchmarks [--quick]`: run the figures, print the table, write the JSON.
 
+A full run (neither `--quick` nor `--only`) also rewrites the table in docs/performance.md, between
+its `<!-- table:start -->` and `<!-- table:end -->` lines; `--no-docs` leaves the file alone.
+
 Exit status: 0 when every figure meets its target (informational ones aside), 1 when one misses
 its target or fails to run, 2 when the environment lacks something (tmux, the console script).
 """
@@ -15,6 +18,7 @@ import os
 import platform
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -33,6 +37,9 @@ from benchmarks import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+DOCS_TABLE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+TABLE_START = "<!-- table:start -->"
+TABLE_END = "<!-- table:end -->"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -62,6 +69,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="where the JSON goes (default: results/latest.json for a full run, results/quick.json "
         "with --quick, results/only.json with --only, so a partial run keeps the full one's)",
+    )
+    parser.add_argument(
+        "--no-docs",
+        action="store_true",
+        help="a full run leaves the table in docs/performance.md as it is",
     )
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
     args = parser.parse_args(argv)
@@ -183,6 +195,62 @@ def format_machine(machine: dict[str, Any]) -> str:
     )
 
 
+def _markdown_amount(value: float | None, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == "s":
+        return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    return f"{value:.0f} {unit}" if value >= 10 else f"{value:.2f} {unit}"
+
+
+def markdown_table(results: Sequence[Result], machine: dict[str, Any], duration_s: float) -> str:
+    """The run as docs/performance.md shows it: the machine, a Markdown table, and a verdict."""
+    cores = machine.get("usable_cores") or machine.get("cores")
+    intro = (
+        f"Latest full run ({duration_s / 60:.1f} minutes) on {machine['cpu']}, {cores} cores, "
+        f"Python {machine['python']}, torch {machine['torch']}, "
+        f"torchvision {machine['torchvision']}, textual {machine['textual']}:"
+    )
+    lines = [
+        *textwrap.wrap(intro, 100, break_on_hyphens=False),
+        "",
+        "| figure | value | baseline | ratio | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cells = (
+            f"`{r.figure}`",
+            _markdown_amount(r.value, r.unit),
+            _markdown_amount(r.baseline, r.unit),
+            "–" if r.ratio is None else f"{r.ratio:.2f}",
+            r.target.describe() if r.target else "–",
+            r.verdict,
+        )
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    missed = [f"`{r.figure}`" for r in results if r.counts_as_failure]
+    lines.append("")
+    lines.append(
+        f"Missed its target or failed in this run: {', '.join(missed)}."
+        if missed
+        else "Every target held in this run."
+    )
+    return "\n".join(lines)
+
+
+def replace_table(text: str, table: str) -> str:
+    """`text` with what lies between the table markers replaced by `table`."""
+    start = text.find(TABLE_START)
+    end = text.find(TABLE_END, start + 1)
+    if start < 0 or end < 0:
+        raise ValueError(f"no {TABLE_START} ... {TABLE_END} lines")
+    return f"{text[: start + len(TABLE_START)]}\n{table.strip()}\n{text[end:]}"
+
+
+def write_docs_table(path: Path, table: str) -> None:
+    """Rewrite the table between the markers of `path`; the rest of the file is kept."""
+    path.write_text(replace_table(path.read_text(), table))
+
+
 def select_figures(args: argparse.Namespace) -> list[Figure]:
     """The figures of this run: `--only`, or all (the quick ones with `--quick`)."""
     if args.only:
@@ -263,6 +331,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten: {output}")
+    if not (args.quick or args.only or args.no_docs):
+        try:
+            write_docs_table(DOCS_TABLE, markdown_table(results, machine, duration))
+        except (OSError, ValueError) as exc:
+            print(f"benchmarks: {DOCS_TABLE}: {exc}; the table there is unchanged", file=sys.stderr)
+        else:
+            print(f"written: {DOCS_TABLE}")
     return 1 if any(r.counts_as_failure for r in results) else 0
 
 
