@@ -2,7 +2,7 @@
 
 A state_dict alone does not load into the original architecture once modules were replaced; the
 recipe rebuilds the architecture (`load_edited`) or the whole edited model (`replay_recipe`).
-The format is documented in the README ("The recipe").
+The format is documented in docs/recipe.md ("The recipe").
 """
 
 from __future__ import annotations
