@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported before any app runs: some modules under torchvision bind `sys.stdout` when first
+# imported (sympy.strategies.core), and under `run_test` that is a capture holding the app, so
+# the first app of each test process, and its model, would stay alive to the end.
+import torchvision  # noqa: F401
+
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS_FILE = FIXTURES / "models.py"
 
