@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import inspect
 import os
 import traceback
 from collections.abc import Iterator
@@ -56,6 +58,16 @@ def _no_unexpected_app_errors(
             "the app caught unexpected errors:\n"
             + "\n".join("".join(traceback.format_exception(e)) for e in seen)
         )
+
+
+@pytest.fixture(autouse=True)
+def _collect_stopped_apps(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An app and its widgets refer to one another, so a stopped app and the model it showed
+    are freed only by a full collection, which Python runs rarely: after each Pilot test one
+    runs (a few tenths of a second), or each process would grow by a model per app test."""
+    yield
+    if inspect.iscoroutinefunction(request.function):
+        gc.collect()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
