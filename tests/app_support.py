@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 
+from textual import events
 from textual.app import App
 from textual.pilot import Pilot
 
@@ -56,6 +57,13 @@ async def wait_for_text(pilot: Pilot[object], needle: str, timeout: float = 30.0
     """Wait until `needle` is on the screen (spaces folded); returns the screen."""
     await wait_for(pilot, lambda: needle in squeeze(screen_text(pilot.app)), timeout)
     return squeeze(screen_text(pilot.app))
+
+
+async def paste(pilot: Pilot[object], text: str) -> None:
+    """`text` into the focused input as a terminal pastes it: one event (Pilot takes 50-100 ms
+    a key, so a long spec typed key by key took most of a test's time)."""
+    pilot.app.post_message(events.Paste(text))
+    await pilot.pause()
 
 
 def notifications(app: App[object]) -> str:

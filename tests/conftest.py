@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import inspect
 import os
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Imported before any app runs: some modules under torchvision bind `sys.stdout` when first
+# imported (sympy.strategies.core), and under `run_test` that is a capture holding the app, so
+# the first app of each test process, and its model, would stay alive to the end.
+import torchvision  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS_FILE = FIXTURES / "models.py"
@@ -51,6 +58,16 @@ def _no_unexpected_app_errors(
             "the app caught unexpected errors:\n"
             + "\n".join("".join(traceback.format_exception(e)) for e in seen)
         )
+
+
+@pytest.fixture(autouse=True)
+def _collect_stopped_apps(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An app and its widgets refer to one another, so a stopped app and the model it showed
+    are freed only by a full collection, which Python runs rarely: after each Pilot test one
+    runs (a few tenths of a second), or each process would grow by a model per app test."""
+    yield
+    if inspect.iscoroutinefunction(request.function):
+        gc.collect()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

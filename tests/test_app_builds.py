@@ -17,6 +17,7 @@ from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.module_tree import ModuleTree
 from tests.app_support import (
+    paste,
     screen_text,
     squeeze,
     wait_for,
@@ -144,7 +145,8 @@ async def test_a_selection_builds_one_module_per_match(slow: SlowBuilder) -> Non
         model = app.history.model
         await pilot.press("m", *"cls:Dropout", "enter", "e")
         await wait_for_text(pilot, "replace 2 modules matching cls:Dropout")
-        await pilot.press(*"nn.Dropout(0.25)", "enter")
+        await paste(pilot, "nn.Dropout(0.25)")
+        await pilot.press("enter")
         await wait_for_text(pilot, "building 2 × nn.Dropout(0.25) (1 of 2)… · escape cancels")
         slow.release.set()
         await wait_for_text(pilot, "replace with nn.Dropout(0.25) 2 modules matching cls:Dropout")

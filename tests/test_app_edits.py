@@ -12,7 +12,7 @@ from textual.widgets.tree import TreeNode
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import paste, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 
 SIZE = (130, 40)
 
@@ -26,7 +26,9 @@ async def goto(pilot: Pilot[object], path: str) -> None:
 async def replace_with(pilot: Pilot[object], spec: str) -> None:
     await pilot.press("e")
     await wait_for(pilot, lambda: "replace " in squeeze(screen_text(pilot.app)))
-    await pilot.press("ctrl+a", "ctrl+k", *spec, "enter")
+    await pilot.press("ctrl+a", "ctrl+k")
+    await paste(pilot, spec)
+    await pilot.press("enter")
     await pilot.pause()
 
 
@@ -48,7 +50,9 @@ async def test_done_means_on_alexnet() -> None:
         await pilot.press("e")
         screen = await wait_for_text(pilot, "replace classifier.6")
         assert "nn.Linear(in_features=4096, out_features=1000, bias=True)" in screen
-        await pilot.press("ctrl+a", "ctrl+k", *"nn.Linear(4096, 10)", "enter")
+        await pilot.press("ctrl+a", "ctrl+k")
+        await paste(pilot, "nn.Linear(4096, 10)")
+        await pilot.press("enter")
         await wait_for_text(pilot, "output (1, 10)")
 
         await goto(pilot, "features")
@@ -145,7 +149,8 @@ async def test_delete_and_insert_renumber_and_undo() -> None:
         await goto(pilot, "features.0")
         await pilot.press("a")
         await wait_for_text(pilot, "insert into features after features.0")
-        await pilot.press(*"nn.BatchNorm2d(64)", "enter")
+        await paste(pilot, "nn.BatchNorm2d(64)")
+        await pilot.press("enter")
         screen = await wait_for_text(pilot, "insert nn.BatchNorm2d(64) into features at 1")
         assert "1 BatchNorm2d 128" in screen
         assert "2 ReLU 0" in screen  # later siblings renumbered
@@ -199,7 +204,8 @@ async def test_structural_edits_rebuild_only_the_parent_and_match_a_full_reload(
         await goto(pilot, "features.0")
         await pilot.press("a")
         await wait_for_text(pilot, "insert into features after features.0")
-        await pilot.press(*"nn.BatchNorm2d(64)", "enter")
+        await paste(pilot, "nn.BatchNorm2d(64)")
+        await pilot.press("enter")
         await wait_for_text(pilot, "insert nn.BatchNorm2d(64) into features at 1")
         await same_as_full_reload()
         for _ in range(3):

@@ -15,6 +15,7 @@ from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from tests.app_support import (
     notifications,
+    paste,
     screen_text,
     squeeze,
     wait_for,
@@ -34,7 +35,9 @@ async def edit_alexnet(pilot: Pilot[object]) -> None:
     await pilot.press("colon", *"classifier.6", "enter")
     await pilot.press("e")
     await wait_for_text(pilot, "replace classifier.6")
-    await pilot.press("ctrl+a", "ctrl+k", *"nn.Linear(4096, 10)", "enter")
+    await pilot.press("ctrl+a", "ctrl+k")
+    await paste(pilot, "nn.Linear(4096, 10)")
+    await pilot.press("enter")
     await wait_for_text(pilot, "2 unsaved edits")
 
 

@@ -13,7 +13,7 @@ from modelbrowse.core.saving import SaveError
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import paste, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 from tests.saving_support import sha256
 
 SIZE = (130, 40)
@@ -37,7 +37,9 @@ async def test_done_means_on_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyP
         await goto(pilot, "classifier.6")
         await pilot.press("e")
         await wait_for_text(pilot, "replace classifier.6")
-        await pilot.press("ctrl+a", "ctrl+k", *"nn.Linear(4096, 10)", "enter")
+        await pilot.press("ctrl+a", "ctrl+k")
+        await paste(pilot, "nn.Linear(4096, 10)")
+        await pilot.press("enter")
         await wait_for_text(pilot, "output (1, 10)")
         await goto(pilot, "features")
         await pilot.press("f")

@@ -9,7 +9,7 @@ import torch
 from modelbrowse.core.recipe import read_recipe
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import paste, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 
 SIZE = (130, 40)
 
@@ -59,7 +59,8 @@ async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None
         await wait_for_text(pilot, "cls:Dropout: 2 modules")
         await pilot.press("e")
         await wait_for_text(pilot, "replace 2 modules matching cls:Dropout")
-        await pilot.press(*"nn.Identity()", "enter")
+        await paste(pilot, "nn.Identity()")
+        await pilot.press("enter")
         await wait_for_text(pilot, "replace with nn.Identity() 2 modules matching cls:Dropout")
         assert app.history is not None
         model = app.history.model
@@ -93,7 +94,8 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         model = app.history.model
         await pilot.press("asterisk", *"cls:Linear", "enter", "e")
         await wait_for_text(pilot, "replace 3 modules matching cls:Linear")
-        await pilot.press(*"nn.Identity()", "enter")
+        await paste(pilot, "nn.Identity()")
+        await pilot.press("enter")
         await wait_for_text(pilot, "head shares objects with embed.weight: this unties them. Go")
         await pilot.press("n")
         await wait_for_text(pilot, "nothing changed")

@@ -243,12 +243,12 @@ class LoadActions:
         self.call_from_thread(self._swap_index, index)
 
     def _swap_index(self, index: NodeIndex) -> None:
-        _settle_garbage_collector()
         self.index = index
         self.state = "random init" if self.source and self.source.kind == "torchvision" else ""
         self._refresh_header()
         tree = self.query_one(ModuleTree)
         tree.rebind(index)
+        _settle_garbage_collector()  # after the meta model was let go, so it is not kept frozen
         self._show_detail(tree.cursor_path or "")
         self._start_history()
 
@@ -262,6 +262,10 @@ class LoadActions:
         for action in pending:
             action()
         self.run_shape_check()
+
+    def on_unmount(self) -> None:
+        """The app stops: its model may go (the collector was settled around it)."""
+        _release_garbage_collector()
 
     def meta_refusal(self) -> str | None:
         """With --meta, why nothing can be edited or written; None when there are values."""
@@ -299,6 +303,8 @@ class LoadActions:
 
 # Collections of the middle generation between two full ones (Python's default: 10).
 FULL_COLLECTION_EVERY = 100
+# The collector's thresholds before the first model was settled; None while none is.
+_saved_threshold: tuple[int, int, int] | None = None
 
 
 def _settle_garbage_collector() -> None:
@@ -307,12 +313,29 @@ def _settle_garbage_collector() -> None:
     Every full collection walks every object; for a model of 100,000 modules that is millions
     of objects and a few hundred milliseconds, due again whenever an edit allocates much.
     The model lives as long as the app, so it is frozen (objects freed by reference count
-    are still freed). A full collection still walks what was born since, mostly Textual's line
-    caches: 20,000 objects, 8-13 ms, a dropped frame every 50 or so presses of a held key; full
-    collections are made ten times rarer (the youngest generations are collected as before).
+    are still freed) until the app stops (`_release_garbage_collector`). A full collection
+    still walks what was born since, mostly Textual's line caches: 20,000 objects, 8-13 ms, a
+    dropped frame every 50 or so presses of a held key; full collections are made ten times
+    rarer (the youngest generations are collected as before).
     """
     import gc
 
+    global _saved_threshold
+    if _saved_threshold is None:
+        _saved_threshold = gc.get_threshold()
     gc.freeze()
-    young, middle, _ = gc.get_threshold()
+    young, middle, _ = _saved_threshold
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+
+
+def _release_garbage_collector() -> None:
+    """Undo `_settle_garbage_collector`: the collector is process-wide, and what was frozen
+    (the app, its widgets, the model, in reference cycles) is never freed while frozen."""
+    import gc
+
+    global _saved_threshold
+    if _saved_threshold is None:
+        return
+    gc.unfreeze()
+    gc.set_threshold(*_saved_threshold)
+    _saved_threshold = None

@@ -12,6 +12,7 @@ ends moved.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
@@ -54,19 +55,25 @@ class RowStylesCache(StylesCache):
 
     `row_key(y)` names what content row `y` shows (None: do not keep it); a row whose content
     and frame (size, colours, opacity) were styled before is reused without rendering it again.
+    `row_key` is a method of the widget, held weakly: Textual keeps every StylesCache for a
+    while (a class-level `lru_cache` on `get_inner_outer` has `self` in its keys), and a strong
+    hold would keep the widget, and through it the model it shows, alive after the app.
     """
 
     def __init__(self, row_key: Callable[[int], Hashable | None]) -> None:
         super().__init__()
-        self._row_key = row_key
+        self._row_key = weakref.WeakMethod(row_key)  # type: ignore[arg-type]
         self._rows: LRUCache[Hashable, Strip] = LRUCache(ROWS_KEPT)
 
     def forget_rows(self) -> None:
         self._rows.clear()
 
     def render_line(self, styles: Any, y: int, *args: Any) -> Strip:
+        row_key = self._row_key()
         content = (
-            self._row_key(y - styles.gutter.top) if self._is_content_row(styles, y, *args) else None
+            row_key(y - styles.gutter.top)
+            if row_key is not None and self._is_content_row(styles, y, *args)
+            else None
         )
         if content is None:
             return super().render_line(styles, y, *args)
@@ -99,6 +106,9 @@ class QuickTree(Tree[TreeDataType]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._make_scrollbar)
+
+    def _on_unmount(self) -> None:
+        self._forget_rows()  # Textual keeps the styles cache a while after the widget goes
 
     def _make_scrollbar(self) -> None:
         """Textual makes a scrollbar the first time one is needed, and lays the screen out
