@@ -9,6 +9,7 @@ from modelbrowse.core.units import human_bytes, human_count, printable
 
 if TYPE_CHECKING:  # torch-free: the tree of a weight file is printed from its keys alone
     from modelbrowse.core.index_reading import IndexReading as NodeIndex
+    from modelbrowse.core.nodes import Totals
 
 
 def render_source_info(source: object) -> str:
@@ -63,12 +64,18 @@ def render_tree_text(index: NodeIndex, depth: int | None = None) -> str:
         if cls is None:
             cls = classes[type_name] = printable(type_name)
         rows.append((label, cls, count, note))
+    return format_tree(rows, index.totals(), unregistered)
+
+
+def format_tree(
+    rows: list[tuple[str, str, str, str]], totals: Totals, unregistered: list[str]
+) -> str:
+    """Module rows (label, class, parameters, note) aligned, then the totals and warnings."""
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         f"{label:<{widths[0]}}  {cls:<{widths[1]}}  {params:>{widths[2]}}  {note}".rstrip()
         for label, cls, params, note in rows
     ]
-    totals = index.totals()
     lines.append("")
     short = human_count(totals.params)
     exact = f"{totals.params:,}"
