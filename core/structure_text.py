@@ -31,15 +31,15 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
     deepest = DEFAULT_LIMITS.depth
     floating = {dtype: is_floating(dtype) for dtype in ITEM_SIZES}
     limit = deepest if depth is None else depth
-    # The lines shown, in tree order: depth and path; counts filled in as modules close.
-    depths: list[int] = [0]
-    paths: list[str] = [""]
-    counts: list[int] = [0]
-    # The open modules, root first: path, line (-1 when deeper than shown), parameters.
+    indents = ["  " * level for level in range(deepest + 1)]
+    # The lines shown, in tree order; each count is filled in when its module closes.
+    labels = ["(root)"]
+    counts = [0]
+    # The open modules, root first: path with a trailing dot, line (-1: not shown), parameters.
     open_paths = [""]
     open_lines = [0]
     open_params = [0]
-    current = ""  # the innermost open module's path
+    current = ""  # the innermost open module's path, with a trailing dot ("" for the root)
     previous = ""
     params = buffers = nbytes = 0
     for key, record in tensors.items():
@@ -48,10 +48,10 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
         if ".." in key:
             return None
         previous = key
-        prefix, _, name = key.rpartition(".")
-        if prefix != current:
+        cut = key.rfind(".") + 1
+        if cut != len(current) or not key.startswith(current):
             # Close the modules this key is not in, then open those it is in.
-            while current and prefix != current and not prefix.startswith(current + "."):
+            while current and not key.startswith(current):
                 closed = open_params.pop()
                 line = open_lines.pop()
                 open_paths.pop()
@@ -59,27 +59,26 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
                     counts[line] = closed
                 open_params[-1] += closed
                 current = open_paths[-1]
-            if prefix != current:
-                rest = prefix[len(current) + 1 :] if current else prefix
-                level = len(open_paths)
-                for part in rest.split("."):
-                    current = f"{current}.{part}" if current else part
-                    if current in tensors:
-                        return None  # a tensor and the prefix of other keys
-                    if level <= limit:
-                        open_lines.append(len(paths))
-                        depths.append(level)
-                        paths.append(current)
-                        counts.append(0)
-                    else:
-                        open_lines.append(-1)
-                    open_paths.append(current)
-                    open_params.append(0)
-                    level += 1
+            level = len(open_paths)
+            while len(current) < cut:
+                end = key.index(".", len(current)) + 1
+                path = key[: end - 1]
+                if path in tensors:
+                    return None  # a tensor and the prefix of other keys
+                current = key[:end]
+                if level <= limit:
+                    open_lines.append(len(labels))
+                    labels.append(indents[level] + printable(path))
+                    counts.append(0)
+                else:
+                    open_lines.append(-1)
+                open_paths.append(current)
+                open_params.append(0)
+                level += 1
         dtype = record.dtype
         numel = math.prod(record.shape)
         nbytes += numel * ITEM_SIZES[dtype]
-        if name in BUFFER_NAMES or not floating[dtype]:
+        if key[cut:] in BUFFER_NAMES or not floating[dtype]:
             buffers += numel
         else:
             params += numel
@@ -92,13 +91,7 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
             counts[line] = closed
         open_params[-1] += closed
     counts[0] = open_params[0]
-    shown: dict[int, str] = {}
-    rows = []
-    for level, path, count in zip(depths, paths, counts, strict=True):
-        text = shown.get(count)
-        if text is None:
-            text = shown[count] = human_count(count)
-        label = "  " * level + printable(path) if path else "(root)"
-        rows.append((label, "Group" if path else "Weights", text, ""))
+    shown = {count: human_count(count) for count in set(counts)}
+    classes = ["Weights"] + ["Group"] * (len(labels) - 1)
     totals = Totals(params, params, buffers, nbytes, len(tensors))
-    return format_tree(rows, totals, [])
+    return format_tree(labels, classes, list(map(shown.__getitem__, counts)), [], totals, [])
