@@ -11,6 +11,7 @@ or find tied, is answered None here, and the index decides.
 from __future__ import annotations
 
 import math
+from itertools import compress
 
 from modelbrowse.core.nodes import Totals
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
@@ -30,16 +31,17 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
     tensors = structure.tensors
     deepest = DEFAULT_LIMITS.depth
     floating = {dtype: is_floating(dtype) for dtype in ITEM_SIZES}
-    limit = deepest if depth is None else depth
     indents = ["  " * level for level in range(deepest + 1)]
-    # The lines shown, in tree order; each count is filled in when its module closes.
+    buffer_ends = tuple(f".{name}" for name in BUFFER_NAMES)
+    # Every module, in tree order: its line and depth, and its count, filled in when it closes.
     labels = ["(root)"]
+    levels = [0]
     counts = [0]
-    # The open modules, root first: path with a trailing dot, line (-1: not shown), parameters.
+    # The open modules, root first: path with a trailing dot, and the line of each.
     open_paths = [""]
     open_lines = [0]
-    open_params = [0]
     current = ""  # the innermost open module's path, with a trailing dot ("" for the root)
+    inner = 0  # its line
     previous = ""
     params = buffers = nbytes = 0
     for key, record in tensors.items():
@@ -50,15 +52,15 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
         previous = key
         cut = key.rfind(".") + 1
         if cut != len(current) or not key.startswith(current):
-            # Close the modules this key is not in, then open those it is in.
+            # Close the modules this key is not in (their counts go to their parents), then
+            # open those it is in.
             while current and not key.startswith(current):
-                closed = open_params.pop()
-                line = open_lines.pop()
                 open_paths.pop()
-                if line >= 0:
-                    counts[line] = closed
-                open_params[-1] += closed
+                open_lines.pop()
+                outer = open_lines[-1]
+                counts[outer] += counts[inner]
                 current = open_paths[-1]
+                inner = outer
             level = len(open_paths)
             while len(current) < cut:
                 end = key.index(".", len(current)) + 1
@@ -66,31 +68,32 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
                 if path in tensors:
                     return None  # a tensor and the prefix of other keys
                 current = key[:end]
-                if level <= limit:
-                    open_lines.append(len(labels))
-                    labels.append(indents[level] + printable(path))
-                    counts.append(0)
-                else:
-                    open_lines.append(-1)
+                inner = len(labels)
+                labels.append(
+                    indents[level]
+                    + (path if len(path) <= 200 and path.isprintable() else printable(path))
+                )
+                levels.append(level)
+                counts.append(0)
                 open_paths.append(current)
-                open_params.append(0)
+                open_lines.append(inner)
                 level += 1
         dtype = record.dtype
         numel = math.prod(record.shape)
         nbytes += numel * ITEM_SIZES[dtype]
-        if key[cut:] in BUFFER_NAMES or not floating[dtype]:
+        if not floating[dtype] or (key.endswith(buffer_ends) if cut else key in BUFFER_NAMES):
             buffers += numel
         else:
             params += numel
-            open_params[-1] += numel
-    while len(open_paths) > 1:
-        closed = open_params.pop()
-        line = open_lines.pop()
-        open_paths.pop()
-        if line >= 0:
-            counts[line] = closed
-        open_params[-1] += closed
-    counts[0] = open_params[0]
+            counts[inner] += numel
+    while len(open_lines) > 1:
+        open_lines.pop()
+        counts[open_lines[-1]] += counts[inner]
+        inner = open_lines[-1]
+    if depth is not None:
+        shown_lines = [level <= depth for level in levels]
+        labels = list(compress(labels, shown_lines))
+        counts = list(compress(counts, shown_lines))
     shown = {count: human_count(count) for count in set(counts)}
     classes = ["Weights"] + ["Group"] * (len(labels) - 1)
     totals = Totals(params, params, buffers, nbytes, len(tensors))
