@@ -51,6 +51,8 @@ class Structure:
     # The full open shows rows this does not: those of a training checkpoint's entries beside
     # the weights (epoch, optimizer, ...), told from their values.
     partial: bool = False
+    # No two keys view one tensor's bytes (safetensors without aliases), so none are tied.
+    untied: bool = False
 
     def rename(self, renamed: dict[str, str]) -> None:
         """Keep only the keys in `renamed` (old -> new), in order, under their new names."""
@@ -181,13 +183,16 @@ def _read_file(path: Path, key: str | None) -> Structure:
 
 
 def _read_safetensors(paths: list[Path]) -> Structure:
-    structure = Structure("safetensors", files=list(paths))
+    # A safetensors file's byte ranges never overlap, and a view of no bytes ties to nothing:
+    # only the app's aliases make two keys one tensor.
+    structure = Structure("safetensors", files=list(paths), untied=True)
     for path in paths:
         header = read_header(path)
         structure.tensors.update(header.tensors)
         for alias, key in header.aliases.items():
             if alias not in structure.tensors:
                 structure.tensors[alias] = header.tensors[key]
+                structure.untied = False
         rows = [(f"metadata {name}", value) for name, value in header.metadata.items()]
         for row in rows + header.info:
             if row not in structure.info:

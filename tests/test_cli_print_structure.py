@@ -108,3 +108,29 @@ def test_print_of_a_safetensors_file_never_imports_torch(tmp_path: Path) -> None
     tree = lines[[line.startswith("target_modules=") for line in lines].index(True) + 1 :]
     assert "blocks Group 36" in tree
     assert not any(line.startswith("blocks.0 ") for line in tree)  # --depth 1 stops above
+
+
+@pytest.mark.parametrize("extra", [[], ["--depth", "2"], ["--strip-prefix", "a."]])
+def test_a_safetensors_file_prints_from_its_sorted_keys_without_an_index(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+) -> None:
+    # Keys whose sorted order interleaves modules (`-` and `!` sort before the dot).
+    state = {
+        key: torch.ones(i + 1)
+        for i, key in enumerate(["a-b.w", "a.b!.w", "a.b.c.w", "a.b.w", "a0.w", "top", "a.x\tz.w"])
+    }
+    state["a.b.running_mean"] = torch.zeros(3)
+    state["a.ids"] = torch.arange(4)
+    path = tmp_path / "keys.safetensors"
+    save_file(state, path)
+    argv = [str(path), "--print", *extra]
+    with monkeypatch.context() as patch:  # the one pass prints it: no node index is built
+        patch.setattr("modelbrowse.core.structure_index.preview_index", lambda s: 1 / 0)
+        assert cli.main(argv) == 0
+        alone = capsys.readouterr().out
+    fast, full = printed(capsys, monkeypatch, argv)
+    assert alone == fast == full
+    assert "x\\tz  " in full  # escaped, as every printed key is

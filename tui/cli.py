@@ -371,18 +371,27 @@ def _print_from_structure(args: argparse.Namespace) -> list[str] | None:
     """`--print` of a weight file from its bytes alone, without torch: the text the full open
     prints, or None when only the full open can print it (its rows, or its classes, differ)."""
     from modelbrowse.core.index_reading import collector_paused
+    from modelbrowse.core.structure_index import preview_index
+    from modelbrowse.core.structure_text import structure_tree_text
     from modelbrowse.core.text_tree import render_rows, render_selection, render_tree_text
 
     if args.select is not None and args.select.strip() == "all-linear":
         return None  # told from the modules' classes, which only the full open has
     # Millions of records and nodes, none in a cycle: the collector would only walk them.
     with collector_paused():
-        index = _options(args).read_structure()
-        if index is None or index.structure.partial:
+        structure = _options(args).read_keys()
+        if structure is None or structure.partial:
+            return None
+        if args.select is None:
+            text = structure_tree_text(structure, args.depth)
+            if text is not None:  # modules and totals, without an index of every key
+                return [render_rows(structure.rows), text]
+        index = preview_index(structure)
+        if index is None:
             return None
         if args.select is not None:
             return [render_selection(index, args.select)]
-        return [render_rows(index.structure.rows), render_tree_text(index, depth=args.depth)]
+        return [render_rows(structure.rows), render_tree_text(index, depth=args.depth)]
 
 
 def _print_diff(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from modelbrowse.core.sources import Source
+    from modelbrowse.core.structure import Structure
     from modelbrowse.core.structure_index import StructureIndex
 
 
@@ -65,8 +66,15 @@ class AppOptions:
         """The weight file's tree read from its bytes alone (no torch), or None when only the
         full open can show it: an architecture, a comparison, a recipe, `--meta`, a trusted
         pickle, a device, `--kw`, `--weights`, or a source the reading layer does not cover."""
-        from modelbrowse.core.structure import read_structure
         from modelbrowse.core.structure_index import preview_index
+
+        structure = self.read_keys()
+        return preview_index(structure) if structure is not None else None
+
+    def read_keys(self) -> Structure | None:
+        """The keys and records `read_structure` indexes, or None where it answers None before
+        indexing."""
+        from modelbrowse.core.structure import read_structure
 
         full_open_only = bool(
             self.arch
@@ -78,7 +86,7 @@ class AppOptions:
             or self.kw
             or self.weights
         )
-        structure = read_structure(
+        return read_structure(
             self.source,
             key=self.key,
             keep_prefix=self.keep_prefix,
@@ -86,4 +94,3 @@ class AppOptions:
             keys_only=self.keys_only,
             full_open_only=full_open_only,
         )
-        return preview_index(structure) if structure is not None else None
