@@ -37,7 +37,7 @@ async def wait_for(
         await asyncio.sleep(0)
 
 
-async def wait_loaded(pilot: Pilot[object]) -> None:
+async def wait_loaded(pilot: Pilot[object], timeout: float = 60.0) -> None:
     """Wait until the model is shown with real tensors."""
     app = pilot.app
     assert isinstance(app, ModelBrowseApp)
@@ -49,6 +49,7 @@ async def wait_loaded(pilot: Pilot[object]) -> None:
             and not app.index.is_meta
             and not app.materialising
         ),
+        timeout,
     )
     await pilot.pause()
 

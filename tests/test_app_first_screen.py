@@ -60,7 +60,7 @@ release = threading.Event()
 class HoldTorch(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch":
-            release.wait(120)
+            release.wait(240)
         return None
 
 sys.meta_path.insert(0, HoldTorch())
@@ -71,12 +71,12 @@ from tests.app_support import screen_text, squeeze, wait_for, wait_loaded
 async def main():
     app = ModelBrowseApp(AppOptions(sys.argv[1]))
     async with app.run_test(size=(130, 40)) as pilot:
-        await wait_for(pilot, lambda: "encoder Group" in squeeze(screen_text(app)), 60)
+        await wait_for(pilot, lambda: "encoder Group" in squeeze(screen_text(app)), 150)
         print("torch loaded:", "torch" in sys.modules)
         print("previewing:", app.previewing)
         print("SCREEN", squeeze(screen_text(app)).replace(chr(10), " | "))
         release.set()
-        await wait_loaded(pilot)
+        await wait_loaded(pilot, 240)
         print("after:", "torch" in sys.modules, app.previewing)
 
 asyncio.run(main())
@@ -89,7 +89,7 @@ def test_the_tree_and_its_totals_show_before_torch_is_imported(weights: Path) ->
         [sys.executable, "-c", SCRIPT, str(weights)],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=400,
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
@@ -134,7 +134,7 @@ async def test_the_full_open_takes_the_previews_place_keeping_cursor_and_lines(
         cursor = app.query_one("#tree").cursor_path
         assert cursor in ("encoder.layers.0.weight", "encoder.layers.0.bias")
         release.set()
-        await wait_loaded(pilot)
+        await wait_loaded(pilot, 240)
         assert app.index is not preview
         assert app.query_one("#tree").cursor_path == cursor
         await wait_for(pilot, lambda: "reading values" not in screen_text(app))
