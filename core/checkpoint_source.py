@@ -51,7 +51,6 @@ class CheckpointSource(Source):
 
     @property
     def files(self) -> list[Path]:
-        """The files the model was read from (overwriting one asks twice)."""
         return list(self.loaded.files)
 
     @property
@@ -69,12 +68,12 @@ class CheckpointSource(Source):
 
     @property
     def weights_only(self) -> bool:
-        """Opened without an architecture: only weight edits make sense."""
+        """Opened without an architecture (and not a whole model)."""
         return self.arch is None and self.loaded.module is None
 
     @property
     def edit_refusal(self) -> str | None:
-        """Why no edit applies to this model at all, or None."""
+        """A TorchScript model is compiled code: nothing in it can be edited."""
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
@@ -82,11 +81,29 @@ class CheckpointSource(Source):
             )
         return None
 
-    def describe(self) -> dict[str, Any]:
+    @property
+    def random_values(self) -> bool:
+        return False
+
+    def record(self, init_seed: int | None) -> dict[str, Any]:
+        options = self.options
         return {
-            "spec": self.spec,
             "kind": self.kind,
-            "arch": self.arch.describe() if self.arch else None,
+            "spec": str(Path(self.spec).expanduser().resolve()),
+            "kwargs": {},
+            "weights": None,
+            "init_seed": init_seed,
+            "reproducible": True,
+            "format": self.loaded.format,
+            "whole_model": self.loaded.module is not None,
+            "arch": self.arch.record(init_seed) if self.arch else None,
+            "checkpoint": {
+                "key": options.key,
+                "keep_prefix": options.keep_prefix,
+                "strip_prefix": options.strip_prefix,
+                "trust_pickle": options.trust_pickle,
+                "keys_only": options.keys_only,
+            },
         }
 
     def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:

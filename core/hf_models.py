@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -37,7 +37,7 @@ class HFConfigSource(Source):
     """`modelbrowse ./llama-7b/config.json`: the architecture a config describes."""
 
     config_path: Path | None = None
-    info_title = "config"
+    info_title: ClassVar[str] = "config"
 
     @property
     def info(self) -> list[tuple[str, str]]:

@@ -67,41 +67,7 @@ def _version() -> str:
 
 def source_record(source: Source, init_seed: int | None) -> dict[str, Any]:
     """The source as the recipe stores it: enough to resolve and build it again."""
-    from modelbrowse.core.checkpoint_source import CheckpointSource
-
-    if isinstance(source, CheckpointSource):
-        options = source.options
-        return {
-            "kind": source.kind,
-            "spec": str(Path(source.spec).expanduser().resolve()),
-            "kwargs": {},
-            "weights": None,
-            "init_seed": init_seed,
-            "reproducible": True,
-            "format": source.loaded.format,
-            "whole_model": source.loaded.module is not None,
-            "arch": source_record(source.arch, init_seed) if source.arch else None,
-            "checkpoint": {
-                "key": options.key,
-                "keep_prefix": options.keep_prefix,
-                "strip_prefix": options.strip_prefix,
-                "trust_pickle": options.trust_pickle,
-                "keys_only": options.keys_only,
-            },
-        }
-    spec = source.spec
-    if source.kind == "import":
-        module_part, _, attr = spec.rpartition(":")
-        if module_part.endswith(".py"):  # a file: absolute, so it resolves from anywhere
-            spec = f"{Path(module_part).expanduser().resolve()}:{attr}"
-    return {
-        "kind": source.kind,
-        "spec": spec,
-        "kwargs": {name: repr(value) for name, value in source.kwargs.items()},
-        "weights": source.weights,
-        "init_seed": init_seed,
-        "reproducible": source.reproducible,
-    }
+    return source.record(init_seed)
 
 
 def frozen_parameters(model: nn.Module) -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from modelbrowse.core.meta_build import gc_paused, on_meta
 
 if TYPE_CHECKING:
     from modelbrowse.core.checkpoints import CheckpointOptions
+    from modelbrowse.core.fit import FitReport
 
 _TORCHVISION_FIX = (
     "torchvision does not work with the installed torch ({reason}); install builds that match, "
@@ -62,13 +63,62 @@ class Source:
     instance: nn.Module | None = None
     build_warnings: list[str] = field(default_factory=list)
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-friendly description, enough to resolve the same source again."""
+    # --- what the app shows about a source. The defaults fit a model built from code; sources
+    # read from files (a checkpoint, a Hugging Face config) override them.
+
+    info_title: ClassVar[str] = "checkpoint"
+    """The heading of `info` in the root's details."""
+
+    @property
+    def info(self) -> list[tuple[str, str]]:
+        """Label and value rows shown below the root's details (format, epoch, metadata)."""
+        return []
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the file's reader noticed; the first one shows in the header."""
+        return []
+
+    @property
+    def fit(self) -> FitReport | None:
+        """How a checkpoint's tensors fit the architecture they were loaded into, or None."""
+        return None
+
+    @property
+    def files(self) -> list[Path]:
+        """The files the model was read from (overwriting one asks twice)."""
+        return []
+
+    @property
+    def weights_only(self) -> bool:
+        """Tensors without an architecture: only weight edits make sense."""
+        return False
+
+    @property
+    def edit_refusal(self) -> str | None:
+        """Why no edit applies to this model at all, or None."""
+        return None
+
+    @property
+    def random_values(self) -> bool:
+        """Whether the values are a random initialisation (the same --seed repeats them)."""
+        return self.weights is None and self.instance is None
+
+    def record(self, init_seed: int | None) -> dict[str, Any]:
+        """The source as a recipe stores it (JSON-friendly): enough to resolve and build it
+        again. `init_seed` is the seed its random values were drawn with, if any."""
+        spec = self.spec
+        if self.kind == "import":
+            module_part, _, attr = spec.rpartition(":")
+            if module_part.endswith(".py"):  # a file: absolute, so it resolves from anywhere
+                spec = f"{Path(module_part).expanduser().resolve()}:{attr}"
         return {
-            "spec": self.spec,
             "kind": self.kind,
-            "kwargs": self.kwargs,
+            "spec": spec,
+            "kwargs": {name: repr(value) for name, value in self.kwargs.items()},
             "weights": self.weights,
+            "init_seed": init_seed,
+            "reproducible": self.reproducible,
         }
 
     def build_structure(self, seed: int | None = None) -> tuple[nn.Module, bool]:

@@ -10,14 +10,15 @@ from modelbrowse.core.units import human_bytes, human_count, printable
 if TYPE_CHECKING:  # torch-free: the tree of a weight file is printed from its keys alone
     from modelbrowse.core.index_reading import IndexReading as NodeIndex
     from modelbrowse.core.nodes import Totals
+    from modelbrowse.core.sources import Source
 
 
-def render_source_info(source: object) -> str:
+def render_source_info(source: Source) -> str:
     """What a checkpoint holds besides the tree (format, epoch, optimizer, metadata) and how it
     fits an architecture; empty for other sources."""
-    fit = getattr(source, "fit", None)
+    fit = source.fit
     fit_lines = fit.lines() if fit is not None and (not fit.fits or fit.casts) else []
-    return render_rows(getattr(source, "info", []), getattr(source, "warnings", []), fit_lines)
+    return render_rows(source.info, source.warnings, fit_lines)
 
 
 def render_rows(

@@ -118,11 +118,13 @@ def test_kw_reaches_the_builder(build: str) -> None:
     result = getattr(source, build)()
     model = result[0] if isinstance(result, tuple) else result
     assert model.fc.out_features == 10
-    assert source.describe() == {
-        "spec": "resnet18",
+    assert source.record(None) == {
         "kind": "torchvision",
-        "kwargs": {"num_classes": 10},
+        "spec": "resnet18",
+        "kwargs": {"num_classes": "10"},
         "weights": None,
+        "init_seed": None,
+        "reproducible": True,
     }
 
 
@@ -153,7 +155,7 @@ def test_detection_model_structure_does_not_download_backbone_weights(
 def test_weights_names_resolve_to_the_enum_member(weights: str) -> None:
     source = resolve_source("alexnet", weights=weights)
     assert source.weights == "AlexNet_Weights.IMAGENET1K_V1"
-    assert source.describe()["weights"] == "AlexNet_Weights.IMAGENET1K_V1"
+    assert source.record(None)["weights"] == "AlexNet_Weights.IMAGENET1K_V1"
 
 
 def test_unknown_weights_list_the_available_ones() -> None:
@@ -392,3 +394,12 @@ def test_parse_input_shape_rejects_bad_values(text: str) -> None:
     assert str(caught.value) == (
         f"--input-shape expects positive integers such as 1,3,224,224, got {text!r}"
     )
+
+
+def test_a_source_from_code_declares_what_the_app_reads_with_empty_defaults() -> None:
+    source = resolve_source("alexnet")
+    shown = (source.info, source.warnings, source.fit, source.files, source.edit_refusal)
+    assert shown == ([], [], None, [], None)
+    assert not source.weights_only
+    assert source.random_values
+    assert not resolve_source("alexnet", weights="DEFAULT").random_values

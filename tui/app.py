@@ -181,7 +181,7 @@ class ModelBrowseApp(
 
     def protected_paths(self) -> set[Path]:
         """Files the model was opened from: overwriting them takes a second confirmation."""
-        files = getattr(self.source, "files", None) or []
+        files = self.source.files if self.source is not None else []
         return {Path(f).resolve() for f in files}
 
     # --- layout ----------------------------------------------------------------------------

@@ -80,7 +80,7 @@ class EditActions:
 
     def _weights_only(self, what: str) -> bool:
         """A checkpoint without an architecture: only tensor re-inits and key deletes apply."""
-        if not getattr(self._app.source, "weights_only", False):
+        if self._app.source is None or not self._app.source.weights_only:
             return False
         self._app.notify(
             f"{what} needs the architecture: open the checkpoint with --arch NAME "
@@ -211,7 +211,7 @@ class EditActions:
 
         app = self._app
         shape = app._input_shape()
-        if self.history is None or getattr(app.source, "weights_only", False):
+        if self.history is None or (app.source is not None and app.source.weights_only):
             return  # a checkpoint without an architecture cannot run
         if shape is None:
             result = ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
@@ -354,7 +354,7 @@ class EditActions:
             return
         app = self._app
         assert app.index is not None
-        if getattr(app.source, "weights_only", False):
+        if app.source is not None and app.source.weights_only:
             from modelbrowse.core.weight_edits import DeleteKeys
 
             if not path:

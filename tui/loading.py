@@ -19,6 +19,7 @@ from modelbrowse.widgets.module_tree import ModuleTree
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from modelbrowse.core.diff import DiffView
     from modelbrowse.core.history import EditHistory
@@ -184,14 +185,13 @@ class LoadActions:
         else:
             self.query_one(ModuleTree).load(index)
             self._show_detail("")
-        files = getattr(source, "files", None)
-        if files:
-            self.check_recipe_hashes(list(files))
+        if source.files:
+            self.check_recipe_hashes(source.files)
         self._queue_recipe_edits()  # first: nothing about other files can drop --recipe
         self._announce_kept_edits(source)
 
     @work(thread=True, group="recipe-hash")
-    def check_recipe_hashes(self, files: list[str]) -> None:
+    def check_recipe_hashes(self, files: list[Path]) -> None:
         """A file saved with a recipe beside it is hashed (off the UI thread: a large file takes
         seconds) and compared with the recipe's sha256: a changed file is an error, not silent."""
         from modelbrowse.core.recipe import check_recipe_beside
@@ -211,14 +211,11 @@ class LoadActions:
 
     def _show_source_info(self, source: Source) -> None:
         """A checkpoint's information and load report go below the root's details."""
-        fit = getattr(source, "fit", None)
+        fit = source.fit
         report = fit.lines() if fit is not None and (not fit.fits or fit.casts) else []
-        warnings: list[str] = list(getattr(source, "warnings", []))
+        warnings = source.warnings
         self.query_one(DetailPane).set_source_info(
-            list(getattr(source, "info", [])),
-            report,
-            warnings,
-            title=getattr(source, "info_title", "checkpoint"),
+            source.info, report, warnings, title=source.info_title
         )
         if warnings:
             self.header_warning = warnings[0]
@@ -277,8 +274,9 @@ class LoadActions:
         """Why nothing may change at all (--meta, a TorchScript model), or None."""
         if self.previewing:
             return "the model is still loading"
-        refusal: str | None = self.meta_refusal() or getattr(self.source, "edit_refusal", None)
-        return refusal
+        if self.source is None:
+            return self.meta_refusal()
+        return self.meta_refusal() or self.source.edit_refusal
 
     def _ensure_materialising(self) -> None:
         if self.options.meta:

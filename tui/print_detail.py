@@ -58,7 +58,6 @@ def detail_text(source: Source, path: str, seed: int | None, meta: bool) -> str:
 
 def _values_note(source: Source, seed: int | None) -> str:
     """Where the values came from, for the statistics' heading."""
-    random = getattr(source, "weights", None) is None and not hasattr(source, "loaded")
-    if random and getattr(source, "instance", None) is None:
+    if source.random_values:
         return f"exact, of a random initialisation (--seed {seed} repeats it)"
     return "exact"
