@@ -87,8 +87,8 @@ def test_parse_spec_returns_the_call_tree() -> None:
 
 
 def test_nothing_is_evaluated() -> None:
-    """The text is parsed, not handed to eval or exec (tests/test_spec_fuzz.py has many more)."""
-    from tests.test_spec_fuzz import canary
+    """The text is parsed, not handed to eval or exec (test_spec_fuzz.py has many more)."""
+    from tests.core.test_spec_fuzz import canary
 
     with canary() as calls:
         module = build_module("nn.Sequential(nn.Linear(2, 3), nn.ReLU())")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from modelbrowse.tui import cli
-from tests.test_core_structure import small_state
+from tests.core.test_core_structure import small_state
 
 
 def printed(

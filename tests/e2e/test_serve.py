@@ -21,7 +21,7 @@ from aiohttp import WSServerHandshakeError
 
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.serving import session_command
-from tests.test_cli import ROOT
+from tests.e2e.test_cli import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling out of this closed network.

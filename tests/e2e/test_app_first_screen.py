@@ -84,7 +84,7 @@ asyncio.run(main())
 
 
 def test_the_tree_and_its_totals_show_before_torch_is_imported(weights: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(weights)],
         capture_output=True,

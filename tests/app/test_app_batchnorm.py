@@ -8,8 +8,8 @@ from torch import nn
 from modelbrowse.core.norm_stats import stats_frozen
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
+from tests.app.test_app_edits import SIZE, goto
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
-from tests.test_app_edits import SIZE, goto
 
 
 def batch_norms(model: nn.Module) -> list[nn.Module]:

@@ -13,7 +13,7 @@ import torchvision
 from modelbrowse.tui.cli import main
 
 COMMAND = Path(sys.executable).parent / "modelbrowse"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

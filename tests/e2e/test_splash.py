@@ -12,8 +12,8 @@ import pytest
 
 from modelbrowse.tui import splash_styles
 from modelbrowse.tui.splash import color_system, escape_codes, first_frame
+from tests.e2e.test_tmux import COMMAND, Terminal, terminal, wait_for_file
 from tests.splash_support import Cell, look_of, styles_module, textual_cells
-from tests.test_tmux import COMMAND, Terminal, terminal, wait_for_file
 
 __all__ = ["terminal"]  # the fixture, used by the tmux tests below
 

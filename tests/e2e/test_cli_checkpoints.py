@@ -11,9 +11,9 @@ import torch
 import torchvision
 
 from modelbrowse.tui.cli import main
+from tests.core.test_core_checkpoints import BAD_INPUTS, RunsCode, write_training_checkpoint
+from tests.e2e.test_cli import run_command
 from tests.fixtures.models import SharedNet
-from tests.test_cli import run_command
-from tests.test_core_checkpoints import BAD_INPUTS, RunsCode, write_training_checkpoint
 
 
 def squeezed(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from modelbrowse.core.build_budget import check_cancelled
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.module_tree import ModuleTree
+from tests.app.test_app_edits import SIZE, goto, replace_with
 from tests.app_support import (
     paste,
     screen_text,
@@ -25,7 +26,6 @@ from tests.app_support import (
     wait_for_text,
     wait_loaded,
 )
-from tests.test_app_edits import SIZE, goto, replace_with
 
 
 class SlowBuilder:

@@ -289,7 +289,7 @@ def test_a_folders_own_code_never_runs_nor_asks(
     import subprocess
     import sys
 
-    from tests.test_cli import ROOT
+    from tests.e2e.test_cli import ROOT
 
     folder = custom_code_folder(tmp_path, model_type)
     command = [sys.executable, "-m", "modelbrowse.tui", str(folder), "--print"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
+from tests.app.test_app_edits import SIZE, goto, replace_with
 from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
-from tests.test_app_edits import SIZE, goto, replace_with
 
 SLOW = (
     "nn.ModuleList(["

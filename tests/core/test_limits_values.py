@@ -15,7 +15,7 @@ from modelbrowse.core.stats import compute_stats, estimate_stats, unavailable_re
 from modelbrowse.core.tensor_bytes import TensorBytesError
 from tests.limits_support import within
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMAND = Path(sys.executable).parent / "modelbrowse"
 
 

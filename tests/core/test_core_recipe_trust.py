@@ -17,8 +17,8 @@ from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.recipe import RecipeError, load_edited, read_recipe, save_edited
 from modelbrowse.core.recovery import kept_for, recovery_dir
 from modelbrowse.core.sources import resolve_source
+from tests.e2e.test_cli import ROOT
 from tests.saving_support import one_line
-from tests.test_cli import ROOT
 
 
 def recipe(source: dict[str, Any], **more: Any) -> dict[str, Any]:
