@@ -8,7 +8,7 @@ import pytest
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text
 
 SIZE = (120, 40)
 
@@ -30,9 +30,7 @@ def detail_heading(app: ModelBrowseApp) -> str:
 
 
 async def test_alexnet_goto_weight_shows_its_properties_and_statistics() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         screen = squeeze(screen_text(app))
         assert "alexnet · AlexNet" in screen
         assert "61.1M params" in screen
@@ -61,9 +59,7 @@ async def test_alexnet_goto_weight_shows_its_properties_and_statistics() -> None
 
 
 async def test_large_tensor_shows_an_estimate_then_exact_statistics() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier.1.weight", "enter")
         await pilot.pause()
         first = squeeze(screen_text(app))
@@ -74,9 +70,7 @@ async def test_large_tensor_shows_an_estimate_then_exact_statistics() -> None:
 
 async def test_statistics_of_a_node_left_behind_never_replace_the_current_ones() -> None:
     """j right after landing on a big tensor: its exact values, still computing, are dropped."""
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier.1.weight", "enter", "j")
         await wait_for(pilot, lambda: not any(w.group == "stats" for w in app.workers))
         await pilot.pause()
@@ -116,9 +110,7 @@ async def test_statistics_under_way_when_the_tensor_is_edited_never_show_as_the_
         return compute_stats(tensor, cancelled=wanted)  # type: ignore[arg-type]
 
     monkeypatch.setattr(stats, "compute_stats", paused_after_a_slice)
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier.1.weight", "enter")
         await wait_for_text(pilot, "estimate from a sample")
         await pilot.press("i")
@@ -141,9 +133,7 @@ async def test_statistics_under_way_when_the_tensor_is_edited_never_show_as_the_
 
 async def test_after_a_held_key_the_pane_shows_where_the_cursor_rests() -> None:
     """Presses in quick succession defer the pane; it follows the cursor once it rests."""
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("j", "l", "j", "j", "j")  # features, expanded, down to features.2
         await wait_for(pilot, lambda: detail_heading(app) == "features.2")
         await pilot.pause(0.2)
@@ -152,9 +142,7 @@ async def test_after_a_held_key_the_pane_shows_where_the_cursor_rests() -> None:
 
 
 async def test_goto_unknown_path_is_an_inline_error_and_nothing_moves() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier.9", "enter")
         screen = await wait_for_text(pilot, "no such path")
         assert "no such path: 'classifier.9'" in screen
@@ -166,9 +154,7 @@ async def test_goto_unknown_path_is_an_inline_error_and_nothing_moves() -> None:
 
 
 async def test_keys_move_expand_and_collapse() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("j")
         await wait_for(pilot, lambda: detail_heading(app) == "features")
         await pilot.press("l")  # expand
@@ -191,9 +177,7 @@ async def test_keys_move_expand_and_collapse() -> None:
 
 
 async def test_filter_shows_matches_with_ancestors_and_escape_clears() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("slash", *"conv", "enter")
         screen = await wait_for_text(pilot, "5 matches")
         assert "features Sequential" in screen
@@ -218,9 +202,7 @@ async def test_filter_shows_matches_with_ancestors_and_escape_clears() -> None:
 
 
 async def test_colon_and_slash_inside_the_prompt_are_text() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (_app, pilot):
         await pilot.press("slash", *"a/b:c")
         screen = await wait_for_text(pilot, "a/b:c")
         assert "go to a path" not in screen
@@ -229,9 +211,7 @@ async def test_colon_and_slash_inside_the_prompt_are_text() -> None:
 
 
 async def test_help_lists_the_keys_and_q_quits() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("question_mark")
         screen = await wait_for_text(pilot, "go to a path")
         assert "filter by path or class name" in screen
@@ -253,9 +233,7 @@ def footer(app: ModelBrowseApp) -> str:
 async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled() -> None:
     from modelbrowse.widgets.key_footer import KeyFooter
 
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert "e Replace u Undo" in footer(app)
         await pilot.press("j", "j", "e")
         await wait_for_text(pilot, "replace avgpool")
@@ -284,9 +262,7 @@ async def test_a_click_on_a_footer_key_presses_it_and_a_narrow_footer_keeps_the_
 
     from modelbrowse.widgets.key_footer import KeyFooter
 
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         line = screen_text(app).splitlines()[-1]
         await pilot.click(KeyFooter, offset=(line.index("Help"), 0))
         await wait_for_text(pilot, "Keys")
@@ -305,9 +281,7 @@ async def test_a_click_on_a_footer_key_presses_it_and_a_narrow_footer_keeps_the_
 
 
 async def test_summary_shows_torchinfo_table() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (_app, pilot):
         await pilot.press("s")
         screen = await wait_for_text(pilot, "AlexNet (AlexNet) [1, 1000]")
         assert "input 1,3,224,224" in screen
@@ -317,9 +291,10 @@ async def test_summary_shows_torchinfo_table() -> None:
 
 
 async def test_summary_with_a_bad_input_shape_is_an_inline_error() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet", input_shape="1,5,224,224"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(AppOptions("alexnet", input_shape="1,5,224,224"), size=SIZE) as (
+        app,
+        pilot,
+    ):
         await pilot.press("s")
         screen = await wait_for_text(pilot, "summary failed")
         assert "1,5,224,224" in screen
@@ -332,9 +307,7 @@ def shared_source(models_file: Path) -> str:
 
 
 async def test_shared_module_and_tied_weight_appear_under_every_path(shared_source: str) -> None:
-    app = ModelBrowseApp(AppOptions(shared_source))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(shared_source, size=SIZE) as (app, pilot):
         screen = squeeze(screen_text(app))
         # 80 embed + 72 linear: the tied head weight is not counted twice.
         assert "152 params" in screen
@@ -351,9 +324,7 @@ async def test_shared_module_and_tied_weight_appear_under_every_path(shared_sour
 
 
 async def test_buffers_and_unregistered_tensor_are_marked(shared_source: str) -> None:
-    app = ModelBrowseApp(AppOptions(shared_source))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(shared_source, size=SIZE) as (app, pilot):
         screen = squeeze(screen_text(app))
         assert "● scale (8,)" in screen
         assert "○ cache (4,)" in screen
@@ -376,9 +347,7 @@ async def test_unknown_model_exits_with_status_2_and_one_line() -> None:
 
 
 async def test_long_module_lists_are_paged(models_file: Path) -> None:
-    app = ModelBrowseApp(AppOptions(f"{models_file}:WideList"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:WideList", size=SIZE) as (app, pilot):
         await pilot.press("j", "l")
         screen = await wait_for_text(pilot, "layers[0:100] 100 modules")
         assert "layers[200:250] 50 modules" in screen

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from modelbrowse.core.norm_stats import stats_frozen
-from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from tests.app.test_app_edits import SIZE, goto
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text
 
 
 def batch_norms(model: nn.Module) -> list[nn.Module]:
@@ -17,9 +16,7 @@ def batch_norms(model: nn.Module) -> list[nn.Module]:
 
 
 async def test_freeze_asks_about_running_statistics() -> None:
-    app = ModelBrowseApp(AppOptions("resnet18"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("resnet18", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
 
@@ -64,9 +61,7 @@ async def test_freeze_asks_about_running_statistics() -> None:
 
 
 async def test_a_selection_freezes_and_unfreezes_the_statistics() -> None:
-    app = ModelBrowseApp(AppOptions("resnet18"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("resnet18", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         await pilot.press("asterisk", *"cls:BatchNorm2d", "enter")
@@ -84,9 +79,7 @@ async def test_a_selection_freezes_and_unfreezes_the_statistics() -> None:
 
 
 async def test_no_question_without_batchnorm() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "features")
         await pilot.press("f")
         await wait_for_text(pilot, "features Sequential 2.5M frozen")
@@ -94,9 +87,9 @@ async def test_no_question_without_batchnorm() -> None:
 
 
 async def test_batchnorm_without_weights_freezes_and_lets_go_of_its_statistics() -> None:
-    app = ModelBrowseApp(AppOptions("torch.nn:BatchNorm1d", kw=["num_features=4", "affine=False"]))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(
+        AppOptions("torch.nn:BatchNorm1d", kw=["num_features=4", "affine=False"]), size=SIZE
+    ) as (app, pilot):
         assert app.history is not None
         norm = app.history.model
         await pilot.press("f")  # nothing to ask: only the statistics can be frozen

@@ -14,17 +14,16 @@ from torch import nn
 from modelbrowse.core import module_edits
 from modelbrowse.core.build_budget import check_cancelled
 from modelbrowse.tui.app import ModelBrowseApp
-from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.module_tree import ModuleTree
 from tests.app.test_app_edits import SIZE, goto, replace_with
 from tests.app_support import (
+    open_app,
     paste,
     screen_text,
     squeeze,
     wait_for,
     wait_for_notification,
     wait_for_text,
-    wait_loaded,
 )
 
 
@@ -66,9 +65,7 @@ def idle(app: ModelBrowseApp) -> bool:
 
 
 async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         head = model.classifier[6]
@@ -93,9 +90,7 @@ async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) 
 
 
 async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         head = app.history.model.classifier[6]
         await goto(pilot, "classifier.6")
@@ -110,9 +105,7 @@ async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> No
 
 
 async def test_a_large_replace_is_built_then_applied_undone_and_redone() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         head = model.classifier[6]
@@ -138,9 +131,7 @@ async def test_a_large_replace_is_built_then_applied_undone_and_redone() -> None
 
 
 async def test_a_selection_builds_one_module_per_match(slow: SlowBuilder) -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         await pilot.press("m", *"cls:Dropout", "enter", "e")

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from modelbrowse.core.recipe import load_edited
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
 
 SIZE = (130, 40)
 
@@ -52,9 +52,7 @@ async def goto(pilot: Pilot[object], path: str) -> None:
 async def test_a_training_checkpoint_shows_its_tree_and_what_else_it_holds(
     training_checkpoint: Path,
 ) -> None:
-    app = ModelBrowseApp(AppOptions(str(training_checkpoint)))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(str(training_checkpoint), size=SIZE) as (_app, pilot):
         screen = await wait_for_text(pilot, "epoch 12")
         assert "layer4 Group" in screen
         assert "AdamW optimizer state" in screen
@@ -69,9 +67,7 @@ async def test_without_an_architecture_only_weight_edits_apply(
     training_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    app = ModelBrowseApp(AppOptions(str(training_checkpoint)))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(str(training_checkpoint), size=SIZE) as (app, pilot):
         await goto(pilot, "fc")
         for key in ("f", "e", "a"):
             await pilot.press(key)
@@ -105,9 +101,7 @@ async def test_overwriting_the_opened_checkpoint_asks_twice(
 ) -> None:
     path = tmp_path / "weights.pt"
     torch.save(resnet18_state, path)
-    app = ModelBrowseApp(AppOptions(str(path)))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(str(path), size=SIZE) as (app, pilot):
         await goto(pilot, "fc.bias")
         await pilot.press("d")
         await wait_for_text(pilot, "delete the keys fc.bias")
@@ -169,9 +163,7 @@ async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> 
     path = tmp_path / "scripted.pt"
     with pytest.warns(FutureWarning):  # torch.jit is deprecated, and still what people have
         torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4))), path)  # type: ignore[no-untyped-call]
-    app = ModelBrowseApp(AppOptions(str(path)))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(str(path), size=SIZE) as (app, pilot):
         await goto(pilot, "0")
         for key in ("f", "i", "e", "d", "a"):
             await pilot.press(key)

@@ -10,9 +10,15 @@ from textual.pilot import Pilot
 from textual.widgets.tree import TreeNode
 
 from modelbrowse.tui.app import ModelBrowseApp
-from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
-from tests.app_support import paste, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import (
+    open_app,
+    paste,
+    screen_text,
+    squeeze,
+    wait_for,
+    wait_for_text,
+)
 
 SIZE = (130, 40)
 
@@ -38,9 +44,7 @@ def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool
 
 
 async def test_done_means_on_alexnet() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await wait_for_text(pilot, "output (1, 1000)")
         assert app.history is not None
         original_state, original_flags = snapshot(app.history.model)
@@ -101,9 +105,7 @@ async def test_done_means_on_alexnet() -> None:
 
 
 async def test_bad_replace_spec_is_an_inline_error_and_nothing_changes() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "classifier.6")
         for spec, message in [
             ("__import__('os').system('true')", "only torch.nn classes can be called"),
@@ -124,9 +126,7 @@ async def test_bad_replace_spec_is_an_inline_error_and_nothing_changes() -> None
 
 
 async def test_replace_that_breaks_the_forward_is_kept_and_marked() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "classifier.4")
         await replace_with(pilot, "nn.Linear(2048, 4096)")
         screen = await wait_for_text(pilot, "shape check failed")
@@ -137,9 +137,7 @@ async def test_replace_that_breaks_the_forward_is_kept_and_marked() -> None:
 
 
 async def test_delete_and_insert_renumber_and_undo() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (_app, pilot):
         await goto(pilot, "classifier.6")
         await pilot.press("d")
         screen = await wait_for_text(pilot, "delete classifier.6 (now nn.Identity())")
@@ -177,9 +175,7 @@ def tree_lines(app: ModelBrowseApp) -> list[tuple[int, str, bool, bool]]:
 
 async def test_structural_edits_rebuild_only_the_parent_and_match_a_full_reload() -> None:
     """After each edit and undo, the tree reads as if it had been rebuilt from scratch."""
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         tree = app.query_one(ModuleTree)
 
         async def same_as_full_reload() -> None:
@@ -216,9 +212,7 @@ async def test_structural_edits_rebuild_only_the_parent_and_match_a_full_reload(
 
 
 async def test_add_named_child_outside_a_list_asks_for_a_name() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "avgpool")
         await pilot.press("home")  # the root: not inside a list
         await wait_for(pilot, lambda: "│ AlexNet │" in squeeze(screen_text(app)))
@@ -237,9 +231,7 @@ async def test_add_named_child_outside_a_list_asks_for_a_name() -> None:
 
 
 async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) -> None:
-    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
         await goto(pilot, "head.weight")
         await pilot.press("f")
         screen = await wait_for_text(pilot, "freeze head.weight")
@@ -260,9 +252,7 @@ async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) 
 async def test_replacing_or_reinitialising_one_side_of_a_tie_asks_first(
     models_file: Path,
 ) -> None:
-    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         await goto(pilot, "head")
@@ -292,9 +282,7 @@ async def test_replacing_or_reinitialising_one_side_of_a_tie_asks_first(
 
 
 async def test_quit_with_unsaved_edits_asks_first() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "features")
         await pilot.press("f")
         await wait_for_text(pilot, "1 unsaved edit")
@@ -311,9 +299,7 @@ async def test_quit_with_unsaved_edits_asks_first() -> None:
 
 
 async def test_undoing_a_freeze_gives_each_parameter_back_its_own_flag() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         await goto(pilot, "classifier.1.bias")

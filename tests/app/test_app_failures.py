@@ -7,15 +7,14 @@ from pathlib import Path
 import pytest
 
 from modelbrowse.tui.app import ModelBrowseApp
-from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.model_header import ModelHeader
 from tests.app_support import (
+    open_app,
     screen_text,
     squeeze,
     wait_for,
     wait_for_notification,
     wait_for_text,
-    wait_loaded,
 )
 
 SIZE = (130, 40)
@@ -33,9 +32,7 @@ async def test_an_error_in_a_key_handler_is_a_notification_and_the_app_goes_on(
         raise RuntimeError("summary [/] broke [@click=app.quit]here")
 
     monkeypatch.setattr(ModelBrowseApp, "action_summary", broken)
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("s")
         shown = await wait_for_notification(pilot, "unexpected error")
         assert "RuntimeError: summary [/] broke [@click=app.quit]here" in shown
@@ -58,9 +55,7 @@ async def test_an_error_in_a_worker_is_a_notification_and_the_app_goes_on(
         raise ValueError("statistics failed")
 
     monkeypatch.setattr(stats, "compute_stats", broken)
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier.1.weight", "enter")
         shown = await wait_for_notification(pilot, "ValueError: statistics failed")
         assert "unexpected error" in shown
@@ -74,9 +69,7 @@ async def test_an_error_on_every_frame_stops_the_app_with_one_line_and_status_1(
     def broken(self: ModelHeader) -> str:
         raise RuntimeError("cannot draw the header")
 
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         monkeypatch.setattr(ModelHeader, "render", broken)
         app.query_one(ModelHeader).refresh()
         for _ in range(20):
@@ -90,9 +83,7 @@ async def test_an_error_on_every_frame_stops_the_app_with_one_line_and_status_1(
 
 
 async def test_ctrl_c_asks_before_losing_edits_and_a_second_one_quits() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("f")
         await wait_for_text(pilot, "1 unsaved edit")
         await pilot.press("ctrl+q")
@@ -108,9 +99,7 @@ async def test_ctrl_c_asks_before_losing_edits_and_a_second_one_quits() -> None:
 
 
 async def test_ctrl_c_without_edits_quits_with_status_0() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("ctrl+c")
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_code in (0, None)
@@ -118,9 +107,7 @@ async def test_ctrl_c_without_edits_quits_with_status_0() -> None:
 
 @pytest.mark.parametrize("size", [(60, 15), (60, 30), (45, 12)])
 async def test_small_terminals_still_browse(size: tuple[int, int]) -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=size) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=size) as (app, pilot):
         await pilot.press("j", "l", "j")
         await wait_for(pilot, lambda: "features.0" in screen_text(app))
         screen = screen_text(app)
@@ -129,9 +116,7 @@ async def test_small_terminals_still_browse(size: tuple[int, int]) -> None:
 
 
 async def test_stacked_panes_in_a_tall_narrow_terminal() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=(60, 30)) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=(60, 30)) as (app, _pilot):
         lines = screen_text(app).splitlines()
         tree_line = next(i for i, line in enumerate(lines) if "▼ AlexNet" in line)
         detail_line = next(i for i, line in enumerate(lines) if "subtree totals" in line)
@@ -139,9 +124,7 @@ async def test_stacked_panes_in_a_tall_narrow_terminal() -> None:
 
 
 async def test_a_terminal_too_small_says_so_until_it_grows() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=(30, 8)) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=(30, 8)) as (app, pilot):
         screen = squeeze(screen_text(app).replace("\n", " "))
         assert "terminal too small (30x8): modelbrowse needs 40x10" in screen
         await pilot.resize_terminal(120, 40)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from modelbrowse.tui.app import ModelBrowseApp
-from modelbrowse.tui.options import AppOptions
 from tests.app.test_app_edits import SIZE, goto, replace_with
-from tests.app_support import screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text
 
 SLOW = (
     "nn.ModuleList(["
@@ -15,9 +13,7 @@ SLOW = (
 
 
 async def test_a_spec_too_large_is_refused_in_the_dialog() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "classifier.6")
         await replace_with(
             pilot, "nn.TransformerEncoder(nn.TransformerEncoderLayer(1, 1, 1), 10**5)"
@@ -30,9 +26,7 @@ async def test_a_spec_too_large_is_refused_in_the_dialog() -> None:
 
 
 async def test_escape_leaves_a_spec_being_checked_and_the_build_stops() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "classifier.6")
         await replace_with(pilot, SLOW)
         await wait_for_text(pilot, "checking the spec… · escape cancels")

@@ -7,17 +7,13 @@ import gc
 import weakref
 from pathlib import Path
 
-from modelbrowse.tui.app import ModelBrowseApp
-from modelbrowse.tui.options import AppOptions
-from tests.app_support import wait_for_text, wait_loaded
+from tests.app_support import open_app, wait_for_text
 
 
 async def _run_and_stop(source: str) -> tuple[weakref.ref[object], weakref.ref[object]]:
     """Open `source`, go to a weight (its lines are drawn), quit; weak references to the model and
     the app. Frozen while it runs: the collector is settled around the loaded model."""
-    app = ModelBrowseApp(AppOptions(source))
-    async with app.run_test(size=(120, 40)) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(source, size=(120, 40)) as (app, pilot):
         assert app.index is not None
         assert gc.get_freeze_count() > 0  # what must be undone below
         await pilot.press("colon", *"embed.weight", "enter")

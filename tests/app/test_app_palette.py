@@ -6,25 +6,22 @@ from pathlib import Path
 
 from textual.theme import BUILTIN_THEMES
 
-from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import APP_ACTIONS, TREE_ACTIONS
 from tests.app_support import (
     notifications,
+    open_app,
     screen_text,
     squeeze,
     wait_for,
     wait_for_text,
-    wait_loaded,
 )
 
 SIZE = (130, 40)
 
 
 async def test_every_action_is_in_the_palette_with_its_keys() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, _pilot):
         titles = [c.title for c in app.get_system_commands(app.screen)]
         bound = {b.action for b in app.BINDINGS} - {"ctrl_c"}
         assert bound <= set(APP_ACTIONS)  # no key without its palette entry
@@ -38,9 +35,7 @@ async def test_every_action_is_in_the_palette_with_its_keys() -> None:
 
 
 async def test_a_palette_command_runs_its_action() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("ctrl+p")
         await pilot.press(*"freeze")
         await wait_for_text(pilot, "Freeze or unfreeze (f)")
@@ -57,9 +52,7 @@ async def test_a_palette_command_runs_its_action() -> None:
 
 
 async def test_shift_space_opens_a_small_subtree_and_only_one_level_of_a_big_one() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier", "enter")
         await wait_for(pilot, lambda: "│ classifier │" in squeeze(screen_text(app)))
         await pilot.press("shift+space")
@@ -72,9 +65,10 @@ async def test_shift_space_opens_a_small_subtree_and_only_one_level_of_a_big_one
 async def test_shift_space_on_a_big_subtree_opens_one_level_and_says_why(
     models_file: Path,
 ) -> None:
-    app = ModelBrowseApp(AppOptions(f"{models_file}:WideList", kw=["n=1000"]))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(AppOptions(f"{models_file}:WideList", kw=["n=1000"]), size=SIZE) as (
+        app,
+        pilot,
+    ):
         await pilot.press("colon", *"layers", "enter")
         await wait_for(pilot, lambda: "│ layers │" in squeeze(screen_text(app)))
         await pilot.press("shift+space")
@@ -85,9 +79,9 @@ async def test_shift_space_on_a_big_subtree_opens_one_level_and_says_why(
 
 
 async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet", keymap={"freeze": "F", "replace": "r,ctrl+e"}))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(
+        AppOptions("alexnet", keymap={"freeze": "F", "replace": "r,ctrl+e"}), size=SIZE
+    ) as (app, pilot):
         await pilot.press("f")
         await pilot.pause(0.2)
         assert "unsaved edit" not in squeeze(screen_text(app))
@@ -107,9 +101,7 @@ async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> 
 
 
 async def test_the_config_theme_is_used() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet", theme="nord"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(AppOptions("alexnet", theme="nord"), size=SIZE) as (app, _pilot):
         assert app.theme == "nord"
         nord = BUILTIN_THEMES["nord"].background
         assert nord and app.get_css_variables()["background"].lower() == nord.lower()

@@ -15,6 +15,7 @@ from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from tests.app_support import (
     notifications,
+    open_app,
     paste,
     screen_text,
     squeeze,
@@ -83,9 +84,7 @@ async def test_a_signal_keeps_the_edits_and_the_next_session_reopens_them(
 
 
 async def test_no_edits_no_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         app._exit_on_signal(signal.SIGHUP)
         await pilot.pause()
     assert app.error_message == "stopped by SIGHUP"
@@ -132,9 +131,7 @@ async def test_a_step_that_does_not_apply_is_said_and_the_ones_before_stay(
 
 async def test_a_selection_comes_back_as_one_step(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.argv", ["modelbrowse", "alexnet"])
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("asterisk", *"all-linear", "enter")
         await wait_for_text(pilot, "all-linear: 2 modules")
         await pilot.press("f")

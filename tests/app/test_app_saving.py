@@ -13,7 +13,15 @@ from modelbrowse.core.saving import SaveError
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import paste, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import (
+    open_app,
+    paste,
+    screen_text,
+    squeeze,
+    wait_for,
+    wait_for_text,
+    wait_loaded,
+)
 from tests.saving_support import sha256
 
 SIZE = (130, 40)
@@ -31,9 +39,7 @@ async def open_save_dialog(pilot: Pilot[object]) -> str:
 
 async def test_done_means_on_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await goto(pilot, "classifier.6")
         await pilot.press("e")
         await wait_for_text(pilot, "replace classifier.6")
@@ -89,9 +95,7 @@ async def test_an_existing_file_needs_y(
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "sharednet-edited.pt"
     target.write_bytes(b"precious")
-    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
         await open_save_dialog(pilot)
         await pilot.press("enter")
         await wait_for_text(pilot, "sharednet-edited.pt exists. Overwrite it?")
@@ -124,9 +128,7 @@ async def test_a_bad_path_is_an_inline_error(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "adir").mkdir()
-    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
         await open_save_dialog(pilot)
         await pilot.press("ctrl+a", "ctrl+k", *typed, "enter")
         screen = await wait_for_text(pilot, message)
@@ -145,9 +147,7 @@ async def test_a_failed_save_keeps_the_edits_and_says_why(
         raise SaveError("cannot write x.safetensors: no space left on device")
 
     monkeypatch.setattr("modelbrowse.core.recipe.stage_weights", full_disk)
-    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:SharedNet", size=SIZE) as (_app, pilot):
         await goto(pilot, "encoder")
         await pilot.press("f")
         await wait_for_text(pilot, "1 unsaved edit")

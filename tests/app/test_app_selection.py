@@ -7,17 +7,20 @@ from pathlib import Path
 import torch
 
 from modelbrowse.core.recipe import read_recipe
-from modelbrowse.tui.app import ModelBrowseApp
-from modelbrowse.tui.options import AppOptions
-from tests.app_support import paste, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import (
+    open_app,
+    paste,
+    screen_text,
+    squeeze,
+    wait_for,
+    wait_for_text,
+)
 
 SIZE = (130, 40)
 
 
 async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("colon", *"classifier.0", "enter")  # expanded, to see the marks
         await pilot.press("asterisk", *"cls:Lin")
         await wait_for_text(pilot, "cls:Lin: 0 modules, 0 parameters")  # live, as typed
@@ -52,9 +55,7 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
 
 
 async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("m", *"cls:Dropout", "enter")
         await wait_for_text(pilot, "cls:Dropout: 2 modules")
         await pilot.press("e")
@@ -77,9 +78,7 @@ async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None
 
 
 async def test_a_bad_selector_is_an_inline_error() -> None:
-    app = ModelBrowseApp(AppOptions("alexnet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("asterisk", *"re:[", "enter")
         await wait_for_text(pilot, "not a regular expression")
         assert "unterminated character set" in squeeze(screen_text(app))
@@ -87,9 +86,7 @@ async def test_a_bad_selector_is_an_inline_error() -> None:
 
 
 async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
-    app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
         await pilot.press("asterisk", *"cls:Linear", "enter", "e")
