@@ -16,12 +16,6 @@ from tests.fixtures.models import SharedNet
 IMAGE = ((1, 3, 224, 224),)
 
 
-@pytest.fixture(scope="module")
-def alexnet() -> nn.Module:
-    torch.manual_seed(0)
-    return torchvision.models.alexnet()
-
-
 def test_replacing_the_head_changes_the_output_shape(alexnet: nn.Module) -> None:
     history = EditHistory(alexnet)
     assert check_shapes(alexnet, IMAGE) == ShapeCheck(True, "output (1, 1000)")

@@ -27,13 +27,6 @@ def unique_params(model: nn.Module) -> int:
 
 
 @pytest.fixture(scope="module")
-def alexnet() -> nn.Module:
-    """Torchvision AlexNet with random initialisation (never downloaded weights)."""
-    torch.manual_seed(0)
-    return torchvision.models.alexnet(weights=None)
-
-
-@pytest.fixture(scope="module")
 def resnet18() -> nn.Module:
     """Torchvision ResNet-18 with random initialisation: has BatchNorm buffers."""
     torch.manual_seed(0)

@@ -36,7 +36,7 @@ def edited(source: Source, edits: list[Edit], seed: int = INIT_SEED) -> nn.Modul
 
 
 @pytest.fixture(scope="module")
-def alexnet() -> tuple[Source, nn.Module, list[Edit]]:
+def edited_alexnet() -> tuple[Source, nn.Module, list[Edit]]:
     """AlexNet from a known seed, edited as in the app; the edits draw their own seeds."""
     source = resolve_source("alexnet")
     edits: list[Edit] = [
@@ -51,17 +51,17 @@ def alexnet() -> tuple[Source, nn.Module, list[Edit]]:
 def saved_alexnet(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    alexnet: tuple[Source, nn.Module, list[Edit]],
+    edited_alexnet: tuple[Source, nn.Module, list[Edit]],
 ) -> tuple[Path, SaveReport]:
-    source, model, edits = alexnet
+    source, model, edits = edited_alexnet
     path = tmp_path_factory.mktemp("alexnet") / f"alexnet-edited.{request.param}"
     return path, save_edited(model, path, source, INIT_SEED, edits)
 
 
 def test_load_edited_gives_alexnet_back(
-    alexnet: tuple[Source, nn.Module, list[Edit]], saved_alexnet: tuple[Path, SaveReport]
+    edited_alexnet: tuple[Source, nn.Module, list[Edit]], saved_alexnet: tuple[Path, SaveReport]
 ) -> None:
-    _, model, _ = alexnet
+    _, model, _ = edited_alexnet
     path, report = saved_alexnet
     assert report.tensors == 16 and report.params == 57_044_810
 
@@ -75,11 +75,11 @@ def test_load_edited_gives_alexnet_back(
 
 
 def test_replay_recipe_makes_the_same_file(
-    alexnet: tuple[Source, nn.Module, list[Edit]],
+    edited_alexnet: tuple[Source, nn.Module, list[Edit]],
     saved_alexnet: tuple[Path, SaveReport],
     tmp_path: Path,
 ) -> None:
-    _, model, _ = alexnet
+    _, model, _ = edited_alexnet
     path, report = saved_alexnet
     recipe = path.with_name(path.name + ".recipe.json")
     output = tmp_path / path.name
