@@ -2,7 +2,7 @@
 
 Names are loaded lazily so that importing this package does not import torch; the CLI's
 `--help` and the app's first paint depend on that. Type checkers read the same names from
-the `TYPE_CHECKING` block below; tests/test_contracts.py checks that both agree.
+the `TYPE_CHECKING` block below; tests/meta/test_contracts.py checks that both agree.
 """
 
 from __future__ import annotations

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from textual import events
 from textual.app import App
 from textual.pilot import Pilot
 
 from modelbrowse.tui.app import ModelBrowseApp
+from modelbrowse.tui.options import AppOptions
 
 
 def screen_text(app: App[object]) -> str:
@@ -52,6 +54,19 @@ async def wait_loaded(pilot: Pilot[object], timeout: float = 60.0) -> None:
         timeout,
     )
     await pilot.pause()
+
+
+@asynccontextmanager
+async def open_app(
+    options: AppOptions | str, *, size: tuple[int, int], loaded: bool = True
+) -> AsyncIterator[tuple[ModelBrowseApp, Pilot[object]]]:
+    """The app on `options` (the command line, or a source alone) in a terminal of `size`, and
+    its pilot; once the model is shown with real tensors unless `loaded` is False."""
+    app = ModelBrowseApp(options if isinstance(options, AppOptions) else AppOptions(options))
+    async with app.run_test(size=size) as pilot:
+        if loaded:
+            await wait_loaded(pilot)
+        yield app, pilot
 
 
 async def wait_for_text(pilot: Pilot[object], needle: str, timeout: float = 30.0) -> str:

@@ -10,14 +10,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 # Imported before any app runs: some modules under torchvision bind `sys.stdout` when first
 # imported (sympy.strategies.core), and under `run_test` that is a capture holding the app, so
 # the first app of each test process, and its model, would stay alive to the end.
-import torchvision  # noqa: F401
+import torchvision
+from torch import nn
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MODELS_FILE = FIXTURES / "models.py"
+
+
+@pytest.fixture(scope="module")
+def alexnet() -> nn.Module:
+    """Torchvision AlexNet from seed 0 (never downloaded weights), one per test module: a test
+    that edits it undoes its edits."""
+    torch.manual_seed(0)
+    return torchvision.models.alexnet(weights=None)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Textual's own first frame of the app, cell by cell, and the splash's styles taken from it.
 
 `python -m tests.splash_support > tui/splash_styles.py` writes the styles again (after a
-Textual upgrade changes the theme, say); tests/test_splash.py says when that is due.
+Textual upgrade changes the theme, say); tests/e2e/test_splash.py says when that is due.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Importing Textual takes about 0.25 s here, most of the first 0.3 s. So once the arguments are
 read, the command paints the frame the app is about to paint (the header saying "loading torch",
 the two empty panes, the footer's keys), and Textual's own first frame then replaces it cell for
-cell. `tests/test_splash.py` renders both and compares them. Only the default theme and keys, in
+cell. `tests/e2e/test_splash.py` renders both and compares them. Only the default theme and keys, in
 a terminal with room for the side-by-side panes, get one; anything else waits for Textual.
 
 Until Textual's driver takes the terminal over, keys typed are neither echoed over the frame nor

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tests.test_core_checkpoints import RunsCode
+from tests.core.test_core_checkpoints import RunsCode
 
 
 def torch_zip(path: Path, pickle_bytes: bytes, members: dict[str, bytes] | None = None) -> Path:

@@ -18,6 +18,8 @@ from modelbrowse.core.reading import Limits, ReadError
 from modelbrowse.core.reading.nested import flatten
 from modelbrowse.core.reading.torch_files import read_torch_zip
 from modelbrowse.tui.cli import main
+from tests.e2e.test_cli import run_command
+from tests.e2e.test_cli_checkpoints import the_error_line
 from tests.reading.hostile_files import (
     code_running_pt,
     cycle_pickle,
@@ -29,8 +31,6 @@ from tests.reading.hostile_files import (
     torch_zip,
     zip_bomb,
 )
-from tests.test_cli import run_command
-from tests.test_cli_checkpoints import the_error_line
 
 HANG_S = 20  # generous: each case is refused in well under a second
 

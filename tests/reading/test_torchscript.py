@@ -19,9 +19,8 @@ from modelbrowse.core.index import NodeIndex
 from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.recipe import save_edited
 from modelbrowse.core.sources import resolve_source
-from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import wait_for_text, wait_loaded
+from tests.app_support import open_app, wait_for_text
 
 PACKAGE = Path(__file__).resolve().parents[2]
 
@@ -114,9 +113,7 @@ async def test_opening_a_hostile_archive_and_its_summary_leave_the_file_unchange
         ("body", "Linear"),
         ("payload", "Overwrite"),
     ]
-    app = ModelBrowseApp(AppOptions(str(path), input_shape="1,2"))
-    async with app.run_test(size=(130, 40)) as pilot:
-        await wait_loaded(pilot)
+    async with open_app(AppOptions(str(path), input_shape="1,2"), size=(130, 40)) as (_app, pilot):
         await pilot.press("s")
         screen = await wait_for_text(pilot, "summary failed")
         assert "its scripted code is never run" in re.sub(r"\s+", " ", screen)
