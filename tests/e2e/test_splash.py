@@ -157,7 +157,9 @@ def test_ctrl_c_at_the_splash_gives_the_terminal_back(terminal: Terminal, tmp_pa
     status = run_with_modes(terminal, tmp_path, "alexnet")
     terminal.wait_for("loading torch…", timeout=30)
     terminal.keys("C-c")  # before or after Textual takes over: either way, as it was
-    assert wait_for_file(status) == "130"
+    # On the splash it is SIGINT (130); once the app has the keys, ctrl+c is its quit key and,
+    # with nothing unsaved, a normal quit (0). Which one it hits is a race with the handover.
+    assert wait_for_file(status) in ("130", "0")
     assert (tmp_path / "before.txt").read_text() == wait_for_settings(tmp_path / "after.txt")
     screen = terminal.screen()
     assert "loading torch" not in screen and "Traceback" not in screen
