@@ -217,8 +217,12 @@ class IndexReading:
         self._totals = {}
         with collector_paused():
             self._count_subtree(list(self._ordered("")))
+        self._compute_shared_totals()
+
+    def _compute_shared_totals(self) -> None:
+        """A tensor shared under several paths was counted once per path: count it once in
+        every subtree holding several of them."""
         totals = self._totals
-        # A shared tensor was added once per path; count it once in every subtree holding several.
         for paths in self._paths_by_id.values():
             if len(paths) < 2 or self._nodes[paths[0]].kind not in COUNTED:
                 continue

@@ -9,8 +9,8 @@ records; nothing here has values.
 
 from __future__ import annotations
 
-from modelbrowse.core.index_reading import COUNTED, IndexReading, collector_paused, tensor_totals
-from modelbrowse.core.nodes import Node, NodeKind, StandIn, Totals, ancestors
+from modelbrowse.core.index_reading import IndexReading, collector_paused
+from modelbrowse.core.nodes import Node, NodeKind, StandIn, Totals
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.structure import NotShown, Structure
@@ -217,21 +217,6 @@ class StructureIndex(IndexReading):
             parent.modules.append(path)
             modules[path] = _Module(node, parent)
         return modules[prefix]
-
-    def _compute_shared_totals(self) -> None:
-        """A tied tensor was counted once per path: once in every subtree holding several."""
-        totals = self._totals
-        for paths in self._paths_by_id.values():
-            if self._nodes[paths[0]].kind not in COUNTED:
-                continue
-            occurrences: dict[str, int] = {}
-            for path in paths:
-                for ancestor in ancestors(path):
-                    occurrences[ancestor] = occurrences.get(ancestor, 0) + 1
-            once = tensor_totals(self._nodes[paths[0]])
-            for ancestor, count in occurrences.items():
-                if count > 1:
-                    totals[ancestor] = totals[ancestor] - once.scaled(count - 1)
 
     @property
     def is_meta(self) -> bool:
