@@ -27,7 +27,7 @@ from modelbrowse.core.checkpoint_rules import (
     take_weights,
     wrapper_prefix,
 )
-from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.errors import SourceError, UsageError, first_line
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
 from modelbrowse.core.reading.records import TensorRecord
@@ -311,8 +311,3 @@ def _strip_wrapper_prefix(checkpoint: Checkpoint, keep: bool) -> None:
     if renamed is not None:
         checkpoint.rename(renamed)
     checkpoint.info.extend(rows)
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

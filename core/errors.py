@@ -13,3 +13,9 @@ class SourceError(ModelBrowseError):
 
 class UsageError(ModelBrowseError):
     """A command-line value is malformed (a bad `--kw`, `--input-shape` or `--weights`)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

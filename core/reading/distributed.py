@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
 from modelbrowse.core.reading.pickles import Call, Global, PickleHooks, globals_in, load_pickle
 from modelbrowse.core.reading.records import ITEM_SIZES, TensorRecord
+from modelbrowse.core.reading.records import sizes as checked_sizes
 from modelbrowse.core.reading.torch_pickles import TorchHooks, member_storage
 from modelbrowse.core.reading.zip_members import ZipMembers
 
@@ -111,11 +112,9 @@ def _state_of(value: Any, kind: str, where: str) -> dict[Any, Any]:
 
 
 def _sizes(value: Any, where: str, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple) or len(value) > 64:
+    if not isinstance(value, tuple):  # torch.Size and tuples only, as torch writes them
         raise ReadError(f"{where}: {what} is not a list of sizes")
-    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 62 for n in value):
-        raise ReadError(f"{where}: {what} is not a list of sizes")
-    return value
+    return checked_sizes(value, where, what)
 
 
 def _storage_index(value: Any, where: str) -> dict[tuple[str, tuple[int, ...]], dict[Any, Any]]:

@@ -126,8 +126,8 @@ def tensor_record(
     """A checked record: integer sizes, a view inside its storage; else a one-line ReadError."""
     if dtype not in ITEM_SIZES:
         raise ReadError(f"{where}: unknown dtype {dtype!r}")
-    shape_t = _ints(shape, where, "shape", limits)
-    stride_t = _ints(stride, where, "stride", limits)
+    shape_t = sizes(shape, where, "its shape", limits)
+    stride_t = sizes(stride, where, "its stride", limits)
     if len(stride_t) != len(shape_t):
         raise ReadError(f"{where}: its stride {stride_t} does not match its shape {shape_t}")
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -143,9 +143,11 @@ def tensor_record(
     return record
 
 
-def _ints(value: Any, where: str, what: str, limits: Limits) -> tuple[int, ...]:
+def sizes(value: Any, where: str, what: str, limits: Limits = DEFAULT_LIMITS) -> tuple[int, ...]:
+    """A shape, stride or offset list from a file: at most `limits.tensor_rank` counts, each
+    a plain non-negative int below 2**62; else a one-line ReadError naming `what`."""
     if not isinstance(value, (tuple, list)) or len(value) > limits.tensor_rank:
-        raise ReadError(f"{where}: its {what} is not a list of sizes")
+        raise ReadError(f"{where}: {what} is not a list of sizes")
     if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 62 for n in value):
-        raise ReadError(f"{where}: its {what} {tuple(value)!r} is not a list of sizes")
+        raise ReadError(f"{where}: {what} {tuple(value)!r} is not a list of sizes")
     return tuple(value)

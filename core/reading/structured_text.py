@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelbrowse.core.errors import first_line
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
 
 if sys.version_info >= (3, 11):
@@ -62,7 +63,7 @@ def parse_json(data: bytes | str, where: str) -> Any:
     except json.JSONDecodeError as exc:
         raise ReadError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except ValueError as exc:  # an integer of more digits than CPython converts
-        raise ReadError(f"{where} is not usable JSON: {_first_line(exc)}") from None
+        raise ReadError(f"{where} is not usable JSON: {first_line(exc)}") from None
 
 
 def read_json(path: Path, what: str = "a JSON file", limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -76,9 +77,9 @@ def parse_toml(text: str, where: str) -> dict[str, Any]:
     except RecursionError:
         raise ReadError(f"{where} is nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ReadError(f"{where} is not valid TOML: {_first_line(exc)}") from None
+        raise ReadError(f"{where} is not valid TOML: {first_line(exc)}") from None
     except ValueError as exc:
-        raise ReadError(f"{where} is not usable TOML: {_first_line(exc)}") from None
+        raise ReadError(f"{where} is not usable TOML: {first_line(exc)}") from None
 
 
 def read_toml(path: Path, what: str = "a TOML file", limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -104,8 +105,3 @@ def depth_of(value: Any, limit: int) -> int:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
     return deepest
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
