@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 
@@ -26,3 +29,18 @@ def within(seconds: int) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, before)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """`script` in a child interpreter, given `folder`: a missed check there is a bus error in
+    the child, not the end of the test run."""
+    return subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )

@@ -6,11 +6,9 @@ the test run."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.limits_support import run_script
 
 SETUP = """
 import os, shutil, sys, torch
@@ -88,13 +86,7 @@ print("a zeroed", bool((model.a.weight == 0).all()))
 
 
 def run_child(script: str, folder: Path) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    result = run_script(script, folder)
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
     return result.stdout.splitlines()
 
@@ -135,13 +127,7 @@ os._exit(main([str(path), "--diff", str(folder / "right.pt"), "--print"]))
 
 
 def test_diff_print_of_a_file_truncated_while_open_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", DIFF_COMMAND, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    result = run_script(DIFF_COMMAND, tmp_path)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()

@@ -13,9 +13,8 @@ import torch
 from modelbrowse.core.bitwise import bitwise_equal
 from modelbrowse.core.stats import compute_stats, estimate_stats, unavailable_reason
 from modelbrowse.core.tensor_bytes import TensorBytesError
-from tests.limits_support import within
+from tests.limits_support import run_script, within
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMAND = Path(sys.executable).parent / "modelbrowse"
 
 
@@ -88,13 +87,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 def test_saving_an_expanded_view_keeps_the_view_or_refuses(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", SAVE_VIEW, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    result = run_script(SAVE_VIEW, tmp_path)
     assert result.returncode == 0, result.stderr
     size, shape, refusal, peak_mib = result.stdout.splitlines()
     assert int(size) < 4096  # the stored element, not 8 GiB; verified without copying it
@@ -136,13 +129,7 @@ print(save_weights(host, path.with_name("other.pt")).tensors)
 
 def test_a_file_truncated_while_open_is_an_error_not_a_bus_error(tmp_path: Path) -> None:
     # In a child process: a missed check is a bus error there, not the end of the test run.
-    result = subprocess.run(
-        [sys.executable, "-c", TRUNCATE, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    result = run_script(TRUNCATE, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     before, after, refused, saved = result.stdout.splitlines()
     assert before == "None"
