@@ -1,0 +1,22 @@
+"""A browsing session without its screen (`Session`): the App maps keys to its calls.
+
+Importing this package imports no torch and no Textual; the app's first paint depends on it.
+"""
+
+from __future__ import annotations
+
+from modelbrowse.core.session.keeping import default_save_name
+from modelbrowse.core.session.opening import LoadState, Opened, Request, open_model, read_preview
+from modelbrowse.core.session.session import ApplyResult, Build, Session
+
+__all__ = [
+    "ApplyResult",
+    "Build",
+    "LoadState",
+    "Opened",
+    "Request",
+    "Session",
+    "default_save_name",
+    "open_model",
+    "read_preview",
+]

@@ -1,0 +1,149 @@
+"""What an edit key would do where the cursor is, or over a selection, before any question:
+which edit, on which paths, or why nothing (a sentence for the user)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.selectors import Selection
+
+
+@dataclass
+class FreezePlan:
+    """`f` at a path or over a selection: whether it unfreezes, the BatchNorm layers it
+    reaches, and the edit once it is known whether their running statistics follow."""
+
+    target: str  # what the question names: a path, or "3 modules matching conv*"
+    trainable: bool  # True: it unfreezes
+    norms: list[nn.Module]
+    has_params: bool
+    make: Callable[[bool], Edit]
+
+    def settled(self) -> bool | None:
+        """Whether running statistics follow, where that needs no question; None where the
+        user is asked (freezing weights that BatchNorm layers sit among)."""
+        from modelbrowse.core.norm_stats import stats_frozen
+
+        if not self.has_params and self.norms and not self.trainable:
+            return True  # no weights to freeze: only their statistics are left to
+        if self.trainable or not self.norms:
+            return any(stats_frozen(norm) for norm in self.norms)
+        return None
+
+
+def _unfreezing(params: int, trainable: int, norms: list[nn.Module]) -> bool:
+    """Whether `f` unfreezes: nothing trainable left, or, where there are no parameters at all
+    (BatchNorm without affine weights), every layer's statistics already kept."""
+    from modelbrowse.core.norm_stats import stats_frozen
+
+    if params:
+        return trainable == 0
+    return bool(norms) and all(stats_frozen(norm) for norm in norms)
+
+
+def _set_trainable(index: NodeIndex, path: str, trainable: bool, norm_stats: bool) -> Edit:
+    """The edit with what the index already knows: the subtree's parameters (walking 100,000
+    modules takes a third of a second) and whether their flags are all alike (reading 120,000
+    flags back takes tens of milliseconds)."""
+    from modelbrowse.core.edits import SetTrainable
+
+    params = index.parameters(path) if index.node(path).is_module else None
+    alike = index.totals(path).trainable_alike
+    return SetTrainable(path, trainable, norm_stats, parameters=params, all_were=alike)
+
+
+def _norms_at(index: NodeIndex, paths: list[str]) -> dict[str, list[nn.Module]]:
+    """The BatchNorm layers keeping running statistics under each path. Only subtrees that
+    hold buffers are walked (such a layer has some), so a model of 100,000 modules without
+    any costs nothing here."""
+    from modelbrowse.core.norm_stats import tracking_batch_norms
+
+    return {
+        p: tracking_batch_norms(index.node(p).obj) if index.totals(p).buffers else [] for p in paths
+    }
+
+
+def plan_freeze(index: NodeIndex, path: str) -> FreezePlan | str:
+    """`f` on one node, or why it does nothing."""
+    totals = index.totals(path)
+    node = index.node(path)
+    norms = _norms_at(index, [path])[path] if node.is_module else []
+    if node.is_module and totals.params == 0 and not norms:
+        return f"{path or 'the model'} has no parameters"
+    trainable = _unfreezing(totals.params, totals.trainable, norms)
+
+    def make(norm_stats: bool) -> Edit:
+        return _set_trainable(index, path, trainable, norm_stats)
+
+    return FreezePlan(path or "the whole model", trainable, norms, bool(totals.params), make)
+
+
+def plan_freeze_selection(index: NodeIndex, selection: Selection) -> FreezePlan | str:
+    """`f` over a selection: one batch over every match that has parameters or statistics."""
+    from modelbrowse.core.index_reading import outermost
+
+    norms_at = _norms_at(index, outermost(selection.paths))
+    having = [p for p, norms in norms_at.items() if index.totals(p).params or norms]
+    norms = [norm for p in having for norm in norms_at[p]]
+    params = sum(index.totals(p).params for p in having)
+    trainable = _unfreezing(params, sum(index.totals(p).trainable for p in having), norms)
+    what = "unfreeze" if trainable else "freeze"
+    if not having:
+        return f"nothing in the selection to {what}"
+
+    def make(norm_stats: bool) -> Edit:
+        from modelbrowse.core.batch import Batch
+
+        wording = f"{what} weights and running statistics of" if norm_stats else what
+        edits = [_set_trainable(index, p, trainable, norm_stats) for p in having]
+        return Batch(selection.pattern, edits, wording)
+
+    target = f"{len(having)} modules matching {selection.pattern}"
+    return FreezePlan(target, trainable, norms, bool(params), make)
+
+
+@dataclass(frozen=True)
+class InsertAt:
+    """`a` on an item of a Sequential or ModuleList: a new item after it."""
+
+    parent: str
+    position: int
+
+
+def insert_at(index: NodeIndex, path: str) -> InsertAt | None:
+    """Where `a` inserts into a list of modules; None where it adds a named child instead."""
+    node = index.node(path)
+    if not node.is_module or node.parent is None or not node.name.isdigit():
+        return None
+    parent = index.node(node.parent)
+    if type(parent.obj).__name__ not in ("Sequential", "ModuleList"):
+        return None
+    return InsertAt(parent.path, int(node.name) + 1)
+
+
+def replace_refusal(index: NodeIndex, path: str) -> str | None:
+    """Why `e` cannot replace the node at `path`, or None."""
+    if not index.node(path).is_module:
+        return "replace acts on modules: move to one"
+    if not path:
+        return "the root cannot be replaced from the app"
+    return None
+
+
+def spec_problem(text: str) -> str | None:
+    """Why a module spec cannot be built (checked on meta, as it is typed), or None."""
+    from modelbrowse.core.errors import ModelBrowseError
+    from modelbrowse.core.specs import build_module
+
+    try:
+        build_module(text, device="meta")
+    except ModelBrowseError as exc:
+        return str(exc)
+    return None
