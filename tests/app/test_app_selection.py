@@ -31,9 +31,9 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         await pilot.press("enter", "f")
         screen = await wait_for_text(pilot, "freeze 3 modules matching cls:Linear")
         assert "(2.5M trainable, 58.6M frozen)" in screen
-        assert app.history is not None
-        assert len(app.history.done) == 1
-        model = app.history.model
+        assert app.session.history is not None
+        assert len(app.session.history.done) == 1
+        model = app.session.history.model
         assert not model.classifier[6].weight.requires_grad
         assert model.features[0].weight.requires_grad
 
@@ -63,16 +63,16 @@ async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None
         await paste(pilot, "nn.Identity()")
         await pilot.press("enter")
         await wait_for_text(pilot, "replace with nn.Identity() 2 modules matching cls:Dropout")
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         assert isinstance(model.classifier[0], torch.nn.Identity)
         assert isinstance(model.classifier[3], torch.nn.Identity)
 
         from modelbrowse.core.recipe import save_edited
 
-        assert app.source is not None
+        assert app.session.source is not None
         out = tmp_path / "edited.pt"
-        save_edited(model, out, app.source, app.init_seed, app.history.done)
+        save_edited(model, out, app.session.source, app.session.init_seed, app.session.history.done)
         ops = [(e["op"], e["path"]) for e in read_recipe(f"{out}.recipe.json")["edits"]]
         assert ops == [("replace", "classifier.0"), ("replace", "classifier.3")]
 
@@ -82,13 +82,13 @@ async def test_a_bad_selector_is_an_inline_error() -> None:
         await pilot.press("asterisk", *"re:[", "enter")
         await wait_for_text(pilot, "not a regular expression")
         assert "unterminated character set" in squeeze(screen_text(app))
-        assert app.module_selection is None
+        assert app.session.selection.current is None
 
 
 async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
     async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await pilot.press("asterisk", *"cls:Linear", "enter", "e")
         await wait_for_text(pilot, "replace 3 modules matching cls:Linear")
         await paste(pilot, "nn.Identity()")
@@ -102,7 +102,7 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await wait_for_text(pilot, "xavier_uniform")
         await pilot.press("enter")  # both sides of the tie: nothing to ask
         await wait_for_text(pilot, "re-initialise with reset_parameters 2 modules matching")
-        assert len(app.history.done) == 1
+        assert len(app.session.history.done) == 1
 
         await pilot.press("escape", "asterisk", *"head", "enter", "i")
         await wait_for_text(pilot, "xavier_uniform")
@@ -110,4 +110,4 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await wait_for_text(pilot, "head is tied to embed.weight: re-initialising changes both")
         await pilot.press("y")
         await wait_for_text(pilot, "(head is tied to embed.weight: re-initialising changes both)")
-        assert len(app.history.done) == 2
+        assert len(app.session.history.done) == 2

@@ -73,11 +73,11 @@ async def main():
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_for(pilot, lambda: "encoder Group" in squeeze(screen_text(app)), 150)
         print("torch loaded:", "torch" in sys.modules)
-        print("previewing:", app.previewing)
+        print("previewing:", app.session.previewing)
         print("SCREEN", squeeze(screen_text(app)).replace(chr(10), " | "))
         release.set()
         await wait_loaded(pilot, 240)
-        print("after:", "torch" in sys.modules, app.previewing)
+        print("after:", "torch" in sys.modules, app.session.previewing)
 
 asyncio.run(main())
 """
@@ -117,8 +117,8 @@ async def test_the_full_open_takes_the_previews_place_keeping_cursor_and_lines(
     monkeypatch.setattr(AppOptions, "resolve", held)
     app = ModelBrowseApp(AppOptions(str(weights)))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.previewing)
-        preview = app.index
+        await wait_for(pilot, lambda: app.session.previewing)
+        preview = app.session.index
         assert preview is not None
         await pilot.press("j", "l")  # onto encoder, opened
         await wait_for_text(pilot, "layers Group")
@@ -135,7 +135,7 @@ async def test_the_full_open_takes_the_previews_place_keeping_cursor_and_lines(
         assert cursor in ("encoder.layers.0.weight", "encoder.layers.0.bias")
         release.set()
         await wait_loaded(pilot, 240)
-        assert app.index is not preview
+        assert app.session.index is not preview
         assert app.query_one("#tree").cursor_path == cursor
         await wait_for(pilot, lambda: "reading values" not in screen_text(app))
         after = squeeze(screen_text(app)).split("\n")[:12]
