@@ -201,6 +201,7 @@ class ModelBrowseApp(
         entry = event.node.data
         if entry is None or self.session.index is None:
             return
+        self._cursor_moved(entry.path if entry.page is None else None)
         now = time.monotonic()
         held = now - self._last_highlight < HELD_KEY_GAP_S
         self._last_highlight = now

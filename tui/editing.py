@@ -45,7 +45,8 @@ class EditActions(AppBase):
         return path
 
     def _selected(self) -> Selection | None:
-        """The selection the key acts on, if one is armed."""
+        """The armed selection the key acts on; a cursor moved out of it has ended it."""
+        self._cursor_moved(self.query_one(ModuleTree).cursor_path)
         return self.session.armed()
 
     def _weights_only(self, what: str) -> bool:

@@ -10,6 +10,7 @@ from textual import on
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.units import printable
 from modelbrowse.tui.base import LOADING, AppBase
+from modelbrowse.widgets.key_footer import KeyFooter
 from modelbrowse.widgets.module_tree import ModuleTree
 from modelbrowse.widgets.prompt_bar import PromptBar, PromptMode
 
@@ -17,6 +18,8 @@ SELECTED = "●"
 # Filtering and selecting as one types are for models whose index is walked in a few ms.
 LIVE_FILTER_LIMIT = 50_000
 LIVE_SELECT_LIMIT = 50_000
+# The selection's pattern in the footer is cut to this many characters.
+FOOTER_PATTERN_CHARS = 30
 
 
 class PromptActions(AppBase):
@@ -113,8 +116,8 @@ class PromptActions(AppBase):
         self._jump_match(-1)
 
     def action_clear(self) -> None:
-        """Escape: cancel a build, else close the prompt, else clear the filter, else the
-        selection; one press each."""
+        """Escape: cancel a build, else close the prompt, else drop the selection, else the
+        filter; one press each."""
         mode = self.query_one(PromptBar).mode if self.query(PromptBar) else None
         if mode is None and self.cancel_build():
             return
@@ -123,10 +126,10 @@ class PromptActions(AppBase):
                 self.clear_module_selection()  # escape cancels what was being typed
             self._close_prompt()
             return
+        if self.clear_module_selection():
+            return
         if self.query_one(ModuleTree).filter_query:
             self._apply_filter("")
-            return
-        self.clear_module_selection()
 
     # --- the selection -------------------------------------------------------------------------
 
@@ -153,7 +156,17 @@ class PromptActions(AppBase):
         hint = " · f i e act on all · Y copies target_modules · escape clears"
         summary = printable(selection.summary(), 300)
         self._status(summary + (hint if selection.paths else ""))
+        self._show_selection_in_footer()
         return True
+
+    def _show_selection_in_footer(self) -> None:
+        """While a selection is armed, the footer says so: the edit keys act on it."""
+        current = self.session.selection.current
+        note = ""
+        if current is not None:
+            pattern = printable(current.pattern, FOOTER_PATTERN_CHARS)
+            note = f"{SELECTED} {pattern} ({len(current.paths)}) · esc clears"
+        self.query_one(KeyFooter).show_note(note)
 
     def clear_module_selection(self) -> bool:
         """Drop the selection; False when there was none."""
@@ -163,7 +176,15 @@ class PromptActions(AppBase):
         tree.marks = {}
         tree.refresh_labels()
         self._status("")
+        self._show_selection_in_footer()
         return True
+
+    def _cursor_moved(self, path: str | None) -> None:
+        """A cursor moved to a node outside the selection ends it."""
+        selection = self.session.selection.current
+        if selection is not None and self.session.selection.moved_to(path):
+            self.clear_module_selection()
+            self._status(f"selection {printable(selection.pattern, 300)} ended: the cursor left it")
 
     def action_copy_targets(self) -> None:
         """`Y`: the selection as a PEFT-style `target_modules` list."""

@@ -45,6 +45,7 @@ class KeyFooter(Widget):
         "key-footer--description",
         "key-footer--separator",
         "key-footer--hover",
+        "key-footer--note",
     }
     DEFAULT_CSS: ClassVar[str] = """
     KeyFooter {
@@ -67,6 +68,10 @@ class KeyFooter(Widget):
         .key-footer--hover {
             background: $block-hover-background;
         }
+        .key-footer--note {
+            color: $text-warning;
+            text-style: bold;
+        }
     }
     """
 
@@ -75,6 +80,7 @@ class KeyFooter(Widget):
         self.entries: tuple[FooterEntry, ...] = ()
         self.palette: FooterEntry | None = None
         self.dialog_up = False
+        self.note = ""
         self._spans: list[Span] = []
         self._hover: FooterEntry | None = None
 
@@ -87,6 +93,12 @@ class KeyFooter(Widget):
     def entry(self, action: str) -> FooterEntry | None:
         """The shown key for `action`, if any."""
         return next((e for e in self.entries if e.action == action), None)
+
+    def show_note(self, note: str) -> None:
+        """A few words before the keys (what they act on: an armed selection); "" for none."""
+        if note != self.note:
+            self.note = note
+            self.refresh()
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
         app = screen.app
@@ -144,6 +156,8 @@ class KeyFooter(Widget):
 
         line, keys = Text(no_wrap=True, overflow="crop", end=""), list[Span]()
         if not self.dialog_up:
+            if self.note:
+                line.append(f" {self.note} ", self.get_component_rich_style("key-footer--note"))
             for entry in self.entries:
                 put(line, keys, entry, f" {entry.display} ", f"{entry.description} ")
         tail, tail_keys = Text(end=""), list[Span]()

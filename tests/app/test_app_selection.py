@@ -111,3 +111,52 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await pilot.press("y")
         await wait_for_text(pilot, "(head is tied to embed.weight: re-initialising changes both)")
         assert len(app.session.history.done) == 2
+
+
+def footer(app: object) -> str:
+    return squeeze(screen_text(app).splitlines()[-1])  # type: ignore[arg-type]
+
+
+async def test_a_selection_ends_when_the_cursor_moves_out_of_it() -> None:
+    """What a user did: select, freeze the matches, go to `classifier`, press `e`: the replace
+    is of classifier alone, not of the selection left armed."""
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
+        await pilot.press("asterisk", *"features.*", "enter", "f")
+        await wait_for_text(pilot, "freeze 5 modules matching features.*")
+        assert "● features.* (13) · esc clears" in footer(app)  # armed, and it says so
+        await pilot.press("colon", *"classifier", "enter")
+        screen = await wait_for_text(pilot, "selection features.* ended: the cursor left it")
+        assert "●" not in screen
+        await pilot.press("e")
+        screen = await wait_for_text(pilot, "replace classifier")
+        assert "modules matching" not in screen
+        await paste(pilot, "nn.Identity()")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "replace classifier with nn.Identity()")
+        assert app.session.history is not None
+        model = app.session.history.model
+        assert isinstance(model.classifier, torch.nn.Identity)
+        assert isinstance(model.features[0], torch.nn.Conv2d)
+        assert [e.describe() for e in app.session.history.done] == [
+            "freeze 5 modules matching features.*",
+            "replace classifier with nn.Identity()",
+        ]
+
+
+async def test_a_move_inside_the_selection_keeps_it_and_one_escape_clears_it() -> None:
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
+        await pilot.press("slash", *"features", "enter")  # a filter too: escape takes the selection
+        await pilot.press("asterisk", *"cls:Conv2d", "enter")
+        await wait_for_text(pilot, "cls:Conv2d: 5 modules")
+        await pilot.press("colon", *"features.3.weight", "enter")  # under a selected module
+        await wait_for_text(pilot, "shape (192, 64, 5, 5)")
+        assert "● cls:Conv2d (5) · esc clears" in footer(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "●" not in screen_text(app))
+        assert app.session.selection.current is None
+        await pilot.press("f")
+        await wait_for_text(pilot, "freeze features.3.weight")
+        assert app.session.history is not None
+        model = app.session.history.model
+        assert not model.features[3].weight.requires_grad
+        assert model.features[3].bias.requires_grad and model.features[0].weight.requires_grad
