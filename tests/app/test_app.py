@@ -338,6 +338,22 @@ async def test_buffers_and_unregistered_tensor_are_marked(shared_source: str) ->
         assert "not saved in state_dict()" in screen
 
 
+async def test_a_buffer_that_is_also_a_plain_attribute_counts_in_the_totals(
+    models_file: Path,
+) -> None:
+    async with open_app(f"{models_file}:BufferAlias", size=SIZE) as (app, pilot):
+        screen = await wait_for_text(pilot, "subtree totals")
+        assert "buffers 4 " in screen  # as sum(b.numel() for b in model.buffers())
+        assert "size 20 B" in screen
+        assert "⚠ tensor (1,) 1 not registered shared" in screen
+
+        await pilot.press("colon", *"tensor", "enter")
+        screen = await wait_for_text(pilot, "kind unregistered tensor")
+        assert "shared with buffer" in screen
+        assert "⚠ a plain tensor attribute, the same tensor as │\n" in screen
+        assert "│ buffer: .to()/.cuda() move that one" in screen
+
+
 async def test_unknown_model_exits_with_status_2_and_one_line() -> None:
     app = ModelBrowseApp(AppOptions("alexnett"))
     async with app.run_test(size=SIZE) as pilot:
