@@ -231,7 +231,7 @@ class EditActions:
 
     def action_reinit(self) -> None:
         from modelbrowse.core.edits import new_seed
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, SCHEMES, Reinit
+        from modelbrowse.core.reinit_edits import RESET_PARAMETERS, SCHEME_NAMES, Reinit
 
         selection = self._selected()
         if selection is not None:
@@ -244,13 +244,31 @@ class EditActions:
         assert app.index is not None
         if app.index.node(path).is_module and self._weights_only("re-initialising a module"):
             return
-        schemes = SCHEME_NAMES if app.index.node(path).is_module else list(SCHEMES)
+        unavailable: dict[str, str] = {}
+        if not app.index.node(path).is_module:
+            unavailable[RESET_PARAMETERS] = "modules only: choose a scheme"
+        elif not self._resettable(path):
+            unavailable[RESET_PARAMETERS] = "no module here has one"
 
         def chosen(answer: ReinitAnswer | None) -> None:
             if answer is not None:
                 self._when_real(lambda: self._apply(Reinit(path, answer.scheme, answer.seed)))
 
-        app.push_screen(ReinitDialog(path or "the whole model", schemes, new_seed()), chosen)
+        target = path or "the whole model"
+        app.push_screen(ReinitDialog(target, SCHEME_NAMES, new_seed(), unavailable), chosen)
+
+    def _resettable(self, path: str) -> bool:
+        """Whether a module in the subtree at `path` has its own reset_parameters() (True
+        while the modules are only what a file describes: that is not known yet)."""
+        from modelbrowse.core.nodes import StandIn
+
+        index = self._app.index
+        assert index is not None
+        for sub in index.subtree(path):
+            obj = index.node(sub).obj
+            if isinstance(obj, StandIn) or callable(getattr(obj, "reset_parameters", None)):
+                return True
+        return False
 
     # --- on a selection: every match in one undoable step ------------------------------------
 

@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.input import Selection
+from textual.widgets.option_list import Option
 
 from modelbrowse.widgets.guarded import Guarded
 
@@ -133,20 +134,32 @@ class ReinitAnswer:
 
 
 class ReinitDialog(Guarded, ModalScreen[ReinitAnswer | None]):
-    """Choose a scheme (the module's own reset_parameters() first) and see or set the seed."""
+    """Choose a scheme (the module's own reset_parameters() first) and see or set the seed.
+
+    The list is the same for every target, so a scheme keeps its place: one that does not
+    apply is shown greyed, with why, and cannot be chosen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, target: str, schemes: list[str], seed: int) -> None:
+    def __init__(
+        self, target: str, schemes: list[str], seed: int, unavailable: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.target = target
         self.schemes = schemes
         self.seed = seed
+        self.unavailable = unavailable or {}
 
     def compose(self) -> ComposeResult:
+        options = [
+            Option(f"{name}  ({self.unavailable[name]})", disabled=True)
+            if name in self.unavailable
+            else Option(name)
+            for name in self.schemes
+        ]
         with Vertical(classes="dialog"):
             yield Label(Text(f"re-initialise {self.target}", style="bold"))
-            yield OptionList(*self.schemes, id="schemes")
+            yield OptionList(*options, id="schemes")
             yield Label("seed")
             yield Input(str(self.seed), id="seed", type="integer")
             yield Static("", id="dialog-error")
@@ -157,7 +170,9 @@ class ReinitDialog(Guarded, ModalScreen[ReinitAnswer | None]):
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
-        options.highlighted = 0
+        options.highlighted = next(
+            (i for i, name in enumerate(self.schemes) if name not in self.unavailable), 0
+        )
         self.set_focus(options)
 
     @on(OptionList.OptionSelected)
