@@ -388,47 +388,6 @@ class EditActions:
             return
         self._when_real(lambda: self._apply(Delete(path)))
 
-    def action_insert(self) -> None:
-        from modelbrowse.core.module_edits import AddModule, Insert, child_name_problem
-
-        path = self._cursor()
-        if path is None or self._weights_only("inserting"):
-            return
-        app = self._app
-        assert app.index is not None
-        node = app.index.node(path)
-        parent = app.index.node(node.parent) if node.parent is not None else None
-        container = parent is not None and type(parent.obj).__name__ in (
-            "Sequential",
-            "ModuleList",
-        )
-        if node.is_module and container and node.name.isdigit() and parent is not None:
-            position = int(node.name) + 1
-            parent_path = parent.path
-
-            def inserted(answer: SpecAnswer | None) -> None:
-                if answer is not None:
-                    edit = Insert(parent_path, position, answer.spec)
-                    self._when_real(lambda: self._apply(edit))
-
-            title = f"insert into {parent_path or 'the root'} after {path}"
-            app.push_screen(SpecDialog(title, "", self._spec_check), inserted)
-            return
-        if not node.is_module:
-            app.notify("insert acts on modules: move to one", severity="warning")
-            return
-
-        def name_problem(name: str) -> str | None:
-            return child_name_problem(node.obj, path, name)
-
-        def added(answer: SpecAnswer | None) -> None:
-            if answer is not None:
-                edit = AddModule(path, answer.name, answer.spec)
-                self._when_real(lambda: self._apply(edit))
-
-        title = f"add a named child to {path or 'the root'}"
-        app.push_screen(SpecDialog(title, "", self._spec_check, name_check=name_problem), added)
-
     def action_undo(self) -> None:
         self._step(undo=True)
 

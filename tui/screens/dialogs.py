@@ -27,6 +27,7 @@ SpecCheck = Callable[[str], str | None]
 class SpecAnswer:
     spec: str
     name: str = ""
+    place: int = 0  # which of an insert dialog's places
 
 
 class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
@@ -114,7 +115,10 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
         if problem is not None:
             self._error(problem)
             return
-        self.dismiss(SpecAnswer(spec.strip(), name))
+        self.dismiss(self._answer(spec, name))
+
+    def _answer(self, spec: str, name: str) -> SpecAnswer:
+        return SpecAnswer(spec.strip(), name)
 
     def _show_hint(self, text: str) -> None:
         self.query_one("#dialog-hint", Static).update(Text(text, style="dim"))
