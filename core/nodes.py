@@ -51,6 +51,12 @@ def is_parameter(obj: object) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Parameter)
 
 
+class FromKeys:
+    """Marks a module class made from a checkpoint's keys, where no architecture was named."""
+
+    __slots__ = ()
+
+
 class StandIn:
     """What a node holds before torch is imported: a module or tensor as the file describes it."""
 
@@ -127,6 +133,11 @@ class Node:
     def scripted_name(self) -> str | None:
         """The class a TorchScript module was scripted from; None for anything else."""
         return scripted_name(self.obj) if self.kind is NodeKind.MODULE else None
+
+    @property
+    def from_keys(self) -> bool:
+        """A module made from a checkpoint's keys rather than from an architecture."""
+        return self.kind is NodeKind.MODULE and isinstance(self.obj, FromKeys)
 
     @property
     def type_name(self) -> str:

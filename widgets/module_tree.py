@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.quick_tree import QuickTree
@@ -30,10 +31,10 @@ EXPAND_ALL_LIMIT = 2_000
 
 # Markers that tell kinds apart without colour.
 KIND_MARKERS = {
-    "PARAMETER": ("◆", "param"),
-    "BUFFER": ("●", "buffer"),
-    "NONPERSISTENT_BUFFER": ("○", "buffer, non-persistent"),
-    "UNREGISTERED_TENSOR": ("⚠", "unregistered tensor"),
+    NodeKind.PARAMETER: ("◆", "param"),
+    NodeKind.BUFFER: ("●", "buffer"),
+    NodeKind.NONPERSISTENT_BUFFER: ("○", "buffer, non-persistent"),
+    NodeKind.UNREGISTERED_TENSOR: ("⚠", "unregistered tensor"),
 }
 
 
@@ -67,16 +68,16 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
         elif totals.frozen:
             label.append("  partly frozen", style="blue")
     else:
-        marker, _ = KIND_MARKERS[node.kind.name]
+        marker, _ = KIND_MARKERS[node.kind]
         tensor = node.obj
-        style = "yellow" if node.kind.name == "UNREGISTERED_TENSOR" else "magenta"
+        style = "yellow" if node.kind is NodeKind.UNREGISTERED_TENSOR else "magenta"
         label.append(f"{marker} ", style=style)
         label.append(name)
         label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
         label.append(f"  {human_count(tensor.numel())}", style="green")
-        if node.kind.name == "PARAMETER" and not tensor.requires_grad:
+        if node.kind is NodeKind.PARAMETER and not tensor.requires_grad:
             label.append("  frozen", style="blue")
-        if node.kind.name == "UNREGISTERED_TENSOR":
+        if node.kind is NodeKind.UNREGISTERED_TENSOR:
             label.append("  not registered", style="yellow")
     if shared:
         label.append("  shared", style="bold magenta")

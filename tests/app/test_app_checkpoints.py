@@ -61,6 +61,8 @@ async def test_a_training_checkpoint_shows_its_tree_and_what_else_it_holds(
         assert "'module.' stripped" in screen
         assert "11.7M params" in screen
         assert "shape check" not in screen  # nothing to run without an architecture
+        await goto(pilot, "layer4")
+        assert "from the checkpoint's keys" in squeeze(screen_text(pilot.app))
 
 
 async def test_without_an_architecture_only_weight_edits_apply(
