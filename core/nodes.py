@@ -35,7 +35,7 @@ def scripted_name(module: object) -> str | None:
         return None  # torch may be importing in a worker: a stand-in never waits for it
     import torch
 
-    from modelbrowse.core.scripted_tree import ScriptedModule
+    from modelbrowse.core.sources.scripted import ScriptedModule
 
     scripted = getattr(module, "original_name", None)
     if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import EditError
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace, child_name_problem
-from modelbrowse.core.specs import SpecError
+from modelbrowse.core.edits.base import EditError
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace, child_name_problem
+from modelbrowse.core.edits.specs import SpecError
 from tests.edit_support import children, small_net
 from tests.fixtures.models import SharedNet
 

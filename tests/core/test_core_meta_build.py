@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from modelbrowse.core.meta_build import INITIALISERS, on_meta, skip_init_on_meta
+from modelbrowse.core.sources.meta_build import INITIALISERS, on_meta, skip_init_on_meta
 
 
 def test_meta_tensors_are_left_alone_and_real_ones_initialised() -> None:

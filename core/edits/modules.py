@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from modelbrowse.core.batch import Batch
-from modelbrowse.core.edits import (
+from modelbrowse.core.edits.base import (
     Edit,
     EditError,
     build_seeded,
@@ -26,9 +25,10 @@ from modelbrowse.core.edits import (
     placement,
     placement_code,
 )
+from modelbrowse.core.edits.batch import Batch
+from modelbrowse.core.edits.specs import spec_code
 from modelbrowse.core.nodes import join_path
 from modelbrowse.core.paths import code_ref, get_module, set_module, split_path
-from modelbrowse.core.specs import spec_code
 
 
 def _assign_code(model: nn.Module, path: str, value: str) -> str:

@@ -25,11 +25,11 @@ from torch import nn
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.meta_build import gc_paused, on_meta
+from modelbrowse.core.sources.meta_build import gc_paused, on_meta
 
 if TYPE_CHECKING:
-    from modelbrowse.core.checkpoints import CheckpointOptions
-    from modelbrowse.core.fit import FitReport
+    from modelbrowse.core.sources.files import CheckpointOptions
+    from modelbrowse.core.sources.fit import FitReport
 
 _TORCHVISION_FIX = (
     "torchvision does not work with the installed torch ({reason}); install builds that match, "
@@ -277,19 +277,19 @@ def resolve_source(
 ) -> Source:
     """Resolve a command-line source: `alexnet`, `pkg.module:attr`, `./net.py:Net`, or a
     checkpoint file or folder (optionally loaded into the architecture `arch`)."""
-    from modelbrowse.core.checkpoints import looks_like_path
+    from modelbrowse.core.sources.files import looks_like_path
 
     kwargs = dict(kwargs or {})
     spec = spec.strip()
     if not spec:
         raise SourceError("no model given")
     if spec.startswith("hf:"):
-        from modelbrowse.core.checkpoint_source import resolve_path
-        from modelbrowse.core.hf_hub import resolve_hub_snapshot
+        from modelbrowse.core.sources.checkpoint import resolve_path
+        from modelbrowse.core.sources.hf_hub import resolve_hub_snapshot
 
         return resolve_path(str(resolve_hub_snapshot(spec)), kwargs, weights, arch, checkpoint)
     if looks_like_path(spec):
-        from modelbrowse.core.checkpoint_source import resolve_path
+        from modelbrowse.core.sources.checkpoint import resolve_path
 
         return resolve_path(spec, kwargs, weights, arch, checkpoint)
     flags = (["--arch"] if arch is not None else []) + (checkpoint.flags() if checkpoint else [])
@@ -297,7 +297,7 @@ def resolve_source(
         verb = "apply" if len(flags) > 1 else "applies"
         raise UsageError(f"{', '.join(flags)} {verb} to a checkpoint file or folder")
     if spec.startswith("timm:"):
-        from modelbrowse.core.timm_models import resolve_timm
+        from modelbrowse.core.sources.timm_models import resolve_timm
 
         if weights is not None:
             raise UsageError("--weights applies to torchvision models only")
@@ -336,10 +336,10 @@ def _resolve_torchvision(spec: str, kwargs: dict[str, Any], weights: str | None)
     by_lower = {name.lower(): name for name in names}
     name = by_lower.get(spec.lower())
     if name is None:
-        from modelbrowse.core.timm_models import timm_suggestion
+        from modelbrowse.core.sources.timm_models import timm_suggestion
 
         close = difflib.get_close_matches(spec.lower(), list(by_lower), n=3, cutoff=0.6)
-        from modelbrowse.core.hf_hub import hub_suggestion
+        from modelbrowse.core.sources.hf_hub import hub_suggestion
 
         # A timm model torchvision does not have, or a repository in the Hugging Face cache.
         others = [s for s in (timm_suggestion(spec), hub_suggestion(spec)) if s]
