@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
@@ -220,36 +225,34 @@ def _parameters_on_meta(buffers: bool = True) -> Iterator[None]:
 
     For builders that compute on tensors while constructing (torchvision's RegNet does), where a
     global `meta` device fails with "Cannot copy out of meta tensor"; and, with real buffers, for
-    models whose buffers are computed, not saved (rotary embeddings' `inv_freq`).
+    models whose buffers are computed, not saved (rotary embeddings' `inv_freq`). torch's
+    registration hooks are global, so they act only on the thread that builds.
     """
-    original_parameter = nn.Module.register_parameter
-    original_buffer = nn.Module.register_buffer
+    builder = threading.get_ident()
     # The meta twin of each real parameter, so one registered twice (a tie) stays one object.
     twins: dict[int, tuple[nn.Parameter, nn.Parameter]] = {}
 
-    def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        original_parameter(module, name, param)
-        if param is not None and not param.is_meta:
-            if id(param) not in twins:
-                twin = type(param)(param.to("meta"), requires_grad=param.requires_grad)
-                twins[id(param)] = (param, twin)
-            module._parameters[name] = twins[id(param)][1]
+    def on_parameter(_module: nn.Module, _name: str, param: nn.Parameter) -> nn.Parameter | None:
+        if threading.get_ident() != builder or param.is_meta:
+            return None
+        if id(param) not in twins:
+            twin = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+            twins[id(param)] = (param, twin)  # the real one is kept so its id is not reused
+        return twins[id(param)][1]
 
-    def register_buffer(
-        module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True
-    ) -> None:
-        if tensor is not None:
-            tensor = tensor.to("meta")
-        original_buffer(module, name, tensor, persistent=persistent)
+    def on_buffer(_module: nn.Module, _name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != builder or tensor.is_meta:
+            return None
+        return tensor.to("meta")
 
-    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign,assignment]
-    if buffers:
-        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign,assignment]
-    try:
+    # torch declares these hooks as returning None, though what they return replaces the tensor.
+    with contextlib.ExitStack() as hooks:
+        parameter_hook = register_module_parameter_registration_hook(on_parameter)  # type: ignore[arg-type]
+        hooks.callback(parameter_hook.remove)
+        if buffers:
+            buffer_hook = register_module_buffer_registration_hook(on_buffer)  # type: ignore[arg-type]
+            hooks.callback(buffer_hook.remove)
         yield
-    finally:
-        nn.Module.register_parameter = original_parameter  # type: ignore[method-assign]
-        nn.Module.register_buffer = original_buffer  # type: ignore[method-assign]
 
 
 def _build_on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:

@@ -59,8 +59,7 @@ def test_replace_with_a_bad_spec_changes_nothing() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (Replace("", "nn.ReLU()"), "the root cannot be replaced from the app"),
-        (Replace("", "nn.ReLU()", allow_root=True), "replace the root by opening another source"),
+        (Replace("", "nn.ReLU()"), "the root cannot be replaced: open another source instead"),
         (Replace("6.weight", "nn.ReLU()"), "6.weight is not a module"),
         (Delete(""), "the root cannot be deleted"),
     ],
