@@ -229,8 +229,7 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
             if entry is not None and entry.page is None and entry.path in self.index:
                 label = self._label(self.index.node(entry.path))
                 if label != tree_node.label:
-                    tree_node._label = self.process_label(label)
-                    tree_node._updates += 1  # part of the key of the line's rendering cache
+                    self.set_label_quietly(tree_node, label)
                     changed = True
             stack.extend(tree_node.children)
         if changed:
@@ -381,8 +380,7 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
 
     def move_to(self, tree_node: TreeNode[TreeEntry]) -> None:
         """Move the cursor to a line that may have been added or revealed a moment ago."""
-        # Tree numbers its lines lazily; reading them renumbers newly expanded nodes first.
-        _ = self._tree_lines
+        self.number_lines()
         self.move_cursor(tree_node)
         self.scroll_to_node(tree_node, animate=False)
 
