@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from modelbrowse.tui.screens.insert_dialog import InsertDialog
 
 if TYPE_CHECKING:
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.tui.app import ModelBrowseApp
     from modelbrowse.tui.screens.dialogs import SpecAnswer
@@ -28,7 +28,7 @@ class Place:
 
 def places(index: NodeIndex, path: str) -> list[Place]:
     """The places for a new module, from the module at `path`: the first is what enter picks."""
-    from modelbrowse.core.module_edits import is_positional
+    from modelbrowse.core.edits.modules import is_positional
 
     node = index.node(path)
     found: list[Place] = []
@@ -53,7 +53,7 @@ class InsertActions:
     """Mixed into the App: the insert key."""
 
     def action_insert(self) -> None:
-        from modelbrowse.core.module_edits import AddModule, Insert, child_name_problem
+        from modelbrowse.core.edits.modules import AddModule, Insert, child_name_problem
 
         app: ModelBrowseApp = self  # type: ignore[assignment]
         path = app._cursor()

@@ -15,7 +15,7 @@ from torch import nn
 
 from modelbrowse.core.arguments import parse_input_shape, parse_kwargs
 from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from tests.fixtures import models as fixture_models
 
 ALEXNET_PARAMS = 61_100_840
