@@ -24,6 +24,7 @@ from modelbrowse.tui.building import BuildActions
 from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
+from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
@@ -83,6 +84,7 @@ class ModelBrowseApp(
     SelectActions,
     LoadActions,
     FreezeActions,
+    InsertActions,
     EditActions,
     BuildActions,
     SaveActions,

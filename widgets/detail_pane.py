@@ -158,7 +158,16 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
         Text(printable(node.path, limit=400), style="bold underline"),
         _fields(rows),
     ]
-    if node.kind is NodeKind.UNREGISTERED_TENSOR:
+    registered = [a for a in aliases if index.node(a).kind is not NodeKind.UNREGISTERED_TENSOR]
+    if node.kind is NodeKind.UNREGISTERED_TENSOR and registered:
+        parts.append(
+            Text(
+                f"⚠ a plain tensor attribute, the same tensor as {printable(registered[0])}: "
+                ".to()/.cuda() move that one and leave this attribute on the old tensor.",
+                style="yellow",
+            )
+        )
+    elif node.kind is NodeKind.UNREGISTERED_TENSOR:
         parts.append(
             Text(
                 "⚠ a plain tensor attribute, not registered with register_buffer: it is not in "
