@@ -35,7 +35,7 @@ def scripted_name(module: object) -> str | None:
         return None  # torch may be importing in a worker: a stand-in never waits for it
     import torch
 
-    from modelbrowse.core.scripted_tree import ScriptedModule
+    from modelbrowse.core.sources.scripted import ScriptedModule
 
     scripted = getattr(module, "original_name", None)
     if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):
@@ -64,6 +64,12 @@ def is_parameter(obj: object) -> bool:
         return obj.is_parameter
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(obj, torch.nn.Parameter)
+
+
+class FromKeys:
+    """Marks a module class made from a checkpoint's keys, where no architecture was named."""
+
+    __slots__ = ()
 
 
 class StandIn:
@@ -142,6 +148,11 @@ class Node:
     def scripted_name(self) -> str | None:
         """The class a TorchScript module was scripted from; None for anything else."""
         return scripted_name(self.obj) if self.kind is NodeKind.MODULE else None
+
+    @property
+    def from_keys(self) -> bool:
+        """A module made from a checkpoint's keys rather than from an architecture."""
+        return self.kind is NodeKind.MODULE and isinstance(self.obj, FromKeys)
 
     @property
     def type_name(self) -> str:

@@ -49,9 +49,9 @@ if TYPE_CHECKING:
 
     from modelbrowse.core.arguments import ExampleInput
     from modelbrowse.core.diff import DiffView
-    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.edits.history import EditHistory
     from modelbrowse.core.index import NodeIndex
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
 
 # Tensors up to this size get exact statistics on the UI thread (well under a millisecond).
 INLINE_STATS_LIMIT = 65_536
@@ -457,7 +457,7 @@ class ModelBrowseApp(
         shapes, dtypes = example.shapes, input_dtypes(model, example)
 
         def make_summary() -> str:
-            from modelbrowse.core.summary import summarize
+            from modelbrowse.core.model_summary import summarize
 
             return summarize(model, shapes, dtypes=dtypes)
 

@@ -279,9 +279,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--summary goes with --print (in the app, s shows the summary)")
     if args.summary and (args.select is not None or args.detail is not None):
         parser.error("--summary shows the whole model: leave out --select and --detail")
-    problem = _example_input_problem(args)
-    if problem is not None:
-        return _error(problem)
+    from modelbrowse.core.arguments import example_input
+    from modelbrowse.core.errors import UsageError
+
+    try:  # read before anything opens: a typo is one line at once
+        example_input(args.input_shape, args.input_dtype, ())
+    except UsageError as exc:
+        return _error(str(exc))
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
@@ -298,7 +302,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_tree(args)
     if args.recipe is not None and not os.path.isfile(args.recipe):
         return _error(f"no recipe at {args.recipe}")
-    from modelbrowse.core.errors import UsageError
     from modelbrowse.tui.keymap import read_config
 
     try:  # a bad config is one line, whether or not there is a terminal
@@ -315,21 +318,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
         )
     return _run_app(args, config)
-
-
-def _example_input_problem(args: argparse.Namespace) -> str | None:
-    """Why `--input-shape` or `--input-dtype` cannot be read, before anything is opened."""
-    from modelbrowse.core.arguments import parse_example_input, parse_input_dtype
-    from modelbrowse.core.errors import UsageError
-
-    try:
-        if args.input_shape is not None:
-            parse_example_input(args.input_shape, args.input_dtype)
-        elif args.input_dtype is not None:
-            parse_input_dtype(args.input_dtype)
-    except UsageError as exc:
-        return str(exc)
-    return None
 
 
 def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
@@ -395,7 +383,7 @@ def _print_tree(args: argparse.Namespace) -> int:
             return 0
         if args.summary:
             from modelbrowse.core.arguments import example_input
-            from modelbrowse.core.summary import source_summary
+            from modelbrowse.core.model_summary import source_summary
 
             example = example_input(args.input_shape, args.input_dtype, source.default_input)
             _write(source_summary(source, example))

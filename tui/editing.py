@@ -22,9 +22,9 @@ from modelbrowse.widgets.module_tree import ModuleTree
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from modelbrowse.core.batch import Batch
-    from modelbrowse.core.edits import Edit
-    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.batch import Batch
+    from modelbrowse.core.edits.history import EditHistory
     from modelbrowse.core.selectors import Selection
     from modelbrowse.tui.app import ModelBrowseApp
     from modelbrowse.tui.building import Then
@@ -98,8 +98,8 @@ class EditActions:
         told whether it was applied)."""
         app = self._app
         assert self.history is not None and app.index is not None
-        from modelbrowse.core.batch import Batch
-        from modelbrowse.core.module_edits import Replace
+        from modelbrowse.core.edits.batch import Batch
+        from modelbrowse.core.edits.modules import Replace
 
         refusal = app.build_refusal()
         if refusal:
@@ -146,8 +146,8 @@ class EditActions:
     def _tie_consequence(self, edit: Edit, also: list[str]) -> str:
         """What a replace or re-init does to objects shared with the rest of the model, said
         before it is done: a replace unties them, a re-init changes both sides."""
-        from modelbrowse.core.module_edits import Replace
-        from modelbrowse.core.reinit_edits import Reinit
+        from modelbrowse.core.edits.modules import Replace
+        from modelbrowse.core.edits.reinit import Reinit
 
         where = edit.path or "the model"
         if isinstance(edit, Replace):
@@ -162,8 +162,8 @@ class EditActions:
     def _batch_tie_consequence(self, batch: Batch) -> str:
         """The first tie a selection's replace or re-init reaches, and how many more: asked
         once for the whole selection. Re-initialising both sides of a tie needs no question."""
-        from modelbrowse.core.module_edits import Replace
-        from modelbrowse.core.reinit_edits import Reinit
+        from modelbrowse.core.edits.modules import Replace
+        from modelbrowse.core.edits.reinit import Reinit
 
         index = self._app.index
         assert index is not None
@@ -207,8 +207,8 @@ class EditActions:
 
     @work(thread=True, exclusive=True, group="shape-check")
     def run_shape_check(self) -> None:
+        from modelbrowse.core.edits.shape_check import ShapeCheck, check_shapes
         from modelbrowse.core.example_inputs import input_dtypes, input_hint
-        from modelbrowse.core.shape_check import ShapeCheck, check_shapes
 
         app = self._app
         example = app.example_input()
@@ -235,8 +235,8 @@ class EditActions:
     # --- the edit keys -------------------------------------------------------------------------
 
     def action_reinit(self) -> None:
-        from modelbrowse.core.edits import new_seed
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, SCHEMES, Reinit
+        from modelbrowse.core.edits.base import new_seed
+        from modelbrowse.core.edits.reinit import SCHEME_NAMES, SCHEMES, Reinit
 
         selection = self._selected()
         if selection is not None:
@@ -266,7 +266,7 @@ class EditActions:
         return selection if selection is not None and selection.paths else None
 
     def _apply_batch(self, selection: Selection, what: str, edits: list[Edit]) -> None:
-        from modelbrowse.core.batch import Batch
+        from modelbrowse.core.edits.batch import Batch
 
         if not edits:
             self._app.notify(f"nothing in the selection to {what}", severity="warning")
@@ -274,9 +274,9 @@ class EditActions:
         self._apply(Batch(selection.pattern, edits, what))
 
     def _reinit_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import new_seed
+        from modelbrowse.core.edits.base import new_seed
+        from modelbrowse.core.edits.reinit import SCHEME_NAMES, Reinit
         from modelbrowse.core.index_reading import outermost
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 
         paths = outermost(selection.paths)
         if self._weights_only("re-initialising a module"):
@@ -292,8 +292,8 @@ class EditActions:
         self._app.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
 
     def _replace_selection(self, selection: Selection) -> None:
+        from modelbrowse.core.edits.modules import Replace
         from modelbrowse.core.index_reading import outermost
-        from modelbrowse.core.module_edits import Replace
 
         paths = [p for p in outermost(selection.paths) if p]
         if self._weights_only("replacing"):
@@ -309,7 +309,7 @@ class EditActions:
         self._app.push_screen(SpecDialog(title, "", self._spec_check), chosen)
 
     def _spec_check(self, text: str) -> str | None:
-        from modelbrowse.core.specs import build_module
+        from modelbrowse.core.edits.specs import build_module
 
         try:
             build_module(text, device="meta")
@@ -318,7 +318,7 @@ class EditActions:
         return None
 
     def action_replace(self) -> None:
-        from modelbrowse.core.specs import constructor_text
+        from modelbrowse.core.edits.specs import constructor_text
 
         selection = self._selected()
         if selection is not None:
@@ -339,7 +339,7 @@ class EditActions:
 
         def chosen(answer: SpecAnswer | None) -> None:
             if answer is not None:
-                from modelbrowse.core.module_edits import Replace
+                from modelbrowse.core.edits.modules import Replace
 
                 self._when_real(lambda: self._apply(Replace(path, answer.spec)))
 
@@ -352,7 +352,7 @@ class EditActions:
         app.push_screen(SpecDialog(f"replace {path}", current, self._spec_check, hint=hint), chosen)
 
     def action_delete(self) -> None:
-        from modelbrowse.core.module_edits import Delete
+        from modelbrowse.core.edits.modules import Delete
 
         path = self._cursor()
         if path is None:
@@ -360,7 +360,7 @@ class EditActions:
         app = self._app
         assert app.index is not None
         if app.source is not None and app.source.weights_only:
-            from modelbrowse.core.weight_edits import DeleteKeys
+            from modelbrowse.core.edits.weights import DeleteKeys
 
             if not path:
                 app.notify("the root cannot be deleted", severity="warning")
@@ -376,7 +376,7 @@ class EditActions:
         self._when_real(lambda: self._apply(Delete(path)))
 
     def action_insert(self) -> None:
-        from modelbrowse.core.module_edits import AddModule, Insert, child_name_problem
+        from modelbrowse.core.edits.modules import AddModule, Insert, child_name_problem
 
         path = self._cursor()
         if path is None or self._weights_only("inserting"):

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import EditError, SetTrainable
+from modelbrowse.core.edits.base import EditError
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.reinit import SCHEME_NAMES, Reinit
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 from tests.edit_support import assert_state, flags, small_net, state
 from tests.fixtures.models import SharedNet
 

@@ -11,12 +11,13 @@ import torch
 import torchvision
 from torch import nn
 
-from modelbrowse.core.edit_types import EDIT_TYPES
-from modelbrowse.core.edits import Edit, SetTrainable, iter_code
-from modelbrowse.core.history import EditHistory
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
-from modelbrowse.core.reinit_edits import Reinit
-from modelbrowse.core.specs import SpecError
+from modelbrowse.core.edits.base import Edit, iter_code
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace
+from modelbrowse.core.edits.registry import EDIT_TYPES
+from modelbrowse.core.edits.reinit import Reinit
+from modelbrowse.core.edits.specs import SpecError
 from tests.edit_support import assert_state, state
 from tests.fixtures.models import SharedNet
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import EditError
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace, child_name_problem
-from modelbrowse.core.specs import SpecError
+from modelbrowse.core.edits.base import EditError
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace, child_name_problem
+from modelbrowse.core.edits.specs import SpecError
 from tests.edit_support import children, small_net
 from tests.fixtures.models import SharedNet
 
@@ -59,8 +59,7 @@ def test_replace_with_a_bad_spec_changes_nothing() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (Replace("", "nn.ReLU()"), "the root cannot be replaced from the app"),
-        (Replace("", "nn.ReLU()", allow_root=True), "replace the root by opening another source"),
+        (Replace("", "nn.ReLU()"), "the root cannot be replaced: open another source instead"),
         (Replace("6.weight", "nn.ReLU()"), "6.weight is not a module"),
         (Delete(""), "the root cannot be deleted"),
     ],

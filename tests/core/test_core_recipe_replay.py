@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import Edit, SetTrainable
-from modelbrowse.core.history import EditHistory
-from modelbrowse.core.module_edits import Replace
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.modules import Replace
+from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.recipe import (
     RecipeError,
     load_edited,
@@ -19,9 +21,8 @@ from modelbrowse.core.recipe import (
     replay_recipe,
     save_edited,
 )
-from modelbrowse.core.reinit_edits import Reinit
-from modelbrowse.core.saving import SaveReport, read_weights
-from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.saving.weights import SaveReport, read_weights
+from modelbrowse.core.sources.base import Source, resolve_source
 from tests.edit_support import flags, state
 from tests.saving_support import FORMATS, assert_same_tensors, files_in, one_line, sha256
 

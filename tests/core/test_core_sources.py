@@ -21,7 +21,7 @@ from modelbrowse.core.arguments import (
 )
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.example_inputs import input_dtypes, input_hint
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from tests.fixtures import models as fixture_models
 
 ALEXNET_PARAMS = 61_100_840

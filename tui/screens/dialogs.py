@@ -95,7 +95,7 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
     @work(thread=True, exclusive=True, group="spec-check", exit_on_error=False)
     def _check_off_thread(self, spec: str, name: str) -> None:
         """A spec is built (on meta) to check it: off the UI thread, stopped by escape."""
-        from modelbrowse.core.build_budget import cancellable  # torch: never at import
+        from modelbrowse.core.sources.build_budget import cancellable  # torch: never at import
 
         try:
             with cancellable(self._cancelled.is_set):

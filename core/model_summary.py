@@ -14,7 +14,7 @@ from modelbrowse.core.arguments import ExampleInput, InputShape, describe_input
 from modelbrowse.core.errors import ModelBrowseError
 
 if TYPE_CHECKING:
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
 
 _UNITS = re.compile(r"\(Units\.(\w+)\)")
 _UNIT_WORDS = {"NONE": "", "KILOBYTES": "K", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}

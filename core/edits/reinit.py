@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from modelbrowse.core.edits import (
+from modelbrowse.core.edits.base import (
     Edit,
     EditError,
     is_module_path,

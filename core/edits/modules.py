@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from modelbrowse.core.batch import Batch
-from modelbrowse.core.edits import (
+from modelbrowse.core.edits.base import (
     Edit,
     EditError,
     build_seeded,
@@ -26,9 +25,10 @@ from modelbrowse.core.edits import (
     placement,
     placement_code,
 )
+from modelbrowse.core.edits.batch import Batch
+from modelbrowse.core.edits.specs import spec_code
 from modelbrowse.core.nodes import join_path
 from modelbrowse.core.paths import code_ref, get_module, set_module, split_path
-from modelbrowse.core.specs import spec_code
 
 
 def _assign_code(model: nn.Module, path: str, value: str) -> str:
@@ -47,7 +47,6 @@ class Replace(Edit):
     path: str
     spec: str
     seed: int = field(default_factory=new_seed)
-    allow_root: bool = False
     op: ClassVar[str] = "replace"
     old: nn.Module | None = field(default=None, repr=False)
     new: nn.Module | None = field(default=None, repr=False)
@@ -62,10 +61,8 @@ class Replace(Edit):
         return True
 
     def apply(self, model: nn.Module) -> None:
-        if not self.path and not self.allow_root:
-            raise EditError("the root cannot be replaced from the app")
         if not self.path:
-            raise EditError("replace the root by opening another source instead")
+            raise EditError("the root cannot be replaced: open another source instead")
         if not is_module_path(model, self.path):
             raise EditError(f"{self.path} is not a module")
         self.old = get_module(model, self.path)
