@@ -208,15 +208,20 @@ class EditActions:
     @work(thread=True, exclusive=True, group="shape-check")
     def run_shape_check(self) -> None:
         from modelbrowse.core.edits.shape_check import ShapeCheck, check_shapes
+        from modelbrowse.core.example_inputs import input_dtypes, input_hint
 
         app = self._app
-        shape = app._input_shape()
+        example = app.example_input()
         if self.history is None or (app.source is not None and app.source.weights_only):
             return  # a checkpoint without an architecture cannot run
-        if shape is None:
-            result = ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
+        model = self.history.model
+        if example is None:
+            hint = input_hint(model)
+            result = ShapeCheck(
+                None, f"shape check unavailable: no example input (--input-shape {hint})"
+            )
         else:
-            result = check_shapes(self.history.model, shape)
+            result = check_shapes(model, example.shapes, input_dtypes(model, example))
         app.call_from_thread(self._shape_checked, result)
 
     def _shape_checked(self, result: Any) -> None:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import NodeKind, StandIn
+from modelbrowse.core.nodes import NodeKind, StandIn, module_name
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
@@ -214,7 +214,7 @@ def class_text(node: Node) -> Text:
     if node.from_keys:
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
     else:
-        text.append(f"\n{cls.__module__}", style="dim")
+        text.append(f"\n{module_name(cls)}", style="dim")
     return text
 
 
