@@ -24,6 +24,7 @@ from modelbrowse.tui.base import LOADING
 from modelbrowse.tui.building import BuildActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
+from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
@@ -77,6 +78,7 @@ class ModelBrowseApp(
     PromptActions,
     LoadActions,
     FreezeActions,
+    InsertActions,
     BuildActions,
     SaveActions,
 ):
@@ -297,19 +299,23 @@ class ModelBrowseApp(
         if self.session.index is None or self.session.source is None:
             self.notify(LOADING, severity="warning")
             return
-        shape = self.session.input_shape()
-        if shape is None:
+        from modelbrowse.core.arguments import describe_input
+        from modelbrowse.core.example_inputs import input_dtypes, input_hint
+
+        model = self.session.index.model
+        example = self.session.example_input()
+        if example is None:
             self.notify(
-                "no example input for this model: start with --input-shape 1,3,224,224",
+                "no example input for this model: start with --input-shape " + input_hint(model),
                 severity="warning",
             )
             return
-        index = self.session.index
+        shapes, dtypes = example.shapes, input_dtypes(model, example)
 
         def make_summary() -> str:
-            from modelbrowse.core.summary import summarize
+            from modelbrowse.core.model_summary import summarize
 
-            return summarize(index.model, shape)
+            return summarize(model, shapes, dtypes=dtypes)
 
-        dims = "; ".join(",".join(str(d) for d in s) for s in shape)
-        self.push_screen(SummaryScreen(f"torchinfo summary for input {dims}", make_summary))
+        title = f"torchinfo summary for input {describe_input(shapes, dtypes)}"
+        self.push_screen(SummaryScreen(title, make_summary))

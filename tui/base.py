@@ -16,7 +16,7 @@ from modelbrowse.widgets.model_header import ModelHeader
 if TYPE_CHECKING:
     from textual.worker import Worker
 
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.session import Session
     from modelbrowse.tui.options import AppOptions
 

@@ -15,7 +15,7 @@ from modelbrowse.tui.editing import EditActions
 if TYPE_CHECKING:
     from torch import nn
 
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.session import Build
     from modelbrowse.tui.base import Then
 
@@ -42,7 +42,11 @@ class BuildActions(EditActions):
 
     @work(thread=True, group="build", exit_on_error=False)
     def _build_modules(self, build: Build, note: str, then: Then | None) -> None:
-        from modelbrowse.core.build_budget import BuildCancelled, cancellable, check_cancelled
+        from modelbrowse.core.sources.build_budget import (
+            BuildCancelled,
+            cancellable,
+            check_cancelled,
+        )
 
         def stopped() -> bool:  # escape, or the app quitting: nobody waits for the module
             return build.cancelled.is_set() or not self.is_running

@@ -19,7 +19,7 @@ from modelbrowse.tui.screens.edit_log import EditLogScreen
 from modelbrowse.widgets.module_tree import ModuleTree
 
 if TYPE_CHECKING:
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.selectors import Selection
     from modelbrowse.core.session import ApplyResult
     from modelbrowse.tui.base import Then
@@ -113,8 +113,8 @@ class EditActions(AppBase):
     # --- the edit keys -------------------------------------------------------------------------
 
     def action_reinit(self) -> None:
-        from modelbrowse.core.edits import new_seed
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, SCHEMES, Reinit
+        from modelbrowse.core.edits.base import new_seed
+        from modelbrowse.core.edits.reinit import RESET_PARAMETERS, SCHEME_NAMES, Reinit
 
         selection = self._selected()
         if selection is not None:
@@ -127,16 +127,21 @@ class EditActions(AppBase):
         assert index is not None
         if index.node(path).is_module and self._weights_only("re-initialising a module"):
             return
-        schemes = SCHEME_NAMES if index.node(path).is_module else list(SCHEMES)
+        unavailable: dict[str, str] = {}
+        if not index.node(path).is_module:
+            unavailable[RESET_PARAMETERS] = "modules only: choose a scheme"
+        elif not plans.resettable(index, path):
+            unavailable[RESET_PARAMETERS] = "no module here has one"
 
         def chosen(answer: ReinitAnswer | None) -> None:
             if answer is not None:
                 self._when_real(lambda: self._apply(Reinit(path, answer.scheme, answer.seed)))
 
-        self.push_screen(ReinitDialog(path or "the whole model", schemes, new_seed()), chosen)
+        target = path or "the whole model"
+        self.push_screen(ReinitDialog(target, SCHEME_NAMES, new_seed(), unavailable), chosen)
 
     def _apply_batch(self, selection: Selection, what: str, edits: list[Edit]) -> None:
-        from modelbrowse.core.batch import Batch
+        from modelbrowse.core.edits.batch import Batch
 
         if not edits:
             self.notify(f"nothing in the selection to {what}", severity="warning")
@@ -144,9 +149,9 @@ class EditActions(AppBase):
         self._apply(Batch(selection.pattern, edits, what))
 
     def _reinit_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import new_seed
+        from modelbrowse.core.edits.base import new_seed
+        from modelbrowse.core.edits.reinit import SCHEME_NAMES, Reinit
         from modelbrowse.core.index_reading import outermost
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 
         paths = outermost(selection.paths)
         if self._weights_only("re-initialising a module"):
@@ -162,8 +167,8 @@ class EditActions(AppBase):
         self.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
 
     def _replace_selection(self, selection: Selection) -> None:
+        from modelbrowse.core.edits.modules import Replace
         from modelbrowse.core.index_reading import outermost
-        from modelbrowse.core.module_edits import Replace
 
         paths = [p for p in outermost(selection.paths) if p]
         if self._weights_only("replacing"):
@@ -179,7 +184,7 @@ class EditActions(AppBase):
         self.push_screen(SpecDialog(title, "", plans.spec_problem), chosen)
 
     def action_replace(self) -> None:
-        from modelbrowse.core.specs import constructor_text
+        from modelbrowse.core.edits.specs import constructor_text
 
         selection = self._selected()
         if selection is not None:
@@ -197,7 +202,7 @@ class EditActions(AppBase):
 
         def chosen(answer: SpecAnswer | None) -> None:
             if answer is not None:
-                from modelbrowse.core.module_edits import Replace
+                from modelbrowse.core.edits.modules import Replace
 
                 self._when_real(lambda: self._apply(Replace(path, answer.spec)))
 
@@ -212,7 +217,7 @@ class EditActions(AppBase):
         self.push_screen(dialog, chosen)
 
     def action_delete(self) -> None:
-        from modelbrowse.core.module_edits import Delete
+        from modelbrowse.core.edits.modules import Delete
 
         path = self._cursor()
         if path is None:
@@ -220,7 +225,7 @@ class EditActions(AppBase):
         session = self.session
         assert session.index is not None
         if session.source is not None and session.source.weights_only:
-            from modelbrowse.core.weight_edits import DeleteKeys
+            from modelbrowse.core.edits.weights import DeleteKeys
 
             if not path:
                 self.notify("the root cannot be deleted", severity="warning")
@@ -234,42 +239,6 @@ class EditActions(AppBase):
             self.notify("the root cannot be deleted", severity="warning")
             return
         self._when_real(lambda: self._apply(Delete(path)))
-
-    def action_insert(self) -> None:
-        from modelbrowse.core.module_edits import AddModule, Insert, child_name_problem
-
-        path = self._cursor()
-        if path is None or self._weights_only("inserting"):
-            return
-        index = self.session.index
-        assert index is not None
-        place = plans.insert_at(index, path)
-        if place is not None:
-
-            def inserted(answer: SpecAnswer | None) -> None:
-                if answer is not None:
-                    edit = Insert(place.parent, place.position, answer.spec)
-                    self._when_real(lambda: self._apply(edit))
-
-            title = f"insert into {place.parent or 'the root'} after {path}"
-            self.push_screen(SpecDialog(title, "", plans.spec_problem), inserted)
-            return
-        node = index.node(path)
-        if not node.is_module:
-            self.notify("insert acts on modules: move to one", severity="warning")
-            return
-
-        def name_problem(name: str) -> str | None:
-            return child_name_problem(node.obj, path, name)
-
-        def added(answer: SpecAnswer | None) -> None:
-            if answer is not None:
-                edit = AddModule(path, answer.name, answer.spec)
-                self._when_real(lambda: self._apply(edit))
-
-        title = f"add a named child to {path or 'the root'}"
-        dialog = SpecDialog(title, "", plans.spec_problem, name_check=name_problem)
-        self.push_screen(dialog, added)
 
     def action_undo(self) -> None:
         self._step(undo=True)

@@ -22,10 +22,10 @@ from modelbrowse.widgets.module_tree import ModuleTree
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from modelbrowse.core.edits.shape_check import ShapeCheck
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.session import Opened
-    from modelbrowse.core.shape_check import ShapeCheck
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.core.structure_index import StructureIndex
 
 

@@ -12,7 +12,7 @@ from modelbrowse.tui.base import AppBase
 from modelbrowse.tui.signals import stopped_message
 
 if TYPE_CHECKING:
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
 
 
 def session_command() -> str:

@@ -17,12 +17,12 @@ from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
 
 if TYPE_CHECKING:
-    from modelbrowse.core.saving import SaveReport
+    from modelbrowse.core.saving.weights import SaveReport
 
 
 def path_problem(text: str) -> str | None:
     """Why `text` cannot be saved to, or None."""
-    from modelbrowse.core.saving import SaveError, format_for
+    from modelbrowse.core.saving.weights import SaveError, format_for
 
     text = text.strip()
     if not text:

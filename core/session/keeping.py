@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modelbrowse.core.history import EditHistory
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.edits.history import EditHistory
+    from modelbrowse.core.sources.base import Source
 
 
 def default_save_name(source_spec: str, kind: str = "") -> str:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from modelbrowse.core.diff import DiffView
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.index import NodeIndex
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.core.structure_index import StructureIndex
 
 
@@ -23,6 +23,7 @@ class Request(Protocol):
     seed: int | None
     meta: bool
     input_shape: str | None
+    input_dtype: str | None
     recipe: str | None
     diff: str | None
 
@@ -74,7 +75,7 @@ class Opened:
 def open_model(request: Request, seed: int | None, loading: Callable[[str], None]) -> Opened:
     """Resolve the source and build its model (on meta where it can); in a worker. Raises
     `ModelBrowseError` with a line for the user. `loading` is told what takes long."""
-    from modelbrowse.core.edits import new_seed
+    from modelbrowse.core.edits.base import new_seed
     from modelbrowse.core.index import NodeIndex
 
     source = request.resolve()

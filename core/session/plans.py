@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.selectors import Selection
 
@@ -52,7 +52,7 @@ def _set_trainable(index: NodeIndex, path: str, trainable: bool, norm_stats: boo
     """The edit with what the index already knows: the subtree's parameters (walking 100,000
     modules takes a third of a second) and whether their flags are all alike (reading 120,000
     flags back takes tens of milliseconds)."""
-    from modelbrowse.core.edits import SetTrainable
+    from modelbrowse.core.edits.freezing import SetTrainable
 
     params = index.parameters(path) if index.node(path).is_module else None
     alike = index.totals(path).trainable_alike
@@ -99,7 +99,7 @@ def plan_freeze_selection(index: NodeIndex, selection: Selection) -> FreezePlan 
         return f"nothing in the selection to {what}"
 
     def make(norm_stats: bool) -> Edit:
-        from modelbrowse.core.batch import Batch
+        from modelbrowse.core.edits.batch import Batch
 
         wording = f"{what} weights and running statistics of" if norm_stats else what
         edits = [_set_trainable(index, p, trainable, norm_stats) for p in having]
@@ -110,22 +110,49 @@ def plan_freeze_selection(index: NodeIndex, selection: Selection) -> FreezePlan 
 
 
 @dataclass(frozen=True)
-class InsertAt:
-    """`a` on an item of a Sequential or ModuleList: a new item after it."""
+class Place:
+    """Where `a` puts a new module: into a list (`container`) at `position`, or, where
+    `container` is None, under `parent` by a name the user types."""
 
-    parent: str
-    position: int
+    words: str
+    container: str | None
+    position: int = 0
+    parent: str = ""
 
 
-def insert_at(index: NodeIndex, path: str) -> InsertAt | None:
-    """Where `a` inserts into a list of modules; None where it adds a named child instead."""
+def places(index: NodeIndex, path: str) -> list[Place]:
+    """The places for a new module, from the module at `path`: the first is what enter picks."""
+    from modelbrowse.core.edits.modules import is_positional
+
     node = index.node(path)
-    if not node.is_module or node.parent is None or not node.name.isdigit():
-        return None
-    parent = index.node(node.parent)
-    if type(parent.obj).__name__ not in ("Sequential", "ModuleList"):
-        return None
-    return InsertAt(parent.path, int(node.name) + 1)
+    found: list[Place] = []
+    where = path or "the root"
+    if node.parent is not None and is_positional(index.node(node.parent).obj):
+        parent = node.parent or "the root"
+        position = int(node.name)
+        found.append(Place(f"after {path}, in {parent}", node.parent, position + 1))
+        found.append(Place(f"before {path}, in {parent}", node.parent, position))
+    if is_positional(node.obj):
+        count = index.module_count(path)
+        if count:
+            found.append(Place(f"at the end of {where}", path, count))
+            found.append(Place(f"at the start of {where}", path, 0))
+        else:
+            found.append(Place(f"into {where}, empty until now", path, 0))
+    found.append(Place(f"inside {where}, as a child with a name", None, parent=path))
+    return found
+
+
+def resettable(index: NodeIndex, path: str) -> bool:
+    """Whether a module in the subtree at `path` has its own reset_parameters() (True while
+    the modules are only what a file describes: that is not known yet)."""
+    from modelbrowse.core.nodes import StandIn
+
+    for sub in index.subtree(path):
+        obj = index.node(sub).obj
+        if isinstance(obj, StandIn) or callable(getattr(obj, "reset_parameters", None)):
+            return True
+    return False
 
 
 def replace_refusal(index: NodeIndex, path: str) -> str | None:
@@ -139,8 +166,8 @@ def replace_refusal(index: NodeIndex, path: str) -> str | None:
 
 def spec_problem(text: str) -> str | None:
     """Why a module spec cannot be built (checked on meta, as it is typed), or None."""
+    from modelbrowse.core.edits.specs import build_module
     from modelbrowse.core.errors import ModelBrowseError
-    from modelbrowse.core.specs import build_module
 
     try:
         build_module(text, device="meta")

@@ -3,7 +3,7 @@ state, the shape check's result, a comparison and a selection.
 
 The App composes widgets and maps keys to calls on one `Session`; nothing here imports Textual,
 and torch only inside the methods that need it (the app paints before torch loads). A step that
-takes long has a worker's part that only reads and returns (`open_model`, `build_real`,
+takes long has a worker's part that only reads and returns (`load`, `build_real`,
 `check_shapes`, `save`) and a part that takes the result on the UI thread (`opened`,
 `materialised`, `shape_checked`, `saved`): the session changes on one thread.
 """
@@ -29,16 +29,16 @@ from modelbrowse.core.session.selecting import SelectionState
 from modelbrowse.core.units import human_count
 
 if TYPE_CHECKING:
-    from modelbrowse.core.arguments import InputShape
+    from modelbrowse.core.arguments import ExampleInput
     from modelbrowse.core.diff import DiffView
-    from modelbrowse.core.edits import Edit
-    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.history import EditHistory
+    from modelbrowse.core.edits.modules import NewModule
+    from modelbrowse.core.edits.shape_check import ShapeCheck
     from modelbrowse.core.index import NodeIndex
-    from modelbrowse.core.module_edits import NewModule
-    from modelbrowse.core.saving import SaveReport
+    from modelbrowse.core.saving.weights import SaveReport
     from modelbrowse.core.selectors import Selection
-    from modelbrowse.core.shape_check import ShapeCheck
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.core.structure_index import StructureIndex
 
 Action = Callable[[], object]  # what it returns is not used
@@ -168,7 +168,7 @@ class Session:
 
     def start_history(self) -> list[Action]:
         """Edits act on real tensors from now on; what waited for them, to run now."""
-        from modelbrowse.core.history import EditHistory
+        from modelbrowse.core.edits.history import EditHistory
 
         assert self.index is not None
         self.history = EditHistory(self.index.model)
@@ -235,8 +235,8 @@ class Session:
 
     def begin_build(self, edit: Edit) -> Build | None:
         """The modules `edit` must build before it applies (in a worker), or None."""
-        from modelbrowse.core.module_edits import to_build
-        from modelbrowse.core.specs import spec_code
+        from modelbrowse.core.edits.modules import to_build
+        from modelbrowse.core.edits.specs import spec_code
 
         assert self.history is not None
         modules = to_build(edit, self.history.model)
@@ -267,7 +267,7 @@ class Session:
     def apply(self, edit: Edit, note: str = "") -> ApplyResult:
         """Apply `edit` through the history and bring the index up to date. `note` is the tie
         question the user said yes to. Raises `ModelBrowseError` (nothing changed)."""
-        from modelbrowse.core.batch import Batch
+        from modelbrowse.core.edits.batch import Batch
         from modelbrowse.core.session.ties import note_aliases
 
         assert self.history is not None and self.index is not None
@@ -320,23 +320,27 @@ class Session:
 
     # --- the shape check -----------------------------------------------------------------------
 
-    def input_shape(self) -> InputShape | None:
-        from modelbrowse.core.arguments import parse_input_shape
+    def example_input(self) -> ExampleInput | None:
+        """`--input-shape` and `--input-dtype`, else the source's default input, else None."""
+        from modelbrowse.core.arguments import example_input
 
-        if self.request.input_shape:
-            return parse_input_shape(self.request.input_shape)
-        return self.source.default_input if self.source else None
+        default = self.source.default_input if self.source else None
+        return example_input(self.request.input_shape, self.request.input_dtype, default)
 
     def check_shapes(self) -> ShapeCheck | None:
         """A forward pass on meta after a change (in a worker); None where none can run."""
-        from modelbrowse.core.shape_check import ShapeCheck, check_shapes
+        from modelbrowse.core.edits.shape_check import ShapeCheck, check_shapes
+        from modelbrowse.core.example_inputs import input_dtypes, input_hint
 
         if self.history is None or (self.source is not None and self.source.weights_only):
             return None  # a checkpoint without an architecture cannot run
-        shape = self.input_shape()
-        if shape is None:
-            return ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
-        return check_shapes(self.history.model, shape)
+        model, example = self.history.model, self.example_input()
+        if example is None:
+            hint = input_hint(model)
+            return ShapeCheck(
+                None, f"shape check unavailable: no example input (--input-shape {hint})"
+            )
+        return check_shapes(model, example.shapes, input_dtypes(model, example))
 
     def shape_checked(self, result: ShapeCheck) -> None:
         self.shape = result

@@ -5,21 +5,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modelbrowse.core.batch import Batch
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.batch import Batch
     from modelbrowse.core.index import NodeIndex
 
 
 def parts(edit: Edit) -> list[Edit]:
     """The edits a batch is made of, or the edit itself."""
-    from modelbrowse.core.batch import Batch
+    from modelbrowse.core.edits.batch import Batch
 
     return list(edit.edits) if isinstance(edit, Batch) else [edit]
 
 
 def note_aliases(index: NodeIndex, edit: Edit) -> None:
     """A replace puts its module back under every name it had: tell it those names."""
-    from modelbrowse.core.module_edits import Replace
+    from modelbrowse.core.edits.modules import Replace
 
     for part in parts(edit):
         if isinstance(part, Replace) and part.path in index and index.node(part.path).is_module:
@@ -28,7 +28,7 @@ def note_aliases(index: NodeIndex, edit: Edit) -> None:
 
 def tie_question(index: NodeIndex, edit: Edit) -> str:
     """What the edit does to shared objects ("" when nothing), asked before it is applied."""
-    from modelbrowse.core.batch import Batch
+    from modelbrowse.core.edits.batch import Batch
 
     if isinstance(edit, Batch):
         return _batch_consequence(index, edit)
@@ -38,8 +38,8 @@ def tie_question(index: NodeIndex, edit: Edit) -> str:
 def consequence(edit: Edit, also: list[str]) -> str:
     """A replace unties what it shares with the rest of the model; a re-init changes both
     sides of a tie."""
-    from modelbrowse.core.module_edits import Replace
-    from modelbrowse.core.reinit_edits import Reinit
+    from modelbrowse.core.edits.modules import Replace
+    from modelbrowse.core.edits.reinit import Reinit
 
     where = edit.path or "the model"
     if isinstance(edit, Replace):
@@ -55,8 +55,8 @@ def consequence(edit: Edit, also: list[str]) -> str:
 def _batch_consequence(index: NodeIndex, batch: Batch) -> str:
     """The first tie a selection's replace or re-init reaches, and how many more: asked once
     for the whole selection. Re-initialising both sides of a tie needs no question."""
-    from modelbrowse.core.module_edits import Replace
-    from modelbrowse.core.reinit_edits import Reinit
+    from modelbrowse.core.edits.modules import Replace
+    from modelbrowse.core.edits.reinit import Reinit
 
     paths = [part.path for part in batch.edits]
 

@@ -9,7 +9,7 @@ import torch
 from textual.pilot import Pilot
 
 from modelbrowse.core.recipe import load_edited, read_recipe
-from modelbrowse.core.saving import SaveError
+from modelbrowse.core.saving.weights import SaveError
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.options import AppOptions

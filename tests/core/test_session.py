@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modelbrowse.core.edits import SetTrainable
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.modules import Replace
+from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.module_edits import Replace
-from modelbrowse.core.reinit_edits import Reinit
 from modelbrowse.core.session import LoadState, Session, default_save_name, open_model
 from modelbrowse.core.session import read_preview as preview_of
 from modelbrowse.core.session import session as session_module
@@ -180,7 +180,7 @@ def test_without_an_example_input_the_check_says_so(shared: Session) -> None:
     result = shared.check_shapes()
     assert result is not None and result.ok is None
     shared.shape_checked(result)
-    expected = "shape check unavailable: no example input (--input-shape)"
+    expected = "shape check unavailable: no example input (--input-shape 1,16:long)"
     assert shared.shape_text == expected and not shared.shape_failed
 
 
