@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from modelbrowse.core.session.keeping import default_save_name
 from modelbrowse.core.session.opening import LoadState, Opened, Request, open_model, read_preview
-from modelbrowse.core.session.session import ApplyResult, Build, Session
+from modelbrowse.core.session.plans import Build
+from modelbrowse.core.session.session import ApplyResult, Session
 
 __all__ = [
     "ApplyResult",

@@ -3,14 +3,16 @@ which edit, on which paths, or why nothing (a sentence for the user)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import nn
 
     from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.modules import NewModule
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.selectors import Selection
 
@@ -174,3 +176,32 @@ def spec_problem(text: str) -> str | None:
     except ModelBrowseError as exc:
         return str(exc)
     return None
+
+
+# A build's label on the status line is cut to this many characters.
+_LABEL_CHARS = 48
+
+
+@dataclass(eq=False)
+class Build:
+    """An edit's new modules being built in a worker before it is applied."""
+
+    edit: Edit
+    modules: list[NewModule]
+    label: str  # what the status line calls it
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+def build_for(edit: Edit, model: nn.Module) -> Build | None:
+    """The modules `edit` still has to build, or None when it builds none."""
+    from modelbrowse.core.edits.modules import to_build
+    from modelbrowse.core.edits.specs import spec_code
+
+    modules = to_build(edit, model)
+    if not modules:
+        return None
+    text = spec_code(modules[0].edit.spec)
+    if len(text) > _LABEL_CHARS:
+        text = text[: _LABEL_CHARS - 1] + "…"
+    label = f"{len(modules)} × {text}" if len(modules) > 1 else text
+    return Build(edit, modules, label)

@@ -10,9 +10,8 @@ takes long has a worker's part that only reads and returns (`load`, `build_real`
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,17 +32,15 @@ if TYPE_CHECKING:
     from modelbrowse.core.diff import DiffView
     from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.edits.history import EditHistory
-    from modelbrowse.core.edits.modules import NewModule
     from modelbrowse.core.edits.shape_check import ShapeCheck
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.saving.weights import SaveReport
     from modelbrowse.core.selectors import Selection
+    from modelbrowse.core.session.plans import Build
     from modelbrowse.core.sources.base import Source
     from modelbrowse.core.structure_index import StructureIndex
 
 Action = Callable[[], object]  # what it returns is not used
-
-_LABEL_CHARS = 48
 
 
 @dataclass(frozen=True)
@@ -54,16 +51,6 @@ class ApplyResult:
     edit: Edit
     message: str
     note: str = ""
-
-
-@dataclass(eq=False)
-class Build:
-    """An edit's new modules being built in a worker before it is applied."""
-
-    edit: Edit
-    modules: list[NewModule]
-    label: str  # what the status line calls it
-    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 class Session:
@@ -235,18 +222,10 @@ class Session:
 
     def begin_build(self, edit: Edit) -> Build | None:
         """The modules `edit` must build before it applies (in a worker), or None."""
-        from modelbrowse.core.edits.modules import to_build
-        from modelbrowse.core.edits.specs import spec_code
+        from modelbrowse.core.session.plans import build_for
 
         assert self.history is not None
-        modules = to_build(edit, self.history.model)
-        if not modules:
-            return None
-        text = spec_code(modules[0].edit.spec)
-        if len(text) > _LABEL_CHARS:
-            text = text[: _LABEL_CHARS - 1] + "…"
-        label = f"{len(modules)} × {text}" if len(modules) > 1 else text
-        self.building = Build(edit, modules, label)
+        self.building = build_for(edit, self.history.model)
         return self.building
 
     def end_build(self, build: Build) -> bool:
