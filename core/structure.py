@@ -169,6 +169,8 @@ def _read_file(path: Path, key: str | None) -> Structure:
         if key is not None:
             raise NotShown
         return _read_safetensors([path])
+    if kind is FileKind.ONNX:
+        return _read_onnx(path, key)
     if kind is FileKind.TORCH_ZIP:
         contents = read_torch_zip(path)
     elif kind is FileKind.TORCH_LEGACY:
@@ -180,6 +182,20 @@ def _read_file(path: Path, key: str | None) -> Structure:
     )
     _take_weights(structure, contents.value, key, str(path))
     return structure
+
+
+def _read_onnx(path: Path, key: str | None) -> Structure:
+    from modelbrowse.core.reading.onnx_model import FORMAT, read_onnx
+
+    if key is not None:
+        raise NotShown
+    model = read_onnx(path)
+    # Two initializers are one tensor only where external data places them at one offset.
+    starts = {(r.storage.file, r.storage.start) for r in model.tensors.values() if r.numel}
+    untied = len(starts) == sum(1 for r in model.tensors.values() if r.numel)
+    return Structure(
+        FORMAT, dict(model.tensors), list(model.rows), list(model.files), untied=untied
+    )
 
 
 def _read_safetensors(paths: list[Path]) -> Structure:

@@ -105,6 +105,11 @@ class Source:
         return None
 
     @property
+    def write_refusal(self) -> str | None:
+        """Why the weights cannot be written at all (a format shown read-only), or None."""
+        return None
+
+    @property
     def random_values(self) -> bool:
         """Whether the values are a random initialisation (the same --seed repeats them)."""
         return self.weights is None and self.instance is None

@@ -74,12 +74,18 @@ class CheckpointSource(Source):
     @property
     def edit_refusal(self) -> str | None:
         """A TorchScript model is compiled code: nothing in it can be edited."""
+        if self.loaded.read_only is not None:
+            return self.loaded.read_only
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
                 "(w) and open them with --arch NAME to edit"
             )
         return None
+
+    @property
+    def write_refusal(self) -> str | None:
+        return self.loaded.read_only
 
     @property
     def random_values(self) -> bool:
