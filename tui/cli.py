@@ -361,7 +361,8 @@ def _print_tree(args: argparse.Namespace) -> int:
 
             _write(render_selection(NodeIndex(model), args.select))
             return 0
-        _write(render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth))
+        tree = render_tree_text(NodeIndex(model), depth=args.depth)
+        _write(render_source_info(source) + tree + source.print_text)
         return 0
 
     return _guarded(args, print_tree)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
+from modelbrowse.core.sources.adapters import AdapterSource
+from modelbrowse.tui.options import AppOptions
+from tests.adapter_support import BASE_SPEC, Base, lora_config, save_adapter
 from tests.app.test_app_checkpoints import goto
 from tests.app_support import (
     notifications,
@@ -48,3 +52,45 @@ async def test_an_onnx_model_shows_its_graph_tree_and_values_but_is_not_edited(
         assert app.history is not None and not app.history.unsaved
         assert "Overwrite" not in squeeze(screen_text(app))
         assert "read-only" in notifications(app)
+
+
+@pytest.fixture(scope="module")
+def adapter_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("adapter") / "lora"
+    torch.manual_seed(0)
+    save_adapter(folder, Base(), lora_config())
+    return folder
+
+
+async def test_an_adapter_alone_marks_its_modules_and_shows_each_update(
+    adapter_folder: Path,
+) -> None:
+    async with open_app(str(adapter_folder), size=SIZE) as (app, pilot):
+        screen = await wait_for_text(pilot, "method LoRA")
+        assert "scaling 2 (lora_alpha / r)" in screen
+        assert "Δ fc1 Group 96" in screen
+        assert "≡ head Group 10" in screen
+        assert "matched nothing in the adapter: 'nothere'" in screen  # the header's warning
+        await goto(pilot, "fc1")
+        screen = await wait_for_text(pilot, "LoRA rank 4, scaling 2 (alpha 8 / 4)")
+        assert "A (4, 8), B (16, 4)" in screen
+        source = app.source
+        assert isinstance(source, AdapterSource)
+        assert f"‖B·A‖·scaling {source.update_norm('fc1'):.6g}" in screen
+        await pilot.press("d")
+        await wait_for_notification(pilot, "a PEFT adapter is shown read-only")
+
+
+async def test_an_adapter_on_its_base_marks_the_base_tree(adapter_folder: Path) -> None:
+    options = AppOptions(str(adapter_folder), arch=BASE_SPEC)
+    async with open_app(options, size=SIZE) as (app, pilot):
+        screen = await wait_for_text(pilot, "Δ fc1 Linear 144")
+        assert "≡ head Linear 10" in screen
+        assert "adapter parameters 382 (92.27% of the base's 414)" in screen
+        assert "⚠ target_modules names that matched nothing in the base: 'nothere'" in screen
+        await goto(pilot, "conv")
+        screen = await wait_for_text(pilot, "LoRA rank 4")
+        assert "A (4, 3, 3, 3), B (4, 4, 1, 1)" in screen
+        await pilot.press("f")
+        await wait_for_notification(pilot, "a PEFT adapter is shown read-only")
+        assert app.index is not None and app.index.node("conv.weight").obj.requires_grad
