@@ -251,48 +251,6 @@ def test_the_base_named_in_the_config_is_found_in_the_hugging_face_cache(
     ) in lines
 
 
-@pytest.mark.parametrize(
-    ("config", "words"),
-    [
-        ({"peft_type": "LORA", "r": "eight"}, "r is 'eight', not a positive whole number"),
-        ({"peft_type": "LORA", "r": -1}, "r is -1, not a positive whole number"),
-        ({"r": 4}, "names no peft_type (not a PEFT adapter config)"),
-        ({"peft_type": "LORA", "lora_alpha": True}, "lora_alpha is True, not a number"),
-        ({"peft_type": "LORA", "target_modules": [1, 2]}, "target_modules holds [1, 2]"),
-        ({"peft_type": "LORA", "use_dora": "yes"}, "use_dora is 'yes', not true or false"),
-        ([1, 2], "is not a JSON object"),
-    ],
-)
-def test_a_bad_config_is_one_line(
-    adapter: tuple[Path, dict[str, float], int],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    config: object,
-    words: str,
-) -> None:
-    folder, _, _ = adapter
-    (tmp_path / "adapter_model.safetensors").write_bytes(
-        (folder / "adapter_model.safetensors").read_bytes()
-    )
-    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
-    assert main([str(tmp_path), "--print"]) == 2
-    line = the_error_line(capsys.readouterr())
-    assert "adapter_config.json" in line
-    assert words in line
-
-
-def test_a_deeply_nested_or_huge_config_is_one_line(
-    adapter: tuple[Path, dict[str, float], int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    folder, _, _ = adapter
-    (tmp_path / "adapter_model.safetensors").write_bytes(
-        (folder / "adapter_model.safetensors").read_bytes()
-    )
-    (tmp_path / "adapter_config.json").write_text("[" * 100_000 + "]" * 100_000)
-    assert main([str(tmp_path), "--print"]) == 2
-    assert "is nested too deeply" in the_error_line(capsys.readouterr())
-
-
 def test_edits_and_writing_are_refused(adapter: tuple[Path, dict[str, float], int]) -> None:
     folder, _, _ = adapter
     source = resolve_source(str(folder))
