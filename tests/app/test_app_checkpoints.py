@@ -40,7 +40,7 @@ def training_checkpoint(tmp_path: Path, resnet18_state: dict[str, torch.Tensor])
     return path
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press(":", *path, "enter")
     await wait_for(
         pilot,

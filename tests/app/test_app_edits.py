@@ -23,13 +23,13 @@ from tests.app_support import (
 SIZE = (130, 40)
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     """`:path` enter, then wait until the detail pane shows that path."""
     await pilot.press("colon", *path, "enter")
     await wait_for(pilot, lambda: f"│ {path} │" in squeeze(screen_text(pilot.app)))
 
 
-async def replace_with(pilot: Pilot[object], spec: str) -> None:
+async def replace_with(pilot: Pilot[None], spec: str) -> None:
     await pilot.press("e")
     await wait_for(pilot, lambda: "replace " in squeeze(screen_text(pilot.app)))
     await pilot.press("ctrl+a", "ctrl+k")

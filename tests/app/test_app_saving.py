@@ -27,12 +27,12 @@ from tests.saving_support import sha256
 SIZE = (130, 40)
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press("colon", *path, "enter")
     await wait_for(pilot, lambda: f"│ {path} │" in squeeze(screen_text(pilot.app)))
 
 
-async def open_save_dialog(pilot: Pilot[object]) -> str:
+async def open_save_dialog(pilot: Pilot[None]) -> str:
     await pilot.press("w")
     return await wait_for_text(pilot, "write the weights")
 
