@@ -231,7 +231,7 @@ def footer(app: ModelBrowseApp) -> str:
 
 
 async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled() -> None:
-    from modelbrowse.widgets.key_footer import KeyFooter
+    from modelbrowse.widgets.key_footer import FooterEntry, KeyFooter
 
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert "e Replace u Undo" in footer(app)
@@ -242,7 +242,8 @@ async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled()
         await wait_for(pilot, lambda: "e Replace u Undo" in footer(app))
 
         def freeze_key_enabled() -> bool:
-            entry = app.query_one(KeyFooter).entry("freeze")
+            # Typed here: the app's mixins declare `query_one` as Any.
+            entry: FooterEntry | None = app.query_one(KeyFooter).entry("freeze")
             assert entry is not None
             return entry.enabled
 

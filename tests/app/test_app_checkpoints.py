@@ -20,7 +20,8 @@ SIZE = (130, 40)
 @pytest.fixture(scope="module")
 def resnet18_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return torchvision.models.resnet18().state_dict()
+    model: torch.nn.Module = torchvision.models.resnet18()
+    return model.state_dict()
 
 
 @pytest.fixture
@@ -162,7 +163,7 @@ async def test_diff_marks_what_changed_and_is_read_only(
 async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     with pytest.warns(FutureWarning):  # torch.jit is deprecated, and still what people have
-        torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4))), path)  # type: ignore[no-untyped-call]
+        torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4))), path)
     async with open_app(str(path), size=SIZE) as (app, pilot):
         await goto(pilot, "0")
         for key in ("f", "i", "e", "d", "a"):
@@ -181,7 +182,7 @@ async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> 
 
 async def test_opening_a_file_that_differs_from_its_recipe_says_so(tmp_path: Path) -> None:
     from modelbrowse.core.recipe import save_edited
-    from modelbrowse.core.saving import file_sha256
+    from modelbrowse.core.save_hashing import file_sha256
     from modelbrowse.core.sources import resolve_source
     from tests.app_support import notifications
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from textual.pilot import Pilot
+from torch import nn
 
 from modelbrowse.core.recipe import load_edited, read_recipe
 from modelbrowse.core.saving import SaveError
@@ -22,6 +23,7 @@ from tests.app_support import (
     wait_for_text,
     wait_loaded,
 )
+from tests.model_support import submodule
 from tests.saving_support import sha256
 
 SIZE = (130, 40)
@@ -62,9 +64,9 @@ async def test_done_means_on_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         # In the training script: one line.
         model = load_edited(tmp_path / "alexnet-edited.pt")
-        assert model.classifier[6].out_features == 10
-        assert all(not p.requires_grad for p in model.features.parameters())
-        assert all(p.requires_grad for p in model.classifier.parameters())
+        assert submodule(model, "classifier.6", nn.Linear).out_features == 10
+        assert all(not p.requires_grad for p in model.get_submodule("features").parameters())
+        assert all(p.requires_grad for p in model.get_submodule("classifier").parameters())
         expected = shown.state_dict()
         loaded = model.state_dict()
         assert loaded.keys() == expected.keys()

@@ -58,7 +58,7 @@ def test_a_folder_is_loaded_into_the_architecture_its_config_names(gpt2_folder: 
     with torch.no_grad():
         reference = transformers.GPT2LMHeadModel.from_pretrained(gpt2_folder)
     assert_same_tensors(model.state_dict(), reference.state_dict())
-    rows = dict(source.info)  # type: ignore[attr-defined]
+    rows = dict(source.info)
     assert rows["fit"] == "fits GPT2LMHeadModel (tiny-gpt2/config.json): all 28 tensors loaded"
 
 
@@ -87,7 +87,7 @@ def test_a_config_the_architecture_cannot_be_built_from_falls_back_to_the_keys(
     source = resolve_source(str(folder))
     model, _ = source.build_structure()
     assert isinstance(model, Weights)
-    assert dict(source.info)["architecture"].startswith("not built: transformers cannot read")  # type: ignore[attr-defined]
+    assert dict(source.info)["architecture"].startswith("not built: transformers cannot read")
 
 
 def test_without_transformers_the_folder_opens_as_its_keys(
@@ -97,7 +97,7 @@ def test_without_transformers_the_folder_opens_as_its_keys(
     source = resolve_source(str(gpt2_folder))
     model, _ = source.build_structure()
     assert isinstance(model, Weights)
-    hint = dict(source.info)["architecture"]  # type: ignore[attr-defined]
+    hint = dict(source.info)["architecture"]
     assert hint == "from the keys; pip install 'modelbrowse[hf]' builds it from config.json"
 
     monkeypatch.setattr("modelbrowse.core.hf_models.transformers_installed", lambda: False)
