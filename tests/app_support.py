@@ -39,6 +39,15 @@ async def wait_for(
         await asyncio.sleep(0)
 
 
+async def settle(pilot: Pilot[None], timeout: float = 30.0) -> None:
+    """Wait until the app has handled every key and message sent so far and finished the work
+    they started (no worker left running): then a test may assert that something did not
+    happen, as nothing is still on its way."""
+    await pilot.pause()
+    await wait_for(pilot, lambda: all(w.is_finished for w in pilot.app.workers), timeout)
+    await pilot.pause()
+
+
 async def wait_loaded(pilot: Pilot[None], timeout: float = 60.0) -> None:
     """Wait until the model is shown with real tensors."""
     app = pilot.app

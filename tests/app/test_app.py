@@ -8,7 +8,7 @@ import pytest
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text
+from tests.app_support import open_app, screen_text, settle, squeeze, wait_for, wait_for_text
 
 SIZE = (120, 40)
 
@@ -136,7 +136,7 @@ async def test_after_a_held_key_the_pane_shows_where_the_cursor_rests() -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("j", "l", "j", "j", "j")  # features, expanded, down to features.2
         await wait_for(pilot, lambda: detail_heading(app) == "features.2")
-        await pilot.pause(0.2)
+        await settle(pilot)  # nothing deferred is left to replace it
         assert detail_heading(app) == "features.2"
         assert "MaxPool2d" in squeeze(screen_text(app))
 

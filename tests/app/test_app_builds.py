@@ -21,6 +21,7 @@ from tests.app_support import (
     open_app,
     paste,
     screen_text,
+    settle,
     squeeze,
     wait_for,
     wait_for_notification,
@@ -103,7 +104,7 @@ async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> No
         await wait_for_text(pilot, "the build was cancelled")
         slow.release.set()  # a build past its last check finishes: its module is not used
         await wait_for(pilot, lambda: idle(app), 30)
-        await pilot.pause(0.2)
+        await settle(pilot)  # what the finished build sent the app is handled
         assert app.history.model.get_submodule("classifier.6") is head and not app.history.done
 
 

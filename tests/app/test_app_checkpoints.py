@@ -12,7 +12,15 @@ from textual.pilot import Pilot
 from modelbrowse.core.recipe import load_edited
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import (
+    open_app,
+    screen_text,
+    settle,
+    squeeze,
+    wait_for,
+    wait_for_text,
+    wait_loaded,
+)
 
 SIZE = (130, 40)
 
@@ -155,7 +163,7 @@ async def test_diff_marks_what_changed_and_is_read_only(
         await goto(pilot, "fc.weight")
         screen = await wait_for_text(pilot, "values changed: max abs diff 0.5")
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await settle(pilot)  # the key is handled, and anything it started is done
         assert "delete" not in squeeze(screen_text(app))
         assert app.history is None
 

@@ -13,6 +13,7 @@ from tests.app_support import (
     notifications,
     open_app,
     screen_text,
+    settle,
     squeeze,
     wait_for,
     wait_for_text,
@@ -84,7 +85,7 @@ async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> 
         AppOptions("alexnet", keymap={"freeze": "F", "replace": "r,ctrl+e"}), size=SIZE
     ) as (app, pilot):
         await pilot.press("f")
-        await pilot.pause(0.2)
+        await settle(pilot)  # the key is handled: had it frozen, the edit would show
         assert "unsaved edit" not in squeeze(screen_text(app))
         await pilot.press("F")
         await wait_for_text(pilot, "freeze the whole model")

@@ -18,6 +18,7 @@ from tests.app_support import (
     open_app,
     paste,
     screen_text,
+    settle,
     squeeze,
     wait_for,
     wait_for_text,
@@ -105,7 +106,7 @@ async def test_an_existing_file_needs_y(
         await wait_for_text(pilot, "press y to confirm, n to go back")
         await pilot.press("n")
         await wait_for(pilot, lambda: "Overwrite" not in screen_text(app))
-        await pilot.pause(0.3)
+        await settle(pilot)  # a save, had the answer started one, would have finished
         assert target.read_bytes() == b"precious"
 
         await open_save_dialog(pilot)
@@ -179,7 +180,7 @@ async def test_the_file_the_model_came_from_needs_two_answers(
         await wait_for_text(pilot, "with the edited weights? It cannot be undone.")
         await pilot.press("n")
         await wait_for(pilot, lambda: "cannot be undone" not in squeeze(screen_text(app)))
-        await pilot.pause(0.3)
+        await settle(pilot)  # a save, had the answer started one, would have finished
         assert target.read_bytes() == b"the original checkpoint"
 
         await open_save_dialog(pilot)
