@@ -111,7 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-shape",
         metavar="SHAPE",
         help="example input for the summary (s): 1,3,224,224; separate several inputs with ';' "
-        "(zoo models have a default)",
+        "and give one its own dtype with ':' (1,16:long); zoo models have a default",
+    )
+    parser.add_argument(
+        "--input-dtype",
+        metavar="DTYPE",
+        help="dtype of the example inputs without their own: long, int, float, half, bfloat16, "
+        "double or bool (default: long when the model's first layer is an Embedding or it "
+        "takes input_ids, else float)",
     )
     parser.add_argument(
         "--print",
@@ -133,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="with --print: the detail pane of one module or tensor as text (features.0.weight, "
         "classifier[6]): a tensor's statistics and histogram, a module's totals and chart",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="with --print: the torchinfo summary for the example input (--input-shape) in "
+        "place of the tree",
     )
     parser.add_argument(
         "--seed",
@@ -262,6 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--detail goes with --print (in the app, : goes to a path)")
     if args.detail is not None and (args.select is not None or args.depth is not None):
         parser.error("--detail shows one node: leave out --select and --depth")
+    if args.summary and not args.print_tree:
+        parser.error("--summary goes with --print (in the app, s shows the summary)")
+    if args.summary and (args.select is not None or args.detail is not None):
+        parser.error("--summary shows the whole model: leave out --select and --detail")
+    from modelbrowse.core.arguments import example_input
+    from modelbrowse.core.errors import UsageError
+
+    try:  # read before anything opens: a typo is one line at once
+        example_input(args.input_shape, args.input_dtype, ())
+    except UsageError as exc:
+        return _error(str(exc))
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
@@ -278,7 +302,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_tree(args)
     if args.recipe is not None and not os.path.isfile(args.recipe):
         return _error(f"no recipe at {args.recipe}")
-    from modelbrowse.core.errors import UsageError
     from modelbrowse.tui.keymap import read_config
 
     try:  # a bad config is one line, whether or not there is a terminal
@@ -324,6 +347,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         kw=list(args.kw),
         weights=args.weights,
         input_shape=args.input_shape,
+        input_dtype=args.input_dtype,
         debug=args.debug,
         seed=args.seed,
         arch=args.arch,
@@ -341,7 +365,8 @@ def _options(args: argparse.Namespace) -> AppOptions:
 
 def _print_tree(args: argparse.Namespace) -> int:
     def print_tree() -> int:
-        texts = _print_from_structure(args) if args.detail is None else None
+        full_open = args.detail is not None or args.summary
+        texts = None if full_open else _print_from_structure(args)
         if texts is not None:
             for text in texts:  # written apart: a million lines are not copied again
                 _write(text)
@@ -349,11 +374,19 @@ def _print_tree(args: argparse.Namespace) -> int:
         from modelbrowse.core.index import NodeIndex
         from modelbrowse.core.text_tree import render_source_info, render_tree_text
 
-        source = _options(args).resolve()
+        options = _options(args)
+        source = options.resolve()
         if args.detail is not None:
             from modelbrowse.tui.print_detail import detail_text
 
             _write(detail_text(source, args.detail, args.seed, args.meta))
+            return 0
+        if args.summary:
+            from modelbrowse.core.arguments import example_input
+            from modelbrowse.core.model_summary import source_summary
+
+            example = example_input(args.input_shape, args.input_dtype, source.default_input)
+            _write(source_summary(source, example))
             return 0
         model, _ = source.build_structure()
         if args.select is not None:

@@ -16,7 +16,7 @@ from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
 
 if TYPE_CHECKING:
-    from modelbrowse.core.saving import SaveReport
+    from modelbrowse.core.saving.weights import SaveReport
     from modelbrowse.tui.app import ModelBrowseApp
 
 
@@ -40,7 +40,7 @@ def default_save_name(source_spec: str, kind: str = "") -> str:
 
 def path_problem(text: str) -> str | None:
     """Why `text` cannot be saved to, or None."""
-    from modelbrowse.core.saving import SaveError, format_for
+    from modelbrowse.core.saving.weights import SaveError, format_for
 
     text = text.strip()
     if not text:

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core import module_edits
-from modelbrowse.core.build_budget import check_cancelled
-from modelbrowse.core.edits import build_seeded
+from modelbrowse.core.edits import modules as module_edits
+from modelbrowse.core.edits.base import build_seeded
+from modelbrowse.core.sources.build_budget import check_cancelled
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.widgets.module_tree import ModuleTree
 from tests.app.test_app_edits import SIZE, goto, replace_with

@@ -70,6 +70,8 @@ async def test_a_training_checkpoint_shows_its_tree_and_what_else_it_holds(
         assert "'module.' stripped" in screen
         assert "11.7M params" in screen
         assert "shape check" not in screen  # nothing to run without an architecture
+        await goto(pilot, "layer4")
+        assert "from the checkpoint's keys" in squeeze(screen_text(pilot.app))
 
 
 async def test_without_an_architecture_only_weight_edits_apply(
@@ -190,8 +192,8 @@ async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> 
 
 async def test_opening_a_file_that_differs_from_its_recipe_says_so(tmp_path: Path) -> None:
     from modelbrowse.core.recipe import save_edited
-    from modelbrowse.core.save_hashing import file_sha256
-    from modelbrowse.core.sources import resolve_source
+    from modelbrowse.core.saving.hashing import file_sha256
+    from modelbrowse.core.sources.base import resolve_source
     from tests.app_support import notifications
 
     source = resolve_source("alexnet")

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from torch import nn
 
 from modelbrowse.core.recipe import load_edited, read_recipe
-from modelbrowse.core.saving import SaveError
+from modelbrowse.core.saving.weights import SaveError
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.options import AppOptions

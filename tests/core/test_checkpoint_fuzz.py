@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 
 FUZZ_CASES = 200
 SLOW_FUZZ_CASES = 2_000

@@ -23,16 +23,16 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
-from modelbrowse.core.checkpoints import CheckpointOptions, open_checkpoint
-from modelbrowse.core.edits import EditError
+from modelbrowse.core.edits.base import EditError
+from modelbrowse.core.edits.weights import DeleteKeys
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.index import NodeIndex
 from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.recipe import load_edited, read_recipe, replay_recipe, save_edited
-from modelbrowse.core.saving import read_weights, save_weights
-from modelbrowse.core.sources import resolve_source
-from modelbrowse.core.weight_edits import DeleteKeys
-from modelbrowse.core.weights_tree import Weights, tree_from_state_dict
+from modelbrowse.core.saving.weights import read_weights, save_weights
+from modelbrowse.core.sources.base import resolve_source
+from modelbrowse.core.sources.files import CheckpointOptions, open_checkpoint
+from modelbrowse.core.sources.weights_tree import Weights, tree_from_state_dict
 from tests.fixtures.models import SharedNet
 from tests.saving_support import FORMATS, assert_same_tensors, one_line
 
@@ -768,9 +768,10 @@ def test_an_architecture_no_key_fits_is_refused_with_the_prefix_to_strip(
     source = resolve_source(str(path), arch=f"{models_file}:SharedNet")
     with pytest.raises(SourceError) as caught:
         source.build_structure()
-    message = one_line(caught)
+    message, *samples = str(caught.value).splitlines()
     assert message.startswith(f"none of the {len(state)} tensors in {path} fit ")
     assert "fit once the prefix 'backbone.' is removed (--strip-prefix backbone.)" in message
+    assert [line.split(":")[0] for line in samples] == ["  checkpoint", "  model"]
 
     source = resolve_source(
         str(path),

@@ -8,10 +8,10 @@ import threading
 import torch
 from torch import nn
 
-from modelbrowse.core.batch import Batch
-from modelbrowse.core.edits import Edit, build_seeded, seeded
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace, to_build
-from modelbrowse.core.reinit_edits import Reinit
+from modelbrowse.core.edits.base import Edit, build_seeded, seeded
+from modelbrowse.core.edits.batch import Batch
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace, to_build
+from modelbrowse.core.edits.reinit import Reinit
 from tests.edit_support import small_net
 
 

@@ -8,9 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
-from modelbrowse.core.history import EditHistory
-from modelbrowse.core.module_edits import Delete, Replace
-from modelbrowse.core.shape_check import ShapeCheck, check_shapes, describe_output, meta_copy
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.modules import Delete, Replace
+from modelbrowse.core.edits.shape_check import ShapeCheck, check_shapes, describe_output, meta_copy
 from tests.fixtures.models import SharedNet
 
 IMAGE = ((1, 3, 224, 224),)

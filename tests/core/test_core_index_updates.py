@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from modelbrowse.core import index as index_module
-from modelbrowse.core.edits import Edit, SetTrainable
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace
+from modelbrowse.core.edits.reinit import Reinit
+from modelbrowse.core.edits.weights import DeleteKeys
 from modelbrowse.core.index import NodeIndex
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
-from modelbrowse.core.reinit_edits import Reinit
-from modelbrowse.core.weight_edits import DeleteKeys
 from tests.fixtures.models import SharedNet, WideList
 
 

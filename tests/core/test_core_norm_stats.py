@@ -11,12 +11,13 @@ import torch
 import torchvision
 from torch import nn
 
-from modelbrowse.core.edit_types import EDIT_TYPES
-from modelbrowse.core.edits import EditError, SetTrainable
-from modelbrowse.core.history import EditHistory
+from modelbrowse.core.edits.base import EditError
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.registry import EDIT_TYPES
 from modelbrowse.core.norm_stats import stats_frozen
 from modelbrowse.core.recipe import load_edited, save_edited
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from tests.edit_support import small_net
 
 

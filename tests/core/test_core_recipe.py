@@ -13,12 +13,13 @@ import torch
 from torch import nn
 
 from modelbrowse.core import load_edited as load_edited_exported
-from modelbrowse.core.edits import Edit, SetTrainable
-from modelbrowse.core.history import EditHistory
-from modelbrowse.core.module_edits import AddModule, Replace
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.modules import AddModule, Replace
+from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.recipe import RecipeError, load_edited, read_recipe, save_edited
-from modelbrowse.core.reinit_edits import Reinit
-from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.sources.base import Source, resolve_source
 from tests.edit_support import flags, state
 from tests.model_support import submodule
 from tests.saving_support import (
@@ -331,7 +332,7 @@ def test_what_cannot_be_loaded_is_one_line(wide: tuple[Path, nn.Module, Source],
 def test_a_flipped_data_byte_is_caught_naming_both_hashes(tmp_path: Path, fmt: str) -> None:
     """Neither format checks its data on read: the recipe's sha256 does."""
     from modelbrowse.core.recipe import check_recipe_beside
-    from modelbrowse.core.save_hashing import file_sha256
+    from modelbrowse.core.saving.hashing import file_sha256
 
     source = resolve_source("alexnet")
     model = source.build_real(0)

@@ -16,7 +16,7 @@ from torch import nn
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.recipe import RecipeError, load_edited, read_recipe, save_edited
 from modelbrowse.core.recovery import kept_for, recovery_dir
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from tests.e2e.test_cli import ROOT
 from tests.model_support import submodule
 from tests.saving_support import one_line

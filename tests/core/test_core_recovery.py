@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from modelbrowse.core.edits import Edit, SetTrainable
-from modelbrowse.core.history import EditHistory
-from modelbrowse.core.module_edits import Replace
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.modules import Replace
 from modelbrowse.core.recipe import read_recipe, replay_recipe
 from modelbrowse.core.recovery import (
     KEEP_AT_MOST,
@@ -20,8 +21,8 @@ from modelbrowse.core.recovery import (
     mark_announced,
     recovery_dir,
 )
-from modelbrowse.core.saving import read_weights
-from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.saving.weights import read_weights
+from modelbrowse.core.sources.base import Source, resolve_source
 
 SEED = 11
 

@@ -14,13 +14,19 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from modelbrowse.core.save_hashing import (
+from modelbrowse.core.saving.hashing import (
     HASH_BESIDE_BYTES,
     HashingWriter,
     MemoryRanges,
     file_sha256,
 )
-from modelbrowse.core.saving import SaveError, compare, format_for, read_weights, save_weights
+from modelbrowse.core.saving.weights import (
+    SaveError,
+    compare,
+    format_for,
+    read_weights,
+    save_weights,
+)
 from tests.edit_support import small_net, state
 from tests.fixtures.models import SharedNet, unique_param_count
 from tests.saving_support import (

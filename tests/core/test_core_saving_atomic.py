@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-import modelbrowse.core.saving as saving
-from modelbrowse.core.saving import SaveError, read_weights, save_weights
+import modelbrowse.core.saving.weights as saving
+from modelbrowse.core.saving.weights import SaveError, read_weights, save_weights
 from tests.edit_support import small_net, state
 from tests.saving_support import FORMATS, assert_same_tensors, files_in, one_line, sha256
 
@@ -276,7 +276,7 @@ SLOW_SAVE = textwrap.dedent(
     import sys, time
     import torch
     from torch import nn
-    from modelbrowse.core.saving import save_weights
+    from modelbrowse.core.saving.weights import save_weights
 
     model = nn.Module()
     mib = int(sys.argv[2])  # in tensors of 1 MiB to 64 MiB, a few hundred writes or more

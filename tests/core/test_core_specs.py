@@ -11,8 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.specs import (
+from modelbrowse.core.edits.specs import (
     MAX_DEPTH,
     MAX_SPEC_LENGTH,
     SpecError,
@@ -21,6 +20,7 @@ from modelbrowse.core.specs import (
     parse_spec,
     spec_code,
 )
+from modelbrowse.core.errors import ModelBrowseError
 from tests.model_support import submodule
 
 

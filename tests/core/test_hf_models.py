@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core import checkpoint_source
-from modelbrowse.core.checkpoints import CheckpointOptions
 from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.recipe import load_edited, read_recipe, save_edited
-from modelbrowse.core.sources import resolve_source
-from modelbrowse.core.weights_tree import Weights
+from modelbrowse.core.sources import checkpoint as checkpoint_source
+from modelbrowse.core.sources.base import resolve_source
+from modelbrowse.core.sources.files import CheckpointOptions
+from modelbrowse.core.sources.weights_tree import Weights
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.cli import main
 from modelbrowse.tui.options import AppOptions
@@ -100,7 +100,7 @@ def test_without_transformers_the_folder_opens_as_its_keys(
     hint = dict(source.info)["architecture"]
     assert hint == "from the keys; pip install 'modelbrowse[hf]' builds it from config.json"
 
-    monkeypatch.setattr("modelbrowse.core.hf_models.transformers_installed", lambda: False)
+    monkeypatch.setattr("modelbrowse.core.sources.hf_models.transformers_installed", lambda: False)
     with pytest.raises(SourceError, match=r"needs transformers, which is not installed"):
         resolve_source(str(config_only(tmp_path, gpt2_folder)))
 
@@ -126,7 +126,7 @@ def test_a_config_alone_builds_on_meta_and_prints(
 def test_edits_on_the_built_architecture_save_and_load_back(
     tmp_path: Path, gpt2_folder: Path
 ) -> None:
-    from modelbrowse.core.module_edits import Replace
+    from modelbrowse.core.edits.modules import Replace
 
     source = resolve_source(str(gpt2_folder))
     model, _ = source.build_structure()
@@ -172,7 +172,7 @@ def test_meta_refuses_what_needs_values(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_checkpoint_flags_on_a_zoo_model_are_refused() -> None:
     with pytest.raises(UsageError, match=r"^--key, --trust-pickle apply to a checkpoint file"):
-        from modelbrowse.core.checkpoints import CheckpointOptions
+        from modelbrowse.core.sources.files import CheckpointOptions
 
         resolve_source("alexnet", checkpoint=CheckpointOptions(key="model", trust_pickle=True))
 

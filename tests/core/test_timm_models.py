@@ -11,8 +11,8 @@ from torch import nn
 
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.recipe import load_edited, save_edited
-from modelbrowse.core.sources import resolve_source
-from modelbrowse.core.timm_models import timm_names
+from modelbrowse.core.sources.base import resolve_source
+from modelbrowse.core.sources.timm_models import timm_names
 from modelbrowse.tui.cli import main
 from tests.model_support import submodule
 
@@ -65,8 +65,8 @@ def test_without_timm_a_timm_source_is_one_line_with_the_install_hint(
 
 
 def test_an_edited_timm_model_saves_and_loads_back(tmp_path: Path) -> None:
-    from modelbrowse.core.history import EditHistory
-    from modelbrowse.core.module_edits import Replace
+    from modelbrowse.core.edits.history import EditHistory
+    from modelbrowse.core.edits.modules import Replace
 
     source = resolve_source("timm:resnet18", {"num_classes": 5})
     model = source.build_real(3)

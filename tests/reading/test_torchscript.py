@@ -18,7 +18,7 @@ from modelbrowse.core.errors import SourceError
 from modelbrowse.core.index import NodeIndex
 from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.recipe import save_edited
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from modelbrowse.tui.options import AppOptions
 from tests.app_support import open_app, wait_for_text
 

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from modelbrowse.core.bitwise import bitwise_equal
-from modelbrowse.core.save_hashing import HashingWriter, MemoryRanges, Progress, file_sha256
-from modelbrowse.core.save_transaction import SaveError as SaveError
-from modelbrowse.core.save_transaction import Transaction
+from modelbrowse.core.saving.hashing import HashingWriter, MemoryRanges, Progress, file_sha256
+from modelbrowse.core.saving.transaction import SaveError as SaveError
+from modelbrowse.core.saving.transaction import Transaction
 from modelbrowse.core.tensor_bytes import (
     TensorBytesError,
     check_files_hold,
@@ -221,7 +221,7 @@ def read_weights(path: str | os.PathLike[str], fmt: str | None = None) -> dict[s
     """
     from modelbrowse.core.reading import ReadError
     from modelbrowse.core.reading.records import TensorRecord
-    from modelbrowse.core.tensor_mapping import FileMaps, tensors_of
+    from modelbrowse.core.sources.tensor_mapping import FileMaps, tensors_of
 
     path = Path(path)
     fmt = fmt or format_for(path)

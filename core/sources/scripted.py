@@ -12,7 +12,7 @@ from torch import nn
 
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.reading.torchscript import ScriptedModuleRecord
-from modelbrowse.core.tensor_mapping import FileMaps
+from modelbrowse.core.sources.tensor_mapping import FileMaps
 
 NOT_RUN = (
     "a TorchScript archive is read here as data, and its scripted code is never run "

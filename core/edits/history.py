@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from modelbrowse.core.edits import Edit, iter_code
+from modelbrowse.core.edits.base import Edit, iter_code
 
 
 class EditHistory:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.nodes import FromKeys
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
 from modelbrowse.core.units import printable
 
@@ -22,14 +23,14 @@ BUFFER_NAMES = frozenset(
 )
 
 
-class Weights(nn.Module):
+class Weights(FromKeys, nn.Module):
     """The root of a checkpoint opened without an architecture."""
 
     def forward(self, *args: object) -> None:
         raise TypeError("a checkpoint opened without an architecture cannot run")
 
 
-class Group(nn.Module):
+class Group(FromKeys, nn.Module):
     """The tensors under one dotted prefix of a checkpoint's keys."""
 
     def forward(self, *args: object) -> None:

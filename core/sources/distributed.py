@@ -9,7 +9,7 @@ import torch
 
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.distributed import DcpTensor, read_chunk
-from modelbrowse.core.tensor_mapping import FileMaps, torch_dtype
+from modelbrowse.core.sources.tensor_mapping import FileMaps, torch_dtype
 
 
 def chunked_tensor(

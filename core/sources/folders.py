@@ -6,20 +6,20 @@ from pathlib import Path
 
 import torch
 
-from modelbrowse.core.checkpoint_rules import (
+from modelbrowse.core.errors import SourceError
+from modelbrowse.core.reading.file_kinds import FileKind, sniff
+from modelbrowse.core.sources.files import (
+    Checkpoint,
+    CheckpointOptions,
+    open_file,
+)
+from modelbrowse.core.sources.key_rules import (
     CHECKPOINT_SUFFIXES,
     WEIGHTS_KEYS,
     describe_hf_config,
     hf_weight_files,
 )
-from modelbrowse.core.checkpoints import (
-    Checkpoint,
-    CheckpointOptions,
-    open_file,
-)
-from modelbrowse.core.errors import SourceError
-from modelbrowse.core.reading.file_kinds import FileKind, sniff
-from modelbrowse.core.safetensors_files import open_safetensors
+from modelbrowse.core.sources.safetensors_files import open_safetensors
 
 
 def open_folder(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
@@ -79,9 +79,9 @@ def _is_training_state(name: str) -> bool:
 def open_distributed(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
     """Tree and shapes from `.metadata`, read as data (never unpickled); the values are read
     later from each chunk's torch.save archive, mapped from its shard file."""
-    from modelbrowse.core.distributed_data import chunked_tensor
     from modelbrowse.core.reading.distributed import read_dcp_metadata
-    from modelbrowse.core.tensor_mapping import FileMaps, torch_dtype
+    from modelbrowse.core.sources.distributed import chunked_tensor
+    from modelbrowse.core.sources.tensor_mapping import FileMaps, torch_dtype
 
     metadata = read_dcp_metadata(path)
     checkpoint = Checkpoint(path, "torch.distributed.checkpoint", files=sorted(path.iterdir()))

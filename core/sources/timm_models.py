@@ -14,7 +14,7 @@ from typing import Any
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError
-from modelbrowse.core.sources import Source
+from modelbrowse.core.sources.base import Source
 
 PREFIX = "timm:"
 INSTALL_HINT = "pip install 'modelbrowse[timm]'"

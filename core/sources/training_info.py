@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from modelbrowse.core.checkpoint_rules import is_optimizer_state, short
 from modelbrowse.core.reading.pickles import Global
+from modelbrowse.core.sources.key_rules import is_optimizer_state, short
 
 
 def describe_extras(rest: Mapping[Any, Any]) -> list[tuple[str, str]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelbrowse.core.checkpoints import Checkpoint
 from modelbrowse.core.reading.safetensors_header import read_header
-from modelbrowse.core.tensor_mapping import FileMaps, tensors_of
+from modelbrowse.core.sources.files import Checkpoint
+from modelbrowse.core.sources.tensor_mapping import FileMaps, tensors_of
 
 
 def open_safetensors(paths: list[Path], map_location: str) -> Checkpoint:

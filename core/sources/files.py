@@ -21,12 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelbrowse.core.checkpoint_rules import (
-    CHECKPOINT_SUFFIXES,
-    strip_prefix,
-    take_weights,
-    wrapper_prefix,
-)
 from modelbrowse.core.errors import SourceError, UsageError, first_line
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
@@ -38,7 +32,13 @@ from modelbrowse.core.reading.torch_files import (
     read_torch_zip,
 )
 from modelbrowse.core.reading.zip_members import ZIP_READ_ERRORS
-from modelbrowse.core.training_info import describe_extras
+from modelbrowse.core.sources.key_rules import (
+    CHECKPOINT_SUFFIXES,
+    strip_prefix,
+    take_weights,
+    wrapper_prefix,
+)
+from modelbrowse.core.sources.training_info import describe_extras
 from modelbrowse.core.units import printable
 
 
@@ -118,7 +118,7 @@ def open_checkpoint(spec: str, options: CheckpointOptions | None = None) -> Chec
         raise SourceError(f"no such file or directory: {spec}")
     map_location = _map_location(options.device)
     if path.is_dir():
-        from modelbrowse.core.checkpoint_folders import open_folder
+        from modelbrowse.core.sources.folders import open_folder
 
         checkpoint = open_folder(path, options, map_location)
     else:
@@ -156,7 +156,7 @@ def _map_location(device: str | None) -> str:
 def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Checkpoint:
     kind = sniff(path)
     if kind is FileKind.SAFETENSORS:
-        from modelbrowse.core.safetensors_files import open_safetensors
+        from modelbrowse.core.sources.safetensors_files import open_safetensors
 
         return open_safetensors([path], map_location)
     if kind is FileKind.TORCHSCRIPT:
@@ -191,8 +191,10 @@ def read_torch(path: Path, kind: FileKind, *, scan: bool = False) -> TorchConten
 
 def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
     """`--trust-pickle`: the one place a file is unpickled with code allowed to run."""
+    from modelbrowse.core.sources.trusted_pickles import imports_beside, missing_class_problem
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), imports_beside(path):
             warnings.simplefilter("ignore")
             if path.name.endswith(".safetensors"):
                 # torch.load reads a path so named as safetensors, whatever it holds: a torch
@@ -206,6 +208,9 @@ def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
                 mmap=kind is FileKind.TORCH_ZIP,
             )
     except Exception as exc:  # torch raises many types for a bad file
+        problem = missing_class_problem(exc, path)
+        if problem is not None:
+            raise SourceError(problem) from None
         if isinstance(exc, (EOFError, IndexError, struct.error)) or "ran out of input" in str(exc):
             raise SourceError(
                 f"cannot read {path} ({kind.value}): it ends early or is damaged (truncated?)"
@@ -240,7 +245,7 @@ def _open_torchscript(path: Path, map_location: str) -> Checkpoint:
     """The module tree from the archive's saved state; its code is never loaded or run (torch's
     loader runs a scripted `__setstate__`)."""
     from modelbrowse.core.reading.torchscript import read_torchscript
-    from modelbrowse.core.scripted_tree import scripted_tree
+    from modelbrowse.core.sources.scripted import scripted_tree
 
     # A damaged tensor would be mapped as it is: checksums are checked first (reads the file once).
     damaged = _damaged_entry(path)
@@ -268,7 +273,7 @@ Tensor = (torch.Tensor, TensorRecord)  # a leaf of a loaded pickle: trusted, or 
 
 
 def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None, device: str) -> None:
-    from modelbrowse.core.tensor_mapping import FileMaps, tensors_of
+    from modelbrowse.core.sources.tensor_mapping import FileMaps, tensors_of
 
     found = take_weights(loaded, key, str(checkpoint.path), Tensor)
     checkpoint.info[:0] = found.first_rows
@@ -284,7 +289,7 @@ def _take_weights(checkpoint: Checkpoint, loaded: Any, key: str | None, device: 
 
 def _shown(rest: Mapping[Any, Any], device: str, maps: Any) -> dict[Any, Any]:
     """The entries beside the weights, with the tensor records they show directly mapped."""
-    from modelbrowse.core.tensor_mapping import tensors_of
+    from modelbrowse.core.sources.tensor_mapping import tensors_of
 
     def mapped(value: Any) -> Any:
         if isinstance(value, TensorRecord):

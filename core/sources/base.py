@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,14 +23,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.meta_build import gc_paused, on_meta
+from modelbrowse.core.nodes import USER_FILE_MODULE
+from modelbrowse.core.sources.meta_build import gc_paused, on_meta
 
 if TYPE_CHECKING:
-    from modelbrowse.core.checkpoints import CheckpointOptions
-    from modelbrowse.core.fit import FitReport
+    from modelbrowse.core.sources.files import CheckpointOptions
+    from modelbrowse.core.sources.fit import FitReport
 
 _TORCHVISION_FIX = (
     "torchvision does not work with the installed torch ({reason}); install builds that match, "
@@ -220,36 +226,34 @@ def _parameters_on_meta(buffers: bool = True) -> Iterator[None]:
 
     For builders that compute on tensors while constructing (torchvision's RegNet does), where a
     global `meta` device fails with "Cannot copy out of meta tensor"; and, with real buffers, for
-    models whose buffers are computed, not saved (rotary embeddings' `inv_freq`).
+    models whose buffers are computed, not saved (rotary embeddings' `inv_freq`). torch's
+    registration hooks are global, so they act only on the thread that builds.
     """
-    original_parameter = nn.Module.register_parameter
-    original_buffer = nn.Module.register_buffer
+    builder = threading.get_ident()
     # The meta twin of each real parameter, so one registered twice (a tie) stays one object.
     twins: dict[int, tuple[nn.Parameter, nn.Parameter]] = {}
 
-    def register_parameter(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        original_parameter(module, name, param)
-        if param is not None and not param.is_meta:
-            if id(param) not in twins:
-                twin = type(param)(param.to("meta"), requires_grad=param.requires_grad)
-                twins[id(param)] = (param, twin)
-            module._parameters[name] = twins[id(param)][1]
+    def on_parameter(_module: nn.Module, _name: str, param: nn.Parameter) -> nn.Parameter | None:
+        if threading.get_ident() != builder or param.is_meta:
+            return None
+        if id(param) not in twins:
+            twin = type(param)(param.to("meta"), requires_grad=param.requires_grad)
+            twins[id(param)] = (param, twin)  # the real one is kept so its id is not reused
+        return twins[id(param)][1]
 
-    def register_buffer(
-        module: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True
-    ) -> None:
-        if tensor is not None:
-            tensor = tensor.to("meta")
-        original_buffer(module, name, tensor, persistent=persistent)
+    def on_buffer(_module: nn.Module, _name: str, tensor: torch.Tensor) -> torch.Tensor | None:
+        if threading.get_ident() != builder or tensor.is_meta:
+            return None
+        return tensor.to("meta")
 
-    nn.Module.register_parameter = register_parameter  # type: ignore[method-assign,assignment]
-    if buffers:
-        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign,assignment]
-    try:
+    # torch declares these hooks as returning None, though what they return replaces the tensor.
+    with contextlib.ExitStack() as hooks:
+        parameter_hook = register_module_parameter_registration_hook(on_parameter)  # type: ignore[arg-type]
+        hooks.callback(parameter_hook.remove)
+        if buffers:
+            buffer_hook = register_module_buffer_registration_hook(on_buffer)  # type: ignore[arg-type]
+            hooks.callback(buffer_hook.remove)
         yield
-    finally:
-        nn.Module.register_parameter = original_parameter  # type: ignore[method-assign]
-        nn.Module.register_buffer = original_buffer  # type: ignore[method-assign]
 
 
 def _build_on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
@@ -277,19 +281,19 @@ def resolve_source(
 ) -> Source:
     """Resolve a command-line source: `alexnet`, `pkg.module:attr`, `./net.py:Net`, or a
     checkpoint file or folder (optionally loaded into the architecture `arch`)."""
-    from modelbrowse.core.checkpoints import looks_like_path
+    from modelbrowse.core.sources.files import looks_like_path
 
     kwargs = dict(kwargs or {})
     spec = spec.strip()
     if not spec:
         raise SourceError("no model given")
     if spec.startswith("hf:"):
-        from modelbrowse.core.checkpoint_source import resolve_path
-        from modelbrowse.core.hf_hub import resolve_hub_snapshot
+        from modelbrowse.core.sources.checkpoint import resolve_path
+        from modelbrowse.core.sources.hf_hub import resolve_hub_snapshot
 
         return resolve_path(str(resolve_hub_snapshot(spec)), kwargs, weights, arch, checkpoint)
     if looks_like_path(spec):
-        from modelbrowse.core.checkpoint_source import resolve_path
+        from modelbrowse.core.sources.checkpoint import resolve_path
 
         return resolve_path(spec, kwargs, weights, arch, checkpoint)
     flags = (["--arch"] if arch is not None else []) + (checkpoint.flags() if checkpoint else [])
@@ -297,7 +301,7 @@ def resolve_source(
         verb = "apply" if len(flags) > 1 else "applies"
         raise UsageError(f"{', '.join(flags)} {verb} to a checkpoint file or folder")
     if spec.startswith("timm:"):
-        from modelbrowse.core.timm_models import resolve_timm
+        from modelbrowse.core.sources.timm_models import resolve_timm
 
         if weights is not None:
             raise UsageError("--weights applies to torchvision models only")
@@ -336,10 +340,10 @@ def _resolve_torchvision(spec: str, kwargs: dict[str, Any], weights: str | None)
     by_lower = {name.lower(): name for name in names}
     name = by_lower.get(spec.lower())
     if name is None:
-        from modelbrowse.core.timm_models import timm_suggestion
+        from modelbrowse.core.sources.timm_models import timm_suggestion
 
         close = difflib.get_close_matches(spec.lower(), list(by_lower), n=3, cutoff=0.6)
-        from modelbrowse.core.hf_hub import hub_suggestion
+        from modelbrowse.core.sources.hf_hub import hub_suggestion
 
         # A timm model torchvision does not have, or a repository in the Hugging Face cache.
         others = [s for s in (timm_suggestion(spec), hub_suggestion(spec)) if s]
@@ -417,7 +421,7 @@ def _import_file(path: Path, spec: str) -> ModuleType:
         raise SourceError(f"{spec}: no such file '{path}'")
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    name = f"_modelbrowse_user_{resolved.stem}_{digest}"
+    name = f"{USER_FILE_MODULE}{resolved.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     file_spec = importlib.util.spec_from_file_location(name, resolved)

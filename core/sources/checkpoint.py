@@ -9,7 +9,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelbrowse.core.checkpoint_rules import (
+from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.sources.base import Source
+from modelbrowse.core.sources.files import (
+    Checkpoint,
+    CheckpointOptions,
+    open_checkpoint,
+)
+from modelbrowse.core.sources.fit import FitReport, fit_report, no_fit_lines
+from modelbrowse.core.sources.hf_models import resolve_hf_config
+from modelbrowse.core.sources.key_rules import (
     CUSTOM_CODE,
     INSTALL_HINT,
     config_file,
@@ -17,19 +26,10 @@ from modelbrowse.core.checkpoint_rules import (
     holds_weights,
     transformers_installed,
 )
-from modelbrowse.core.checkpoints import (
-    Checkpoint,
-    CheckpointOptions,
-    open_checkpoint,
-)
-from modelbrowse.core.errors import SourceError, UsageError
-from modelbrowse.core.fit import FitReport, fit_report
-from modelbrowse.core.hf_models import resolve_hf_config
-from modelbrowse.core.scripted_tree import ScriptedModule
-from modelbrowse.core.sources import Source
+from modelbrowse.core.sources.scripted import ScriptedModule
+from modelbrowse.core.sources.weights_tree import tree_from_state_dict
 from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.ties import restore_ties, tied_groups
-from modelbrowse.core.weights_tree import tree_from_state_dict
 
 
 @dataclass
@@ -159,9 +159,14 @@ class CheckpointSource(Source):
         )
         if not report.loaded:
             hint = f"; {report.prefix_hint.removeprefix('hint: ')}" if report.prefix_hint else ""
+            # The prefix, where one fits, says what to do; else the closest names show how
+            # the two sides differ.
+            details = no_fit_lines(
+                model.state_dict(), self.loaded.tensors, closest=not report.prefix_hint
+            )
             raise SourceError(
                 f"none of the {len(self.loaded.tensors)} tensors in {self.loaded.path} "
-                f"fit {self.arch.label}{hint}"
+                f"fit {self.arch.label}{hint}\n" + "\n".join(details)
             )
         self.fit = report
 
@@ -243,7 +248,7 @@ def resolve_checkpoint(
     options: CheckpointOptions | None,
 ) -> CheckpointSource:
     """Open the file or folder now (headers only); the architecture, if any, is resolved too."""
-    from modelbrowse.core.sources import resolve_source
+    from modelbrowse.core.sources.base import resolve_source
 
     options = options or CheckpointOptions()
     arch_source = resolve_source(arch, kwargs, weights) if arch else None

@@ -14,22 +14,22 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from modelbrowse.core.build_budget import (
+from modelbrowse.core.errors import SourceError
+from modelbrowse.core.sources.base import Source
+from modelbrowse.core.sources.build_budget import (
     MAX_CONFIG_MODULES,
     MAX_CONFIG_TENSORS,
     config_count_problem,
     counted,
 )
-from modelbrowse.core.checkpoint_rules import (
+from modelbrowse.core.sources.key_rules import (
     CUSTOM_CODE,
     INSTALL_HINT,
     custom_code,
     describe_hf_config,
     transformers_installed,
 )
-from modelbrowse.core.errors import SourceError
-from modelbrowse.core.meta_build import on_meta
-from modelbrowse.core.sources import Source
+from modelbrowse.core.sources.meta_build import on_meta
 
 
 @dataclass

@@ -17,16 +17,16 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from modelbrowse.core.build_budget import BuildLimitError, counted
-from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.meta_build import on_meta
-from modelbrowse.core.spec_size import (
+from modelbrowse.core.edits.spec_size import (
     MAX_SPEC_MODULES,
     MAX_SPEC_TENSORS,
     check_repeats,
     footprint_of,
     refusal,
 )
+from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.sources.build_budget import BuildLimitError, counted
+from modelbrowse.core.sources.meta_build import on_meta
 from modelbrowse.core.units import printable
 
 MAX_SPEC_LENGTH = 4_000

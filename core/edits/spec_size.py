@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from modelbrowse.core.build_budget import counted
-from modelbrowse.core.meta_build import on_meta
+from modelbrowse.core.sources.build_budget import counted
+from modelbrowse.core.sources.meta_build import on_meta
 from modelbrowse.core.units import human_bytes
 
 if TYPE_CHECKING:
-    from modelbrowse.core.specs import _Call
+    from modelbrowse.core.edits.specs import _Call
 
 MAX_SPEC_MODULES = 100_000
 """Modules one spec may create: a 100-layer transformer block stack has a few thousand."""

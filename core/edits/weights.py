@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from modelbrowse.core.edits import Edit, EditError
+from modelbrowse.core.edits.base import Edit, EditError
 from modelbrowse.core.paths import get_module, split_path
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
-from modelbrowse.core.edits import Edit
+from modelbrowse.core.edits.base import Edit
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
