@@ -76,8 +76,8 @@ def merged_update_norms(before: nn.Module, model: Any, paths: list[str]) -> dict
         merged = model.merge_and_unload()
     norms = {}
     for path in paths:
-        old = before.get_submodule(path).weight.detach().double()
-        new = merged.get_submodule(path).weight.detach().double()
+        old = before.get_submodule(path).get_parameter("weight").detach().double()
+        new = merged.get_submodule(path).get_parameter("weight").detach().double()
         norms[path] = float((new - old).norm())
     return norms
 
@@ -104,8 +104,9 @@ def tiny_llama(folder: Path) -> nn.Module:
         max_position_embeddings=32,
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
+    llama = LlamaForCausalLM(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.save_pretrained(str(folder))
+        llama.save_pretrained(str(folder))
+    model: nn.Module = llama
     return model

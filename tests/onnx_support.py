@@ -85,7 +85,8 @@ def model_bytes(*initializers: TensorProto) -> bytes:
     node = helper.make_node("Identity", [first.name], ["y"])
     output = helper.make_tensor_value_info("y", first.data_type, list(first.dims))
     graph = helper.make_graph([node], "g", [], [output], initializer=list(initializers))
-    return helper.make_model(graph, producer_name="tests").SerializeToString()
+    data: bytes = helper.make_model(graph, producer_name="tests").SerializeToString()
+    return data
 
 
 def write_model(path: Path, *initializers: TensorProto) -> Path:
