@@ -284,6 +284,9 @@ class ModelBrowseApp(
             change = self.diff_view.by_key[path]
             words = CHANGE_WORDS[change.change]
             pane.show_note("A vs B", f"{words}: {change.detail}" if change.detail else words)
+        note = self.source.detail_note(path) if self.source is not None else None
+        if note is not None:
+            pane.show_note(*note)
         if node.is_module:
             return
         tensor = node.tensor

@@ -161,7 +161,8 @@ def _print_tree(args: argparse.Namespace) -> int:
 
             write(render_selection(NodeIndex(model), args.select))
             return 0
-        write(render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth))
+        tree = render_tree_text(NodeIndex(model), depth=args.depth)
+        write(render_source_info(source) + tree + source.print_text)
         return 0
 
     return _guarded(args, print_tree)

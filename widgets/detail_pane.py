@@ -15,7 +15,13 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelbrowse.core.nodes import NodeKind, StandIn, module_name
-from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
+from modelbrowse.core.units import (
+    human_bytes,
+    human_count,
+    printable,
+    printable_lines,
+    shape_text,
+)
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
 
@@ -357,7 +363,8 @@ class DetailPane(Guarded, VerticalScroll):
 
     def show_note(self, title: str, text: str, style: str = "") -> None:
         """A block between the details and the statistics (how a tensor differs, in --diff)."""
-        note = Group(Text(""), _fields([(title, Text(printable(text, limit=400), style=style))]))
+        shown = Text(printable_lines(text, limit=400), style=style)
+        note = Group(Text(""), _fields([(title, shown)]))
         self._note.update(note)
 
     def show_message(self, message: str) -> None:

@@ -1,9 +1,9 @@
 """Damaged checkpoint files: each opens, or is refused with one line, in seconds, in bounded memory.
 
-Valid `.pt`, `.safetensors` and TorchScript files are cut short, bit-flipped, given wrong lengths
-and, for the zip formats, a huge declared size; each result is opened as the app opens a file
-(`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per format run in
-the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
+Valid `.pt`, `.safetensors`, TorchScript and ONNX files are cut short, bit-flipped, given wrong
+lengths and, for the zip formats, a huge declared size; each result is opened as the app opens a
+file (`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per format
+run in the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
 """
 
 from __future__ import annotations
@@ -57,10 +57,17 @@ def write_torchscript(path: Path) -> None:
     torch.jit.save(torch.jit.script(Small()), str(path))
 
 
+def write_onnx(path: Path) -> None:
+    from tests.onnx_support import export_tiny
+
+    export_tiny(path)
+
+
 WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "pt": ("pt", write_pt),
     "safetensors": ("safetensors", write_safetensors),
     "torchscript": ("pt", write_torchscript),
+    "onnx": ("onnx", write_onnx),
 }
 
 

@@ -92,7 +92,8 @@ class HelpScreen(Guarded, ModalScreen[None]):
             yield Static(
                 Text(
                     "Markers: ◆ parameter  ● buffer  ○ non-persistent buffer  "
-                    "⚠ unregistered tensor. 'shared' marks objects reachable under several paths.",
+                    "⚠ unregistered tensor. 'shared' marks objects reachable under several paths; "
+                    "Δ a module a PEFT adapter updates, ≡ one it holds a copy of.",
                     style="dim",
                 )
             )
