@@ -21,6 +21,8 @@ from typing import Any
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
+from modelbrowse.core.reading.gguf import read_gguf
+from modelbrowse.core.reading.gguf_metadata import gguf_format, gguf_rows
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.reading.safetensors_header import read_header
 from modelbrowse.core.reading.torch_files import read_torch_legacy, read_torch_zip
@@ -169,6 +171,10 @@ def _read_file(path: Path, key: str | None) -> Structure:
         if key is not None:
             raise NotShown
         return _read_safetensors([path])
+    if kind is FileKind.GGUF:
+        if key is not None:
+            raise NotShown
+        return _read_gguf(path)
     if kind is FileKind.TORCH_ZIP:
         contents = read_torch_zip(path)
     elif kind is FileKind.TORCH_LEGACY:
@@ -198,6 +204,13 @@ def _read_safetensors(paths: list[Path]) -> Structure:
             if row not in structure.info:
                 structure.info.append(row)
     return structure
+
+
+def _read_gguf(path: Path) -> Structure:
+    # Tensors of a GGUF file never share bytes (its reader refuses overlapping data).
+    contents = read_gguf(path)
+    info = gguf_rows(contents)
+    return Structure(gguf_format(contents), contents.tensors, info, contents.files, untied=True)
 
 
 def _take_weights(structure: Structure, loaded: Any, key: str | None, where: str) -> None:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import NodeKind, StandIn
+from modelbrowse.core.nodes import NodeKind, StandIn, quantization_of
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
@@ -22,6 +22,7 @@ from modelbrowse.widgets.module_tree import KIND_MARKERS
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.nodes import Node
+    from modelbrowse.core.reading.quantization import Quantization
     from modelbrowse.core.stats import TensorStats
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -33,6 +34,20 @@ CHART_MAX_CHILDREN = 200
 
 def dtype_text(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def tensor_dtype_text(tensor: Any) -> str:
+    """The dtype, or for a quantized weight its scheme (`Q4_K`)."""
+    quantization = quantization_of(tensor)
+    return quantization.scheme if quantization is not None else dtype_text(tensor.dtype)
+
+
+def quantization_text(quantization: Quantization) -> str:
+    """`4.5 bits per weight, blocks of 256; float32 when dequantized`."""
+    text = f"{quantization.bits:g} bits per weight"
+    if quantization.group_size:
+        text += f", blocks of {quantization.group_size}"
+    return f"{text}; {quantization.logical_dtype} when dequantized"
 
 
 def sparkline(counts: tuple[int, ...]) -> str:
@@ -145,12 +160,15 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     rows: list[tuple[str, RenderableType | str]] = [
         ("kind", node.kind.value),
         ("shape", shape_text(tuple(tensor.shape))),
-        ("dtype", dtype_text(tensor.dtype)),
+        ("dtype", tensor_dtype_text(tensor)),
         ("device", str(tensor.device)),
         ("requires_grad", str(tensor.requires_grad)),
         ("numel", f"{tensor.numel():,}"),
         ("size", human_bytes(tensor.numel() * tensor.element_size())),
     ]
+    quantization = quantization_of(tensor)
+    if quantization is not None:
+        rows.insert(3, ("quantized", quantization_text(quantization)))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
         rows.append(("shared with", "\n".join(printable(a) for a in aliases)))
@@ -274,7 +292,7 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
                 printable(child.name),
                 KIND_MARKERS[child.kind][1],
                 shape_text(tuple(tensor.shape)),
-                dtype_text(tensor.dtype),
+                tensor_dtype_text(tensor),
                 str(tensor.requires_grad),
             )
             table.add_row(*(Text(cell) for cell in cells))

@@ -73,7 +73,10 @@ class CheckpointSource(Source):
 
     @property
     def edit_refusal(self) -> str | None:
-        """A TorchScript model is compiled code: nothing in it can be edited."""
+        """A TorchScript model is compiled code, and quantized GGUF weights would need
+        re-quantizing: nothing in them can be edited."""
+        if self.loaded.edit_refusal is not None:
+            return self.loaded.edit_refusal
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
@@ -253,6 +256,11 @@ def resolve_checkpoint(
     if arch_source is not None and checkpoint.module is not None:
         raise SourceError(
             f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
+        )
+    if arch_source is not None and checkpoint.edit_refusal is not None:
+        raise SourceError(
+            f"{spec} is {checkpoint.format} with quantized weights: --arch does not apply "
+            "(they cannot be loaded into a model)"
         )
     from_config = None
     if arch_source is not None and options.keys_only:

@@ -82,6 +82,8 @@ class Checkpoint:
     load_data: Callable[[list[str]], dict[str, torch.Tensor]] | None = None
     # Shown key -> the key in the file, for the keys a prefix was stripped from.
     renamed: dict[str, str] = field(default_factory=dict)
+    # Why the weights cannot be edited at all (quantized GGUF weights), or None.
+    edit_refusal: str | None = None
 
     def original_key(self, key: str) -> str:
         return self.renamed.get(key, key)
@@ -159,6 +161,12 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
         from modelbrowse.core.sources.safetensors_files import open_safetensors
 
         return open_safetensors([path], map_location)
+    if kind is FileKind.GGUF:
+        if options.key is not None:
+            raise UsageError("--key: a GGUF file holds its tensors at the top; leave out --key")
+        from modelbrowse.core.sources.gguf_files import open_gguf
+
+        return open_gguf(path, map_location)
     if kind is FileKind.TORCHSCRIPT:
         return _open_torchscript(path, map_location)
     if kind is FileKind.PICKLE:

@@ -24,7 +24,16 @@ from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.reading.torch_pickles import Unread
 from modelbrowse.core.units import printable
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
+CHECKPOINT_SUFFIXES = (
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".safetensors",
+    ".tar",
+    ".pkl",
+    ".gguf",
+)
 # Where training scripts keep the weights, most specific first.
 WEIGHTS_KEYS = (
     "state_dict",
