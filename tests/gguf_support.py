@@ -52,8 +52,8 @@ def llama_tensors(layers: int = 2, seed: int = 0) -> dict[str, tuple[np.ndarray,
     return tensors
 
 
-def add_llama_metadata(writer: GGUFWriter, layers: int) -> None:
-    writer.add_name("tiny llama")
+def add_llama_metadata(writer: GGUFWriter, layers: int, name: str = "tiny llama") -> None:
+    writer.add_name(name)
     writer.add_context_length(2048)
     writer.add_block_count(layers)
     writer.add_embedding_length(HIDDEN)
@@ -78,8 +78,11 @@ def write_gguf(
 ) -> Path:
     """A tiny llama GGUF (or a split set, with `split_max_tensors`); returns `path`."""
     writer = GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
-    add_llama_metadata(writer, layers)
-    for key, value in (metadata or {}).items():
+    metadata = dict(metadata or {})
+    name = metadata.pop("general.name", "tiny llama")
+    assert isinstance(name, str)
+    add_llama_metadata(writer, layers, name)
+    for key, value in metadata.items():
         if isinstance(value, str):
             writer.add_string(key, value)
         elif isinstance(value, list):

@@ -30,6 +30,8 @@ SPARK = " ▁▂▃▄▅▆▇█"
 CHART_WIDTH = 20
 CHART_ROWS = 16
 CHART_MAX_CHILDREN = 200
+# A checkpoint's rows: labels longer than this (GGUF's `llama.attention.head_count_kv`) fold.
+SOURCE_KEY_WIDTH = 24
 
 
 def dtype_text(dtype: Any) -> str:
@@ -43,11 +45,11 @@ def tensor_dtype_text(tensor: Any) -> str:
 
 
 def quantization_text(quantization: Quantization) -> str:
-    """`4.5 bits per weight, blocks of 256; float32 when dequantized`."""
+    """`4.5 bits per weight, blocks of 256`."""
     text = f"{quantization.bits:g} bits per weight"
     if quantization.group_size:
         text += f", blocks of {quantization.group_size}"
-    return f"{text}; {quantization.logical_dtype} when dequantized"
+    return text
 
 
 def sparkline(counts: tuple[int, ...]) -> str:
@@ -64,9 +66,15 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _fields(rows: list[tuple[str, RenderableType | str]]) -> Table:
+def _fields(rows: list[tuple[str, RenderableType | str]], key_width: int | None = None) -> Table:
+    """Label and value rows; labels wider than `key_width` (a file's metadata keys) fold."""
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
+    if key_width is None:
+        table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
+    else:
+        table.add_column(
+            style="bold", min_width=len("requires_grad"), max_width=key_width, overflow="fold"
+        )
     table.add_column(overflow="fold")
     for key, value in rows:
         # Plain strings would be parsed as Rich markup; text from a model is shown literally.
@@ -168,6 +176,8 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     ]
     quantization = quantization_of(tensor)
     if quantization is not None:
+        dtype = f"{quantization.scheme} ({quantization.logical_dtype} when dequantized)"
+        rows[2] = ("dtype", dtype)
         rows.insert(3, ("quantized", quantization_text(quantization)))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
@@ -330,7 +340,8 @@ def source_renderable(
 ) -> RenderableType:
     """What a checkpoint holds besides its tensors, and how it fit the architecture."""
     parts: list[RenderableType] = [Text(""), Text(title, style="bold")]
-    parts.append(_fields([(printable(k), printable(v, limit=400)) for k, v in rows]))
+    fields = [(printable(k), printable(v, limit=400)) for k, v in rows]
+    parts.append(_fields(fields, key_width=SOURCE_KEY_WIDTH))
     for warning in warnings:
         parts.append(Text(f"⚠ {printable(warning)}", style="bold yellow"))
     if report:

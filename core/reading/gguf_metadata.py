@@ -65,8 +65,8 @@ def type_rows(contents: GGUFContents) -> list[tuple[str, str]]:
         found[2] += record.storage.nbytes
     rows = []
     for type_name, (count, params, nbytes) in sorted(totals.items(), key=lambda i: -i[1][2]):
-        text = f"{count:,} tensor{'' if count == 1 else 's'} · {human_count(params)} parameters"
-        text += f" · {human_bytes(nbytes)} · {_BITS[type_name]:g} bits per weight"
+        text = f"{count:,} tensor{'' if count == 1 else 's'}, {human_count(params)} params, "
+        text += f"{human_bytes(nbytes)} ({_BITS[type_name]:g} bits per weight)"
         rows.append((f"weights {type_name}", text))
     return rows
 

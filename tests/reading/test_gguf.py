@@ -80,7 +80,7 @@ def test_the_metadata_keeps_counts_not_vocabularies(llama: Path) -> None:
     assert rows["tokenizer"] == "llama, vocabulary of 1,000 tokens"
     assert rows["layers"] == "2" and rows["context length"] == "2048"
     assert rows["file type"] == "Q4_K_M"
-    assert rows["weights Q4_K"].startswith("4 tensors · 163.8K parameters · 90.0 KiB")
+    assert rows["weights Q4_K"] == "4 tensors, 163.8K params, 90.0 KiB (4.5 bits per weight)"
     assert rows["tokenizer.ggml.tokens"].startswith("[1,000 strings: '<tok0>', '<tok1>',")
     assert rows["llama.attention.layer_norm_rms_epsilon"] == "1e-05"
 
