@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import NodeKind, StandIn, quantization_of
+from modelbrowse.core.nodes import NodeKind, StandIn, module_name, quantization_of
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
@@ -186,7 +186,16 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
         Text(printable(node.path, limit=400), style="bold underline"),
         _fields(rows),
     ]
-    if node.kind is NodeKind.UNREGISTERED_TENSOR:
+    registered = [a for a in aliases if index.node(a).kind is not NodeKind.UNREGISTERED_TENSOR]
+    if node.kind is NodeKind.UNREGISTERED_TENSOR and registered:
+        parts.append(
+            Text(
+                f"⚠ a plain tensor attribute, the same tensor as {printable(registered[0])}: "
+                ".to()/.cuda() move that one and leave this attribute on the old tensor.",
+                style="yellow",
+            )
+        )
+    elif node.kind is NodeKind.UNREGISTERED_TENSOR:
         parts.append(
             Text(
                 "⚠ a plain tensor attribute, not registered with register_buffer: it is not in "
@@ -233,7 +242,7 @@ def class_text(node: Node) -> Text:
     if node.from_keys:
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
     else:
-        text.append(f"\n{cls.__module__}", style="dim")
+        text.append(f"\n{module_name(cls)}", style="dim")
     return text
 
 

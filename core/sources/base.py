@@ -30,6 +30,7 @@ from torch.nn.modules.module import (
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.nodes import USER_FILE_MODULE
 from modelbrowse.core.sources.meta_build import gc_paused, on_meta
 
 if TYPE_CHECKING:
@@ -420,7 +421,7 @@ def _import_file(path: Path, spec: str) -> ModuleType:
         raise SourceError(f"{spec}: no such file '{path}'")
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    name = f"_modelbrowse_user_{resolved.stem}_{digest}"
+    name = f"{USER_FILE_MODULE}{resolved.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     file_spec = importlib.util.spec_from_file_location(name, resolved)

@@ -16,7 +16,7 @@ from modelbrowse.core.sources.files import (
     CheckpointOptions,
     open_checkpoint,
 )
-from modelbrowse.core.sources.fit import FitReport, fit_report
+from modelbrowse.core.sources.fit import FitReport, fit_report, no_fit_lines
 from modelbrowse.core.sources.hf_models import resolve_hf_config
 from modelbrowse.core.sources.key_rules import (
     CUSTOM_CODE,
@@ -162,9 +162,14 @@ class CheckpointSource(Source):
         )
         if not report.loaded:
             hint = f"; {report.prefix_hint.removeprefix('hint: ')}" if report.prefix_hint else ""
+            # The prefix, where one fits, says what to do; else the closest names show how
+            # the two sides differ.
+            details = no_fit_lines(
+                model.state_dict(), self.loaded.tensors, closest=not report.prefix_hint
+            )
             raise SourceError(
                 f"none of the {len(self.loaded.tensors)} tensors in {self.loaded.path} "
-                f"fit {self.arch.label}{hint}"
+                f"fit {self.arch.label}{hint}\n" + "\n".join(details)
             )
         self.fit = report
 

@@ -199,8 +199,10 @@ def read_torch(path: Path, kind: FileKind, *, scan: bool = False) -> TorchConten
 
 def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
     """`--trust-pickle`: the one place a file is unpickled with code allowed to run."""
+    from modelbrowse.core.sources.trusted_pickles import imports_beside, missing_class_problem
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), imports_beside(path):
             warnings.simplefilter("ignore")
             if path.name.endswith(".safetensors"):
                 # torch.load reads a path so named as safetensors, whatever it holds: a torch
@@ -214,6 +216,9 @@ def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
                 mmap=kind is FileKind.TORCH_ZIP,
             )
     except Exception as exc:  # torch raises many types for a bad file
+        problem = missing_class_problem(exc, path)
+        if problem is not None:
+            raise SourceError(problem) from None
         if isinstance(exc, (EOFError, IndexError, struct.error)) or "ran out of input" in str(exc):
             raise SourceError(
                 f"cannot read {path} ({kind.value}): it ends early or is damaged (truncated?)"

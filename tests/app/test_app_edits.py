@@ -146,7 +146,7 @@ async def test_delete_and_insert_renumber_and_undo() -> None:
 
         await goto(pilot, "features.0")
         await pilot.press("a")
-        await wait_for_text(pilot, "insert into features after features.0")
+        await wait_for_text(pilot, "● after features.0, in features")
         await paste(pilot, "nn.BatchNorm2d(64)")
         await pilot.press("enter")
         screen = await wait_for_text(pilot, "insert nn.BatchNorm2d(64) into features at 1")
@@ -199,7 +199,7 @@ async def test_structural_edits_rebuild_only_the_parent_and_match_a_full_reload(
         await same_as_full_reload()
         await goto(pilot, "features.0")
         await pilot.press("a")
-        await wait_for_text(pilot, "insert into features after features.0")
+        await wait_for_text(pilot, "● after features.0, in features")
         await paste(pilot, "nn.BatchNorm2d(64)")
         await pilot.press("enter")
         await wait_for_text(pilot, "insert nn.BatchNorm2d(64) into features at 1")
@@ -219,15 +219,15 @@ async def test_add_named_child_outside_a_list_asks_for_a_name() -> None:
         await pilot.press("a")
         await wait_for_text(pilot, "add a named child to the root")
         await pilot.press(*"features", "enter")
-        await wait_for_text(pilot, "the root already has an attribute named 'features'")
-        await pilot.press(*["backspace"] * len("features"), *"class", "enter")
-        await wait_for_text(pilot, "'class' is not a valid attribute name")
-        await pilot.press(*["backspace"] * len("class"), *"extra", "enter")
+        await wait_for_text(pilot, "the root already has a child named 'features'")
+        await pilot.press(*["backspace"] * len("features"), *"a.b", "enter")
+        await wait_for_text(pilot, "'a.b' has a dot: a child's name cannot")
+        await pilot.press(*["backspace"] * len("a.b"), *"class", "enter")  # as add_module takes
         await pilot.press(*"nn.ReLU()", "enter")
-        screen = await wait_for_text(pilot, "add nn.ReLU() as extra")
+        screen = await wait_for_text(pilot, "add nn.ReLU() as class")
         assert "1 unsaved edit" in screen
         assert app.history is not None
-        assert isinstance(app.history.model.extra, torch.nn.ReLU)
+        assert isinstance(getattr(app.history.model, "class"), torch.nn.ReLU)
 
 
 async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) -> None:

@@ -763,9 +763,10 @@ def test_an_architecture_no_key_fits_is_refused_with_the_prefix_to_strip(
     source = resolve_source(str(path), arch=f"{models_file}:SharedNet")
     with pytest.raises(SourceError) as caught:
         source.build_structure()
-    message = one_line(caught)
+    message, *samples = str(caught.value).splitlines()
     assert message.startswith(f"none of the {len(state)} tensors in {path} fit ")
     assert "fit once the prefix 'backbone.' is removed (--strip-prefix backbone.)" in message
+    assert [line.split(":")[0] for line in samples] == ["  checkpoint", "  model"]
 
     source = resolve_source(
         str(path),

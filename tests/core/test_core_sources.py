@@ -13,8 +13,14 @@ import torchvision.models
 import torchvision.models._api
 from torch import nn
 
-from modelbrowse.core.arguments import parse_input_shape, parse_kwargs
+from modelbrowse.core.arguments import (
+    ExampleInput,
+    parse_example_input,
+    parse_input_shape,
+    parse_kwargs,
+)
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.example_inputs import input_dtypes, input_hint
 from modelbrowse.core.sources.base import resolve_source
 from tests.fixtures import models as fixture_models
 
@@ -394,6 +400,30 @@ def test_parse_input_shape_rejects_bad_values(text: str) -> None:
     assert str(caught.value) == (
         f"--input-shape expects positive integers such as 1,3,224,224, got {text!r}"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "dtype", "example"),
+    [
+        ("1,16", None, ExampleInput(((1, 16),), (None,))),
+        ("1,16", "long", ExampleInput(((1, 16),), ("int64",))),
+        ("1,16:long", None, ExampleInput(((1, 16),), ("int64",))),
+        ("1,16:Int;1,16", "half", ExampleInput(((1, 16), (1, 16)), ("int32", "float16"))),
+        ("1x3x8x8:bfloat16", None, ExampleInput(((1, 3, 8, 8),), ("bfloat16",))),
+    ],
+)
+def test_parse_example_input(text: str, dtype: str | None, example: ExampleInput) -> None:
+    assert parse_example_input(text, dtype) == example
+
+
+def test_an_input_dtype_is_chosen_from_the_first_layer(models_file: Path) -> None:
+    tokens = resolve_source(f"{models_file}:SharedNet").build_structure()[0]
+    image = resolve_source("alexnet").build_structure()[0]
+    example = parse_example_input("1,4;1,4:float")
+    assert input_dtypes(tokens, example) == ("int64", "float32")
+    assert input_dtypes(image, example) == ("float32", "float32")
+    assert input_hint(tokens) == "1,16:long"
+    assert input_hint(image) == "1,3,224,224"
 
 
 def test_a_source_from_code_declares_what_the_app_reads_with_empty_defaults() -> None:
