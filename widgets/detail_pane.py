@@ -349,7 +349,9 @@ def source_renderable(
 ) -> RenderableType:
     """What a checkpoint holds besides its tensors, and how it fit the architecture."""
     parts: list[RenderableType] = [Text(""), Text(title, style="bold")]
-    fields = [(printable(k), printable(v, limit=400)) for k, v in rows]
+    fields: list[tuple[str, RenderableType | str]] = [
+        (printable(k), printable(v, limit=400)) for k, v in rows
+    ]
     parts.append(_fields(fields, key_width=SOURCE_KEY_WIDTH))
     for warning in warnings:
         parts.append(Text(f"⚠ {printable(warning)}", style="bold yellow"))

@@ -101,3 +101,16 @@ async def test_edits_are_refused_in_one_line(llama: Path) -> None:
         message = await wait_for_notification(pilot, "read-only")
         assert "a GGUF file is read-only here: its weights are quantized" in message
         assert app.history is not None and not app.history.done
+
+
+async def test_diff_against_the_safetensors_it_came_from(tmp_path: Path) -> None:
+    from modelbrowse.tui.options import AppOptions
+    from tests.e2e.test_cli_gguf import converted_llama
+
+    gguf_file, safetensors = converted_llama(tmp_path)
+    options = AppOptions(str(gguf_file), diff=str(safetensors))
+    async with open_app(options, size=SIZE) as (_app, pilot):
+        await goto(pilot, "blk.1.attn_k.weight")
+        screen = await wait_for_text(pilot, "statistics exact")
+        assert "A vs B dtype changed: Q8_0 -> float32, max abs diff" in screen
+        assert "≠ ◆ weight (32, 64) 2.0K Q8_0" in screen

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from modelbrowse.tui import cli
 from tests.e2e.test_cli_checkpoints import squeezed, the_error_line
@@ -101,3 +102,75 @@ def test_a_damaged_gguf_file_is_one_line(
         f"modelbrowse: error: {cut} is a damaged GGUF file: the metadata array "
         "'tokenizer.ggml.tokens' declares 1,000 items, more than the file holds (truncated?)"
     )
+
+
+def permuted(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """llama.cpp's convert_hf_to_gguf.py `LlamaModel.permute`: q and k rows for its rope."""
+    shape = weight.shape
+    return (
+        weight.reshape(heads, 2, shape[0] // heads // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+    )
+
+
+def converted_llama(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny Hugging Face llama in safetensors, and its GGUF as llama.cpp's converter writes
+    it: GGUF names, q and k permuted, 2-D weights in Q8_0, norms in F32."""
+    import gguf
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    hidden, heads, kv_heads, layers = 64, 4, 2, 2
+    state = {"model.embed_tokens.weight": torch.randn(32, hidden)}
+    for i in range(layers):
+        p = f"model.layers.{i}"
+        state[f"{p}.input_layernorm.weight"] = torch.rand(hidden)
+        state[f"{p}.self_attn.q_proj.weight"] = torch.randn(hidden, hidden)
+        state[f"{p}.self_attn.k_proj.weight"] = torch.randn(hidden // heads * kv_heads, hidden)
+        state[f"{p}.mlp.down_proj.weight"] = torch.randn(hidden, 128)
+    state["model.norm.weight"] = torch.rand(hidden)
+    safetensors = tmp_path / "model.safetensors"
+    save_file(state, safetensors)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, layers)
+    writer = gguf.GGUFWriter(tmp_path / "model-Q8_0.gguf", "llama")
+    writer.add_block_count(layers)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    for key, tensor in state.items():
+        name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        if "q_proj" in key:
+            tensor = permuted(tensor, heads)
+        elif "k_proj" in key:
+            tensor = permuted(tensor, kv_heads)
+        values = tensor.numpy()
+        if values.ndim == 2:
+            packed = gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(
+                name, packed, raw_shape=packed.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0
+            )
+        else:
+            writer.add_tensor(name, values)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return tmp_path / "model-Q8_0.gguf", safetensors
+
+
+def test_diff_against_the_safetensors_it_came_from_maps_names_and_dequantizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gguf_file, safetensors = converted_llama(tmp_path)
+    assert cli.main([str(gguf_file), "--diff", str(safetensors), "--print"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    changed = [line for line in lines if line and line[0] in "-+!≠~"]
+    assert not [line for line in changed if line[:1] in "-+!"]  # every key found its pair
+    quantized = {line.split()[1]: line for line in changed}
+    assert sorted(quantized) == sorted(
+        [f"blk.{i}.{n}.weight" for i in range(2) for n in ("attn_q", "attn_k", "ffn_down")]
+        + ["token_embd.weight"]
+    )
+    for line in quantized.values():
+        assert "Q8_0 -> float32, max abs diff" in line, line
+        relative = float(line.rpartition("max rel diff ")[2])
+        assert 0 < relative < 0.01, line  # Q8_0's rounding; unpermuted q or k would be ~1
+    assert lines[-1] == "different: 7 dtype changed, 3 equal"
