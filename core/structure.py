@@ -35,6 +35,7 @@ from modelbrowse.core.sources.key_rules import (
     describe_hf_config,
     hf_weight_files,
     holds_weights,
+    is_split_set,
     take_weights,
     transformers_installed,
     wrapper_prefix,
@@ -133,7 +134,7 @@ def _read_folder(path: Path, key: str | None) -> Structure:
             p for p in sorted(path.iterdir()) if p.name.lower().endswith(CHECKPOINT_SUFFIXES)
         ]
         candidates = [p for p in candidates if p.is_file()]
-        if len(candidates) != 1:
+        if len(candidates) != 1 and not is_split_set(candidates):
             raise NotShown
         return _read_file(candidates[0], key)
     if key is not None or not all(sniff(f) is FileKind.SAFETENSORS for f in weights):

@@ -168,3 +168,11 @@ def test_a_split_set_opens_from_any_part(tmp_path: Path) -> None:
     (tmp_path / "tiny-00003-of-00003.gguf").unlink()
     with pytest.raises(ModelBrowseError, match="1 are missing beside it"):
         resolve_source(str(second))
+
+
+def test_a_folder_holding_a_split_set_opens_it(tmp_path: Path) -> None:
+    write_gguf(tmp_path / "tiny.gguf", split_max_tensors=4)
+    structure = read_structure(str(tmp_path))
+    assert structure is not None and len(structure.tensors) == 11
+    _, index = opened(tmp_path)
+    assert index.totals().tensors == 11
