@@ -137,6 +137,7 @@ def converted_llama(tmp_path: Path) -> tuple[Path, Path]:
     writer.add_head_count_kv(kv_heads)
     for key, tensor in state.items():
         name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        assert name is not None
         if "q_proj" in key:
             tensor = permuted(tensor, heads)
         elif "k_proj" in key:
