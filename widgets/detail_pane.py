@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import NodeKind, StandIn, module_name
+from modelbrowse.core.nodes import NodeKind, StandIn, module_name, quantization_of
 from modelbrowse.core.units import (
     human_bytes,
     human_count,
@@ -28,6 +28,7 @@ from modelbrowse.widgets.module_tree import KIND_MARKERS
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.nodes import Node
+    from modelbrowse.core.reading.quantization import Quantization
     from modelbrowse.core.stats import TensorStats
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -35,10 +36,26 @@ SPARK = " ▁▂▃▄▅▆▇█"
 CHART_WIDTH = 20
 CHART_ROWS = 16
 CHART_MAX_CHILDREN = 200
+# A checkpoint's rows: labels longer than this (GGUF's `llama.attention.head_count_kv`) fold.
+SOURCE_KEY_WIDTH = 24
 
 
 def dtype_text(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def tensor_dtype_text(tensor: Any) -> str:
+    """The dtype, or for a quantized weight its scheme (`Q4_K`)."""
+    quantization = quantization_of(tensor)
+    return quantization.scheme if quantization is not None else dtype_text(tensor.dtype)
+
+
+def quantization_text(quantization: Quantization) -> str:
+    """`4.5 bits per weight, blocks of 256`."""
+    text = f"{quantization.bits:g} bits per weight"
+    if quantization.group_size:
+        text += f", blocks of {quantization.group_size}"
+    return text
 
 
 def sparkline(counts: tuple[int, ...]) -> str:
@@ -55,9 +72,15 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _fields(rows: list[tuple[str, RenderableType | str]]) -> Table:
+def _fields(rows: list[tuple[str, RenderableType | str]], key_width: int | None = None) -> Table:
+    """Label and value rows; labels wider than `key_width` (a file's metadata keys) fold."""
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
+    if key_width is None:
+        table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
+    else:
+        table.add_column(
+            style="bold", min_width=len("requires_grad"), max_width=key_width, overflow="fold"
+        )
     table.add_column(overflow="fold")
     for key, value in rows:
         # Plain strings would be parsed as Rich markup; text from a model is shown literally.
@@ -151,12 +174,17 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     rows: list[tuple[str, RenderableType | str]] = [
         ("kind", node.kind.value),
         ("shape", shape_text(tuple(tensor.shape))),
-        ("dtype", dtype_text(tensor.dtype)),
+        ("dtype", tensor_dtype_text(tensor)),
         ("device", str(tensor.device)),
         ("requires_grad", str(tensor.requires_grad)),
         ("numel", f"{tensor.numel():,}"),
         ("size", human_bytes(tensor.numel() * tensor.element_size())),
     ]
+    quantization = quantization_of(tensor)
+    if quantization is not None:
+        dtype = f"{quantization.scheme} ({quantization.logical_dtype} when dequantized)"
+        rows[2] = ("dtype", dtype)
+        rows.insert(3, ("quantized", quantization_text(quantization)))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
         rows.append(("shared with", "\n".join(printable(a) for a in aliases)))
@@ -289,7 +317,7 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
                 printable(child.name),
                 KIND_MARKERS[child.kind][1],
                 shape_text(tuple(tensor.shape)),
-                dtype_text(tensor.dtype),
+                tensor_dtype_text(tensor),
                 str(tensor.requires_grad),
             )
             table.add_row(*(Text(cell) for cell in cells))
@@ -327,7 +355,10 @@ def source_renderable(
 ) -> RenderableType:
     """What a checkpoint holds besides its tensors, and how it fit the architecture."""
     parts: list[RenderableType] = [Text(""), Text(title, style="bold")]
-    parts.append(_fields([(printable(k), printable(v, limit=400)) for k, v in rows]))
+    fields: list[tuple[str, RenderableType | str]] = [
+        (printable(k), printable(v, limit=400)) for k, v in rows
+    ]
+    parts.append(_fields(fields, key_width=SOURCE_KEY_WIDTH))
     for warning in warnings:
         parts.append(Text(f"⚠ {printable(warning)}", style="bold yellow"))
     if report:

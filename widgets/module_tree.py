@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from modelbrowse.core.nodes import NodeKind
+from modelbrowse.core.nodes import NodeKind, quantization_of
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.quick_tree import QuickTree
@@ -82,6 +82,9 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
         label.append(name)
         label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
         label.append(f"  {human_count(tensor.numel())}", style="green")
+        quantization = quantization_of(tensor)
+        if quantization is not None:
+            label.append(f"  {printable(quantization.scheme)}", style="cyan")
         if node.kind is NodeKind.PARAMETER and not tensor.requires_grad:
             label.append("  frozen", style="blue")
         if node.kind is NodeKind.UNREGISTERED_TENSOR:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.bitwise import bitwise_equal
+from modelbrowse.core.nodes import quantization_of
 from modelbrowse.core.saving.hashing import HashingWriter, MemoryRanges, Progress, file_sha256
 from modelbrowse.core.saving.transaction import SaveError as SaveError
 from modelbrowse.core.saving.transaction import Transaction
@@ -120,6 +121,12 @@ def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     for key, tensor in state.items():
         if tensor.is_meta:
             raise SaveError(f"{key} has no values yet (it is on the meta device)")
+        quantization = quantization_of(tensor)
+        if quantization is not None:
+            raise SaveError(
+                f"{key} is a {quantization.scheme} weight: writing it would need it "
+                "dequantized or re-quantized, which this app does not do"
+            )
     return state
 
 

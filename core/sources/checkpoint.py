@@ -74,7 +74,8 @@ class CheckpointSource(Source):
 
     @property
     def edit_refusal(self) -> str | None:
-        """A TorchScript model is compiled code: nothing in it can be edited."""
+        """A TorchScript model is compiled code, and quantized GGUF weights would need
+        re-quantizing: nothing in them can be edited."""
         if self.loaded.read_only is not None:
             return self.loaded.read_only
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
@@ -270,6 +271,11 @@ def resolve_checkpoint(
     if arch_source is not None and checkpoint.module is not None:
         raise SourceError(
             f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
+        )
+    if arch_source is not None and checkpoint.quantized:
+        raise SourceError(
+            f"{spec} is {checkpoint.format} with quantized weights: --arch does not apply "
+            "(they cannot be loaded into a model)"
         )
     from_config = None
     if arch_source is not None and options.keys_only:

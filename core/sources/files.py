@@ -84,6 +84,8 @@ class Checkpoint:
     renamed: dict[str, str] = field(default_factory=dict)
     # Why nothing may be edited or written (a format shown read-only), or None.
     read_only: str | None = None
+    # Quantized weights that no architecture can load (GGUF); they are read-only too.
+    quantized: bool = False
 
     def original_key(self, key: str) -> str:
         return self.renamed.get(key, key)
@@ -161,6 +163,12 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
         from modelbrowse.core.sources.safetensors_files import open_safetensors
 
         return open_safetensors([path], map_location)
+    if kind is FileKind.GGUF:
+        if options.key is not None:
+            raise UsageError("--key: a GGUF file holds its tensors at the top; leave out --key")
+        from modelbrowse.core.sources.gguf_files import open_gguf
+
+        return open_gguf(path, map_location)
     if kind is FileKind.TORCHSCRIPT:
         return _open_torchscript(path, map_location)
     if kind is FileKind.ONNX:
