@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from modelbrowse.core.save_names import extensions_text
 from modelbrowse.widgets.guarded import Guarded
 
 # Each row: the actions whose keys it shows (as bound now, after the user's keymap), keys that
@@ -46,7 +47,7 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (("insert",), "", "insert after it in a Sequential / ModuleList, else add a named child"),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code"),
-    (("save",), "", "write the weights (.pt or .safetensors) and the recipe beside them"),
+    (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
     (("help",), "", "this help"),
     ((), "^p", "command palette: every action by name, with its key"),
     (
@@ -81,7 +82,8 @@ class HelpScreen(Guarded, ModalScreen[None]):
         table.add_column()
         for actions, fixed, what in KEYS:
             table.add_row(Text(key_text(actions, fixed, self.keys)), Text(what))
-        with VerticalScroll(id="help-body"):
+        with VerticalScroll(id="help-body") as body:
+            body.border_subtitle = "escape closes · ↑ ↓ scroll"  # on the frame: never scrolled away
             yield Static(Text("Keys", style="bold underline"))
             yield Static(table)
             yield Static(
@@ -98,7 +100,6 @@ class HelpScreen(Guarded, ModalScreen[None]):
                         style="dim",
                     )
                 )
-            yield Static(Text("escape closes", style="italic dim"))
 
     def on_mount(self) -> None:
         self.query_one("#help-body").focus()
