@@ -46,7 +46,7 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (("delete",), "", "delete the module (puts nn.Identity() in its place)"),
     (("insert",), "", "insert after it in a Sequential / ModuleList, else add a named child"),
     (("undo", "redo"), "", "undo / redo"),
-    (("edit_log",), "", "the edit log, in words and as PyTorch code"),
+    (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
     (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
     (("help",), "", "this help"),
     ((), "^p", "command palette: every action by name, with its key"),
