@@ -49,7 +49,7 @@ LONG_TIMEOUT_S = 300.0
 # a plain `with torch.device('meta')` takes three times as long.
 BUILD_ON_META = (
     "import torch, torchvision, textual.app\n"
-    "from modelbrowse.core.meta_build import on_meta\n"
+    "from modelbrowse.core.sources.meta_build import on_meta\n"
     f"import sys; sys.path.insert(0, {str(MODEL_FILE.parent)!r})\n"
     "from synthetic_model import Synthetic100k\n"
     "with on_meta():\n"
@@ -148,7 +148,7 @@ def synthetic_tree_shown(ctx: Context) -> Result:
         value_key="app.tree",
         baseline_key="build_meta",
         baseline_name="python -c 'import torch, torchvision, textual.app; "
-        "with modelbrowse.core.meta_build.on_meta(): Synthetic100k()'",
+        "with modelbrowse.core.sources.meta_build.on_meta(): Synthetic100k()'",
         target=Target(1.2),
     )
 

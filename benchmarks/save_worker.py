@@ -123,7 +123,7 @@ def build(model_name: str) -> nn.Module:
 def save_once(model: nn.Module, mode: str, path: str) -> dict[str, float]:
     """One save in `mode`: seconds, peak extra anonymous memory and the file's size."""
     if mode.startswith("app"):
-        from modelbrowse.core.saving import save_weights
+        from modelbrowse.core.saving.weights import save_weights
     if mode == "raw":
         state = model.state_dict()
         size = saved_size(state)

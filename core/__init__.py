@@ -11,18 +11,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from modelbrowse.core.edits import SetTrainable
+    from modelbrowse.core.edits.freezing import SetTrainable
+    from modelbrowse.core.edits.history import EditHistory
+    from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace
+    from modelbrowse.core.edits.reinit import Reinit
     from modelbrowse.core.errors import ModelBrowseError, SourceError
-    from modelbrowse.core.history import EditHistory
     from modelbrowse.core.index import NodeIndex
-    from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
     from modelbrowse.core.nodes import Node, NodeKind
     from modelbrowse.core.recipe import load_edited, replay_recipe, save_edited
     from modelbrowse.core.recipe_schema import RecipeError
-    from modelbrowse.core.reinit_edits import Reinit
-    from modelbrowse.core.save_transaction import SaveError
-    from modelbrowse.core.saving import read_weights, save_weights
-    from modelbrowse.core.sources import Source, resolve_source
+    from modelbrowse.core.saving.transaction import SaveError
+    from modelbrowse.core.saving.weights import read_weights, save_weights
+    from modelbrowse.core.sources.base import Source, resolve_source
     from modelbrowse.core.stats import TensorStats, compute_stats
     from modelbrowse.core.text_tree import render_tree_text
 
@@ -30,24 +30,24 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "ModelBrowseError": "modelbrowse.core.errors",
     "SourceError": "modelbrowse.core.errors",
-    "Source": "modelbrowse.core.sources",
-    "resolve_source": "modelbrowse.core.sources",
+    "Source": "modelbrowse.core.sources.base",
+    "resolve_source": "modelbrowse.core.sources.base",
     "NodeIndex": "modelbrowse.core.index",
     "Node": "modelbrowse.core.nodes",
     "NodeKind": "modelbrowse.core.nodes",
     "TensorStats": "modelbrowse.core.stats",
     "compute_stats": "modelbrowse.core.stats",
     "render_tree_text": "modelbrowse.core.text_tree",
-    "EditHistory": "modelbrowse.core.history",
-    "SetTrainable": "modelbrowse.core.edits",
-    "Reinit": "modelbrowse.core.reinit_edits",
-    "Replace": "modelbrowse.core.module_edits",
-    "Delete": "modelbrowse.core.module_edits",
-    "Insert": "modelbrowse.core.module_edits",
-    "AddModule": "modelbrowse.core.module_edits",
-    "save_weights": "modelbrowse.core.saving",
-    "read_weights": "modelbrowse.core.saving",
-    "SaveError": "modelbrowse.core.save_transaction",
+    "EditHistory": "modelbrowse.core.edits.history",
+    "SetTrainable": "modelbrowse.core.edits.freezing",
+    "Reinit": "modelbrowse.core.edits.reinit",
+    "Replace": "modelbrowse.core.edits.modules",
+    "Delete": "modelbrowse.core.edits.modules",
+    "Insert": "modelbrowse.core.edits.modules",
+    "AddModule": "modelbrowse.core.edits.modules",
+    "save_weights": "modelbrowse.core.saving.weights",
+    "read_weights": "modelbrowse.core.saving.weights",
+    "SaveError": "modelbrowse.core.saving.transaction",
     "save_edited": "modelbrowse.core.recipe",
     "load_edited": "modelbrowse.core.recipe",
     "replay_recipe": "modelbrowse.core.recipe",

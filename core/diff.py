@@ -19,7 +19,7 @@ from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.units import printable, shape_text
 
 if TYPE_CHECKING:
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
 
 CHUNK = 1 << 22
 
@@ -183,7 +183,7 @@ class DiffView:
 
 def diff_view(a: Source, b: Source, seed: int | None = None) -> DiffView:
     """Compare A and B (reading every tensor of both) and build the union tree."""
-    from modelbrowse.core.weights_tree import tree_from_state_dict
+    from modelbrowse.core.sources.weights_tree import tree_from_state_dict
 
     left = state_for_diff(a, seed)
     right = state_for_diff(b, seed)

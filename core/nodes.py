@@ -35,12 +35,27 @@ def scripted_name(module: object) -> str | None:
         return None  # torch may be importing in a worker: a stand-in never waits for it
     import torch
 
-    from modelbrowse.core.scripted_tree import ScriptedModule
+    from modelbrowse.core.sources.scripted import ScriptedModule
 
     scripted = getattr(module, "original_name", None)
     if isinstance(module, (torch.jit.ScriptModule, ScriptedModule)) and isinstance(scripted, str):
         return scripted
     return None
+
+
+USER_FILE_MODULE = "_modelbrowse_user_"
+"""How a Python file the user names (`net.py:Net`) is registered in `sys.modules`: this, its
+stem and a digest of its path, so that two files of one name stay apart."""
+
+
+def module_name(cls: type) -> str:
+    """The module a class is defined in, as the user knows it: a file's stem for a class from a
+    file the user named (`net` for `net.py:Net`), else its dotted name."""
+    name = cls.__module__
+    if name.startswith(USER_FILE_MODULE):
+        stem, _, _digest = name[len(USER_FILE_MODULE) :].rpartition("_")
+        return stem or name
+    return name
 
 
 def is_parameter(obj: object) -> bool:
@@ -49,6 +64,12 @@ def is_parameter(obj: object) -> bool:
         return obj.is_parameter
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(obj, torch.nn.Parameter)
+
+
+class FromKeys:
+    """Marks a module class made from a checkpoint's keys, where no architecture was named."""
+
+    __slots__ = ()
 
 
 class StandIn:
@@ -127,6 +148,11 @@ class Node:
     def scripted_name(self) -> str | None:
         """The class a TorchScript module was scripted from; None for anything else."""
         return scripted_name(self.obj) if self.kind is NodeKind.MODULE else None
+
+    @property
+    def from_keys(self) -> bool:
+        """A module made from a checkpoint's keys rather than from an architecture."""
+        return self.kind is NodeKind.MODULE and isinstance(self.obj, FromKeys)
 
     @property
     def type_name(self) -> str:

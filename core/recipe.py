@@ -19,8 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelbrowse.core.edit_types import EDIT_TYPES
-from modelbrowse.core.edits import Edit, SetTrainable
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.registry import EDIT_TYPES
+from modelbrowse.core.edits.reinit import Reinit
+from modelbrowse.core.edits.specs import SpecError, parse_spec
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.reading.limits import ReadError
 from modelbrowse.core.reading.structured_text import parse_json, read_bounded
@@ -34,15 +37,13 @@ from modelbrowse.core.recipe_schema import (
     RecipeError as RecipeError,  # exported: callers catch it from here
 )
 from modelbrowse.core.recipe_sources import Supplied, rebuild_architecture
-from modelbrowse.core.reinit_edits import Reinit
-from modelbrowse.core.save_hashing import file_sha256
-from modelbrowse.core.save_transaction import Transaction, write_atomic
-from modelbrowse.core.saving import SaveReport, format_for, read_weights, stage_weights
-from modelbrowse.core.sources import Source
-from modelbrowse.core.specs import SpecError, parse_spec
+from modelbrowse.core.saving.hashing import file_sha256
+from modelbrowse.core.saving.transaction import Transaction, write_atomic
+from modelbrowse.core.saving.weights import SaveReport, format_for, read_weights, stage_weights
+from modelbrowse.core.sources.base import Source
+from modelbrowse.core.sources.weights_tree import tree_from_state_dict
 from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.ties import restore_ties, tied_groups
-from modelbrowse.core.weights_tree import tree_from_state_dict
 
 RECIPE_FORMAT = FORMAT
 RECIPE_VERSION = VERSION

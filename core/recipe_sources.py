@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from modelbrowse.core.recipe_schema import RecipeError
-from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.sources.base import Source, resolve_source
 
 # What a caller may hand `load_edited` for an import-path source: its spec, or the class or
 # factory itself.
@@ -58,8 +58,8 @@ def _architecture(record: dict[str, Any], supplied: Supplied, used: list[bool]) 
         return supplied_source(spec, kwargs, supplied)
     if kind == "checkpoint":
         if record.get("whole_model"):
-            from modelbrowse.core.checkpoint_source import resolve_checkpoint
-            from modelbrowse.core.checkpoints import CheckpointOptions
+            from modelbrowse.core.sources.checkpoint import resolve_checkpoint
+            from modelbrowse.core.sources.files import CheckpointOptions
 
             options = dict(record.get("checkpoint", {}))
             options["trust_pickle"] = False  # the recipe's word is not the user's
@@ -71,7 +71,7 @@ def _architecture(record: dict[str, Any], supplied: Supplied, used: list[bool]) 
     if kind == "timm" and spec.startswith("timm:"):
         return resolve_source(spec, kwargs)
     if kind == "huggingface":
-        from modelbrowse.core.hf_models import resolve_hf_config
+        from modelbrowse.core.sources.hf_models import resolve_hf_config
 
         return resolve_hf_config(Path(_path(spec)))
     raise RecipeError(f"the recipe's source {spec!r} is not a {kind} model")

@@ -26,8 +26,8 @@ from modelbrowse.core.recipe import (
 if TYPE_CHECKING:
     from torch import nn
 
-    from modelbrowse.core.edits import Edit
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.sources.base import Source
 
 # Older kept files than this many are removed when a new one is written.
 KEEP_AT_MOST = 50
@@ -95,7 +95,7 @@ def keep_unsaved(
 
 
 def _step(edit: Edit) -> dict[str, Any]:
-    from modelbrowse.core.batch import Batch
+    from modelbrowse.core.edits.batch import Batch
 
     step: dict[str, Any] = {"records": len(edit.records())}
     if isinstance(edit, Batch):
@@ -106,7 +106,7 @@ def _step(edit: Edit) -> dict[str, Any]:
 def as_made(recipe: dict[str, Any], edits: list[Edit]) -> list[Edit]:
     """A kept recipe's edits as the session made them: a selection's edits as one step (one
     `u` undoes it). Any other recipe, or steps that do not add up, one edit a step."""
-    from modelbrowse.core.batch import Batch
+    from modelbrowse.core.edits.batch import Batch
 
     kept = recipe.get("kept")
     steps = kept.get("steps") if isinstance(kept, dict) else None

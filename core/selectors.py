@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.index_reading import outermost
+from modelbrowse.core.nodes import NodeKind
 
 if TYPE_CHECKING:  # torch-free: `--print --select` on a weight file's keys never imports torch
     from torch import nn
@@ -102,7 +103,7 @@ def _parameters_under(index: NodeIndex, paths: list[str]) -> int:
     for path in outermost(paths):  # a match inside another adds no parameter of its own
         for below in index.subtree(path):
             node = index.node(below)
-            if node.kind.name == "PARAMETER" and id(node.obj) not in seen:
+            if node.kind is NodeKind.PARAMETER and id(node.obj) not in seen:
                 seen.add(id(node.obj))
                 total += node.obj.numel()
     return total

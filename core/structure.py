@@ -9,7 +9,7 @@ pickle, TorchScript, a distributed checkpoint, a folder transformers builds) or 
 refuse: the app then waits for the full open, whose message is the one a user sees.
 
 The rules (where the weights are, prefixes, a Hugging Face folder's files) are those of
-`core.checkpoint_rules`, which the full open uses too.
+`core.sources.key_rules`, which the full open uses too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelbrowse.core.checkpoint_rules import (
+from modelbrowse.core.errors import SourceError
+from modelbrowse.core.reading import ReadError
+from modelbrowse.core.reading.file_kinds import FileKind, sniff
+from modelbrowse.core.reading.records import TensorRecord
+from modelbrowse.core.reading.safetensors_header import read_header
+from modelbrowse.core.reading.torch_files import read_torch_legacy, read_torch_zip
+from modelbrowse.core.sources.key_rules import (
     CHECKPOINT_SUFFIXES,
     CUSTOM_CODE,
     INSTALL_HINT,
@@ -31,13 +37,7 @@ from modelbrowse.core.checkpoint_rules import (
     transformers_installed,
     wrapper_prefix,
 )
-from modelbrowse.core.checkpoint_rules import strip_prefix as strip_prefix_rule
-from modelbrowse.core.errors import SourceError
-from modelbrowse.core.reading import ReadError
-from modelbrowse.core.reading.file_kinds import FileKind, sniff
-from modelbrowse.core.reading.records import TensorRecord
-from modelbrowse.core.reading.safetensors_header import read_header
-from modelbrowse.core.reading.torch_files import read_torch_legacy, read_torch_zip
+from modelbrowse.core.sources.key_rules import strip_prefix as strip_prefix_rule
 
 
 @dataclass
@@ -146,7 +146,7 @@ def _read_folder(path: Path, key: str | None) -> Structure:
 
 
 def _architecture_row(structure: Structure, folder: Path) -> None:
-    """A Hugging Face folder's architecture, as `core.checkpoint_source` decides it."""
+    """A Hugging Face folder's architecture, as `core.sources.checkpoint` decides it."""
     config = config_file(folder)
     if config is None:
         return

@@ -10,7 +10,7 @@ records; nothing here has values.
 from __future__ import annotations
 
 from modelbrowse.core.index_reading import IndexReading, collector_paused
-from modelbrowse.core.nodes import Node, NodeKind, StandIn, Totals
+from modelbrowse.core.nodes import FromKeys, Node, NodeKind, StandIn, Totals
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.structure import NotShown, Structure
@@ -31,13 +31,13 @@ class ModuleStandIn(StandIn):
         return ""
 
 
-class Weights(ModuleStandIn):
+class Weights(FromKeys, ModuleStandIn):
     """The root of a checkpoint opened without an architecture."""
 
     __slots__ = ()
 
 
-class Group(ModuleStandIn):
+class Group(FromKeys, ModuleStandIn):
     """The tensors under one dotted prefix of a checkpoint's keys."""
 
     __slots__ = ()

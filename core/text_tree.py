@@ -10,7 +10,7 @@ from modelbrowse.core.units import human_bytes, human_count, printable
 if TYPE_CHECKING:  # torch-free: the tree of a weight file is printed from its keys alone
     from modelbrowse.core.index_reading import IndexReading as NodeIndex
     from modelbrowse.core.nodes import Totals
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
 
 
 def render_source_info(source: Source) -> str:

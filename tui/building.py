@@ -17,9 +17,9 @@ from modelbrowse.core.errors import ModelBrowseError
 if TYPE_CHECKING:
     from torch import nn
 
-    from modelbrowse.core.edits import Edit
-    from modelbrowse.core.history import EditHistory
-    from modelbrowse.core.module_edits import NewModule
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.history import EditHistory
+    from modelbrowse.core.edits.modules import NewModule
     from modelbrowse.tui.app import ModelBrowseApp
 
 Then = Callable[[bool], None]
@@ -37,7 +37,7 @@ class _Build:
 
 
 def _label(builds: list[NewModule]) -> str:
-    from modelbrowse.core.specs import spec_code
+    from modelbrowse.core.edits.specs import spec_code
 
     text = spec_code(builds[0].edit.spec)
     if len(text) > _LABEL_CHARS:
@@ -73,7 +73,7 @@ class BuildActions:
     def _build_first(self, edit: Edit, then: Then | None) -> bool:
         """Start building the modules `edit` still needs; False when it needs none. Once
         built, the edit is applied (and `then` told) on the UI thread."""
-        from modelbrowse.core.module_edits import to_build
+        from modelbrowse.core.edits.modules import to_build
 
         assert self.history is not None
         builds = to_build(edit, self.history.model)
@@ -89,7 +89,11 @@ class BuildActions:
     def _build_modules(
         self, edit: Edit, builds: list[NewModule], build: _Build, then: Then | None
     ) -> None:
-        from modelbrowse.core.build_budget import BuildCancelled, cancellable, check_cancelled
+        from modelbrowse.core.sources.build_budget import (
+            BuildCancelled,
+            cancellable,
+            check_cancelled,
+        )
 
         app = self._builder_app
 

@@ -21,9 +21,9 @@ from modelbrowse.widgets.status_line import StatusLine
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from modelbrowse.core.batch import Batch
-    from modelbrowse.core.edits import Edit
-    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.batch import Batch
+    from modelbrowse.core.edits.history import EditHistory
     from modelbrowse.core.selectors import Selection
     from modelbrowse.tui.app import ModelBrowseApp
     from modelbrowse.tui.building import Then
@@ -97,8 +97,8 @@ class EditActions:
         told whether it was applied)."""
         app = self._app
         assert self.history is not None and app.index is not None
-        from modelbrowse.core.batch import Batch
-        from modelbrowse.core.module_edits import Replace
+        from modelbrowse.core.edits.batch import Batch
+        from modelbrowse.core.edits.modules import Replace
 
         refusal = app.build_refusal()
         if refusal:
@@ -145,8 +145,8 @@ class EditActions:
     def _tie_consequence(self, edit: Edit, also: list[str]) -> str:
         """What a replace or re-init does to objects shared with the rest of the model, said
         before it is done: a replace unties them, a re-init changes both sides."""
-        from modelbrowse.core.module_edits import Replace
-        from modelbrowse.core.reinit_edits import Reinit
+        from modelbrowse.core.edits.modules import Replace
+        from modelbrowse.core.edits.reinit import Reinit
 
         where = edit.path or "the model"
         if isinstance(edit, Replace):
@@ -161,8 +161,8 @@ class EditActions:
     def _batch_tie_consequence(self, batch: Batch) -> str:
         """The first tie a selection's replace or re-init reaches, and how many more: asked
         once for the whole selection. Re-initialising both sides of a tie needs no question."""
-        from modelbrowse.core.module_edits import Replace
-        from modelbrowse.core.reinit_edits import Reinit
+        from modelbrowse.core.edits.modules import Replace
+        from modelbrowse.core.edits.reinit import Reinit
 
         index = self._app.index
         assert index is not None
@@ -206,16 +206,21 @@ class EditActions:
 
     @work(thread=True, exclusive=True, group="shape-check")
     def run_shape_check(self) -> None:
-        from modelbrowse.core.shape_check import ShapeCheck, check_shapes
+        from modelbrowse.core.edits.shape_check import ShapeCheck, check_shapes
+        from modelbrowse.core.example_inputs import input_dtypes, input_hint
 
         app = self._app
-        shape = app._input_shape()
+        example = app.example_input()
         if self.history is None or (app.source is not None and app.source.weights_only):
             return  # a checkpoint without an architecture cannot run
-        if shape is None:
-            result = ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
+        model = self.history.model
+        if example is None:
+            hint = input_hint(model)
+            result = ShapeCheck(
+                None, f"shape check unavailable: no example input (--input-shape {hint})"
+            )
         else:
-            result = check_shapes(self.history.model, shape)
+            result = check_shapes(model, example.shapes, input_dtypes(model, example))
         app.call_from_thread(self._shape_checked, result)
 
     def _shape_checked(self, result: Any) -> None:
@@ -229,8 +234,8 @@ class EditActions:
     # --- the edit keys -------------------------------------------------------------------------
 
     def action_reinit(self) -> None:
-        from modelbrowse.core.edits import new_seed
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, SCHEMES, Reinit
+        from modelbrowse.core.edits.base import new_seed
+        from modelbrowse.core.edits.reinit import RESET_PARAMETERS, SCHEME_NAMES, Reinit
 
         selection = self._selected()
         if selection is not None:
@@ -243,13 +248,31 @@ class EditActions:
         assert app.index is not None
         if app.index.node(path).is_module and self._weights_only("re-initialising a module"):
             return
-        schemes = SCHEME_NAMES if app.index.node(path).is_module else list(SCHEMES)
+        unavailable: dict[str, str] = {}
+        if not app.index.node(path).is_module:
+            unavailable[RESET_PARAMETERS] = "modules only: choose a scheme"
+        elif not self._resettable(path):
+            unavailable[RESET_PARAMETERS] = "no module here has one"
 
         def chosen(answer: ReinitAnswer | None) -> None:
             if answer is not None:
                 self._when_real(lambda: self._apply(Reinit(path, answer.scheme, answer.seed)))
 
-        app.push_screen(ReinitDialog(path or "the whole model", schemes, new_seed()), chosen)
+        target = path or "the whole model"
+        app.push_screen(ReinitDialog(target, SCHEME_NAMES, new_seed(), unavailable), chosen)
+
+    def _resettable(self, path: str) -> bool:
+        """Whether a module in the subtree at `path` has its own reset_parameters() (True
+        while the modules are only what a file describes: that is not known yet)."""
+        from modelbrowse.core.nodes import StandIn
+
+        index = self._app.index
+        assert index is not None
+        for sub in index.subtree(path):
+            obj = index.node(sub).obj
+            if isinstance(obj, StandIn) or callable(getattr(obj, "reset_parameters", None)):
+                return True
+        return False
 
     # --- on a selection: every match in one undoable step ------------------------------------
 
@@ -260,7 +283,7 @@ class EditActions:
         return selection if selection is not None and selection.paths else None
 
     def _apply_batch(self, selection: Selection, what: str, edits: list[Edit]) -> None:
-        from modelbrowse.core.batch import Batch
+        from modelbrowse.core.edits.batch import Batch
 
         if not edits:
             self._app.notify(f"nothing in the selection to {what}", severity="warning")
@@ -268,9 +291,9 @@ class EditActions:
         self._apply(Batch(selection.pattern, edits, what))
 
     def _reinit_selection(self, selection: Selection) -> None:
-        from modelbrowse.core.edits import new_seed
+        from modelbrowse.core.edits.base import new_seed
+        from modelbrowse.core.edits.reinit import SCHEME_NAMES, Reinit
         from modelbrowse.core.index_reading import outermost
-        from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 
         paths = outermost(selection.paths)
         if self._weights_only("re-initialising a module"):
@@ -286,8 +309,8 @@ class EditActions:
         self._app.push_screen(ReinitDialog(title, SCHEME_NAMES, new_seed()), chosen)
 
     def _replace_selection(self, selection: Selection) -> None:
+        from modelbrowse.core.edits.modules import Replace
         from modelbrowse.core.index_reading import outermost
-        from modelbrowse.core.module_edits import Replace
 
         paths = [p for p in outermost(selection.paths) if p]
         if self._weights_only("replacing"):
@@ -303,7 +326,7 @@ class EditActions:
         self._app.push_screen(SpecDialog(title, "", self._spec_check), chosen)
 
     def _spec_check(self, text: str) -> str | None:
-        from modelbrowse.core.specs import build_module
+        from modelbrowse.core.edits.specs import build_module
 
         try:
             build_module(text, device="meta")
@@ -312,7 +335,7 @@ class EditActions:
         return None
 
     def action_replace(self) -> None:
-        from modelbrowse.core.specs import constructor_text
+        from modelbrowse.core.edits.specs import constructor_text
 
         selection = self._selected()
         if selection is not None:
@@ -333,7 +356,7 @@ class EditActions:
 
         def chosen(answer: SpecAnswer | None) -> None:
             if answer is not None:
-                from modelbrowse.core.module_edits import Replace
+                from modelbrowse.core.edits.modules import Replace
 
                 self._when_real(lambda: self._apply(Replace(path, answer.spec)))
 
@@ -346,7 +369,7 @@ class EditActions:
         app.push_screen(SpecDialog(f"replace {path}", current, self._spec_check, hint=hint), chosen)
 
     def action_delete(self) -> None:
-        from modelbrowse.core.module_edits import Delete
+        from modelbrowse.core.edits.modules import Delete
 
         path = self._cursor()
         if path is None:
@@ -354,7 +377,7 @@ class EditActions:
         app = self._app
         assert app.index is not None
         if app.source is not None and app.source.weights_only:
-            from modelbrowse.core.weight_edits import DeleteKeys
+            from modelbrowse.core.edits.weights import DeleteKeys
 
             if not path:
                 app.notify("the root cannot be deleted", severity="warning")
@@ -368,47 +391,6 @@ class EditActions:
             app.notify("the root cannot be deleted", severity="warning")
             return
         self._when_real(lambda: self._apply(Delete(path)))
-
-    def action_insert(self) -> None:
-        from modelbrowse.core.module_edits import AddModule, Insert, child_name_problem
-
-        path = self._cursor()
-        if path is None or self._weights_only("inserting"):
-            return
-        app = self._app
-        assert app.index is not None
-        node = app.index.node(path)
-        parent = app.index.node(node.parent) if node.parent is not None else None
-        container = parent is not None and type(parent.obj).__name__ in (
-            "Sequential",
-            "ModuleList",
-        )
-        if node.is_module and container and node.name.isdigit() and parent is not None:
-            position = int(node.name) + 1
-            parent_path = parent.path
-
-            def inserted(answer: SpecAnswer | None) -> None:
-                if answer is not None:
-                    edit = Insert(parent_path, position, answer.spec)
-                    self._when_real(lambda: self._apply(edit))
-
-            title = f"insert into {parent_path or 'the root'} after {path}"
-            app.push_screen(SpecDialog(title, "", self._spec_check), inserted)
-            return
-        if not node.is_module:
-            app.notify("insert acts on modules: move to one", severity="warning")
-            return
-
-        def name_problem(name: str) -> str | None:
-            return child_name_problem(node.obj, path, name)
-
-        def added(answer: SpecAnswer | None) -> None:
-            if answer is not None:
-                edit = AddModule(path, answer.name, answer.spec)
-                self._when_real(lambda: self._apply(edit))
-
-        title = f"add a named child to {path or 'the root'}"
-        app.push_screen(SpecDialog(title, "", self._spec_check, name_check=name_problem), added)
 
     def action_undo(self) -> None:
         self._step(undo=True)

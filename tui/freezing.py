@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
-    from modelbrowse.core.edits import Edit
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.selectors import Selection
     from modelbrowse.tui.app import ModelBrowseApp
@@ -38,7 +38,7 @@ def _set_trainable(index: NodeIndex, path: str, trainable: bool, norm_stats: boo
     """The edit with what the index already knows: the subtree's parameters (walking 100,000
     modules takes a third of a second) and whether their flags are all alike (reading 120,000
     flags back takes tens of milliseconds)."""
-    from modelbrowse.core.edits import SetTrainable
+    from modelbrowse.core.edits.freezing import SetTrainable
 
     params = index.parameters(path) if index.node(path).is_module else None
     alike = index.totals(path).trainable_alike
@@ -99,7 +99,7 @@ class FreezeActions:
             what = "unfreeze" if trainable else "freeze"
 
             def make(norm_stats: bool) -> Edit:
-                from modelbrowse.core.batch import Batch
+                from modelbrowse.core.edits.batch import Batch
 
                 wording = f"{what} weights and running statistics of" if norm_stats else what
 

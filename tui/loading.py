@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from modelbrowse.core.diff import DiffView
-    from modelbrowse.core.history import EditHistory
+    from modelbrowse.core.edits.history import EditHistory
     from modelbrowse.core.index import NodeIndex
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.core.structure_index import StructureIndex
     from modelbrowse.tui.options import AppOptions
 
@@ -71,7 +71,7 @@ class LoadActions:
             if preview is None:
                 self.call_from_thread(self._show_loading, "building model")
             source = self.options.resolve()
-            from modelbrowse.core.edits import new_seed
+            from modelbrowse.core.edits.base import new_seed
 
             if self.init_seed is None:
                 self.init_seed = new_seed()
@@ -251,7 +251,7 @@ class LoadActions:
 
     def _start_history(self) -> None:
         """Edits act on real tensors: start the history, run queued edits, check shapes once."""
-        from modelbrowse.core.history import EditHistory
+        from modelbrowse.core.edits.history import EditHistory
 
         assert self.index is not None
         self.history = EditHistory(self.index.model)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.core.structure import Structure
     from modelbrowse.core.structure_index import StructureIndex
 
@@ -19,6 +19,7 @@ class AppOptions:
     kw: list[str] = field(default_factory=list)
     weights: str | None = None
     input_shape: str | None = None
+    input_dtype: str | None = None  # a dtype word (long) for inputs without their own
     debug: bool = False
     seed: int | None = None
     arch: str | None = None
@@ -43,8 +44,8 @@ class AppOptions:
         """The model source these options name (files are opened: headers only); `spec` in
         place of the first source (the other side of `--diff`)."""
         from modelbrowse.core.arguments import parse_kwargs
-        from modelbrowse.core.checkpoints import CheckpointOptions
-        from modelbrowse.core.sources import resolve_source
+        from modelbrowse.core.sources.base import resolve_source
+        from modelbrowse.core.sources.files import CheckpointOptions
 
         checkpoint = CheckpointOptions(
             key=self.key,

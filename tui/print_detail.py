@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.core.stats import TensorStats
 
 WIDTH = 100  # at most: the detail pane's columns read badly wider than this
@@ -32,7 +32,7 @@ def detail_text(source: Source, path: str, seed: int | None, meta: bool) -> str:
     )
 
     if seed is None:
-        from modelbrowse.core.edits import new_seed
+        from modelbrowse.core.edits.base import new_seed
 
         seed = new_seed()
     model, is_meta = source.build_structure(seed)

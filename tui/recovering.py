@@ -12,9 +12,9 @@ from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.tui.signals import stopped_message
 
 if TYPE_CHECKING:
-    from modelbrowse.core.edits import Edit
-    from modelbrowse.core.history import EditHistory
-    from modelbrowse.core.sources import Source
+    from modelbrowse.core.edits.base import Edit
+    from modelbrowse.core.edits.history import EditHistory
+    from modelbrowse.core.sources.base import Source
     from modelbrowse.tui.options import AppOptions
 
 

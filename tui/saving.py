@@ -12,13 +12,13 @@ from textual import work
 from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.save_names import FORMATS, doubled_extension
+from modelbrowse.core.saving.names import FORMATS, doubled_extension
 from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog
 from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
-    from modelbrowse.core.saving import SaveReport
+    from modelbrowse.core.saving.weights import SaveReport
     from modelbrowse.tui.app import ModelBrowseApp
 
 
@@ -42,7 +42,7 @@ def default_save_name(source_spec: str, kind: str = "") -> str:
 
 def path_problem(text: str) -> str | None:
     """Why `text` cannot be saved to, or None."""
-    from modelbrowse.core.saving import SaveError, format_for
+    from modelbrowse.core.saving.weights import SaveError, format_for
 
     text = text.strip()
     if not text:

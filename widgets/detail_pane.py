@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import StandIn
+from modelbrowse.core.nodes import NodeKind, StandIn, module_name
 from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
 from modelbrowse.widgets.charts import Histogram, children_chart
 from modelbrowse.widgets.guarded import Guarded
@@ -102,10 +102,6 @@ def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
     return _fields(rows)
 
 
-# Where the classes of a tree nested from a checkpoint's keys live (built, or read before torch).
-KEYS_TREE_MODULES = ("modelbrowse.core.weights_tree", "modelbrowse.core.structure_index")
-
-
 def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     tensor = node.obj
     rows: list[tuple[str, RenderableType | str]] = [
@@ -124,7 +120,16 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
         Wrapped(Text(printable(node.path, limit=400), style="bold underline")),
         _fields(rows),
     ]
-    if node.kind.name == "UNREGISTERED_TENSOR":
+    registered = [a for a in aliases if index.node(a).kind is not NodeKind.UNREGISTERED_TENSOR]
+    if node.kind is NodeKind.UNREGISTERED_TENSOR and registered:
+        parts.append(
+            Text(
+                f"⚠ a plain tensor attribute, the same tensor as {printable(registered[0])}: "
+                ".to()/.cuda() move that one and leave this attribute on the old tensor.",
+                style="yellow",
+            )
+        )
+    elif node.kind is NodeKind.UNREGISTERED_TENSOR:
         parts.append(
             Text(
                 "⚠ a plain tensor attribute, not registered with register_buffer: it is not in "
@@ -132,7 +137,7 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
                 style="yellow",
             )
         )
-    elif node.kind.name == "NONPERSISTENT_BUFFER":
+    elif node.kind is NodeKind.NONPERSISTENT_BUFFER:
         parts.append(Text("non-persistent: not saved in state_dict()", style="dim"))
     return Group(*parts)
 
@@ -168,10 +173,10 @@ def class_text(node: Node) -> Text:
     scripted = node.scripted_name
     if scripted is not None:
         return Text(scripted, style="bold") + Text("\nTorchScript (compiled)", style="dim")
-    if cls.__module__ in KEYS_TREE_MODULES:
+    if node.from_keys:
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
     else:
-        text.append(f"\n{cls.__module__}", style="dim")
+        text.append(f"\n{module_name(cls)}", style="dim")
     return text
 
 
@@ -248,7 +253,7 @@ def tensors_table(tensors: list[Node]) -> Fitted:
         rows.append(
             (
                 printable(child.name),
-                KIND_MARKERS[child.kind.name][1],
+                KIND_MARKERS[child.kind][1],
                 shape_text(tuple(tensor.shape)),
                 dtype_text(tensor.dtype),
                 str(tensor.requires_grad),

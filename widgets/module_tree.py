@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.quick_tree import QuickTree
@@ -30,10 +31,10 @@ EXPAND_ALL_LIMIT = 2_000
 
 # Markers that tell kinds apart without colour.
 KIND_MARKERS = {
-    "PARAMETER": ("◆", "param"),
-    "BUFFER": ("●", "buffer"),
-    "NONPERSISTENT_BUFFER": ("○", "buffer, non-persistent"),
-    "UNREGISTERED_TENSOR": ("⚠", "unregistered tensor"),
+    NodeKind.PARAMETER: ("◆", "param"),
+    NodeKind.BUFFER: ("●", "buffer"),
+    NodeKind.NONPERSISTENT_BUFFER: ("○", "buffer, non-persistent"),
+    NodeKind.UNREGISTERED_TENSOR: ("⚠", "unregistered tensor"),
 }
 
 
@@ -67,16 +68,16 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
         elif totals.frozen:
             label.append("  partly frozen", style="blue")
     else:
-        marker, _ = KIND_MARKERS[node.kind.name]
+        marker, _ = KIND_MARKERS[node.kind]
         tensor = node.obj
-        style = "yellow" if node.kind.name == "UNREGISTERED_TENSOR" else "magenta"
+        style = "yellow" if node.kind is NodeKind.UNREGISTERED_TENSOR else "magenta"
         label.append(f"{marker} ", style=style)
         label.append(name)
         label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
         label.append(f"  {human_count(tensor.numel())}", style="green")
-        if node.kind.name == "PARAMETER" and not tensor.requires_grad:
+        if node.kind is NodeKind.PARAMETER and not tensor.requires_grad:
             label.append("  frozen", style="blue")
-        if node.kind.name == "UNREGISTERED_TENSOR":
+        if node.kind is NodeKind.UNREGISTERED_TENSOR:
             label.append("  not registered", style="yellow")
     if shared:
         label.append("  shared", style="bold magenta")
@@ -228,8 +229,7 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
             if entry is not None and entry.page is None and entry.path in self.index:
                 label = self._label(self.index.node(entry.path))
                 if label != tree_node.label:
-                    tree_node._label = self.process_label(label)
-                    tree_node._updates += 1  # part of the key of the line's rendering cache
+                    self.set_label_quietly(tree_node, label)
                     changed = True
             stack.extend(tree_node.children)
         if changed:
@@ -380,8 +380,7 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
 
     def move_to(self, tree_node: TreeNode[TreeEntry]) -> None:
         """Move the cursor to a line that may have been added or revealed a moment ago."""
-        # Tree numbers its lines lazily; reading them renumbers newly expanded nodes first.
-        _ = self._tree_lines
+        self.number_lines()
         self.move_cursor(tree_node)
         self.scroll_to_node(tree_node, animate=False)
 

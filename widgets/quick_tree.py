@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from rich.style import Style
+from rich.text import Text
 from textual._styles_cache import StylesCache
 from textual.cache import LRUCache
 from textual.geometry import Offset, Region
 from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 from textual.widgets import Tree
-from textual.widgets.tree import TreeDataType
+from textual.widgets.tree import TreeDataType, TreeNode
 
 # Styled rows kept: a few screens of a tree, as many as Tree keeps unstyled lines.
 ROWS_KEPT = 1024
@@ -138,6 +139,17 @@ class QuickTree(Tree[TreeDataType]):
             self._tree_lines_cached = None  # lines read meanwhile are built afresh
             return
         super()._invalidate()
+
+    def set_label_quietly(self, node: TreeNode[TreeDataType], label: str | Text) -> None:
+        """Set a line's label as `TreeNode.set_label` does, without its message and refresh:
+        the caller refreshes once for many lines."""
+        node._label = self.process_label(label)
+        node._updates += 1  # part of the key of the line's rendering cache
+
+    def number_lines(self) -> None:
+        """Number the lines now: Tree does it lazily, and a node expanded a moment ago has no
+        line number until then."""
+        _ = self._tree_lines
 
     def forget_rendering(self) -> None:
         """Drop every rendered line, so the next frame draws all of them afresh."""

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 
 from modelbrowse.core.recipe import read_recipe
 from modelbrowse.core.recovery import kept_for, recovery_dir
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from tests.app_support import (
@@ -28,7 +28,7 @@ from tests.app_support import (
 SIZE = (130, 40)
 
 
-async def edit_alexnet(pilot: Pilot[object]) -> None:
+async def edit_alexnet(pilot: Pilot[None]) -> None:
     """Freeze features, give classifier.6 ten outputs: two unsaved edits."""
     await wait_loaded(pilot)
     await pilot.press("j", "f")

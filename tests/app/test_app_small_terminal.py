@@ -27,16 +27,16 @@ SIZES = [(80, 24), (120, 40)]
 IDS = ["80x24", "120x40"]
 
 
-def footer(pilot: Pilot[object]) -> str:
+def footer(pilot: Pilot[None]) -> str:
     return squeeze(screen_text(pilot.app).splitlines()[-1]).strip()
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press("colon", *path, "enter")
     await wait_for(pilot, lambda: widget_text(pilot.app, "#detail").startswith(path))
 
 
-async def whole_pane(pilot: Pilot[object]) -> str:
+async def whole_pane(pilot: Pilot[None]) -> str:
     """The detail pane at its top, then scrolled to its end (as tab, end shows it)."""
     top = widget_text(pilot.app, "#detail")
     await pilot.press("tab", "end")
@@ -95,7 +95,7 @@ async def test_the_detail_pane_wraps_at_separators(size: tuple[int, int]) -> Non
             assert cell in pane, pane
 
 
-async def save_to(pilot: Pilot[object], path: Path) -> str:
+async def save_to(pilot: Pilot[None], path: Path) -> str:
     await pilot.press("w")
     await wait_for_text(pilot, "write the weights")
     await pilot.press("ctrl+u", *str(path), "enter")

@@ -13,7 +13,7 @@ from textual.keys import _character_to_key
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from modelbrowse.core.save_names import extensions_text
+from modelbrowse.core.saving.names import extensions_text
 from modelbrowse.tui.screens.path_dialog import PathDialog
 from tests.app_support import (
     open_app,
@@ -28,7 +28,7 @@ from tests.app_support import (
 SIZES = [(80, 24), (120, 40)]
 
 
-async def type_at_once(pilot: Pilot[object], *keys: str) -> None:
+async def type_at_once(pilot: Pilot[None], *keys: str) -> None:
     """Every key queued before the app handles the first, as a terminal sends a fast typist's
     keys or a paste: Pilot's `press` lets the app go idle between keys, which hides races."""
     for key in keys:
@@ -40,7 +40,7 @@ async def type_at_once(pilot: Pilot[object], *keys: str) -> None:
     await pilot.pause()
 
 
-def dialog_value(pilot: Pilot[object]) -> str:
+def dialog_value(pilot: Pilot[None]) -> str:
     screen = pilot.app.screen
     assert isinstance(screen, PathDialog), screen
     return screen.query_one(Input).value

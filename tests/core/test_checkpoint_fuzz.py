@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 
 FUZZ_CASES = 200
 SLOW_FUZZ_CASES = 2_000
@@ -41,7 +41,8 @@ class Small(nn.Module):
         self.body = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.embed(x).mean(1))
+        out: torch.Tensor = self.body(self.embed(x).mean(1))
+        return out
 
 
 def write_pt(path: Path) -> None:
@@ -53,7 +54,7 @@ def write_safetensors(path: Path) -> None:
 
 
 def write_torchscript(path: Path) -> None:
-    torch.jit.script(Small()).save(str(path))
+    torch.jit.save(torch.jit.script(Small()), str(path))
 
 
 WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from tests.saving_support import assert_same_tensors
 
 

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from modelbrowse.core import index as index_module
-from modelbrowse.core.edits import Edit, SetTrainable
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace
+from modelbrowse.core.edits.reinit import Reinit
+from modelbrowse.core.edits.weights import DeleteKeys
 from modelbrowse.core.index import NodeIndex
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
-from modelbrowse.core.reinit_edits import Reinit
-from modelbrowse.core.weight_edits import DeleteKeys
 from tests.fixtures.models import SharedNet, WideList
 
 
@@ -121,7 +122,7 @@ def test_freezing_with_the_index_parameters_matches_walking_the_model() -> None:
 
 def test_freezing_a_partly_frozen_model_and_undoing_it_restores_partial_counts() -> None:
     model = blocks()
-    model[0][0].bias.requires_grad_(False)
+    model.get_parameter("0.0.bias").requires_grad_(False)
     index = NodeIndex(model)
     edit = SetTrainable("0", trainable=False)
     edit.apply(model)

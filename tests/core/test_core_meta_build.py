@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from modelbrowse.core.meta_build import INITIALISERS, on_meta, skip_init_on_meta
+from modelbrowse.core.sources.meta_build import INITIALISERS, on_meta, skip_init_on_meta
 
 
 def test_meta_tensors_are_left_alone_and_real_ones_initialised() -> None:
@@ -53,3 +53,22 @@ def test_a_model_built_on_meta_has_the_shapes_of_the_real_one() -> None:
     shapes = {k: (v.shape, v.dtype) for k, v in real.state_dict().items()}
     assert {k: (v.shape, v.dtype) for k, v in meta.state_dict().items()} == shapes
     assert all(v.is_meta for v in meta.state_dict().values())
+
+
+def test_registering_on_meta_acts_only_on_the_building_thread() -> None:
+    from modelbrowse.core.sources.base import _parameters_on_meta
+
+    elsewhere: list[nn.Linear] = []
+    with _parameters_on_meta():
+        shared = nn.Parameter(torch.ones(2))
+        tied = nn.Module()
+        tied.register_parameter("a", shared)
+        tied.register_parameter("b", shared)
+        built = nn.Linear(4, 3)
+        other = threading.Thread(target=lambda: elsewhere.append(nn.Linear(4, 3)))
+        other.start()
+        other.join()
+    assert built.weight.is_meta and built.bias is not None and built.bias.is_meta
+    assert tied.a is tied.b and tied.a.is_meta  # a tie stays one object
+    assert not elsewhere[0].weight.is_meta  # the UI thread's modules stay real
+    assert not nn.Linear(4, 3).weight.is_meta  # and nothing is left behind

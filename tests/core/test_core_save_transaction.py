@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,10 @@ import pytest
 import torch
 from torch import nn
 
-import modelbrowse.core.save_transaction as transaction
+import modelbrowse.core.saving.transaction as transaction
 from modelbrowse.core.recipe import read_recipe, save_edited
-from modelbrowse.core.saving import SaveError, save_weights
-from modelbrowse.core.sources import Source, resolve_source
+from modelbrowse.core.saving.weights import SaveError, save_weights
+from modelbrowse.core.sources.base import Source, resolve_source
 from tests.saving_support import FORMATS, files_in, one_line, sha256, write_tied_net
 
 
@@ -113,7 +114,9 @@ def test_an_error_while_making_the_recipe(
 def test_the_weights_do_not_read_back_the_same(
     saved: Path, source: Source, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("modelbrowse.core.saving.compare", lambda *a: iter(["x: values differ"]))
+    monkeypatch.setattr(
+        "modelbrowse.core.saving.weights.compare", lambda *a: iter(["x: values differ"])
+    )
     assert fail(source, saved) == f"{saved} did not read back the same: x: values differ"
 
 
@@ -250,10 +253,10 @@ def test_a_second_save_waits_its_turn(
     """The second save starts while the first is writing; it writes after it, as a pair."""
     path = tmp_path / "w.safetensors"
     waiting = threading.Event()
-    real_sleep = transaction.time.sleep
+    real_sleep = time.sleep
 
     class Clock:
-        monotonic = staticmethod(transaction.time.monotonic)
+        monotonic = staticmethod(time.monotonic)
 
         @staticmethod
         def sleep(seconds: float) -> None:
@@ -286,7 +289,7 @@ SAVER = textwrap.dedent(
     """
     import sys
     from modelbrowse.core.recipe import save_edited
-    from modelbrowse.core.sources import resolve_source
+    from modelbrowse.core.sources.base import resolve_source
 
     source = resolve_source("tied_models.py:TiedNet")
     seed = int(sys.argv[2])

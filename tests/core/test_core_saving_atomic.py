@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-import modelbrowse.core.saving as saving
-from modelbrowse.core.saving import SaveError, read_weights, save_weights
+import modelbrowse.core.saving.weights as saving
+from modelbrowse.core.saving.weights import SaveError, read_weights, save_weights
 from tests.edit_support import small_net, state
 from tests.saving_support import FORMATS, assert_same_tensors, files_in, one_line, sha256
 
@@ -39,7 +39,7 @@ def existing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
 def changed_model() -> nn.Module:
     model = small_net()
     with torch.no_grad():
-        model[6].weight.mul_(-2.0)
+        model.get_parameter("6.weight").mul_(-2.0)
     return model
 
 
@@ -118,7 +118,10 @@ def test_the_final_rename_fails(
         raise error
 
     monkeypatch.setattr(os, "replace", replace)
-    expected = {errno.EACCES: "permission denied", errno.ENOSPC: "no space left on device"}
+    expected: dict[int | None, str] = {
+        errno.EACCES: "permission denied",
+        errno.ENOSPC: "no space left on device",
+    }
     assert fail_save(existing) == f"cannot write {existing}: {expected.get(error.errno, 'x')}"
 
 
@@ -273,7 +276,7 @@ SLOW_SAVE = textwrap.dedent(
     import sys, time
     import torch
     from torch import nn
-    from modelbrowse.core.saving import save_weights
+    from modelbrowse.core.saving.weights import save_weights
 
     model = nn.Module()
     mib = int(sys.argv[2])  # in tensors of 1 MiB to 64 MiB, a few hundred writes or more

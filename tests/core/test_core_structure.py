@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modelbrowse.core.checkpoint_source import resolve_checkpoint
-from modelbrowse.core.checkpoints import CheckpointOptions
 from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.sources.checkpoint import resolve_checkpoint
+from modelbrowse.core.sources.files import CheckpointOptions
 from modelbrowse.core.structure import read_structure
 from modelbrowse.core.structure_index import StructureIndex, preview_index
 from modelbrowse.widgets.detail_pane import dtype_text

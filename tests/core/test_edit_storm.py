@@ -9,11 +9,12 @@ import pytest
 import torchvision
 from torch import nn
 
-from modelbrowse.core.edits import Edit, SetTrainable
+from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.freezing import SetTrainable
+from modelbrowse.core.edits.history import EditHistory
+from modelbrowse.core.edits.modules import AddModule, Delete, Insert, Replace
+from modelbrowse.core.edits.reinit import SCHEME_NAMES, Reinit
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.history import EditHistory
-from modelbrowse.core.module_edits import AddModule, Delete, Insert, Replace
-from modelbrowse.core.reinit_edits import SCHEME_NAMES, Reinit
 from tests.edit_support import assert_state, flags, state
 from tests.fixtures.models import SharedNet
 

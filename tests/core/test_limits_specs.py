@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from modelbrowse.core import build_budget, spec_size
-from modelbrowse.core.build_budget import BuildLimitError, cancellable, counted
-from modelbrowse.core.edits import EditError
-from modelbrowse.core.module_edits import Replace
-from modelbrowse.core.specs import SpecError, build_module
+from modelbrowse.core.edits import spec_size
+from modelbrowse.core.edits.base import EditError
+from modelbrowse.core.edits.modules import Replace
+from modelbrowse.core.edits.specs import SpecError, build_module
+from modelbrowse.core.sources import build_budget
+from modelbrowse.core.sources.build_budget import BuildLimitError, cancellable, counted
 from tests.limits_support import within
 
 
@@ -74,23 +75,25 @@ def test_a_spec_in_a_recipe_is_refused_the_same_way() -> None:
 
 def test_any_other_build_stops_at_the_module_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spec_size, "MAX_SPEC_MODULES", 10)
-    monkeypatch.setattr("modelbrowse.core.specs.MAX_SPEC_MODULES", 10)
+    monkeypatch.setattr("modelbrowse.core.edits.specs.MAX_SPEC_MODULES", 10)
     with pytest.raises(SpecError, match="would create more than 10 modules"):
         build_module("nn.Sequential(" + ", ".join(["nn.ReLU()"] * 20) + ")", device="meta")
-    assert len(build_module("nn.Sequential(nn.ReLU(), nn.ReLU())", device="meta")) == 2
+    built = build_module("nn.Sequential(nn.ReLU(), nn.ReLU())", device="meta")
+    assert isinstance(built, nn.Sequential) and len(built) == 2
 
 
 def test_a_cancelled_build_stops_at_its_next_module() -> None:
     spec = "nn.Sequential(" + ", ".join(["nn.Linear(2, 2)"] * 100) + ")"
     with cancellable(lambda: True), pytest.raises(SpecError, match="cancelled"):
         build_module(spec, device="meta")
-    assert len(build_module(spec, device="meta")) == 100  # the flag was this block's only
+    built = build_module(spec, device="meta")
+    assert isinstance(built, nn.Sequential) and len(built) == 100  # the flag was this block's
 
 
 def test_a_budget_counts_its_own_thread_only() -> None:
     import threading
 
-    built: list[nn.Module] = []
+    built: list[nn.Sequential] = []
     with counted("x", 3, 3):
         worker = threading.Thread(target=lambda: built.append(nn.Sequential(*[nn.ReLU()] * 9)))
         worker.start()
@@ -147,7 +150,7 @@ def test_a_config_build_stops_at_its_module_budget(
 
     config = tiny_llama(tmp_path, num_hidden_layers=40)
     monkeypatch.setattr(build_budget, "MAX_CONFIG_MODULES", 100)
-    monkeypatch.setattr("modelbrowse.core.hf_models.MAX_CONFIG_MODULES", 100)
+    monkeypatch.setattr("modelbrowse.core.sources.hf_models.MAX_CONFIG_MODULES", 100)
     with within(120):
         status = main([str(config), "--meta", "--print"])
     assert status == 2

@@ -15,7 +15,7 @@ import os, shutil, sys, torch
 from pathlib import Path
 from torch import nn
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 folder = Path(sys.argv[1])
 (folder / "net.py").write_text(
     "from torch import nn\\n"
@@ -51,7 +51,7 @@ READERS = (
     SETUP
     + """
 from modelbrowse.core.diff import diff_states, state_for_diff
-from modelbrowse.core.reinit_edits import Reinit
+from modelbrowse.core.edits.reinit import Reinit
 
 # Loaded into the architecture by copying (a real build, then load_state_dict).
 path = checkpoint("copied.pt")

@@ -70,7 +70,7 @@ def test_a_view_that_overlaps_itself_is_refused_not_walked() -> None:
 SAVE_VIEW = """
 import resource, sys, torch
 from torch import nn
-from modelbrowse.core.saving import read_weights, save_weights
+from modelbrowse.core.saving.weights import read_weights, save_weights
 from modelbrowse.core.errors import ModelBrowseError
 model = nn.Module()
 model.register_buffer("w", torch.ones(1).expand(2**31))
@@ -107,8 +107,8 @@ from pathlib import Path
 from torch import nn
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.index import NodeIndex
-from modelbrowse.core.saving import save_weights
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.saving.weights import save_weights
+from modelbrowse.core.sources.base import resolve_source
 from modelbrowse.core.stats import unavailable_reason
 path = Path(sys.argv[1]) / "weights.pt"
 torch.save({"a": torch.ones(1 << 20), "b": torch.ones(1 << 20)}, path)

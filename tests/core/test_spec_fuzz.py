@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from modelbrowse.core.specs import SpecError, build_module
+from modelbrowse.core.edits.specs import SpecError, build_module
 
 # Only code of this project (or code it would run: an `exec`-ed string has no module) is
 # watched; torch runs exec and imports of its own (classes made on first use, sympy loaded

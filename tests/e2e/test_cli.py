@@ -198,9 +198,9 @@ def test_broken_torchvision_is_explained_and_import_paths_still_work(tmp_path: P
 
 def saved_shared_net(directory: Path, models_file: Path) -> Path:
     """A SharedNet with one replace, saved with its recipe, as the app would."""
-    from modelbrowse.core.module_edits import Replace
+    from modelbrowse.core.edits.modules import Replace
     from modelbrowse.core.recipe import save_edited
-    from modelbrowse.core.sources import resolve_source
+    from modelbrowse.core.sources.base import resolve_source
 
     source = resolve_source(f"{models_file}:SharedNet")
     model = source.build_real(seed=3)

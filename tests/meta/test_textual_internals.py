@@ -68,7 +68,7 @@ def test_tree_and_node_internals_exist() -> None:
     assert lines[0].path[-1] is tree.root and isinstance(lines[0].last, bool)
     assert isinstance(tree._styles_cache, StylesCache)
     node = tree.root
-    # module_tree.py sets `_label` and bumps `_updates` to repaint a line without a refresh.
+    # quick_tree.py sets `_label` and bumps `_updates` to repaint a line without a refresh.
     for name, kind in (
         ("_id", int),
         ("_updates", int),

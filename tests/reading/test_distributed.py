@@ -23,7 +23,7 @@ from torch.distributed.checkpoint.metadata import (
 
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.index import NodeIndex
-from modelbrowse.core.sources import resolve_source
+from modelbrowse.core.sources.base import resolve_source
 from modelbrowse.tui.cli import main
 
 PACKAGE = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from modelbrowse.core.save_names import extensions_text
+from modelbrowse.core.saving.names import extensions_text
 from modelbrowse.widgets.guarded import Guarded
 
 # Each row: the actions whose keys it shows (as bound now, after the user's keymap), keys that
@@ -44,7 +44,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (("reinit",), "", "re-initialise: choose a scheme and a seed"),
     (("replace",), "", "replace the module: edit its constructor call, e.g. nn.Linear(4096, 10)"),
     (("delete",), "", "delete the module (puts nn.Identity() in its place)"),
-    (("insert",), "", "insert after it in a Sequential / ModuleList, else add a named child"),
+    (
+        ("insert",),
+        "",
+        "insert a module after or before it in a list, at a list's start or end, or inside "
+        "any module by name (↑ ↓ in the dialog choose where)",
+    ),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
     (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),

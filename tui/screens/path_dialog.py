@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 from textual.widgets.input import Selection
 
-from modelbrowse.core.save_names import extensions_text
+from modelbrowse.core.saving.names import extensions_text
 from modelbrowse.tui.screens.type_ahead import TypeAhead
 from modelbrowse.widgets.guarded import Guarded
 

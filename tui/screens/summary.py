@@ -52,8 +52,7 @@ class SummaryScreen(Guarded, ModalScreen[None]):
     def _show(self, text: Text) -> None:
         if self.is_attached:  # the user may have closed the screen while torchinfo ran
             shown = self.query_one("#summary-text", Static)
-            if not text.no_wrap:
-                shown.styles.width = "100%"  # an error wraps, to be read whole
+            shown.set_class(not text.no_wrap, "failed")  # an error wraps: it is read whole
             shown.update(text)
 
     def action_close(self) -> None:

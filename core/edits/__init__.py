@@ -1,0 +1,1 @@
+"""Edits: small objects that apply and undo themselves, their registry, history and checks."""

@@ -1,0 +1,1 @@
+"""Saving: weights written as one atomic, verified transaction."""

@@ -1,0 +1,122 @@
+"""A module tree built from a flat state_dict, for checkpoints opened without an architecture.
+
+Dotted keys become nested modules, so the tree, totals and saving work as for any model, and
+`state_dict()` gives back exactly the keys it was built from. Without the architecture nothing says
+which tensors were parameters and which were buffers; names and dtypes decide (see `is_buffer_key`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from modelbrowse.core.errors import SourceError
+from modelbrowse.core.nodes import FromKeys
+from modelbrowse.core.reading.limits import DEFAULT_LIMITS
+from modelbrowse.core.units import printable
+
+# Buffers of torch's own layers; any other floating tensor is shown as a parameter.
+BUFFER_NAMES = frozenset(
+    {"running_mean", "running_var", "num_batches_tracked", "position_ids", "inv_freq"}
+)
+
+
+class Weights(FromKeys, nn.Module):
+    """The root of a checkpoint opened without an architecture."""
+
+    def forward(self, *args: object) -> None:
+        raise TypeError("a checkpoint opened without an architecture cannot run")
+
+
+class Group(FromKeys, nn.Module):
+    """The tensors under one dotted prefix of a checkpoint's keys."""
+
+    def forward(self, *args: object) -> None:
+        raise TypeError("a checkpoint opened without an architecture cannot run")
+
+
+def is_buffer_key(key: str, tensor: torch.Tensor) -> bool:
+    name = key.rpartition(".")[2]
+    return name in BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex())
+
+
+def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
+    """Nest the keys into modules; tensors sharing storage and layout stay one object (a tie)."""
+    root = Weights()
+    groups: dict[str, nn.Module] = {"": root}
+    shared: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
+    deepest = DEFAULT_LIMITS.depth
+    for key, tensor in state.items():
+        if key.count(".") >= deepest:
+            raise SourceError(
+                f"the key {printable(key, 80)!r} has more than {deepest} parts; "
+                "it cannot be shown as a tree"
+            )
+        if "" in key.split("."):
+            raise SourceError(
+                f"the key {key!r} has an empty part between its dots; "
+                "it cannot be shown as a tree (open it with --arch, or rename the key)"
+            )
+        prefix, _, name = key.rpartition(".")
+        parent = _group(groups, prefix, key)
+        if name in parent._modules:
+            raise SourceError(
+                f"the key {key!r} is both a tensor and the prefix of other keys; "
+                "it cannot be shown as a tree"
+            )
+        identity = _layout(tensor)
+        value = shared.get(identity) if identity is not None else None
+        if value is None:
+            if is_buffer_key(key, tensor):
+                value = tensor
+            else:
+                value = nn.Parameter(tensor, requires_grad=True)
+            if identity is not None:
+                shared[identity] = value
+        # Written into the dicts directly: a key may be any string, even one that is also the
+        # name of an nn.Module method ("to", "type"), and state_dict() still round-trips it.
+        if isinstance(value, nn.Parameter):
+            parent._parameters[name] = value
+        else:
+            parent._buffers[name] = value
+    return root
+
+
+def _group(groups: dict[str, nn.Module], prefix: str, key: str) -> nn.Module:
+    """The module for `prefix`, made with any missing ancestors (a loop: no recursion)."""
+    found = groups.get(prefix)
+    if found is not None:
+        return found
+    missing = [prefix]
+    outer = prefix.rpartition(".")[0]
+    while outer and outer not in groups:
+        missing.append(outer)
+        outer = outer.rpartition(".")[0]
+    for path in reversed(missing):
+        outer, _, name = path.rpartition(".")
+        parent = groups[outer]
+        if name in parent._parameters or name in parent._buffers:
+            raise SourceError(
+                f"the key {path!r} is both a tensor and the prefix of {key!r}; "
+                "it cannot be shown as a tree"
+            )
+        group = Group()
+        parent._modules[name] = group
+        groups[path] = group
+    return groups[prefix]
+
+
+def _layout(tensor: torch.Tensor) -> tuple[object, ...] | None:
+    """Same storage, offset, shape, strides and dtype: the same tensor saved under two keys."""
+    if tensor.is_meta or tensor.numel() == 0:
+        return None
+    storage = tensor.untyped_storage()
+    return (
+        storage.data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tensor.stride(),
+        tensor.dtype,
+    )
