@@ -18,6 +18,7 @@ from torch import nn
 from modelbrowse.core.bitwise import bitwise_equal
 from modelbrowse.core.nodes import quantization_of
 from modelbrowse.core.saving.hashing import HashingWriter, MemoryRanges, Progress, file_sha256
+from modelbrowse.core.saving.names import FORMATS, extensions_text
 from modelbrowse.core.saving.transaction import SaveError as SaveError
 from modelbrowse.core.saving.transaction import Transaction
 from modelbrowse.core.tensor_bytes import (
@@ -26,7 +27,6 @@ from modelbrowse.core.tensor_bytes import (
     refuse_expanded,
 )
 
-FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
 
 
@@ -54,8 +54,7 @@ def format_for(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise SaveError(
-            f"{Path(path).name}: unknown extension '{suffix or '(none)'}'; "
-            "use .pt, .pth, .bin, .ckpt or .safetensors"
+            f"{Path(path).name}: unknown extension '{suffix or '(none)'}'; use {extensions_text()}"
         )
     return FORMATS[suffix]
 

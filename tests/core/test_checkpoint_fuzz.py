@@ -1,9 +1,9 @@
 """Damaged checkpoint files: each opens, or is refused with one line, in seconds, in bounded memory.
 
 Valid `.pt`, `.safetensors`, GGUF, TorchScript and ONNX files are cut short, bit-flipped, given
-wrong lengths and, for the zip formats, a huge declared size; each result is opened as the app opens a
-file (`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per format
-run in the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
+wrong lengths and, for the zip formats, a huge declared size; each result is opened as the app
+opens a file (`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per
+format run in the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
 """
 
 from __future__ import annotations
