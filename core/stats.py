@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import overload
 
 import numpy as np
 import torch
 
+from modelbrowse.core.quantized import QuantizedTensor
 from modelbrowse.core.tensor_bytes import (
     TensorBytesError,
     check_file_holds,
@@ -53,6 +55,8 @@ class TensorStats:
 
 def unavailable_reason(tensor: torch.Tensor) -> str | None:
     """Why a tensor has no statistics to show, or None when it has."""
+    if isinstance(tensor, QuantizedTensor):
+        return _quantized_reason(tensor)
     if tensor.is_meta:
         return "meta tensor: no data"
     if tensor.numel() == 0:
@@ -68,6 +72,19 @@ def unavailable_reason(tensor: torch.Tensor) -> str | None:
     return overlap_reason(tensor)
 
 
+def _quantized_reason(tensor: QuantizedTensor) -> str | None:
+    if tensor.numel() == 0:
+        return "empty tensor"
+    reason = tensor.unavailable()
+    if reason is not None:
+        return reason
+    try:
+        check_file_holds(tensor.packed)
+    except TensorBytesError as exc:
+        return str(exc)
+    return None
+
+
 class StatsCancelled(Exception):
     """`compute_stats` stopped between slices because its result was no longer wanted."""
 
@@ -79,6 +96,10 @@ def compute_stats(tensor: torch.Tensor, cancelled: Callable[[], bool] | None = N
     raised when it says yes (the cursor moved on: the CPU is better left to the next node).
     An expanded view (stride 0) is read once per stored element, its counts multiplied back.
     """
+    if isinstance(tensor, QuantizedTensor):
+        return _summarise(
+            _DequantizedSlices(tensor), tensor.numel(), cancelled or _never, estimated=False
+        )
     reason = overlap_reason(tensor)
     if reason is not None:
         raise TensorBytesError(reason)
@@ -94,6 +115,8 @@ def compute_stats(tensor: torch.Tensor, cancelled: Callable[[], bool] | None = N
 
 def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> TensorStats:
     """Statistics from a sample spread evenly over the tensor: under a millisecond at any size."""
+    if isinstance(tensor, QuantizedTensor):
+        return _estimate_quantized(tensor, sample_size)
     values, repeat = collapse_repeats(tensor.detach())
     numel = values.numel()
     if numel <= sample_size:
@@ -123,6 +146,43 @@ def _sample_positions(numel: int, runs: int) -> torch.Tensor:
     return torch.from_numpy((starts[:, None] + np.arange(SAMPLE_RUN)).reshape(-1))
 
 
+def _estimate_quantized(tensor: QuantizedTensor, sample_size: int) -> TensorStats:
+    """A quantized weight's sample: whole blocks spread as the runs of `_sample_positions`
+    are, only those dequantized."""
+    numel, block = tensor.numel(), tensor.block_size
+    blocks = numel // block
+    runs = max(1, sample_size // block)
+    if blocks <= runs:
+        return compute_stats(tensor)
+    chosen = _sample_positions(blocks * block, runs)[::SAMPLE_RUN] // block
+    sample = tensor.values_of(torch.unique_consecutive(chosen))
+    return _summarise([sample], numel, _never, estimated=True)
+
+
+class _DequantizedSlices(Sequence[torch.Tensor]):
+    """A quantized weight's values as slices of about CHUNK_ELEMENTS, dequantized when read."""
+
+    def __init__(self, tensor: QuantizedTensor) -> None:
+        self.tensor = tensor
+        self.step = max(1, CHUNK_ELEMENTS // tensor.block_size)
+        self.blocks = tensor.numel() // tensor.block_size
+
+    def __len__(self) -> int:
+        return -(-self.blocks // self.step)
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[torch.Tensor]: ...
+    def __getitem__(self, index: int | slice) -> torch.Tensor | Sequence[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        first = index * self.step
+        return self.tensor.blocks(first, min(first + self.step, self.blocks))
+
+
 def _never() -> bool:
     return False
 
@@ -141,7 +201,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def _summarise(
-    slices: list[torch.Tensor],
+    slices: Sequence[torch.Tensor],
     numel: int,
     cancelled: Callable[[], bool],
     estimated: bool,

@@ -79,8 +79,14 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
                 open_lines.append(inner)
                 level += 1
         dtype = record.dtype
-        numel = math.prod(record.shape)
-        nbytes += numel * ITEM_SIZES[dtype]
+        quantization = record.quantization
+        if quantization is None:
+            numel = math.prod(record.shape)
+            nbytes += numel * ITEM_SIZES[dtype]
+        else:  # a quantized weight: its logical count, the bytes it is stored in
+            numel = quantization.numel
+            nbytes += record.nbytes
+            dtype = "float32"
         if not floating[dtype] or (key.endswith(buffer_ends) if cut else key in BUFFER_NAMES):
             buffers += numel
         else:

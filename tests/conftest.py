@@ -27,7 +27,8 @@ def alexnet() -> nn.Module:
     """Torchvision AlexNet from seed 0 (never downloaded weights), one per test module: a test
     that edits it undoes its edits."""
     torch.manual_seed(0)
-    return torchvision.models.alexnet(weights=None)
+    model: nn.Module = torchvision.models.alexnet(weights=None)
+    return model
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.key_footer import KeyFooter
 from modelbrowse.widgets.model_header import ModelHeader
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
+from modelbrowse.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -59,7 +60,9 @@ MIN_SIZE = (40, 10)
 # Narrower than this with enough lines, the detail pane goes below the tree.
 NARROW_WIDTH = 70
 STACK_MIN_HEIGHT = 20
-PROMPT_ACTIONS = frozenset({"goto", "filter", "select"})
+# Keys that open an input take priority, so that it is open before the keys typed after them
+# arrive (else those go to the tree); inside an input they are text.
+PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
@@ -101,13 +104,13 @@ class ModelBrowseApp(
         Binding("N", "previous_match", "Prev match", show=False, id="previous_match"),
         Binding("f", "freeze", "Freeze", id="freeze"),
         Binding("i", "reinit", "Re-init", show=False, id="reinit"),
-        Binding("e", "replace", "Replace", id="replace"),
+        Binding("e", "replace", "Replace", priority=True, id="replace"),
         Binding("d", "delete", "Delete", show=False, id="delete"),
-        Binding("a", "insert", "Insert", show=False, id="insert"),
+        Binding("a", "insert", "Insert", show=False, priority=True, id="insert"),
         Binding("u", "undo", "Undo", id="undo"),
         Binding("ctrl+r", "redo", "Redo", show=False, id="redo"),
         Binding("L", "edit_log", "Log", id="edit_log"),
-        Binding("w", "save", "Write", id="save"),
+        Binding("w", "save", "Write", priority=True, id="save"),
         Binding("s", "summary", "Summary", show=False, id="summary"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
@@ -163,7 +166,7 @@ class ModelBrowseApp(
         with Horizontal(id="main"):
             yield ModuleTree(id="tree")
             yield DetailPane(id="detail")
-        yield Static("", id="status")
+        yield StatusLine(id="status")
         yield Static("", id="too-small")
         yield KeyFooter()
 
@@ -252,6 +255,9 @@ class ModelBrowseApp(
         note = self.session.comparison_note(path)
         if note is not None:
             pane.show_note("A vs B", note)
+        source_note = self.session.source.detail_note(path) if self.session.source else None
+        if source_note is not None:
+            pane.show_note(*source_note)
         if node.is_module:
             return
         tensor = node.tensor

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import App
-from textual.widgets import Static
 
 from modelbrowse.widgets.model_header import ModelHeader
+from modelbrowse.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from textual.worker import Worker
@@ -39,7 +39,13 @@ class AppBase(App[None]):
         self.exit(return_code=return_code)
 
     def _status(self, message: str, style: str = "") -> None:
-        self.query_one("#status", Static).update(Text(message, style=style))
+        """Say `message` on the status line, and keep it for the edit log."""
+        self.query_one(StatusLine).say(message, style)
+
+    def _status_transient(self, message: str) -> None:
+        """A message of a run typed key by key (a filter's or a selection's count): the log
+        keeps only the last of the run."""
+        self.query_one(StatusLine).update(Text(message))
 
     def _refresh_header(self) -> None:
         session = self.session

@@ -17,6 +17,7 @@ from modelbrowse.tui.screens.dialogs import (
 )
 from modelbrowse.tui.screens.edit_log import EditLogScreen
 from modelbrowse.widgets.module_tree import ModuleTree
+from modelbrowse.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from modelbrowse.core.edits.base import Edit
@@ -259,7 +260,15 @@ class EditActions(AppBase):
 
     def action_edit_log(self) -> None:
         entries, snippet = self.session.log()
-        self.push_screen(EditLogScreen(entries, snippet, self.session.selection.copied))
+        status = self.query_one(StatusLine)
+        log = EditLogScreen(
+            entries,
+            snippet,
+            self.session.selection.copied,
+            status.history,
+            to_messages=status.is_cut,
+        )
+        self.push_screen(log)
 
     def action_quit_app(self) -> None:
         unsaved = self.session.unsaved

@@ -96,6 +96,7 @@ class LoadActions(AppBase):
             self.materialise()
         self._show_source_info(opened.source)
         self._refresh_header()
+        self.query_one(ModuleTree).source_marks = opened.source.marks
         if shown is not None:
             self._swap_preview(shown, opened.index)
         else:

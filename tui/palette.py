@@ -79,7 +79,7 @@ class PaletteActions(AppBase):
         if path is None:
             return
         self.copy_to_clipboard(path)
-        self._status(f"copied: {path or '(root)'}")
+        self._status_transient(f"copied: {path or '(root)'}")
 
     def action_collapse_all(self) -> None:
         tree = self.screen_stack[0].query_one(ModuleTree)

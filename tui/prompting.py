@@ -89,12 +89,12 @@ class PromptActions(AppBase):
         self.query_one(ModuleTree).apply_filter(query, matches)
         if query:
             count = len(matches)
-            self._status(
+            self._status_transient(
                 f"filter '{printable(query)}': {count} "
                 f"match{'es' if count != 1 else ''} · n/N next/previous · escape clears"
             )
         else:
-            self._status("")
+            self._status_transient("")
 
     def _jump_match(self, step: int) -> None:
         if not self._matches:
@@ -155,7 +155,7 @@ class PromptActions(AppBase):
         tree.refresh_labels()
         hint = " · f i e act on all · Y copies target_modules · escape clears"
         summary = printable(selection.summary(), 300)
-        self._status(summary + (hint if selection.paths else ""))
+        self._status_transient(summary + (hint if selection.paths else ""))
         self._show_selection_in_footer()
         return True
 
@@ -175,7 +175,7 @@ class PromptActions(AppBase):
             return False
         tree.marks = {}
         tree.refresh_labels()
-        self._status("")
+        self._status_transient("")
         self._show_selection_in_footer()
         return True
 
@@ -195,4 +195,4 @@ class PromptActions(AppBase):
             self.notify("nothing selected: * selects modules by pattern", severity="warning")
             return
         self.copy_to_clipboard(text)
-        self._status(f"copied {printable(text, 300)} (L shows it again)")
+        self._status_transient(f"copied {printable(text, 300)} (L shows it again)")

@@ -12,9 +12,11 @@ from textual import work
 from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.saving.names import doubled_extension
 from modelbrowse.tui.base import LOADING, AppBase
 from modelbrowse.tui.inflight import save_in_flight
-from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
+from modelbrowse.tui.screens.dialogs import ConfirmDialog
+from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
     from modelbrowse.core.saving.weights import SaveReport
@@ -59,13 +61,16 @@ class SaveActions(AppBase):
         if session.index is None or session.source is None:
             self.notify(LOADING, severity="warning")
             return
-        refusal = session.meta_refusal()
+        refusal = session.meta_refusal() or session.source.write_refusal
         if refusal is not None:
             self.notify(refusal, severity="warning", title="nothing written")
             return
         self.push_screen(
             PathDialog(
-                "write the weights (and the recipe beside them)", session.save_name(), path_problem
+                "write the weights (and the recipe beside them)",
+                session.save_name(),
+                path_problem,
+                question=doubled_extension,
             ),
             self._path_chosen,
         )

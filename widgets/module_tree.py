@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from modelbrowse.core.nodes import NodeKind
+from modelbrowse.core.nodes import NodeKind, quantization_of
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.quick_tree import QuickTree
@@ -46,8 +46,15 @@ class TreeEntry:
     page: tuple[int, int] | None = None
 
 
-# How a comparison (`--diff`) marks a line: marker -> style.
-MARK_STYLES = {"-": "bold red", "+": "bold green", "!": "bold yellow", "≠": "bold yellow"}
+# How a comparison (`--diff`) marks a line, or a PEFT adapter (Δ updated, ≡ copied): -> style.
+MARK_STYLES = {
+    "-": "bold red",
+    "+": "bold green",
+    "!": "bold yellow",
+    "≠": "bold yellow",
+    "Δ": "bold cyan",
+    "≡": "bold cyan",
+}
 
 
 def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
@@ -75,6 +82,9 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
         label.append(name)
         label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
         label.append(f"  {human_count(tensor.numel())}", style="green")
+        quantization = quantization_of(tensor)
+        if quantization is not None:
+            label.append(f"  {printable(quantization.scheme)}", style="cyan")
         if node.kind is NodeKind.PARAMETER and not tensor.requires_grad:
             label.append("  frozen", style="blue")
         if node.kind is NodeKind.UNREGISTERED_TENSOR:
@@ -105,10 +115,13 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
         self.show_root = True
         self._populated: set[int] = set()
         self.marks: dict[str, str] = {}
+        # The source's own marks (a PEFT adapter's modules), under any selection's.
+        self.source_marks: dict[str, str] = {}
 
     def _label(self, node: Node) -> Text:
         assert self.index is not None
-        return node_label(self.index, node, self.marks.get(node.path, ""))
+        path = node.path
+        return node_label(self.index, node, self.marks.get(path) or self.source_marks.get(path, ""))
 
     # --- loading -------------------------------------------------------------------------
 

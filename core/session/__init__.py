@@ -5,7 +5,6 @@ Importing this package imports no torch and no Textual; the app's first paint de
 
 from __future__ import annotations
 
-from modelbrowse.core.session.keeping import default_save_name
 from modelbrowse.core.session.opening import LoadState, Opened, Request, open_model, read_preview
 from modelbrowse.core.session.plans import Build
 from modelbrowse.core.session.session import ApplyResult, Session
@@ -17,7 +16,6 @@ __all__ = [
     "Opened",
     "Request",
     "Session",
-    "default_save_name",
     "open_model",
     "read_preview",
 ]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelbrowse.core.session.keeping import default_save_name, keep_unsaved
+from modelbrowse.core.saving.names import default_save_name
+from modelbrowse.core.session.keeping import keep_unsaved
 from modelbrowse.core.session.opening import (
     EAGER_MATERIALISE_LIMIT,
     STATE_LABELS,

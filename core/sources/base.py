@@ -106,6 +106,25 @@ class Source:
         return None
 
     @property
+    def marks(self) -> dict[str, str]:
+        """A mark for some paths in the tree (a module a PEFT adapter updates)."""
+        return {}
+
+    def detail_note(self, path: str) -> tuple[str, str] | None:
+        """A titled note the detail pane shows for `path` (an adapted module's update), or None."""
+        return None
+
+    @property
+    def print_text(self) -> str:
+        """What `--print` adds after the tree (an adapter's modules); empty for most sources."""
+        return ""
+
+    @property
+    def write_refusal(self) -> str | None:
+        """Why the weights cannot be written at all (a format shown read-only), or None."""
+        return None
+
+    @property
     def random_values(self) -> bool:
         """Whether the values are a random initialisation (the same --seed repeats them)."""
         return self.weights is None and self.instance is None

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.reading.adapters import adapter_weights
 from modelbrowse.core.sources.base import Source
 from modelbrowse.core.sources.files import (
     Checkpoint,
@@ -73,13 +74,20 @@ class CheckpointSource(Source):
 
     @property
     def edit_refusal(self) -> str | None:
-        """A TorchScript model is compiled code: nothing in it can be edited."""
+        """A TorchScript model is compiled code, and quantized GGUF weights would need
+        re-quantizing: nothing in them can be edited."""
+        if self.loaded.read_only is not None:
+            return self.loaded.read_only
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
                 "(w) and open them with --arch NAME to edit"
             )
         return None
+
+    @property
+    def write_refusal(self) -> str | None:
+        return self.loaded.read_only
 
     @property
     def random_values(self) -> bool:
@@ -203,8 +211,13 @@ def resolve_path(
     arch: str | None,
     options: CheckpointOptions | None,
 ) -> Source:
-    """A file or folder: a checkpoint, or a Hugging Face config alone (an architecture)."""
+    """A file or folder: a checkpoint, a PEFT adapter, or a Hugging Face config alone (an
+    architecture)."""
     path = Path(spec).expanduser()
+    if path.is_dir() and adapter_weights(path) is not None:
+        from modelbrowse.core.sources.adapters import resolve_adapter
+
+        return resolve_adapter(spec, kwargs, weights, arch, options)
     config = config_file(path) if path.exists() else None
     if config is not None and (path.is_file() or not holds_weights(path)):
         flags = (["--arch"] if arch else []) + (options.flags() if options else [])
@@ -258,6 +271,11 @@ def resolve_checkpoint(
     if arch_source is not None and checkpoint.module is not None:
         raise SourceError(
             f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
+        )
+    if arch_source is not None and checkpoint.quantized:
+        raise SourceError(
+            f"{spec} is {checkpoint.format} with quantized weights: --arch does not apply "
+            "(they cannot be loaded into a model)"
         )
     from_config = None
     if arch_source is not None and options.keys_only:

@@ -82,6 +82,10 @@ class Checkpoint:
     load_data: Callable[[list[str]], dict[str, torch.Tensor]] | None = None
     # Shown key -> the key in the file, for the keys a prefix was stripped from.
     renamed: dict[str, str] = field(default_factory=dict)
+    # Why nothing may be edited or written (a format shown read-only), or None.
+    read_only: str | None = None
+    # Quantized weights that no architecture can load (GGUF); they are read-only too.
+    quantized: bool = False
 
     def original_key(self, key: str) -> str:
         return self.renamed.get(key, key)
@@ -159,8 +163,18 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
         from modelbrowse.core.sources.safetensors_files import open_safetensors
 
         return open_safetensors([path], map_location)
+    if kind is FileKind.GGUF:
+        if options.key is not None:
+            raise UsageError("--key: a GGUF file holds its tensors at the top; leave out --key")
+        from modelbrowse.core.sources.gguf_files import open_gguf
+
+        return open_gguf(path, map_location)
     if kind is FileKind.TORCHSCRIPT:
         return _open_torchscript(path, map_location)
+    if kind is FileKind.ONNX:
+        from modelbrowse.core.sources.onnx_files import open_onnx
+
+        return open_onnx(path, map_location)
     if kind is FileKind.PICKLE:
         raise SourceError(f"{path} is a plain Python pickle, not a torch checkpoint")
     checkpoint = Checkpoint(

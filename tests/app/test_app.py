@@ -8,7 +8,7 @@ import pytest
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text
+from tests.app_support import open_app, screen_text, settle, squeeze, wait_for, wait_for_text
 
 SIZE = (120, 40)
 
@@ -137,7 +137,7 @@ async def test_after_a_held_key_the_pane_shows_where_the_cursor_rests() -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("j", "l", "j", "j", "j")  # features, expanded, down to features.2
         await wait_for(pilot, lambda: detail_heading(app) == "features.2")
-        await pilot.pause(0.2)
+        await settle(pilot)  # nothing deferred is left to replace it
         assert detail_heading(app) == "features.2"
         assert "MaxPool2d" in squeeze(screen_text(app))
 
@@ -232,7 +232,7 @@ def footer(app: ModelBrowseApp) -> str:
 
 
 async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled() -> None:
-    from modelbrowse.widgets.key_footer import KeyFooter
+    from modelbrowse.widgets.key_footer import FooterEntry, KeyFooter
 
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert "e Replace u Undo" in footer(app)
@@ -243,7 +243,8 @@ async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled()
         await wait_for(pilot, lambda: "e Replace u Undo" in footer(app))
 
         def freeze_key_enabled() -> bool:
-            entry = app.query_one(KeyFooter).entry("freeze")
+            # Typed here: the app's mixins declare `query_one` as Any.
+            entry: FooterEntry | None = app.query_one(KeyFooter).entry("freeze")
             assert entry is not None
             return entry.enabled
 

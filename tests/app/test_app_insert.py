@@ -11,11 +11,12 @@ from textual.pilot import Pilot
 
 from modelbrowse.core.recipe import load_edited, read_recipe
 from tests.app_support import open_app, paste, screen_text, squeeze, wait_for, wait_for_text
+from tests.model_support import submodule
 
 SIZE = (130, 40)
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press("colon", *path, "enter")
     await wait_for(pilot, lambda: f"│ {path} │" in squeeze(screen_text(pilot.app)))
 
@@ -44,7 +45,7 @@ async def test_the_tutorials_add_module_under_a_leaf_and_an_insert_at_0_then_wri
         await pilot.press("enter")
         screen = await wait_for_text(pilot, "add nn.BatchNorm2d(256) as features.11.100")
         assert "not a valid" not in screen
-        assert isinstance(model.features[11]._modules["100"], torch.nn.BatchNorm2d)
+        assert isinstance(model.get_submodule("features.11.100"), torch.nn.BatchNorm2d)
         assert "├─ ▶ 11 ReLU 512" in screen  # a leaf no more
         assert "children 1 module" in screen
 
@@ -57,7 +58,7 @@ async def test_the_tutorials_add_module_under_a_leaf_and_an_insert_at_0_then_wri
         await pilot.press("enter")
         screen = await wait_for_text(pilot, "insert nn.BatchNorm2d(3) into features at 0")
         assert "├─ ▶ 0 BatchNorm2d 6" in screen and "├─ ▶ 1 Conv2d 23.3K" in screen
-        assert isinstance(model.features[0], torch.nn.BatchNorm2d)
+        assert isinstance(model.get_submodule("features.0"), torch.nn.BatchNorm2d)
 
         await pilot.press("L")
         screen = await wait_for_text(pilot, "Edit log: 2 edits")
@@ -77,7 +78,7 @@ async def test_the_tutorials_add_module_under_a_leaf_and_an_insert_at_0_then_wri
         ("insert", "features"),
     ]
     loaded = load_edited(tmp_path / "alexnet-edited.pt")
-    assert isinstance(loaded.features[12]._modules["100"], torch.nn.BatchNorm2d)
+    assert isinstance(loaded.get_submodule("features.12.100"), torch.nn.BatchNorm2d)
     assert loaded.state_dict().keys() == expected.keys()
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
 
@@ -85,7 +86,7 @@ async def test_the_tutorials_add_module_under_a_leaf_and_an_insert_at_0_then_wri
 async def test_a_list_offers_its_start_and_end(models_file: Path) -> None:
     async with open_app(f"{models_file}:WideList", size=SIZE) as (app, pilot):
         assert app.session.history is not None
-        layers = app.session.history.model.layers
+        layers = submodule(app.session.history.model, "layers", torch.nn.ModuleList)
         await goto(pilot, "layers")
         await pilot.press("a")
         screen = await wait_for_text(pilot, "● at the end of layers")

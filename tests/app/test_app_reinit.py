@@ -12,12 +12,12 @@ from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for
 SIZE = (130, 40)
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press("colon", *path, "enter")
     await wait_for(pilot, lambda: f"│ {path} │" in squeeze(screen_text(pilot.app)))
 
 
-def scheme_rows(pilot: Pilot[object]) -> dict[str, int]:
+def scheme_rows(pilot: Pilot[None]) -> dict[str, int]:
     """Each scheme's line in the open dialog, counted from the dialog's title."""
     lines = [squeeze(line) for line in screen_text(pilot.app).splitlines()]
     title = next(n for n, line in enumerate(lines) if "re-initialise " in line)
@@ -42,9 +42,10 @@ async def test_a_custom_module_s_plain_parameters_are_re_initialised(models_file
         await pilot.press("enter")
         screen = await wait_for_text(pilot, "re-initialise block with xavier_uniform")
         assert "nothing" not in screen
-        assert torch.equal(model.block.b, torch.zeros(4))
-        assert not torch.equal(model.block.W, torch.full((4, 3), 5.0))
-        assert model.block.W.abs().max() <= (6 / 7) ** 0.5  # xavier_uniform's bound
+        assert torch.equal(model.get_parameter("block.b"), torch.zeros(4))
+        weight = model.get_parameter("block.W")
+        assert not torch.equal(weight, torch.full((4, 3), 5.0))
+        assert weight.abs().max() <= (6 / 7) ** 0.5  # xavier_uniform's bound
 
         await goto(pilot, "block.W")
         await pilot.press("i")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from modelbrowse.core.recipe import read_recipe
+from modelbrowse.tui.app import ModelBrowseApp
 from tests.app_support import (
     open_app,
     paste,
@@ -34,8 +35,8 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         assert app.session.history is not None
         assert len(app.session.history.done) == 1
         model = app.session.history.model
-        assert not model.classifier[6].weight.requires_grad
-        assert model.features[0].weight.requires_grad
+        assert not model.get_parameter("classifier.6.weight").requires_grad
+        assert model.get_parameter("features.0.weight").requires_grad
 
         await pilot.press("Y")
         await wait_for_text(
@@ -54,7 +55,7 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         await wait_for(pilot, lambda: "●" not in screen_text(app))
 
 
-async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_replace_every_match_and_the_recipe_records_each(tmp_path: Path) -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("m", *"cls:Dropout", "enter")
         await wait_for_text(pilot, "cls:Dropout: 2 modules")
@@ -65,8 +66,8 @@ async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None
         await wait_for_text(pilot, "replace with nn.Identity() 2 modules matching cls:Dropout")
         assert app.session.history is not None
         model = app.session.history.model
-        assert isinstance(model.classifier[0], torch.nn.Identity)
-        assert isinstance(model.classifier[3], torch.nn.Identity)
+        assert isinstance(model.get_submodule("classifier.0"), torch.nn.Identity)
+        assert isinstance(model.get_submodule("classifier.3"), torch.nn.Identity)
 
         from modelbrowse.core.recipe import save_edited
 
@@ -96,7 +97,7 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await wait_for_text(pilot, "head shares objects with embed.weight: this unties them. Go")
         await pilot.press("n")
         await wait_for_text(pilot, "nothing changed")
-        assert model.head.weight is model.embed.weight
+        assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
 
         await pilot.press("escape", "asterisk", *"re:embed|head", "enter", "i")
         await wait_for_text(pilot, "xavier_uniform")
@@ -113,8 +114,8 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         assert len(app.session.history.done) == 2
 
 
-def footer(app: object) -> str:
-    return squeeze(screen_text(app).splitlines()[-1])  # type: ignore[arg-type]
+def footer(app: ModelBrowseApp) -> str:
+    return squeeze(screen_text(app).splitlines()[-1])
 
 
 async def test_a_selection_ends_when_the_cursor_moves_out_of_it() -> None:
@@ -135,8 +136,8 @@ async def test_a_selection_ends_when_the_cursor_moves_out_of_it() -> None:
         await wait_for_text(pilot, "replace classifier with nn.Identity()")
         assert app.session.history is not None
         model = app.session.history.model
-        assert isinstance(model.classifier, torch.nn.Identity)
-        assert isinstance(model.features[0], torch.nn.Conv2d)
+        assert isinstance(model.get_submodule("classifier"), torch.nn.Identity)
+        assert isinstance(model.get_submodule("features.0"), torch.nn.Conv2d)
         assert [e.describe() for e in app.session.history.done] == [
             "freeze 5 modules matching features.*",
             "replace classifier with nn.Identity()",
@@ -158,5 +159,6 @@ async def test_a_move_inside_the_selection_keeps_it_and_one_escape_clears_it() -
         await wait_for_text(pilot, "freeze features.3.weight")
         assert app.session.history is not None
         model = app.session.history.model
-        assert not model.features[3].weight.requires_grad
-        assert model.features[3].bias.requires_grad and model.features[0].weight.requires_grad
+        assert not model.get_parameter("features.3.weight").requires_grad
+        assert model.get_parameter("features.3.bias").requires_grad
+        assert model.get_parameter("features.0.weight").requires_grad

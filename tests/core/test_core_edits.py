@@ -127,15 +127,17 @@ def test_reinit_a_whole_model(scheme: str) -> None:
     assert torch.equal(torch.random.get_rng_state(), rng)  # the global generator is untouched
     assert_state(twin, state(net))  # the seed makes it reproducible, bit for bit
     for index in (0, 4, 6):
-        assert not torch.equal(net[index].weight, original[f"{index}.weight"])
+        weight, bias = net.get_parameter(f"{index}.weight"), net.get_parameter(f"{index}.bias")
+        assert not torch.equal(weight, original[f"{index}.weight"])
         if scheme != "reset_parameters":
-            assert torch.equal(net[index].bias, torch.zeros_like(net[index].bias))
+            assert torch.equal(bias, torch.zeros_like(bias))
     for index in (1, 5):
-        assert torch.equal(net[index].weight, torch.ones_like(net[index].weight))
-        assert torch.equal(net[index].bias, torch.zeros_like(net[index].bias))
-    assert torch.equal(net[1].running_mean, torch.zeros(4))
-    assert torch.equal(net[1].running_var, torch.ones(4))
-    assert int(net[1].num_batches_tracked) == 0
+        weight, bias = net.get_parameter(f"{index}.weight"), net.get_parameter(f"{index}.bias")
+        assert torch.equal(weight, torch.ones_like(weight))
+        assert torch.equal(bias, torch.zeros_like(bias))
+    assert torch.equal(net.get_buffer("1.running_mean"), torch.zeros(4))
+    assert torch.equal(net.get_buffer("1.running_var"), torch.ones(4))
+    assert int(net.get_buffer("1.num_batches_tracked")) == 0
     assert edit.as_code()[0] == "torch.manual_seed(99)"
     assert "(seed 99)" in edit.describe()
     edit.undo(net)
@@ -203,8 +205,8 @@ def test_a_scheme_reaches_parameters_of_layers_it_has_no_rule_for() -> None:
     edit = Reinit("", "zeros", seed=1)
     edit.apply(net)
     assert edit.skipped == []
-    assert torch.equal(net[1].weight, torch.zeros(2))
-    assert torch.equal(net[0].weight, torch.zeros(2, 2))
+    assert torch.equal(net.get_parameter("1.weight"), torch.zeros(2))
+    assert torch.equal(net.get_parameter("0.weight"), torch.zeros(2, 2))
 
 
 @pytest.mark.parametrize(
@@ -238,7 +240,7 @@ def test_reinit_names_the_dimensions_of_a_scalar() -> None:
 def test_reinit_zeros_an_integer_buffer() -> None:
     net = small_net()
     Reinit("1.num_batches_tracked", "zeros").apply(net)
-    assert int(net[1].num_batches_tracked) == 0
+    assert int(net.get_buffer("1.num_batches_tracked")) == 0
 
 
 @pytest.mark.parametrize("path", ["", "weight"])

@@ -30,7 +30,8 @@ def unique_params(model: nn.Module) -> int:
 def resnet18() -> nn.Module:
     """Torchvision ResNet-18 with random initialisation: has BatchNorm buffers."""
     torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None)
+    model: nn.Module = torchvision.models.resnet18(weights=None)
+    return model
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from modelbrowse.core.errors import SourceError, UsageError
 from modelbrowse.core.example_inputs import input_dtypes, input_hint
 from modelbrowse.core.sources.base import resolve_source
 from tests.fixtures import models as fixture_models
+from tests.model_support import submodule
 
 ALEXNET_PARAMS = 61_100_840
 
@@ -206,13 +207,13 @@ def test_file_path_to_a_factory(models_file: Path) -> None:
     source = resolve_source(f"{models_file}:make_shared_net")
     model, _ = source.build_structure()
     assert type(model).__name__ == "SharedNet"
-    assert model.head.weight is model.embed.weight
+    assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
     assert unique_params(model) == 152
 
 
 def test_class_gets_the_kw(models_file: Path) -> None:
     model, _ = resolve_source(f"{models_file}:WideList", {"n": 3}).build_structure()
-    assert len(model.layers) == 3
+    assert len(submodule(model, "layers", nn.ModuleList)) == 3
 
 
 def test_instance_is_returned_as_is() -> None:
@@ -334,11 +335,11 @@ def test_meta_fallback_keeps_tied_weights(tmp_path: Path) -> None:
     path.write_text(TIED_NEEDS_DATA)
     source = resolve_source(f"{path}:TiedNeedsData")
     real = source.build_real()
-    assert real.head.weight is real.embed.weight
+    assert real.get_parameter("head.weight") is real.get_parameter("embed.weight")
     model, is_meta = source.build_structure()
     assert is_meta
     assert unique_params(model) == unique_params(real) == 80
-    assert model.head.weight is model.embed.weight
+    assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
 
 
 # --- command-line values -------------------------------------------------------------------

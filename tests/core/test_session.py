@@ -15,7 +15,8 @@ from modelbrowse.core.edits.freezing import SetTrainable
 from modelbrowse.core.edits.modules import Replace
 from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.session import LoadState, Session, default_save_name, open_model
+from modelbrowse.core.saving.names import default_save_name
+from modelbrowse.core.session import LoadState, Session, open_model
 from modelbrowse.core.session import read_preview as preview_of
 from modelbrowse.core.session import session as session_module
 from modelbrowse.tui.options import AppOptions
@@ -31,6 +32,11 @@ def session_on(spec: str, **options: object) -> Session:
     if session.load_state is LoadState.READY:
         assert session.start_history() == []
     return session
+
+
+def state_of(session: Session) -> LoadState:
+    """The state now (a check before a call would narrow `session.load_state` for good)."""
+    return session.load_state
 
 
 @pytest.fixture
@@ -58,7 +64,7 @@ def test_a_model_built_on_meta_is_initialised_then_ready(models_file: Path) -> N
     ran: list[str] = []
     session.defer(lambda: ran.append("waited"))
     session.materialised(session.build_real())
-    assert session.load_state is LoadState.READY and not session.index.is_meta
+    assert state_of(session) is LoadState.READY and not session.index.is_meta
     for action in session.start_history():
         action()
     assert ran == ["waited"] and session.history is not None

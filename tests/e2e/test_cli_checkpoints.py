@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -15,13 +16,16 @@ from tests.core.test_core_checkpoints import BAD_INPUTS, RunsCode, write_trainin
 from tests.e2e.test_cli import run_command
 from tests.fixtures.models import SharedNet
 
+if TYPE_CHECKING:  # what `capsys.readouterr()` returns; pytest 8 does not export its name
+    from _pytest.capture import CaptureResult
+
 
 def squeezed(text: str) -> list[str]:
     """Each line with runs of spaces made one: the columns' widths do not matter here."""
     return [" ".join(line.split()) for line in text.splitlines()]
 
 
-def the_error_line(captured: pytest.CaptureResult[str]) -> str:
+def the_error_line(captured: CaptureResult[str]) -> str:
     """The one line a failing command writes: on stderr, nothing on stdout, no traceback."""
     assert captured.out == ""
     assert "Traceback" not in captured.err

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from modelbrowse.tui.cli import main
+
+if TYPE_CHECKING:  # what `capsys.readouterr()` returns; pytest 8 does not export its name
+    from _pytest.capture import CaptureResult
 
 FIRST_LAYERS = """
 from torch import nn
@@ -50,7 +54,7 @@ def first_layers(tmp_path: Path) -> Path:
     return path
 
 
-def error_line(captured: pytest.CaptureResult[str]) -> str:
+def error_line(captured: CaptureResult[str]) -> str:
     lines = captured.err.splitlines()
     assert captured.out == "" and len(lines) == 1, captured
     assert lines[0].startswith("modelbrowse: error: ")

@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from modelbrowse.tui.cli import build_parser
+from modelbrowse.tui.parser import build_parser
 
 if sys.version_info >= (3, 11):
     import tomllib
