@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -140,8 +140,16 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def summarise_chunks(
+    chunks: Sequence[torch.Tensor], numel: int, cancelled: Callable[[], bool] | None = None
+) -> TensorStats:
+    """Exact statistics over chunks of values made as they are read (a quantized weight,
+    dequantized a few rows at a time); `numel` values in all."""
+    return _summarise(chunks, numel, cancelled or _never, estimated=False)
+
+
 def _summarise(
-    slices: list[torch.Tensor],
+    slices: Sequence[torch.Tensor],
     numel: int,
     cancelled: Callable[[], bool],
     estimated: bool,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.quantized_weights import QuantizedKeys, config_folder, quantized_records
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
 from modelbrowse.core.reading.records import TensorRecord
@@ -28,6 +29,7 @@ from modelbrowse.core.sources.key_rules import (
     CHECKPOINT_SUFFIXES,
     CUSTOM_CODE,
     INSTALL_HINT,
+    QUANTIZED_ARCHITECTURE,
     config_file,
     custom_code,
     describe_hf_config,
@@ -53,6 +55,8 @@ class Structure:
     partial: bool = False
     # No two keys view one tensor's bytes (safetensors without aliases), so none are tied.
     untied: bool = False
+    # Quantized layers: their pieces' keys shown as one logical weight each.
+    quantized: QuantizedKeys | None = None
 
     def rename(self, renamed: dict[str, str]) -> None:
         """Keep only the keys in `renamed` (old -> new), in order, under their new names."""
@@ -112,6 +116,7 @@ def _read(
         kept, row = strip_prefix_rule(list(structure.tensors), strip_prefix)
         structure.rename(kept)
         structure.info.append(row)
+    _find_quantized(structure, path)
     if path.is_dir() and structure.format.startswith("Hugging Face") and not keys_only:
         _architecture_row(structure, path)
     if not structure.tensors:
@@ -145,12 +150,22 @@ def _read_folder(path: Path, key: str | None) -> Structure:
     return structure
 
 
+def _find_quantized(structure: Structure, path: Path) -> None:
+    """Quantized layers among the shown keys, as `core.sources.files` finds them."""
+    found = quantized_records(structure.tensors, config_folder(path))
+    structure.info.extend(found.rows)
+    if found.layouts:
+        structure.quantized = found
+
+
 def _architecture_row(structure: Structure, folder: Path) -> None:
     """A Hugging Face folder's architecture, as `core.sources.checkpoint` decides it."""
     config = config_file(folder)
     if config is None:
         return
-    if custom_code(config):
+    if structure.quantized is not None:
+        structure.info.append(("architecture", QUANTIZED_ARCHITECTURE))
+    elif custom_code(config):
         structure.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))
     elif transformers_installed():
         raise NotShown  # transformers builds it: its classes, not the keys' groups

@@ -21,6 +21,7 @@ from modelbrowse.core.sources.hf_models import resolve_hf_config
 from modelbrowse.core.sources.key_rules import (
     CUSTOM_CODE,
     INSTALL_HINT,
+    QUANTIZED_ARCHITECTURE,
     config_file,
     custom_code,
     holds_weights,
@@ -111,7 +112,8 @@ class CheckpointSource(Source):
         if self.arch is None:
             if checkpoint.module is not None:
                 return checkpoint.module, False
-            return tree_from_state_dict(checkpoint.tensors), checkpoint.load_data is not None
+            tree = tree_from_state_dict(checkpoint.tensors, checkpoint.quantized)
+            return tree, checkpoint.load_data is not None
         try:
             model, is_meta = self.arch.build_structure(seed)
             self._check_fit(model)
@@ -139,7 +141,7 @@ class CheckpointSource(Source):
         if self.arch is None:
             if checkpoint.module is not None:
                 return checkpoint.module
-            return tree_from_state_dict(checkpoint.read_all())
+            return tree_from_state_dict(checkpoint.read_all(), checkpoint.quantized)
         model = self.arch.build_real(seed)
         self._check_fit(model)
         self._load_into(model)
@@ -217,6 +219,9 @@ def _config_architecture(checkpoint: Checkpoint) -> Source | None:
     folder = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
     config = config_file(folder) if checkpoint.format.startswith("Hugging Face") else None
     if config is None:
+        return None
+    if checkpoint.quantized is not None:
+        checkpoint.info.append(("architecture", QUANTIZED_ARCHITECTURE))
         return None
     if custom_code(config):
         checkpoint.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))

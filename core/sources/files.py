@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError, first_line
+from modelbrowse.core.quantized_weights import QuantizedKeys, config_folder
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
 from modelbrowse.core.reading.records import TensorRecord
@@ -82,6 +83,8 @@ class Checkpoint:
     load_data: Callable[[list[str]], dict[str, torch.Tensor]] | None = None
     # Shown key -> the key in the file, for the keys a prefix was stripped from.
     renamed: dict[str, str] = field(default_factory=dict)
+    # Quantized layers: the pieces shown as one logical weight each.
+    quantized: QuantizedKeys | None = None
 
     def original_key(self, key: str) -> str:
         return self.renamed.get(key, key)
@@ -130,7 +133,18 @@ def open_checkpoint(spec: str, options: CheckpointOptions | None = None) -> Chec
             _strip_prefix(checkpoint, options.strip_prefix)
         if not checkpoint.tensors:
             raise SourceError(f"{spec} holds no tensors")
+        _find_quantized(checkpoint)
     return checkpoint
+
+
+def _find_quantized(checkpoint: Checkpoint) -> None:
+    """Quantized layers among the keys, as `core.structure` finds them before torch."""
+    from modelbrowse.core.sources.quantized_tensors import quantized_tensors
+
+    found = quantized_tensors(checkpoint.tensors, config_folder(checkpoint.path))
+    checkpoint.info.extend(found.rows)
+    if found.layouts:
+        checkpoint.quantized = found
 
 
 def _map_location(device: str | None) -> str:

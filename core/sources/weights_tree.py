@@ -14,7 +14,9 @@ from torch import nn
 
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.nodes import FromKeys
+from modelbrowse.core.quantized_weights import QuantizedKeys, QuantizedWeight
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
+from modelbrowse.core.reading.quantized_layouts import QuantizedLayout
 from modelbrowse.core.units import printable
 
 # Buffers of torch's own layers; any other floating tensor is shown as a parameter.
@@ -42,13 +44,24 @@ def is_buffer_key(key: str, tensor: torch.Tensor) -> bool:
     return name in BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex())
 
 
-def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
-    """Nest the keys into modules; tensors sharing storage and layout stay one object (a tie)."""
+def tree_from_state_dict(
+    state: Mapping[str, torch.Tensor], quantized: QuantizedKeys | None = None
+) -> Weights:
+    """Nest the keys into modules; tensors sharing storage and layout stay one object (a tie).
+
+    The pieces of a quantized layer (`quantized`) are kept as buffers of its module under their
+    own names, so `state_dict()` gives them back as they were, and shown as one logical weight
+    (a `QuantizedWeight` in the module's `_quantized`, which `core.index` lists)."""
     root = Weights()
     groups: dict[str, nn.Module] = {"": root}
     shared: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
     deepest = DEFAULT_LIMITS.depth
+    owner = quantized.owner if quantized is not None else {}
     for key, tensor in state.items():
+        if owner and key in owner:
+            assert quantized is not None
+            _add_piece(groups, quantized.layouts[owner[key]], key, tensor, state)
+            continue
         if key.count(".") >= deepest:
             raise SourceError(
                 f"the key {printable(key, 80)!r} has more than {deepest} parts; "
@@ -82,6 +95,30 @@ def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
         else:
             parent._buffers[name] = value
     return root
+
+
+def _add_piece(
+    groups: dict[str, nn.Module],
+    layout: QuantizedLayout,
+    key: str,
+    tensor: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+) -> None:
+    """A piece of a quantized layer, kept as a buffer of the module its logical weight is in;
+    the logical weight is made with its first piece."""
+    prefix, _, name = layout.key.rpartition(".")
+    parent = _group(groups, prefix, key)
+    made: dict[str, QuantizedWeight] = parent.__dict__.setdefault("_quantized", {})
+    hidden: set[str] = parent.__dict__.setdefault("_quantized_pieces", set())
+    if name in parent._modules or (name in parent._parameters and name not in made):
+        raise SourceError(f"the key {key!r} is both a tensor and the prefix of other keys")
+    piece = key[len(prefix) + 1 :] if prefix else key
+    parent._buffers[piece] = tensor
+    hidden.add(piece)
+    if name not in made:
+        pieces = {role: state[k] for role, k in layout.pieces.items()}
+        nbytes = sum(t.numel() * t.element_size() for t in pieces.values())
+        made[name] = QuantizedWeight(layout, pieces, nbytes)
 
 
 def _group(groups: dict[str, nn.Module], prefix: str, key: str) -> nn.Module:
