@@ -64,11 +64,18 @@ def unavailable_reason(weight: QuantizedWeight) -> str | None:
         return "meta tensor: no data"
     if weight.count == 0:
         return "empty tensor"
+    pieces = _tensors(weight)
     try:
-        for role, piece in weight.pieces.items():
+        for role, piece in pieces.items():
             check_file_holds(piece, weight.layout.pieces[role])
     except TensorBytesError as exc:
         return str(exc)
+    g_idx = pieces.get("g_idx", pieces.get("weight_g_idx"))
+    scales = pieces.get("scales", pieces.get("weight_scale"))
+    if g_idx is not None and scales is not None and g_idx.numel():
+        groups = scales.shape[0] if "scales" in pieces else scales.shape[1]
+        if g_idx.min() < 0 or g_idx.max() >= groups:
+            return "its g_idx names groups its scales do not have"
     return None
 
 

@@ -154,7 +154,7 @@ def _find_quantized(structure: Structure, path: Path) -> None:
     """Quantized layers among the shown keys, as `core.sources.files` finds them."""
     found = quantized_records(structure.tensors, config_folder(path))
     structure.info.extend(found.rows)
-    if found.layouts:
+    if found.layouts or found.rows:  # a quantized model, even where no layer fits
         structure.quantized = found
 
 

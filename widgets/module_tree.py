@@ -17,6 +17,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from modelbrowse.core.nodes import NodeKind
+from modelbrowse.core.reading.quantized_layouts import scheme_text
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.quick_tree import QuickTree
@@ -35,6 +36,7 @@ KIND_MARKERS = {
     NodeKind.BUFFER: ("●", "buffer"),
     NodeKind.NONPERSISTENT_BUFFER: ("○", "buffer, non-persistent"),
     NodeKind.UNREGISTERED_TENSOR: ("⚠", "unregistered tensor"),
+    NodeKind.QUANTIZED: ("◇", "quantized"),
 }
 
 
@@ -79,6 +81,8 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
             label.append("  frozen", style="blue")
         if node.kind is NodeKind.UNREGISTERED_TENSOR:
             label.append("  not registered", style="yellow")
+        if node.kind is NodeKind.QUANTIZED:
+            label.append(f"  {scheme_text(tensor.layout)}", style="cyan")
     if shared:
         label.append("  shared", style="bold magenta")
     return label

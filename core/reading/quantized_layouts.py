@@ -25,6 +25,7 @@ from modelbrowse.core.reading.limits import ReadError
 from modelbrowse.core.reading.quantization import Quantization
 from modelbrowse.core.reading.records import ITEM_SIZES, TensorRecord
 from modelbrowse.core.reading.structured_text import read_json
+from modelbrowse.core.units import printable
 
 # dtype name and shape of one tensor, as the caller describes it.
 Described = tuple[str, tuple[int, ...]]
@@ -61,6 +62,7 @@ class QuantizedKeys:
     layouts: dict[str, QuantizedLayout] = field(default_factory=dict)
     owner: dict[str, str] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # why layers were left as stored
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def parse_quant_config(data: Mapping[str, Any], source: str) -> QuantConfig:
         if value is None:
             return None
         if isinstance(value, str) and len(value) <= 64:
-            return value.lower()
+            return printable(value.lower(), 64)  # shown in messages: escaped
         problems.append(f"{name} is not a short string, not used")
         return None
 
@@ -221,6 +223,7 @@ def find_quantized(
     _drop_clashes(found, tensors, problems)
     found.layouts = dict(sorted(found.layouts.items()))
     found.rows = _rows(found, config, problems)
+    found.problems = problems
     return found
 
 

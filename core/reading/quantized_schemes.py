@@ -75,12 +75,13 @@ def _layout(
     group: int | None,
     pieces: dict[str, str],
     dtype: str,
-    **extra: Any,
+    *,
+    grouping: str = "",
+    unsupported: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> QuantizedLayout:
     q = Quantization(scheme, shape, bits, group, tuple(sorted(pieces.values())), dtype)
-    grouping = extra.pop("grouping", "")
-    unsupported = extra.pop("unsupported", None)
-    return QuantizedLayout(key, method, q, pieces, extra, grouping, unsupported)
+    return QuantizedLayout(key, method, q, pieces, options or {}, grouping, unsupported)
 
 
 def _where(prefix: str) -> str:
@@ -157,7 +158,7 @@ def _packed_int(prefix: str, get: Any, config: QuantConfig) -> Found:
         scales[0],
         grouping=grouping,
         unsupported=unsupported,
-        **options,
+        options=options,
     )
 
 
@@ -256,7 +257,7 @@ def _bnb4(key: str, get: Any, read_small: ReadSmall) -> Found:
         pieces,
         dtype,
         grouping=grouping,
-        **options,
+        options=options,
     )
 
 
@@ -301,7 +302,7 @@ def _scaled(prefix: str, name: str, get: Any, config: QuantConfig) -> Found:
         pieces,
         "bfloat16",
         grouping=grouping,
-        block=found,
+        options={"block": found},
     )
 
 
@@ -392,7 +393,7 @@ def _compressed(prefix: str, get: Any, config: QuantConfig, read_small: ReadSmal
         scale[0] if scale[0] in FLOATS else "bfloat16",
         grouping=f"groups of {group:,} inputs" if groups > 1 else "one scale per output",
         unsupported=unsupported,
-        bits_stored=bits,
+        options={"bits_stored": bits},
     )
 
 

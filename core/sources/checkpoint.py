@@ -112,8 +112,7 @@ class CheckpointSource(Source):
         if self.arch is None:
             if checkpoint.module is not None:
                 return checkpoint.module, False
-            tree = tree_from_state_dict(checkpoint.tensors, checkpoint.quantized)
-            return tree, checkpoint.load_data is not None
+            return _keys_tree(checkpoint, checkpoint.tensors), checkpoint.load_data is not None
         try:
             model, is_meta = self.arch.build_structure(seed)
             self._check_fit(model)
@@ -141,7 +140,7 @@ class CheckpointSource(Source):
         if self.arch is None:
             if checkpoint.module is not None:
                 return checkpoint.module
-            return tree_from_state_dict(checkpoint.read_all(), checkpoint.quantized)
+            return _keys_tree(checkpoint, checkpoint.read_all())
         model = self.arch.build_real(seed)
         self._check_fit(model)
         self._load_into(model)
@@ -173,6 +172,19 @@ class CheckpointSource(Source):
         chosen = {key: state[key] for key in self._fit.loaded}
         check_files_hold(chosen)  # copied from a mapped file: truncated since, an error line
         model.load_state_dict(chosen, strict=False)
+
+
+def _keys_tree(checkpoint: Checkpoint, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """The tree of the keys; a key it cannot place says why a quantized layer was left as
+    stored keys, where that is the cause (bitsandbytes' `weight` and `weight.absmax`)."""
+    try:
+        return tree_from_state_dict(tensors, checkpoint.quantized)
+    except SourceError as exc:
+        found = checkpoint.quantized
+        if found is not None and found.problems:
+            why = found.problems[0]
+            raise SourceError(f"{exc} (a quantized layer left as stored keys: {why})") from None
+        raise
 
 
 def _assign_matching(model: nn.Module, tensors: dict[str, torch.Tensor], fit: FitReport) -> bool:

@@ -143,7 +143,7 @@ def _find_quantized(checkpoint: Checkpoint) -> None:
 
     found = quantized_tensors(checkpoint.tensors, config_folder(checkpoint.path))
     checkpoint.info.extend(found.rows)
-    if found.layouts:
+    if found.layouts or found.rows:  # a quantized model, even where no layer fits
         checkpoint.quantized = found
 
 

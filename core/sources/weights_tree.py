@@ -8,6 +8,7 @@ which tensors were parameters and which were buffers; names and dtypes decide (s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -157,3 +158,53 @@ def _layout(tensor: torch.Tensor) -> tuple[object, ...] | None:
         tensor.stride(),
         tensor.dtype,
     )
+
+
+@dataclass
+class RemovedWeight:
+    """A quantized weight taken out of its module, with what undoing that puts back."""
+
+    name: str
+    weight: QuantizedWeight
+    buffers: list[tuple[str, torch.Tensor | None]]  # the module's buffers before, in order
+    hidden: set[str]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.weight.keys.values())
+
+
+def remove_quantized(module: nn.Module, name: str) -> RemovedWeight:
+    """Take the quantized weight `name` and its pieces out of `module`."""
+    made: dict[str, QuantizedWeight] = module.__dict__["_quantized"]
+    hidden: set[str] = module.__dict__["_quantized_pieces"]
+    weight = made[name]
+    removed = RemovedWeight(name, weight, list(module._buffers.items()), set(hidden))
+    prefix = weight.layout.key.rpartition(".")[0]
+    for key in weight.keys.values():
+        piece = key[len(prefix) + 1 :] if prefix else key
+        module._buffers.pop(piece, None)
+        hidden.discard(piece)
+    made.pop(name)
+    return removed
+
+
+def restore_quantized(module: nn.Module, removed: RemovedWeight) -> None:
+    """Undo `remove_quantized`: the weight and its buffers back in their places."""
+    made: dict[str, QuantizedWeight] = module.__dict__["_quantized"]
+    made[removed.name] = removed.weight
+    module._buffers.clear()
+    module._buffers.update(removed.buffers)
+    module.__dict__["_quantized_pieces"] = removed.hidden
+
+
+def quantized_at(model: nn.Module, path: str) -> QuantizedWeight | None:
+    """The quantized weight at `path`, or None when there is none."""
+    parent_path, _, name = path.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_path)
+    except AttributeError:
+        return None
+    made: dict[str, QuantizedWeight] | None = parent.__dict__.get("_quantized")
+    return made.get(name) if made else None
+
