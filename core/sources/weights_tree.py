@@ -207,4 +207,3 @@ def quantized_at(model: nn.Module, path: str) -> QuantizedWeight | None:
         return None
     made: dict[str, QuantizedWeight] | None = parent.__dict__.get("_quantized")
     return made.get(name) if made else None
-
