@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from typing import Any
 
 from modelbrowse.core.errors import UsageError
 
 InputShape = tuple[tuple[int, ...], ...]
 """One shape per forward argument: ((1, 3, 224, 224),) for an image classifier."""
+
+# The dtype words `--input-dtype` and `SHAPE:DTYPE` accept, to torch's names for them.
+INPUT_DTYPES: dict[str, str] = {
+    "long": "int64",
+    "int64": "int64",
+    "int": "int32",
+    "int32": "int32",
+    "float": "float32",
+    "float32": "float32",
+    "half": "float16",
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+    "double": "float64",
+    "float64": "float64",
+    "bool": "bool",
+}
+_DTYPE_WORDS = "long, int, float, half, bfloat16, double, bool (or torch's names: int64, ...)"
+
+
+@dataclass(frozen=True)
+class ExampleInput:
+    """The example input the command line asks for: a shape and a dtype per forward argument.
+
+    A dtype is torch's name (`int64`), or None where the model decides (`input_dtypes`).
+    """
+
+    shapes: InputShape
+    dtypes: tuple[str | None, ...]
+
+    @classmethod
+    def of(cls, shapes: InputShape, dtype: str | None = None) -> ExampleInput:
+        """`shapes` with one dtype (or None) for all of them."""
+        return cls(shapes, (dtype,) * len(shapes))
 
 
 def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
@@ -31,8 +65,25 @@ def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
 
 def parse_input_shape(text: str) -> InputShape:
     """`1,3,224,224` -> ((1, 3, 224, 224),); `;` separates several inputs."""
-    shapes = []
+    return parse_example_input(text).shapes
+
+
+def parse_input_dtype(word: str, flag: str = "--input-dtype") -> str:
+    """`long` -> `int64`: torch's name for a dtype word, or a UsageError listing the words."""
+    name = INPUT_DTYPES.get(word.strip().lower())
+    if name is None:
+        raise UsageError(f"{flag} expects one of {_DTYPE_WORDS}, got {word.strip()!r}")
+    return name
+
+
+def parse_example_input(text: str, dtype: str | None = None) -> ExampleInput:
+    """`1,16:long;1,16` -> shapes and dtypes; `dtype` (a word, from `--input-dtype`) for the
+    inputs without one of their own."""
+    default = None if dtype is None else parse_input_dtype(dtype)
+    shapes: list[tuple[int, ...]] = []
+    dtypes: list[str | None] = []
     for part in text.split(";"):
+        part, colon, word = part.partition(":")
         try:
             dims = tuple(int(d) for d in part.replace("x", ",").split(",") if d.strip())
         except ValueError:
@@ -42,4 +93,27 @@ def parse_input_shape(text: str) -> InputShape:
                 f"--input-shape expects positive integers such as 1,3,224,224, got {text!r}"
             )
         shapes.append(dims)
-    return tuple(shapes)
+        dtypes.append(parse_input_dtype(word, "--input-shape SHAPE:DTYPE") if colon else default)
+    return ExampleInput(tuple(shapes), tuple(dtypes))
+
+
+def example_input(
+    shape: str | None, dtype: str | None, default: InputShape | None
+) -> ExampleInput | None:
+    """`--input-shape` and `--input-dtype` as typed, else `default` (a source's) in `dtype`,
+    else None."""
+    if shape:
+        return parse_example_input(shape, dtype)
+    if default is None:
+        return None
+    return ExampleInput.of(default, None if dtype is None else parse_input_dtype(dtype))
+
+
+def describe_input(shapes: InputShape, dtypes: tuple[str, ...] | None = None) -> str:
+    """`1,16 (int64)`: the shapes as typed, each with its dtype where it is not float32."""
+    parts = []
+    for i, shape in enumerate(shapes):
+        text = ",".join(str(d) for d in shape)
+        dtype = dtypes[i] if dtypes is not None and i < len(dtypes) else "float32"
+        parts.append(text if dtype == "float32" else f"{text} ({dtype})")
+    return "; ".join(parts)

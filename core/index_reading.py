@@ -226,15 +226,20 @@ class IndexReading:
     def _compute_shared_totals(self) -> None:
         """A tensor shared under several paths was counted once per path: count it once in
         every subtree holding several of them."""
-        totals = self._totals
+        totals, nodes = self._totals, self._nodes
         for paths in self._paths_by_id.values():
-            if len(paths) < 2 or self._nodes[paths[0]].kind not in COUNTED:
+            if len(paths) < 2:
+                continue
+            # A plain attribute that aliases a registered buffer was never counted: only the
+            # registered paths are.
+            counted = [p for p in paths if nodes[p].kind in COUNTED]
+            if len(counted) < 2:
                 continue
             occurrences: dict[str, int] = {}
-            for path in paths:
+            for path in counted:
                 for ancestor in ancestors(path):
                     occurrences[ancestor] = occurrences.get(ancestor, 0) + 1
-            once = tensor_totals(self._nodes[paths[0]])
+            once = tensor_totals(nodes[counted[0]])
             for ancestor, count in occurrences.items():
                 if count > 1:
                     totals[ancestor] = totals[ancestor] - once.scaled(count - 1)

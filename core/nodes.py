@@ -45,6 +45,21 @@ def scripted_name(module: object) -> str | None:
     return None
 
 
+USER_FILE_MODULE = "_modelbrowse_user_"
+"""How a Python file the user names (`net.py:Net`) is registered in `sys.modules`: this, its
+stem and a digest of its path, so that two files of one name stay apart."""
+
+
+def module_name(cls: type) -> str:
+    """The module a class is defined in, as the user knows it: a file's stem for a class from a
+    file the user named (`net` for `net.py:Net`), else its dotted name."""
+    name = cls.__module__
+    if name.startswith(USER_FILE_MODULE):
+        stem, _, _digest = name[len(USER_FILE_MODULE) :].rpartition("_")
+        return stem or name
+    return name
+
+
 def is_parameter(obj: object) -> bool:
     """An `nn.Parameter`, or a stand-in for one."""
     if isinstance(obj, StandIn):

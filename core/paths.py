@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import keyword
 
 from torch import nn
@@ -41,7 +42,7 @@ def code_ref(model: nn.Module, path: str, root: str = "model") -> str:
     text = root
     current: object = model
     for part in path.split(".") if path else []:
-        if isinstance(current, (nn.Sequential, nn.ModuleList)) and part.isdigit():
+        if isinstance(current, (nn.Sequential, nn.ModuleList)) and _at_its_place(current, part):
             text += f"[{part}]"
         elif isinstance(current, nn.ModuleDict):
             text += f"[{part!r}]"
@@ -51,6 +52,20 @@ def code_ref(model: nn.Module, path: str, root: str = "model") -> str:
             text = f"getattr({text}, {part!r})"
         current = getattr(current, part, None)
     return text
+
+
+def _at_its_place(container: nn.Module, name: str) -> bool:
+    """Whether `container[int(name)]` is the child named `name`. A ModuleList indexes by name,
+    a Sequential by place: a child added as `add_module('100', ...)` is not the 101st."""
+    keys = container._modules
+    if not name.isdigit() or name != str(int(name)) or name not in keys:
+        return False
+    position = int(name)
+    if position >= len(keys):
+        return False
+    if isinstance(container, nn.ModuleList):
+        return True
+    return next(itertools.islice(keys, position, None)) == name
 
 
 def subtree_modules(module: nn.Module) -> list[nn.Module]:

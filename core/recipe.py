@@ -134,6 +134,8 @@ def save_edited(
 ) -> SaveReport:
     """Write the weights and the recipe beside them as one transaction: both are written,
     synced and (the weights) verified before either replaces anything."""
+    if source.write_refusal is not None:
+        raise RecipeError(source.write_refusal)
     path = Path(path).expanduser()
     format_for(path)
     recipe_path = recipe_path_for(path)
@@ -165,7 +167,9 @@ def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def check_same_source(recipe: dict[str, Any], source: Source) -> None:
-    """A recipe replays only onto the source it was written for."""
+    """A recipe replays only onto the source it was written for, and one that can be edited."""
+    if source.write_refusal is not None:
+        raise RecipeError(source.write_refusal)
     mine = source_record(source, None)
     theirs = recipe["source"]
     for key in ("kind", "spec", "kwargs", "weights"):

@@ -21,6 +21,7 @@ from typing import Any
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.quantized_weights import QuantizedKeys, config_folder, quantized_records
 from modelbrowse.core.reading import ReadError
+from modelbrowse.core.reading.adapters import adapter_weights
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.reading.safetensors_header import read_header
@@ -104,6 +105,10 @@ def _read(
     path = Path(spec).expanduser()
     if not path.exists():
         raise NotShown
+    if path.is_dir() and adapter_weights(path) is not None:
+        if key is not None or keep_prefix or strip_prefix:
+            raise NotShown  # refused by the full open
+        return _read_adapter(path)
     config = config_file(path)
     if config is not None and (path.is_file() or not holds_weights(path)):
         raise NotShown  # a config alone: an architecture
@@ -175,6 +180,32 @@ def _architecture_row(structure: Structure, folder: Path) -> None:
         )
 
 
+def _read_adapter(folder: Path) -> Structure:
+    """A PEFT adapter alone, as `core.sources.adapters` shows it without a base."""
+    from modelbrowse.core.reading.adapters import read_adapter_config
+    from modelbrowse.core.sources.adapter_layout import (
+        adapter_layout,
+        adapter_rows,
+        base_text,
+        cached_base,
+    )
+
+    config = read_adapter_config(folder)
+    if cached_base(config) is not None:
+        raise NotShown  # the full open shows the base's tree
+    weights = adapter_weights(folder)
+    assert weights is not None
+    inner = _read_file(weights, None)
+    if inner.partial:
+        raise NotShown
+    layout = adapter_layout(config, {k: r.shape for k, r in inner.tensors.items()})
+    info = adapter_rows(layout, base_text(config)) + inner.info
+    tensors = {layout.renamed[k]: r for k, r in inner.tensors.items()}
+    files = [weights, folder / "adapter_config.json"]
+    # partial: `--print` lists the adapted modules' update norms, which need the full open.
+    return Structure(f"PEFT adapter ({inner.format})", tensors, info, files, partial=True)
+
+
 # --- files -------------------------------------------------------------------------------------
 
 
@@ -184,6 +215,8 @@ def _read_file(path: Path, key: str | None) -> Structure:
         if key is not None:
             raise NotShown
         return _read_safetensors([path])
+    if kind is FileKind.ONNX:
+        return _read_onnx(path, key)
     if kind is FileKind.TORCH_ZIP:
         contents = read_torch_zip(path)
     elif kind is FileKind.TORCH_LEGACY:
@@ -195,6 +228,20 @@ def _read_file(path: Path, key: str | None) -> Structure:
     )
     _take_weights(structure, contents.value, key, str(path))
     return structure
+
+
+def _read_onnx(path: Path, key: str | None) -> Structure:
+    from modelbrowse.core.reading.onnx_model import FORMAT, read_onnx
+
+    if key is not None:
+        raise NotShown
+    model = read_onnx(path)
+    # Two initializers are one tensor only where external data places them at one offset.
+    starts = {(r.storage.file, r.storage.start) for r in model.tensors.values() if r.numel}
+    untied = len(starts) == sum(1 for r in model.tensors.values() if r.numel)
+    return Structure(
+        FORMAT, dict(model.tensors), list(model.rows), list(model.files), untied=untied
+    )
 
 
 def _read_safetensors(paths: list[Path]) -> Structure:

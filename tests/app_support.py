@@ -16,7 +16,7 @@ from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 
 
-def screen_text(app: App[object]) -> str:
+def screen_text(app: App[None]) -> str:
     """The characters on the screen, line by line, as a person would read them."""
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
@@ -28,7 +28,7 @@ def squeeze(text: str) -> str:
 
 
 async def wait_for(
-    pilot: Pilot[object], predicate: Callable[[], bool], timeout: float = 60.0
+    pilot: Pilot[None], predicate: Callable[[], bool], timeout: float = 60.0
 ) -> None:
     """Let the app run until `predicate()` holds; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -39,7 +39,16 @@ async def wait_for(
         await asyncio.sleep(0)
 
 
-async def wait_loaded(pilot: Pilot[object], timeout: float = 60.0) -> None:
+async def settle(pilot: Pilot[None], timeout: float = 30.0) -> None:
+    """Wait until the app has handled every key and message sent so far and finished the work
+    they started (no worker left running): then a test may assert that something did not
+    happen, as nothing is still on its way."""
+    await pilot.pause()
+    await wait_for(pilot, lambda: all(w.is_finished for w in pilot.app.workers), timeout)
+    await pilot.pause()
+
+
+async def wait_loaded(pilot: Pilot[None], timeout: float = 60.0) -> None:
     """Wait until the model is shown with real tensors."""
     app = pilot.app
     assert isinstance(app, ModelBrowseApp)
@@ -59,7 +68,7 @@ async def wait_loaded(pilot: Pilot[object], timeout: float = 60.0) -> None:
 @asynccontextmanager
 async def open_app(
     options: AppOptions | str, *, size: tuple[int, int], loaded: bool = True
-) -> AsyncIterator[tuple[ModelBrowseApp, Pilot[object]]]:
+) -> AsyncIterator[tuple[ModelBrowseApp, Pilot[None]]]:
     """The app on `options` (the command line, or a source alone) in a terminal of `size`, and
     its pilot; once the model is shown with real tensors unless `loaded` is False."""
     app = ModelBrowseApp(options if isinstance(options, AppOptions) else AppOptions(options))
@@ -69,24 +78,24 @@ async def open_app(
         yield app, pilot
 
 
-async def wait_for_text(pilot: Pilot[object], needle: str, timeout: float = 30.0) -> str:
+async def wait_for_text(pilot: Pilot[None], needle: str, timeout: float = 30.0) -> str:
     """Wait until `needle` is on the screen (spaces folded); returns the screen."""
     await wait_for(pilot, lambda: needle in squeeze(screen_text(pilot.app)), timeout)
     return squeeze(screen_text(pilot.app))
 
 
-async def paste(pilot: Pilot[object], text: str) -> None:
+async def paste(pilot: Pilot[None], text: str) -> None:
     """`text` into the focused input as a terminal pastes it: one event (Pilot takes 50-100 ms
     a key, so a long spec typed key by key took most of a test's time)."""
     pilot.app.post_message(events.Paste(text))
     await pilot.pause()
 
 
-def notifications(app: App[object]) -> str:
+def notifications(app: App[None]) -> str:
     """The titles and messages of the notifications the app is showing, one per line."""
     return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)
 
 
-async def wait_for_notification(pilot: Pilot[object], needle: str, timeout: float = 30.0) -> str:
+async def wait_for_notification(pilot: Pilot[None], needle: str, timeout: float = 30.0) -> str:
     await wait_for(pilot, lambda: needle in notifications(pilot.app), timeout)
     return notifications(pilot.app)

@@ -27,13 +27,34 @@ def alexnet() -> nn.Module:
     """Torchvision AlexNet from seed 0 (never downloaded weights), one per test module: a test
     that edits it undoes its edits."""
     torch.manual_seed(0)
-    return torchvision.models.alexnet(weights=None)
+    model: nn.Module = torchvision.models.alexnet(weights=None)
+    return model
 
 
 @pytest.fixture
 def models_file() -> Path:
     """The path of the tiny-models file, for `file.py:attr` sources."""
     return MODELS_FILE
+
+
+@pytest.fixture(scope="session")
+def bert_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT (random, seed 0) as `save_pretrained` writes it: config.json and
+    model.safetensors; a model fed token ids. Skips without transformers."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=32,
+    )
+    config.architectures = ["BertModel"]
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("hf") / "tiny-bert"
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(autouse=True)

@@ -22,8 +22,8 @@ def small_net() -> nn.Sequential:
     )
     with torch.no_grad():
         net(torch.randn(2, 3, 8, 8))
-        net[5].weight.normal_()
-        net[5].bias.normal_()
+        net.get_parameter("5.weight").normal_()
+        net.get_parameter("5.bias").normal_()
     return net
 
 

@@ -45,7 +45,9 @@ def as_bytes(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
 
 
-def assert_same_tensors(found: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]):
+def assert_same_tensors(
+    found: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> None:
     """The same keys, shapes, dtypes and bytes."""
     assert sorted(found) == sorted(expected)
     for key, tensor in expected.items():

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.color import ColorSystem
 from rich.style import Style
+from textual._compositor import LayoutUpdate
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
@@ -51,14 +52,20 @@ def look_of(style: Style, text: str) -> Look:
     return fg, bg, bold, italic
 
 
+def _no_load() -> None:
+    """Stands in for the app's loading worker: the frame while torch loads."""
+
+
 async def _textual_cells(width: int, height: int, label: str) -> list[list[Cell]]:
     app = ModelBrowseApp(AppOptions(source=label))
-    app.load_model = lambda: None  # type: ignore[method-assign]  # the frame while torch loads
+    # A worker method is an attribute to a type checker, typed as what `@work` returns.
+    app.load_model = _no_load  # type: ignore[assignment]
     async with app.run_test(size=(width, height)) as pilot:
         await pilot.pause()
         update = app.screen._compositor.render_update(full=True)
+        assert isinstance(update, LayoutUpdate)  # what a full update is
         rows: list[list[Cell]] = []
-        for line in update.strips:  # type: ignore[attr-defined]
+        for line in update.strips:
             row: list[Cell] = []
             for strip in line:
                 for segment in strip:

@@ -24,6 +24,7 @@ from modelbrowse.tui.building import BuildActions
 from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
+from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from textual.dom import DOMNode
     from textual.driver import Driver
 
+    from modelbrowse.core.arguments import ExampleInput
     from modelbrowse.core.diff import DiffView
     from modelbrowse.core.edits.history import EditHistory
     from modelbrowse.core.index import NodeIndex
@@ -83,6 +85,7 @@ class ModelBrowseApp(
     SelectActions,
     LoadActions,
     FreezeActions,
+    InsertActions,
     EditActions,
     BuildActions,
     SaveActions,
@@ -281,6 +284,9 @@ class ModelBrowseApp(
             change = self.diff_view.by_key[path]
             words = CHANGE_WORDS[change.change]
             pane.show_note("A vs B", f"{words}: {change.detail}" if change.detail else words)
+        note = self.source.detail_note(path) if self.source is not None else None
+        if note is not None:
+            pane.show_note(*note)
         if node.is_module:
             return
         tensor = node.tensor
@@ -442,26 +448,30 @@ class ModelBrowseApp(
         if self.index is None or self.source is None:
             self.notify("the model is still loading", severity="warning")
             return
-        shape = self._input_shape()
-        if shape is None:
+        from modelbrowse.core.arguments import describe_input
+        from modelbrowse.core.example_inputs import input_dtypes, input_hint
+
+        model = self.index.model
+        example = self.example_input()
+        if example is None:
             self.notify(
-                "no example input for this model: start with --input-shape 1,3,224,224",
+                "no example input for this model: start with --input-shape " + input_hint(model),
                 severity="warning",
             )
             return
-        index = self.index
+        shapes, dtypes = example.shapes, input_dtypes(model, example)
 
         def make_summary() -> str:
             from modelbrowse.core.model_summary import summarize
 
-            return summarize(index.model, shape)
+            return summarize(model, shapes, dtypes=dtypes)
 
-        dims = "; ".join(",".join(str(d) for d in s) for s in shape)
-        self.push_screen(SummaryScreen(f"torchinfo summary for input {dims}", make_summary))
+        title = f"torchinfo summary for input {describe_input(shapes, dtypes)}"
+        self.push_screen(SummaryScreen(title, make_summary))
 
-    def _input_shape(self) -> tuple[tuple[int, ...], ...] | None:
-        from modelbrowse.core.arguments import parse_input_shape
+    def example_input(self) -> ExampleInput | None:
+        """`--input-shape` and `--input-dtype`, else the source's default input, else None."""
+        from modelbrowse.core.arguments import example_input
 
-        if self.options.input_shape:
-            return parse_input_shape(self.options.input_shape)
-        return self.source.default_input if self.source else None
+        default = self.source.default_input if self.source else None
+        return example_input(self.options.input_shape, self.options.input_dtype, default)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import os
 import sys
 import traceback
@@ -19,227 +18,8 @@ if TYPE_CHECKING:
     from modelbrowse.tui.options import AppOptions
     from modelbrowse.tui.splash import Splash
 
-PROG = "modelbrowse"
-
-DESCRIPTION = """\
-Browse a PyTorch model in the terminal: a collapsible module tree and a detail pane for every
-parameter and buffer (shape, dtype, device, requires_grad, sharing, statistics). Edit it from the
-keyboard, write the weights, and load them back with modelbrowse.core.load_edited."""
-
-EPILOG = """\
-sources:
-  alexnet, resnet50, vit_b_16, ...   any torchvision model name (case-insensitive)
-  package.module:attr                an nn.Module subclass, a factory function or an instance
-  ./net.py:Net                       the same, from a Python file
-
-examples:
-  modelbrowse alexnet
-  modelbrowse resnet18 --kw num_classes=10
-  modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
-  modelbrowse vit_b_16 --print --depth 2
-  modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
-  modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
-
-Press ? in the app for every key."""
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("modelbrowse")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-class _VersionAction(argparse.Action):
-    """`--version`, reading the installed version only when asked (it costs an import)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        print(f"{PROG} {_version()}")
-        parser.exit()
-
-
-class _PrintConfigAction(argparse.Action):
-    """`--print-config`: the config file's place and the keymap in effect, then exit."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        from modelbrowse.core.errors import UsageError
-        from modelbrowse.tui.keymap import describe_config, read_config
-
-        try:
-            text = describe_config(read_config())
-        except UsageError as exc:
-            parser.exit(_error(str(exc)))
-        _write(text)
-        parser.exit()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "source",
-        help="torchvision model name, package.module:attr, file.py:attr, or a checkpoint file "
-        "or folder (state_dict, safetensors, TorchScript, Hugging Face, distributed checkpoint)",
-    )
-    parser.add_argument(
-        "--weights",
-        metavar="NAME",
-        help="pretrained torchvision weights: DEFAULT, IMAGENET1K_V1 or "
-        "AlexNet_Weights.IMAGENET1K_V1 (downloads them; random initialisation without this flag)",
-    )
-    parser.add_argument(
-        "--kw",
-        metavar="NAME=VALUE",
-        action="append",
-        default=[],
-        help="keyword argument for the model's builder, a Python literal (repeatable): "
-        "--kw num_classes=10",
-    )
-    parser.add_argument(
-        "--input-shape",
-        metavar="SHAPE",
-        help="example input for the summary (s): 1,3,224,224; separate several inputs with ';' "
-        "(zoo models have a default)",
-    )
-    parser.add_argument(
-        "--print",
-        dest="print_tree",
-        action="store_true",
-        help="print the module tree as text and exit, without starting the app",
-    )
-    parser.add_argument(
-        "--depth", type=int, metavar="N", help="with --print: only modules up to depth N"
-    )
-    parser.add_argument(
-        "--select",
-        metavar="PATTERN",
-        help="with --print: the modules PATTERN matches (features.*, re:REGEX, cls:Linear, "
-        "all-linear, a name) and their target_modules list",
-    )
-    parser.add_argument(
-        "--detail",
-        metavar="PATH",
-        help="with --print: the detail pane of one module or tensor as text (features.0.weight, "
-        "classifier[6]): a tensor's statistics and histogram, a module's totals and chart",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help="seed for the random initialisation, recorded in the recipe (default: a fresh one)",
-    )
-    parser.add_argument(
-        "--recipe",
-        metavar="R.json",
-        help="open SOURCE in the app with this recipe's edits applied (undoable, unsaved); "
-        "with --output: rebuild SOURCE, replay the edits and write the result, without the app",
-    )
-    parser.add_argument(
-        "--output",
-        metavar="OUT.pt",
-        help="with --recipe: where the weights go (.pt, .pth or .safetensors); "
-        "OUT.recipe.json is written beside them",
-    )
-    parser.add_argument(
-        "--diff",
-        metavar="OTHER",
-        help="compare SOURCE with OTHER key by key (a fine-tuned checkpoint against its base); "
-        "with --print, exit 0 when equal and 1 when different",
-    )
-    parser.add_argument(
-        "--meta",
-        action="store_true",
-        help="shapes only: build on the meta device and never create values (no memory at any "
-        "size; statistics say 'meta tensor: no data'; no edits or writing)",
-    )
-    checkpoints = parser.add_argument_group("checkpoint files and folders")
-    checkpoints.add_argument(
-        "--arch",
-        metavar="SOURCE",
-        help="load the checkpoint into this architecture (any model source) with strict=False "
-        "and report missing, unexpected and mismatched keys",
-    )
-    checkpoints.add_argument(
-        "--key",
-        metavar="NAME",
-        help="the entry of a training checkpoint that holds the weights (found by itself "
-        "when it is state_dict, model, ema, ...); dotted for nested dicts",
-    )
-    checkpoints.add_argument(
-        "--keep-prefix",
-        action="store_true",
-        help="keep a 'module.' (DataParallel/DDP) or '_orig_mod.' prefix on every key",
-    )
-    checkpoints.add_argument(
-        "--strip-prefix",
-        metavar="PREFIX",
-        help="keep only the keys under PREFIX (backbone.), without it",
-    )
-    checkpoints.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a file that holds pickled Python objects (a whole model). This runs code "
-        "from the file: only for files you trust",
-    )
-    checkpoints.add_argument(
-        "--device",
-        metavar="DEVICE",
-        help="where the tensors go: cpu (the default, for files saved on a GPU too) or cuda:N",
-    )
-    checkpoints.add_argument(
-        "--keys-only",
-        action="store_true",
-        help="show a Hugging Face folder as its checkpoint's keys, without building the "
-        "architecture from config.json (which needs transformers)",
-    )
-    browser = parser.add_argument_group("in a browser")
-    browser.add_argument(
-        "--serve",
-        action="store_true",
-        help="serve the app at http://localhost:PORT for a web browser instead (needs "
-        "textual-serve: pip install 'modelbrowse[serve]'); each page is its own session",
-    )
-    browser.add_argument(
-        "--port", type=int, metavar="N", help="with --serve: the port (default 8000)"
-    )
-    # The app's process under --serve: its input and output are the server's pipes.
-    parser.add_argument("--served", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
-    parser.add_argument(
-        "--print-config",
-        action=_PrintConfigAction,
-        help="show where the config file goes and the keys in effect, then exit",
-    )
-    parser.add_argument("--version", action=_VersionAction, help="show the version number and exit")
-    return parser
-
-
-def _error(message: str, status: int = 2) -> int:
-    from modelbrowse.core.units import printable_lines
-
-    # Messages quote paths, keys and recipe fields: escape sequences in them stay inert.
-    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-        print(f"{PROG}: error: {printable_lines(message)}", file=sys.stderr)
-    return status
-
-
-def _say(line: str) -> None:
-    from modelbrowse.core.units import printable_lines
-
-    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-        print(printable_lines(line), file=sys.stderr, flush=True)
+from modelbrowse.tui.console import error, say, write
+from modelbrowse.tui.parser import build_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,6 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--detail goes with --print (in the app, : goes to a path)")
     if args.detail is not None and (args.select is not None or args.depth is not None):
         parser.error("--detail shows one node: leave out --select and --depth")
+    if args.summary and not args.print_tree:
+        parser.error("--summary goes with --print (in the app, s shows the summary)")
+    if args.summary and (args.select is not None or args.detail is not None):
+        parser.error("--summary shows the whole model: leave out --select and --detail")
+    from modelbrowse.core.arguments import example_input
+    from modelbrowse.core.errors import UsageError
+
+    try:  # read before anything opens: a typo is one line at once
+        example_input(args.input_shape, args.input_dtype, ())
+    except UsageError as exc:
+        return error(str(exc))
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
@@ -277,20 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_tree:
         return _print_tree(args)
     if args.recipe is not None and not os.path.isfile(args.recipe):
-        return _error(f"no recipe at {args.recipe}")
-    from modelbrowse.core.errors import UsageError
+        return error(f"no recipe at {args.recipe}")
     from modelbrowse.tui.keymap import read_config
 
     try:  # a bad config is one line, whether or not there is a terminal
         config = read_config()
     except UsageError as exc:
-        return _error(str(exc))
+        return error(str(exc))
     if args.serve:
         return _serve(args, sys.argv[1:] if argv is None else argv)
     if not args.served and not (
         sys.stdin and sys.stdout and sys.stdin.isatty() and sys.stdout.isatty()
     ):
-        return _error(
+        return error(
             "standard input or output is not a terminal, so the app cannot start; "
             "use --print for the tree as text, --serve for a browser (or ssh -t for a terminal)"
         )
@@ -306,14 +96,14 @@ def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
     except ModelBrowseError as exc:
         if args.debug:
             traceback.print_exc()
-        return _error(str(exc))
+        return error(str(exc))
     except Exception as exc:
         from modelbrowse.core.error_log import one_line, record_error, where_logged
 
         if args.debug:
             traceback.print_exc()
         log = record_error(exc, context=f"modelbrowse {args.command_line}")
-        return _error(f"unexpected error: {one_line(exc)} ({where_logged(log)})", status=1)
+        return error(f"unexpected error: {one_line(exc)} ({where_logged(log)})", status=1)
 
 
 def _options(args: argparse.Namespace) -> AppOptions:
@@ -324,6 +114,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         kw=list(args.kw),
         weights=args.weights,
         input_shape=args.input_shape,
+        input_dtype=args.input_dtype,
         debug=args.debug,
         seed=args.seed,
         arch=args.arch,
@@ -341,27 +132,37 @@ def _options(args: argparse.Namespace) -> AppOptions:
 
 def _print_tree(args: argparse.Namespace) -> int:
     def print_tree() -> int:
-        texts = _print_from_structure(args) if args.detail is None else None
+        full_open = args.detail is not None or args.summary
+        texts = None if full_open else _print_from_structure(args)
         if texts is not None:
             for text in texts:  # written apart: a million lines are not copied again
-                _write(text)
+                write(text)
             return 0
         from modelbrowse.core.index import NodeIndex
         from modelbrowse.core.text_tree import render_source_info, render_tree_text
 
-        source = _options(args).resolve()
+        options = _options(args)
+        source = options.resolve()
         if args.detail is not None:
             from modelbrowse.tui.print_detail import detail_text
 
-            _write(detail_text(source, args.detail, args.seed, args.meta))
+            write(detail_text(source, args.detail, args.seed, args.meta))
+            return 0
+        if args.summary:
+            from modelbrowse.core.arguments import example_input
+            from modelbrowse.core.model_summary import source_summary
+
+            example = example_input(args.input_shape, args.input_dtype, source.default_input)
+            write(source_summary(source, example))
             return 0
         model, _ = source.build_structure()
         if args.select is not None:
             from modelbrowse.core.text_tree import render_selection
 
-            _write(render_selection(NodeIndex(model), args.select))
+            write(render_selection(NodeIndex(model), args.select))
             return 0
-        _write(render_source_info(source) + render_tree_text(NodeIndex(model), depth=args.depth))
+        tree = render_tree_text(NodeIndex(model), depth=args.depth)
+        write(render_source_info(source) + tree + source.print_text)
         return 0
 
     return _guarded(args, print_tree)
@@ -405,29 +206,10 @@ def _print_diff(args: argparse.Namespace) -> int:
         left = state_for_diff(options.resolve(), seed)
         right = state_for_diff(options.resolve(args.diff), seed)
         diffs = diff_states(left, right)
-        _write(diff_text(diffs, args.source, args.diff))
+        write(diff_text(diffs, args.source, args.diff))
         return 0 if is_equal(diffs) else 1
 
     return _guarded(args, print_diff)
-
-
-def _write(text: str) -> None:
-    """Text to standard output. Nobody reading it (`| head`, `>&-`) is no error: the output
-    goes nowhere and the status stays 0, as `cat` and `ls` leave it for a closed pipe."""
-    from modelbrowse.core.errors import ModelBrowseError
-
-    if sys.stdout is None:  # started with standard output closed
-        return
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as exc:
-        if exc.errno not in (errno.EPIPE, errno.EBADF):
-            raise ModelBrowseError(
-                f"cannot write to standard output: {exc.strerror or exc}"
-            ) from None
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -480,7 +262,7 @@ def _run_app(args: argparse.Namespace, config: Config) -> int:
             splash.close()
     status = app.return_code or 0
     if app.error_message:
-        return _error(app.error_message, status=status or 2)
+        return error(app.error_message, status=status or 2)
     return status
 
 
@@ -499,7 +281,7 @@ def run() -> None:
     # A save still writing (the app was quit or stopped by a signal meanwhile) finishes first.
     from modelbrowse.tui.inflight import finish_saves
 
-    finish_saves(_say)
+    finish_saves(say)
     # Everything is done: the terminal is restored and saved files are fsynced and renamed
     # before a save reports. The interpreter's teardown (unloading torch, waiting for a worker
     # still initialising weights) would add 0.3-0.7 s to every quit, so leave without it.

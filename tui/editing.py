@@ -208,15 +208,20 @@ class EditActions:
     @work(thread=True, exclusive=True, group="shape-check")
     def run_shape_check(self) -> None:
         from modelbrowse.core.edits.shape_check import ShapeCheck, check_shapes
+        from modelbrowse.core.example_inputs import input_dtypes, input_hint
 
         app = self._app
-        shape = app._input_shape()
+        example = app.example_input()
         if self.history is None or (app.source is not None and app.source.weights_only):
             return  # a checkpoint without an architecture cannot run
-        if shape is None:
-            result = ShapeCheck(None, "shape check unavailable: no example input (--input-shape)")
+        model = self.history.model
+        if example is None:
+            hint = input_hint(model)
+            result = ShapeCheck(
+                None, f"shape check unavailable: no example input (--input-shape {hint})"
+            )
         else:
-            result = check_shapes(self.history.model, shape)
+            result = check_shapes(model, example.shapes, input_dtypes(model, example))
         app.call_from_thread(self._shape_checked, result)
 
     def _shape_checked(self, result: Any) -> None:
@@ -231,7 +236,7 @@ class EditActions:
 
     def action_reinit(self) -> None:
         from modelbrowse.core.edits.base import new_seed
-        from modelbrowse.core.edits.reinit import SCHEME_NAMES, SCHEMES, Reinit
+        from modelbrowse.core.edits.reinit import RESET_PARAMETERS, SCHEME_NAMES, Reinit
 
         selection = self._selected()
         if selection is not None:
@@ -244,13 +249,31 @@ class EditActions:
         assert app.index is not None
         if app.index.node(path).is_module and self._weights_only("re-initialising a module"):
             return
-        schemes = SCHEME_NAMES if app.index.node(path).is_module else list(SCHEMES)
+        unavailable: dict[str, str] = {}
+        if not app.index.node(path).is_module:
+            unavailable[RESET_PARAMETERS] = "modules only: choose a scheme"
+        elif not self._resettable(path):
+            unavailable[RESET_PARAMETERS] = "no module here has one"
 
         def chosen(answer: ReinitAnswer | None) -> None:
             if answer is not None:
                 self._when_real(lambda: self._apply(Reinit(path, answer.scheme, answer.seed)))
 
-        app.push_screen(ReinitDialog(path or "the whole model", schemes, new_seed()), chosen)
+        target = path or "the whole model"
+        app.push_screen(ReinitDialog(target, SCHEME_NAMES, new_seed(), unavailable), chosen)
+
+    def _resettable(self, path: str) -> bool:
+        """Whether a module in the subtree at `path` has its own reset_parameters() (True
+        while the modules are only what a file describes: that is not known yet)."""
+        from modelbrowse.core.nodes import StandIn
+
+        index = self._app.index
+        assert index is not None
+        for sub in index.subtree(path):
+            obj = index.node(sub).obj
+            if isinstance(obj, StandIn) or callable(getattr(obj, "reset_parameters", None)):
+                return True
+        return False
 
     # --- on a selection: every match in one undoable step ------------------------------------
 
@@ -369,47 +392,6 @@ class EditActions:
             app.notify("the root cannot be deleted", severity="warning")
             return
         self._when_real(lambda: self._apply(Delete(path)))
-
-    def action_insert(self) -> None:
-        from modelbrowse.core.edits.modules import AddModule, Insert, child_name_problem
-
-        path = self._cursor()
-        if path is None or self._weights_only("inserting"):
-            return
-        app = self._app
-        assert app.index is not None
-        node = app.index.node(path)
-        parent = app.index.node(node.parent) if node.parent is not None else None
-        container = parent is not None and type(parent.obj).__name__ in (
-            "Sequential",
-            "ModuleList",
-        )
-        if node.is_module and container and node.name.isdigit() and parent is not None:
-            position = int(node.name) + 1
-            parent_path = parent.path
-
-            def inserted(answer: SpecAnswer | None) -> None:
-                if answer is not None:
-                    edit = Insert(parent_path, position, answer.spec)
-                    self._when_real(lambda: self._apply(edit))
-
-            title = f"insert into {parent_path or 'the root'} after {path}"
-            app.push_screen(SpecDialog(title, "", self._spec_check), inserted)
-            return
-        if not node.is_module:
-            app.notify("insert acts on modules: move to one", severity="warning")
-            return
-
-        def name_problem(name: str) -> str | None:
-            return child_name_problem(node.obj, path, name)
-
-        def added(answer: SpecAnswer | None) -> None:
-            if answer is not None:
-                edit = AddModule(path, answer.name, answer.spec)
-                self._when_real(lambda: self._apply(edit))
-
-        title = f"add a named child to {path or 'the root'}"
-        app.push_screen(SpecDialog(title, "", self._spec_check, name_check=name_problem), added)
 
     def action_undo(self) -> None:
         self._step(undo=True)

@@ -180,6 +180,7 @@ class LoadActions:
             self.state = f"structure only: values load when needed ({human_count(params)} params)"
         self._show_source_info(source)
         self._refresh_header()
+        self.query_one(ModuleTree).source_marks = source.marks
         if shown is not None:
             self._swap_preview(shown, index)
         else:

@@ -19,6 +19,7 @@ class AppOptions:
     kw: list[str] = field(default_factory=list)
     weights: str | None = None
     input_shape: str | None = None
+    input_dtype: str | None = None  # a dtype word (long) for inputs without their own
     debug: bool = False
     seed: int | None = None
     arch: str | None = None

@@ -81,7 +81,7 @@ class SaveActions:
         if app.index is None or app.source is None:
             app.notify("the model is still loading", severity="warning")
             return
-        refusal = app.meta_refusal()
+        refusal = app.meta_refusal() or app.source.write_refusal
         if refusal is not None:
             app.notify(refusal, severity="warning", title="nothing written")
             return

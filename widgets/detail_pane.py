@@ -14,9 +14,15 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import NodeKind, StandIn
+from modelbrowse.core.nodes import NodeKind, StandIn, module_name
 from modelbrowse.core.reading.quantized_layouts import scheme_text
-from modelbrowse.core.units import human_bytes, human_count, printable, shape_text
+from modelbrowse.core.units import (
+    human_bytes,
+    human_count,
+    printable,
+    printable_lines,
+    shape_text,
+)
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
 
@@ -162,7 +168,16 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
         Text(printable(node.path, limit=400), style="bold underline"),
         _fields(rows),
     ]
-    if node.kind is NodeKind.UNREGISTERED_TENSOR:
+    registered = [a for a in aliases if index.node(a).kind is not NodeKind.UNREGISTERED_TENSOR]
+    if node.kind is NodeKind.UNREGISTERED_TENSOR and registered:
+        parts.append(
+            Text(
+                f"⚠ a plain tensor attribute, the same tensor as {printable(registered[0])}: "
+                ".to()/.cuda() move that one and leave this attribute on the old tensor.",
+                style="yellow",
+            )
+        )
+    elif node.kind is NodeKind.UNREGISTERED_TENSOR:
         parts.append(
             Text(
                 "⚠ a plain tensor attribute, not registered with register_buffer: it is not in "
@@ -246,7 +261,7 @@ def class_text(node: Node) -> Text:
     if node.from_keys:
         text.append("\nfrom the checkpoint's keys (no architecture)", style="dim")
     else:
-        text.append(f"\n{cls.__module__}", style="dim")
+        text.append(f"\n{module_name(cls)}", style="dim")
     return text
 
 
@@ -389,7 +404,8 @@ class DetailPane(Guarded, VerticalScroll):
 
     def show_note(self, title: str, text: str, style: str = "") -> None:
         """A block between the details and the statistics (how a tensor differs, in --diff)."""
-        note = Group(Text(""), _fields([(title, Text(printable(text, limit=400), style=style))]))
+        shown = Text(printable_lines(text, limit=400), style=style)
+        note = Group(Text(""), _fields([(title, shown)]))
         self._note.update(note)
 
     def show_message(self, message: str) -> None:

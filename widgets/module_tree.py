@@ -48,8 +48,15 @@ class TreeEntry:
     page: tuple[int, int] | None = None
 
 
-# How a comparison (`--diff`) marks a line: marker -> style.
-MARK_STYLES = {"-": "bold red", "+": "bold green", "!": "bold yellow", "≠": "bold yellow"}
+# How a comparison (`--diff`) marks a line, or a PEFT adapter (Δ updated, ≡ copied): -> style.
+MARK_STYLES = {
+    "-": "bold red",
+    "+": "bold green",
+    "!": "bold yellow",
+    "≠": "bold yellow",
+    "Δ": "bold cyan",
+    "≡": "bold cyan",
+}
 
 
 def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
@@ -109,10 +116,13 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
         self.show_root = True
         self._populated: set[int] = set()
         self.marks: dict[str, str] = {}
+        # The source's own marks (a PEFT adapter's modules), under any selection's.
+        self.source_marks: dict[str, str] = {}
 
     def _label(self, node: Node) -> Text:
         assert self.index is not None
-        return node_label(self.index, node, self.marks.get(node.path, ""))
+        path = node.path
+        return node_label(self.index, node, self.marks.get(path) or self.source_marks.get(path, ""))
 
     # --- loading -------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ names what an edit still has to build, so that a caller (the app) can build it e
 
 from __future__ import annotations
 
-import keyword
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -140,8 +139,11 @@ class Insert(Edit):
         if not 0 <= self.index <= len(container):
             where = self.path or "the root"
             raise EditError(f"index {self.index} is outside {where} (0 to {len(container)})")
-        if any(not key.isdigit() for key in container._modules):
-            raise EditError(f"{self.path} has named children: add a named module instead")
+        if not is_positional(container):
+            raise EditError(
+                f"{self.path or 'the root'} has children not numbered 0 to {len(container) - 1}: "
+                "add a named module instead"
+            )
         device, dtype = placement(model, self.path)
         if self.new is None:
             self.new = build_seeded(self.spec, self.seed, device, dtype)
@@ -171,11 +173,26 @@ class Insert(Edit):
         }
 
 
+def is_positional(module: object) -> bool:
+    """An nn.Sequential or nn.ModuleList whose children are named 0, 1, 2, ... in order: what
+    `insert` renumbers (a child added by name, as `add_module('100', ...)`, ends that)."""
+    if not isinstance(module, (nn.Sequential, nn.ModuleList)):
+        return False
+    return all(key == str(i) for i, key in enumerate(module._modules))
+
+
 def child_name_problem(parent: nn.Module, parent_path: str, name: str) -> str | None:
-    """Why `name` cannot be a new child of `parent`, or None when it can."""
-    if not name.isidentifier() or keyword.iskeyword(name):
-        return f"{name!r} is not a valid attribute name"
-    if hasattr(parent, name) or name in parent._modules:
+    """Why `name` cannot be a new child of `parent`, or None when it can: the names
+    `add_module` accepts (any text without a dot: `'100'` too), less those already used."""
+    if not name:
+        return "type a name for the new child"
+    if "." in name:
+        return f"{name!r} has a dot: a child's name cannot (paths are joined with dots)"
+    if not name.isprintable():
+        return f"{name!r} has a control character: type a name that can be shown"
+    if name in parent._modules:
+        return f"{parent_path or 'the root'} already has a child named {name!r}"
+    if hasattr(parent, name):
         return f"{parent_path or 'the root'} already has an attribute named {name!r}"
     return None
 

@@ -68,11 +68,15 @@ class _InitStep:
     """One call of the re-initialisation, run and written as code the same way."""
 
     path: str
-    action: str  # "reset_parameters", "reset_running_stats", "zeros", "ones" or a scheme name
+    # "reset_parameters", "reset_running_stats", "padding_row" or a scheme name
+    action: str
+    row: int = 0  # the padding row an Embedding keeps at zero
 
     def run(self, model: nn.Module) -> None:
         if self.action in (RESET_PARAMETERS, "reset_running_stats"):
             getattr(get_module(model, self.path), self.action)()
+        elif self.action == "padding_row":
+            nn.init.zeros_(tensor_at(model, self.path)[self.row])
         else:
             SCHEMES[self.action].run(tensor_at(model, self.path))
 
@@ -80,6 +84,8 @@ class _InitStep:
         ref = code_ref(model, self.path)
         if self.action in (RESET_PARAMETERS, "reset_running_stats"):
             return f"{ref}.{self.action}()"
+        if self.action == "padding_row":
+            return f"nn.init.zeros_({ref}[{self.row}])"
         return SCHEMES[self.action].code(ref)
 
 
@@ -88,47 +94,84 @@ def _join(prefix: str, name: str) -> str:
 
 
 def init_steps(model: nn.Module, path: str, scheme: str) -> tuple[list[_InitStep], list[str]]:
-    """The calls a re-initialisation makes, in order, and the modules it leaves as they are."""
+    """The calls a re-initialisation makes, in order, and the parameters it leaves as they are
+    (those of modules without reset_parameters(), and any that are not floating point)."""
     if scheme != RESET_PARAMETERS and scheme not in SCHEMES:
         raise EditError(f"unknown scheme {scheme!r} (choose from {', '.join(SCHEME_NAMES)})")
     if not is_module_path(model, path):
-        tensor = tensor_at(model, path)
-        if scheme == RESET_PARAMETERS:
-            raise EditError("reset_parameters applies to modules: choose a scheme for a tensor")
-        if not tensor.is_floating_point() and scheme not in ("zeros", "ones"):
-            raise EditError(f"{scheme} needs a floating-point tensor; {path} is {tensor.dtype}")
-        if SCHEMES[scheme].needs_matrix and tensor.dim() < 2:
-            raise EditError(
-                f"{scheme} needs a tensor of 2 or more dimensions; {path} has {tensor.dim()}"
-            )
-        return [_InitStep(path, scheme)], []
+        return _tensor_steps(model, path, scheme), []
     steps: list[_InitStep] = []
     skipped: list[str] = []
     for sub_path, module in get_module(model, path).named_modules():
         full = _join(path, sub_path)
-        has_own = any(p is not None for p in module._parameters.values())
+        own = [(n, p) for n, p in module._parameters.items() if p is not None]
         if scheme == RESET_PARAMETERS:
             if callable(getattr(module, RESET_PARAMETERS, None)):
                 steps.append(_InitStep(full, RESET_PARAMETERS))
-            elif has_own:
-                skipped.append(full)
+            else:
+                skipped += [_join(full, n) for n, _ in own]
             continue
-        if isinstance(module, _WEIGHTED) and module._parameters.get("weight") is not None:
-            steps.append(_InitStep(_join(full, "weight"), scheme))
-            if module._parameters.get("bias") is not None:
-                steps.append(_InitStep(_join(full, "bias"), "zeros"))
-        elif isinstance(module, _NORMS):
-            if module._parameters.get("weight") is not None:
-                steps.append(_InitStep(_join(full, "weight"), "ones"))
-            if module._parameters.get("bias") is not None:
-                steps.append(_InitStep(_join(full, "bias"), "zeros"))
-            if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
-                steps.append(_InitStep(full, "reset_running_stats"))
-        elif has_own:
-            skipped.append(full)
+        done = _layer_steps(module, full, scheme, steps)
+        for name, param in own:
+            if name in done:
+                continue
+            if not param.is_floating_point():
+                skipped.append(_join(full, name))
+            elif param.dim() >= 2 or not SCHEMES[scheme].needs_matrix:
+                steps.append(_InitStep(_join(full, name), scheme))
+            else:  # a vector or a scalar under a scheme with fans: as a layer's bias
+                steps.append(_InitStep(_join(full, name), "zeros"))
     if not steps:
-        raise EditError(f"nothing to re-initialise in {path or 'the model'}")
+        where = path or "the model"
+        if skipped:
+            raise EditError(
+                f"nothing in {where} has reset_parameters() for {', '.join(skipped[:3])}"
+                f"{' …' if len(skipped) > 3 else ''}: choose a scheme (kaiming_uniform, …)"
+            )
+        raise EditError(f"nothing to re-initialise in {where}")
     return steps, skipped
+
+
+def _tensor_steps(model: nn.Module, path: str, scheme: str) -> list[_InitStep]:
+    tensor = tensor_at(model, path)
+    if scheme == RESET_PARAMETERS:
+        raise EditError("reset_parameters applies to modules: choose a scheme for a tensor")
+    if not tensor.is_floating_point() and scheme not in ("zeros", "ones"):
+        raise EditError(f"{scheme} needs a floating-point tensor; {path} is {tensor.dtype}")
+    if SCHEMES[scheme].needs_matrix and tensor.dim() < 2:
+        raise EditError(
+            f"{scheme} needs a tensor of 2 or more dimensions; {path} has {tensor.dim()}"
+        )
+    steps = [_InitStep(path, scheme)]
+    owner_path, _, name = path.rpartition(".")
+    owner = get_module(model, owner_path)
+    row = getattr(owner, "padding_idx", None)
+    if name == "weight" and isinstance(owner, _WEIGHTED) and isinstance(row, int):
+        steps.append(_InitStep(path, "padding_row", row))
+    return steps
+
+
+def _layer_steps(module: nn.Module, path: str, scheme: str, steps: list[_InitStep]) -> set[str]:
+    """The steps for a layer torch knows (weight by the scheme, bias zeros; a norm's weight
+    ones; an embedding's padding row kept zero); the names of the parameters they cover."""
+    weight = module._parameters.get("weight")
+    found: list[tuple[str, str]] = []
+    if isinstance(module, _WEIGHTED) and weight is not None and weight.is_floating_point():
+        found = [("weight", scheme), ("bias", "zeros")]
+    elif isinstance(module, _NORMS):
+        found = [("weight", "ones"), ("bias", "zeros")]
+    done: set[str] = set()
+    for name, action in found:
+        if module._parameters.get(name) is not None:
+            steps.append(_InitStep(_join(path, name), action))
+            done.add(name)
+    row = getattr(module, "padding_idx", None)
+    if "weight" in done and isinstance(module, _WEIGHTED) and isinstance(row, int):
+        # nn.Embedding keeps its padding row zero, as its own reset_parameters() does
+        steps.append(_InitStep(_join(path, "weight"), "padding_row", row))
+    if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+        steps.append(_InitStep(path, "reset_running_stats"))
+    return done
 
 
 @dataclass
@@ -172,9 +215,14 @@ class Reinit(Edit):
         return []  # values change in place; no count does
 
     def describe(self) -> str:
-        return (
+        text = (
             f"re-initialise {self.path or 'the whole model'} with {self.scheme} (seed {self.seed})"
         )
+        if self.skipped:  # known once applied
+            why = "no reset_parameters()" if self.scheme == RESET_PARAMETERS else "not floating"
+            more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+            text += f"; left as they were ({why}): {', '.join(self.skipped[:3])}{more}"
+        return text
 
     def as_code(self) -> list[str]:
         return list(self._code)

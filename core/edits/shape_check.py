@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +96,11 @@ def _hooks(model: nn.Module, active: list[tuple[str, nn.Module, tuple[Any, ...]]
         yield module.register_forward_hook(leave)
 
 
-def check_shapes(model: nn.Module, input_shape: InputShape) -> ShapeCheck:
-    """Run the model on meta inputs of `input_shape`; name the first module that no longer fits."""
+def check_shapes(
+    model: nn.Module, input_shape: InputShape, dtypes: Sequence[str] | None = None
+) -> ShapeCheck:
+    """Run the model on meta inputs of `input_shape` and `dtypes` (torch's names; float32 by
+    default); name the first module that no longer fits."""
     try:
         probe = meta_copy(model)
     except Exception as exc:  # deepcopy of arbitrary user modules can fail
@@ -105,7 +108,11 @@ def check_shapes(model: nn.Module, input_shape: InputShape) -> ShapeCheck:
     probe.eval()
     active: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
     handles = list(_hooks(probe, active))
-    inputs = [torch.empty(shape, device="meta") for shape in input_shape]
+    names = list(dtypes) if dtypes is not None else ["float32"] * len(input_shape)
+    inputs = [
+        torch.empty(shape, dtype=getattr(torch, name), device="meta")
+        for shape, name in zip(input_shape, names, strict=True)
+    ]
     try:
         with torch.no_grad():
             output = probe(*inputs)

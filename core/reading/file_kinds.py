@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
+from modelbrowse.core.reading.onnx_model import onnx_problem
 from modelbrowse.core.reading.safetensors_header import read_header
 from modelbrowse.core.reading.structured_text import parse_json
 from modelbrowse.core.reading.zip_members import ZipMembers
@@ -28,6 +29,7 @@ class FileKind(enum.Enum):
     TORCH_LEGACY = "a legacy (pre-1.6) torch file"
     PICKLE = "a Python pickle"
     SAFETENSORS = "a safetensors file"
+    ONNX = "an ONNX model"
 
 
 def sniff(path: Path, limits: Limits = DEFAULT_LIMITS) -> FileKind:
@@ -57,6 +59,11 @@ def sniff(path: Path, limits: Limits = DEFAULT_LIMITS) -> FileKind:
         raise ReadError(f"{path} is a damaged safetensors file: {safetensors}")
     if looks_pickled:
         return FileKind.TORCH_LEGACY if _LEGACY_MAGIC in head[:32] else FileKind.PICKLE
+    onnx = onnx_problem(head, size)
+    if onnx is None:
+        return FileKind.ONNX
+    if onnx:
+        raise ReadError(f"{path} is a damaged ONNX model: {onnx}")
     raise ReadError(f"{path} is {_describe_other(head)}, not a model checkpoint")
 
 
@@ -124,8 +131,6 @@ def _describe_other(head: bytes) -> str:
         return "a gzip file (unpack it first)"
     if head.startswith(b"\x89HDF"):
         return "an HDF5 file (Keras?)"
-    if head.startswith(b"\x08") and b"onnx" in head[:64].lower():
-        return "an ONNX model"
     if _is_text(head):
         return "a text file"
     return "binary data of unknown kind"

@@ -44,6 +44,8 @@ class Limits:
     zip_members: int = 1_000_000
     # Dimensions of one tensor.
     tensor_rank: int = 64
+    # An ONNX model's graph without its initializers' values, parsed in memory.
+    onnx_graph_bytes: int = 1 << 30
 
 
 DEFAULT_LIMITS = Limits()

@@ -64,7 +64,7 @@ class HashingWriter:
         self.total = max(total, 1)
         self.progress = progress
 
-    def write(self, data: bytes | memoryview) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
         size = view.nbytes
         if size >= HASH_BESIDE_BYTES and self._owned.holds(view):

@@ -30,6 +30,7 @@ from torch.nn.modules.module import (
 
 from modelbrowse.core.arguments import InputShape
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.nodes import USER_FILE_MODULE
 from modelbrowse.core.sources.meta_build import gc_paused, on_meta
 
 if TYPE_CHECKING:
@@ -102,6 +103,25 @@ class Source:
     @property
     def edit_refusal(self) -> str | None:
         """Why no edit applies to this model at all, or None."""
+        return None
+
+    @property
+    def marks(self) -> dict[str, str]:
+        """A mark for some paths in the tree (a module a PEFT adapter updates)."""
+        return {}
+
+    def detail_note(self, path: str) -> tuple[str, str] | None:
+        """A titled note the detail pane shows for `path` (an adapted module's update), or None."""
+        return None
+
+    @property
+    def print_text(self) -> str:
+        """What `--print` adds after the tree (an adapter's modules); empty for most sources."""
+        return ""
+
+    @property
+    def write_refusal(self) -> str | None:
+        """Why the weights cannot be written at all (a format shown read-only), or None."""
         return None
 
     @property
@@ -420,7 +440,7 @@ def _import_file(path: Path, spec: str) -> ModuleType:
         raise SourceError(f"{spec}: no such file '{path}'")
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
-    name = f"_modelbrowse_user_{resolved.stem}_{digest}"
+    name = f"{USER_FILE_MODULE}{resolved.stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     file_spec = importlib.util.spec_from_file_location(name, resolved)

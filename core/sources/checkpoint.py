@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.reading.adapters import adapter_weights
 from modelbrowse.core.sources.base import Source
 from modelbrowse.core.sources.files import (
     Checkpoint,
     CheckpointOptions,
     open_checkpoint,
 )
-from modelbrowse.core.sources.fit import FitReport, fit_report
+from modelbrowse.core.sources.fit import FitReport, fit_report, no_fit_lines
 from modelbrowse.core.sources.hf_models import resolve_hf_config
 from modelbrowse.core.sources.key_rules import (
     CUSTOM_CODE,
@@ -75,12 +76,18 @@ class CheckpointSource(Source):
     @property
     def edit_refusal(self) -> str | None:
         """A TorchScript model is compiled code: nothing in it can be edited."""
+        if self.loaded.read_only is not None:
+            return self.loaded.read_only
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
             return (
                 "a TorchScript model is compiled code and cannot be edited; write its weights "
                 "(w) and open them with --arch NAME to edit"
             )
         return None
+
+    @property
+    def write_refusal(self) -> str | None:
+        return self.loaded.read_only
 
     @property
     def random_values(self) -> bool:
@@ -160,9 +167,14 @@ class CheckpointSource(Source):
         )
         if not report.loaded:
             hint = f"; {report.prefix_hint.removeprefix('hint: ')}" if report.prefix_hint else ""
+            # The prefix, where one fits, says what to do; else the closest names show how
+            # the two sides differ.
+            details = no_fit_lines(
+                model.state_dict(), self.loaded.tensors, closest=not report.prefix_hint
+            )
             raise SourceError(
                 f"none of the {len(self.loaded.tensors)} tensors in {self.loaded.path} "
-                f"fit {self.arch.label}{hint}"
+                f"fit {self.arch.label}{hint}\n" + "\n".join(details)
             )
         self.fit = report
 
@@ -212,8 +224,13 @@ def resolve_path(
     arch: str | None,
     options: CheckpointOptions | None,
 ) -> Source:
-    """A file or folder: a checkpoint, or a Hugging Face config alone (an architecture)."""
+    """A file or folder: a checkpoint, a PEFT adapter, or a Hugging Face config alone (an
+    architecture)."""
     path = Path(spec).expanduser()
+    if path.is_dir() and adapter_weights(path) is not None:
+        from modelbrowse.core.sources.adapters import resolve_adapter
+
+        return resolve_adapter(spec, kwargs, weights, arch, options)
     config = config_file(path) if path.exists() else None
     if config is not None and (path.is_file() or not holds_weights(path)):
         flags = (["--arch"] if arch else []) + (options.flags() if options else [])

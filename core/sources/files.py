@@ -85,6 +85,8 @@ class Checkpoint:
     renamed: dict[str, str] = field(default_factory=dict)
     # Quantized layers: the pieces shown as one logical weight each.
     quantized: QuantizedKeys | None = None
+    # Why nothing may be edited or written (a format shown read-only), or None.
+    read_only: str | None = None
 
     def original_key(self, key: str) -> str:
         return self.renamed.get(key, key)
@@ -175,6 +177,10 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
         return open_safetensors([path], map_location)
     if kind is FileKind.TORCHSCRIPT:
         return _open_torchscript(path, map_location)
+    if kind is FileKind.ONNX:
+        from modelbrowse.core.sources.onnx_files import open_onnx
+
+        return open_onnx(path, map_location)
     if kind is FileKind.PICKLE:
         raise SourceError(f"{path} is a plain Python pickle, not a torch checkpoint")
     checkpoint = Checkpoint(
@@ -205,8 +211,10 @@ def read_torch(path: Path, kind: FileKind, *, scan: bool = False) -> TorchConten
 
 def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
     """`--trust-pickle`: the one place a file is unpickled with code allowed to run."""
+    from modelbrowse.core.sources.trusted_pickles import imports_beside, missing_class_problem
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), imports_beside(path):
             warnings.simplefilter("ignore")
             if path.name.endswith(".safetensors"):
                 # torch.load reads a path so named as safetensors, whatever it holds: a torch
@@ -220,6 +228,9 @@ def _torch_load_trusted(path: Path, kind: FileKind, map_location: str) -> Any:
                 mmap=kind is FileKind.TORCH_ZIP,
             )
     except Exception as exc:  # torch raises many types for a bad file
+        problem = missing_class_problem(exc, path)
+        if problem is not None:
+            raise SourceError(problem) from None
         if isinstance(exc, (EOFError, IndexError, struct.error)) or "ran out of input" in str(exc):
             raise SourceError(
                 f"cannot read {path} ({kind.value}): it ends early or is damaged (truncated?)"

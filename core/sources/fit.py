@@ -140,5 +140,80 @@ def prefix_hint(model_keys: list[str], checkpoint_keys: list[str]) -> str:
     return ""
 
 
+def no_fit_lines(
+    model_state: Mapping[str, torch.Tensor],
+    checkpoint: Mapping[str, torch.Tensor],
+    closest: bool = True,
+) -> list[str]:
+    """When no key fits: a few keys of each side and, with `closest`, the closest pair found,
+    which shows how the names differ (`lin0.model.1.weight` vs `lin0.model.0.weight`)."""
+    lines = [
+        f"  checkpoint: {_sample(list(checkpoint))}",
+        f"  model:      {_sample(list(model_state))}",
+    ]
+    pair = _closest_pair(model_state, checkpoint) if closest else None
+    if pair is not None:
+        lines.append(f"  closest:    {pair}")
+    return lines
+
+
+def _sample(keys: list[str], count: int = 3) -> str:
+    shown = ", ".join(printable(key, 80) for key in keys[:count])
+    more = f", ... ({len(keys)} keys)" if len(keys) > count else ""
+    return (shown or "no keys") + more
+
+
+def _closest_pair(
+    model_state: Mapping[str, torch.Tensor],
+    checkpoint: Mapping[str, torch.Tensor],
+    sample: int = 20,
+) -> str | None:
+    """The pair of keys, checkpoint then model, that share the most leading and trailing name
+    parts (of one shape where any has it), with how many sampled keys differ the same way."""
+    model_parts = [(key, key.split("."), tuple(t.shape)) for key, t in model_state.items()]
+    renames: Counter[tuple[str, str]] = Counter()
+    first: dict[tuple[str, str], tuple[str, str, str]] = {}
+    keys = list(checkpoint)[:sample]
+    for key in keys:
+        parts, shape = key.split("."), tuple(checkpoint[key].shape)
+        best: tuple[tuple[bool, int], str, list[str]] | None = None
+        for other, other_parts, other_shape in model_parts:
+            lead, tail = _shared_parts(parts, other_parts)
+            score = (shape == other_shape, lead + tail)
+            if lead + tail and (best is None or score > best[0]):
+                best = (score, other, other_parts)
+        if best is None:
+            continue
+        lead, tail = _shared_parts(parts, best[2])
+        rename = (
+            ".".join(parts[lead : len(parts) - tail]),
+            ".".join(best[2][lead : len(best[2]) - tail]),
+        )
+        renames[rename] += 1
+        context = parts[lead - 1] + "." if lead else ""
+        first.setdefault(rename, (key, best[1], context))
+    if not renames:
+        return None
+    rename, count = renames.most_common(1)[0]
+    key, other, context = first[rename]
+    old, new = (printable(context + part if part else "(nothing)", 60) for part in rename)
+    return (
+        f"{printable(key, 80)} vs {printable(other, 80)} "
+        f"({count} of {len(keys)} keys differ the same way: {old} -> {new})"
+    )
+
+
+def _shared_parts(parts: list[str], other: list[str]) -> tuple[int, int]:
+    """How many dotted parts two keys share at the start, and then at the end."""
+    shortest = min(len(parts), len(other))
+    lead = 0
+    while lead < shortest and parts[lead] == other[lead]:
+        lead += 1
+    tail = 0
+    while tail < shortest - lead and parts[-1 - tail] == other[-1 - tail]:
+        tail += 1
+    return lead, tail
+
+
 def _dtype(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")

@@ -76,7 +76,7 @@ def resolve_hub_snapshot(spec: str) -> Path:
     if not snapshot.is_dir():
         raise SourceError(f"{PREFIX}{repo}@{revision} is not in the cache ({snapshot} is missing)")
     config = snapshot / "config.json"
-    if not config.exists():
+    if not config.exists() and not (snapshot / "adapter_config.json").exists():
         raise SourceError(f"{PREFIX}{repo}: the cached snapshot has no config.json ({config})")
     missing = [p.name for p in snapshot.iterdir() if p.is_symlink() and not p.exists()]
     if missing:

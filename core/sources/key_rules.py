@@ -24,7 +24,7 @@ from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.reading.torch_pickles import Unread
 from modelbrowse.core.units import printable
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl", ".onnx")
 # Where training scripts keep the weights, most specific first.
 WEIGHTS_KEYS = (
     "state_dict",

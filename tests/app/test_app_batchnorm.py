@@ -33,15 +33,15 @@ async def test_freeze_asks_about_running_statistics() -> None:
         await pilot.press("2")
         await wait_for_text(pilot, "freeze layer1 and its BatchNorm running statistics")
         assert [stats_frozen(m) for m in batch_norms(model)] == [False] + [True] * 4 + [False] * 15
-        assert not any(p.requires_grad for p in model.layer1.parameters())
+        assert not any(p.requires_grad for p in model.get_submodule("layer1").parameters())
 
         await goto(pilot, "layer1.0.bn1")
         await wait_for_text(pilot, "running stats frozen: kept in eval mode")
         model.train()
-        before = model.layer1[0].bn1.running_mean.clone()
+        before = model.get_buffer("layer1.0.bn1.running_mean").clone()
         with torch.no_grad():
             model(torch.randn(2, 3, 32, 32))
-        assert torch.equal(model.layer1[0].bn1.running_mean, before)
+        assert torch.equal(model.get_buffer("layer1.0.bn1.running_mean"), before)
 
         await pilot.press("L")  # the code a training script can use does the same
         await wait_for_text(pilot, "register_forward_pre_hook(keep_eval)")
@@ -56,7 +56,7 @@ async def test_freeze_asks_about_running_statistics() -> None:
         await wait_for_text(pilot, "freeze layer2: 5 BatchNorm layers inside")
         await pilot.press("enter")
         await wait_for_text(pilot, "freeze layer2 ")
-        assert not any(p.requires_grad for p in model.layer2.parameters())
+        assert not any(p.requires_grad for p in model.get_submodule("layer2").parameters())
         assert not any(stats_frozen(m) for m in batch_norms(model))
 
 
@@ -70,7 +70,7 @@ async def test_a_selection_freezes_and_unfreezes_the_statistics() -> None:
         await pilot.press("2")
         await wait_for_text(pilot, "freeze weights and running statistics of 20 modules")
         assert all(stats_frozen(m) for m in batch_norms(model))
-        assert model.conv1.weight.requires_grad
+        assert model.get_parameter("conv1.weight").requires_grad
 
         await pilot.press("f")  # all frozen: f unfreezes, and lets the statistics go
         await wait_for(pilot, lambda: "unfreeze weights and running" in squeeze(screen_text(app)))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.edits import modules as module_edits
+from modelbrowse.core.edits.base import build_seeded
 from modelbrowse.core.sources.build_budget import check_cancelled
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.widgets.module_tree import ModuleTree
@@ -20,11 +21,13 @@ from tests.app_support import (
     open_app,
     paste,
     screen_text,
+    settle,
     squeeze,
     wait_for,
     wait_for_notification,
     wait_for_text,
 )
+from tests.model_support import submodule
 
 
 class SlowBuilder:
@@ -36,7 +39,7 @@ class SlowBuilder:
         self.release = threading.Event()
         self.cancelled = False
         self.built: list[nn.Module] = []
-        self.real = module_edits.build_seeded
+        self.real = build_seeded
 
     def __call__(self, *args: Any) -> nn.Module:
         self.started.set()
@@ -68,8 +71,8 @@ async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) 
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
-        head = model.classifier[6]
-        before = head.weight.detach().clone()
+        head = model.get_submodule("classifier.6")
+        before = head.get_parameter("weight").detach().clone()
         await goto(pilot, "classifier.6")
         await replace_with(pilot, "nn.Linear(4096, 16384)")
         await wait_for_text(pilot, "building nn.Linear(4096, 16384)… · escape cancels")
@@ -82,7 +85,8 @@ async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) 
         await wait_for_text(pilot, "nothing changed: the build was cancelled")
         await wait_for(pilot, lambda: idle(app), 30)
         assert slow.cancelled and not slow.built  # the build stopped, nothing was made
-        assert model.classifier[6] is head and torch.equal(head.weight, before)
+        assert model.get_submodule("classifier.6") is head
+        assert torch.equal(head.get_parameter("weight"), before)
         assert not app.history.done
         assert "unsaved" not in squeeze(screen_text(app))
         await pilot.press("u")
@@ -92,7 +96,7 @@ async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) 
 async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
-        head = app.history.model.classifier[6]
+        head = app.history.model.get_submodule("classifier.6")
         await goto(pilot, "classifier.6")
         await replace_with(pilot, "nn.Linear(4096, 10)")
         await wait_for(pilot, slow.started.is_set)
@@ -100,34 +104,34 @@ async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> No
         await wait_for_text(pilot, "the build was cancelled")
         slow.release.set()  # a build past its last check finishes: its module is not used
         await wait_for(pilot, lambda: idle(app), 30)
-        await pilot.pause(0.2)
-        assert app.history.model.classifier[6] is head and not app.history.done
+        await settle(pilot)  # what the finished build sent the app is handled
+        assert app.history.model.get_submodule("classifier.6") is head and not app.history.done
 
 
 async def test_a_large_replace_is_built_then_applied_undone_and_redone() -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         assert app.history is not None
         model = app.history.model
-        head = model.classifier[6]
+        head = model.get_submodule("classifier.6")
         model.eval()
         await goto(pilot, "classifier.6")
         await replace_with(pilot, "nn.Linear(4096, 16384)")  # 256 MiB of real weights
         await wait_for_text(pilot, "replace classifier.6 with nn.Linear(4096, 16384)", 60)
-        new = model.classifier[6]
+        new = model.get_submodule("classifier.6")
         assert isinstance(new, nn.Linear) and new.out_features == 16384
         assert not new.training  # a model in eval mode stays in eval mode
         edit = app.history.done[-1]
         assert isinstance(edit, module_edits.Replace)
         # The bytes are the seed's: what the recipe's replay builds.
-        again = module_edits.build_seeded(edit.spec, edit.seed, torch.device("cpu"), None)
-        assert torch.equal(new.weight, again.weight)
+        again = build_seeded(edit.spec, edit.seed, torch.device("cpu"), None)
+        assert torch.equal(new.weight, again.get_parameter("weight"))
         weight = new.weight.detach().clone()
         await pilot.press("u")
         await wait_for_text(pilot, "undid: replace classifier.6")
-        assert model.classifier[6] is head
+        assert model.get_submodule("classifier.6") is head
         await pilot.press("ctrl+r")
         await wait_for_text(pilot, "redid: replace classifier.6")
-        assert model.classifier[6] is new and torch.equal(new.weight, weight)
+        assert model.get_submodule("classifier.6") is new and torch.equal(new.weight, weight)
 
 
 async def test_a_selection_builds_one_module_per_match(slow: SlowBuilder) -> None:
@@ -141,9 +145,12 @@ async def test_a_selection_builds_one_module_per_match(slow: SlowBuilder) -> Non
         await wait_for_text(pilot, "building 2 × nn.Dropout(0.25) (1 of 2)… · escape cancels")
         slow.release.set()
         await wait_for_text(pilot, "replace with nn.Dropout(0.25) 2 modules matching cls:Dropout")
-        first, second = model.classifier[0], model.classifier[3]
+        first = submodule(model, "classifier.0", nn.Dropout)
+        second = submodule(model, "classifier.3", nn.Dropout)
         assert first is not second and first.p == second.p == 0.25
         assert [first, second] == slow.built  # one module per match, built in the worker
         await pilot.press("u")
         await wait_for_text(pilot, "undid: replace with nn.Dropout(0.25) 2 modules")
-        assert model.classifier[0].p == model.classifier[3].p == 0.5
+        first = submodule(model, "classifier.0", nn.Dropout)
+        second = submodule(model, "classifier.3", nn.Dropout)
+        assert first.p == second.p == 0.5

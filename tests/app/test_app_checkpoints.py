@@ -12,7 +12,15 @@ from textual.pilot import Pilot
 from modelbrowse.core.recipe import load_edited
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
-from tests.app_support import open_app, screen_text, squeeze, wait_for, wait_for_text, wait_loaded
+from tests.app_support import (
+    open_app,
+    screen_text,
+    settle,
+    squeeze,
+    wait_for,
+    wait_for_text,
+    wait_loaded,
+)
 
 SIZE = (130, 40)
 
@@ -20,7 +28,8 @@ SIZE = (130, 40)
 @pytest.fixture(scope="module")
 def resnet18_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return torchvision.models.resnet18().state_dict()
+    model: torch.nn.Module = torchvision.models.resnet18()
+    return model.state_dict()
 
 
 @pytest.fixture
@@ -40,7 +49,7 @@ def training_checkpoint(tmp_path: Path, resnet18_state: dict[str, torch.Tensor])
     return path
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press(":", *path, "enter")
     await wait_for(
         pilot,
@@ -156,7 +165,7 @@ async def test_diff_marks_what_changed_and_is_read_only(
         await goto(pilot, "fc.weight")
         screen = await wait_for_text(pilot, "values changed: max abs diff 0.5")
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await settle(pilot)  # the key is handled, and anything it started is done
         assert "delete" not in squeeze(screen_text(app))
         assert app.history is None
 
@@ -164,7 +173,7 @@ async def test_diff_marks_what_changed_and_is_read_only(
 async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> None:
     path = tmp_path / "scripted.pt"
     with pytest.warns(FutureWarning):  # torch.jit is deprecated, and still what people have
-        torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4))), path)  # type: ignore[no-untyped-call]
+        torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 4))), path)
     async with open_app(str(path), size=SIZE) as (app, pilot):
         await goto(pilot, "0")
         for key in ("f", "i", "e", "d", "a"):
@@ -183,7 +192,7 @@ async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> 
 
 async def test_opening_a_file_that_differs_from_its_recipe_says_so(tmp_path: Path) -> None:
     from modelbrowse.core.recipe import save_edited
-    from modelbrowse.core.saving.weights import file_sha256
+    from modelbrowse.core.saving.hashing import file_sha256
     from modelbrowse.core.sources.base import resolve_source
     from tests.app_support import notifications
 

@@ -71,12 +71,13 @@ async def test_an_error_on_every_frame_stops_the_app_with_one_line_and_status_1(
 
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         monkeypatch.setattr(ModelHeader, "render", broken)
-        app.query_one(ModelHeader).refresh()
-        for _ in range(20):
-            if not app.is_running:
-                break
-            app.query_one(ModelHeader).refresh()
-            await pilot.pause(0.05)
+
+        def stopped() -> bool:
+            if app.is_running:
+                app.query_one(ModelHeader).refresh()  # another frame, another error
+            return not app.is_running
+
+        await wait_for(pilot, stopped, timeout=30)
     assert app.return_code == 1
     assert app.error_message is not None
     assert app.error_message.startswith("unexpected error: RuntimeError: cannot draw the header")

@@ -7,10 +7,13 @@ import gc
 import weakref
 from pathlib import Path
 
+from torch import nn
+
+from modelbrowse.tui.app import ModelBrowseApp
 from tests.app_support import open_app, wait_for_text
 
 
-async def _run_and_stop(source: str) -> tuple[weakref.ref[object], weakref.ref[object]]:
+async def _run_and_stop(source: str) -> tuple[weakref.ref[nn.Module], weakref.ref[ModelBrowseApp]]:
     """Open `source`, go to a weight (its lines are drawn), quit; weak references to the model and
     the app. Frozen while it runs: the collector is settled around the loaded model."""
     async with open_app(source, size=(120, 40)) as (app, pilot):

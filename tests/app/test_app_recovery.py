@@ -28,7 +28,7 @@ from tests.app_support import (
 SIZE = (130, 40)
 
 
-async def edit_alexnet(pilot: Pilot[object]) -> None:
+async def edit_alexnet(pilot: Pilot[None]) -> None:
     """Freeze features, give classifier.6 ten outputs: two unsaved edits."""
     await wait_loaded(pilot)
     await pilot.press("j", "f")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from textual.pilot import Pilot
+from torch import nn
 
 from modelbrowse.core.recipe import load_edited, read_recipe
 from modelbrowse.core.saving.weights import SaveError
@@ -17,22 +18,24 @@ from tests.app_support import (
     open_app,
     paste,
     screen_text,
+    settle,
     squeeze,
     wait_for,
     wait_for_text,
     wait_loaded,
 )
+from tests.model_support import submodule
 from tests.saving_support import sha256
 
 SIZE = (130, 40)
 
 
-async def goto(pilot: Pilot[object], path: str) -> None:
+async def goto(pilot: Pilot[None], path: str) -> None:
     await pilot.press("colon", *path, "enter")
     await wait_for(pilot, lambda: f"│ {path} │" in squeeze(screen_text(pilot.app)))
 
 
-async def open_save_dialog(pilot: Pilot[object]) -> str:
+async def open_save_dialog(pilot: Pilot[None]) -> str:
     await pilot.press("w")
     return await wait_for_text(pilot, "write the weights")
 
@@ -62,9 +65,9 @@ async def test_done_means_on_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
         # In the training script: one line.
         model = load_edited(tmp_path / "alexnet-edited.pt")
-        assert model.classifier[6].out_features == 10
-        assert all(not p.requires_grad for p in model.features.parameters())
-        assert all(p.requires_grad for p in model.classifier.parameters())
+        assert submodule(model, "classifier.6", nn.Linear).out_features == 10
+        assert all(not p.requires_grad for p in model.get_submodule("features").parameters())
+        assert all(p.requires_grad for p in model.get_submodule("classifier").parameters())
         expected = shown.state_dict()
         loaded = model.state_dict()
         assert loaded.keys() == expected.keys()
@@ -103,7 +106,7 @@ async def test_an_existing_file_needs_y(
         await wait_for_text(pilot, "press y to confirm, n to go back")
         await pilot.press("n")
         await wait_for(pilot, lambda: "Overwrite" not in screen_text(app))
-        await pilot.pause(0.3)
+        await settle(pilot)  # a save, had the answer started one, would have finished
         assert target.read_bytes() == b"precious"
 
         await open_save_dialog(pilot)
@@ -177,7 +180,7 @@ async def test_the_file_the_model_came_from_needs_two_answers(
         await wait_for_text(pilot, "with the edited weights? It cannot be undone.")
         await pilot.press("n")
         await wait_for(pilot, lambda: "cannot be undone" not in squeeze(screen_text(app)))
-        await pilot.pause(0.3)
+        await settle(pilot)  # a save, had the answer started one, would have finished
         assert target.read_bytes() == b"the original checkpoint"
 
         await open_save_dialog(pilot)

@@ -34,8 +34,8 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         assert app.history is not None
         assert len(app.history.done) == 1
         model = app.history.model
-        assert not model.classifier[6].weight.requires_grad
-        assert model.features[0].weight.requires_grad
+        assert not model.get_parameter("classifier.6.weight").requires_grad
+        assert model.get_parameter("features.0.weight").requires_grad
 
         await pilot.press("Y")
         await wait_for_text(
@@ -54,7 +54,7 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         await wait_for(pilot, lambda: "●" not in screen_text(app))
 
 
-async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_replace_every_match_and_the_recipe_records_each(tmp_path: Path) -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         await pilot.press("m", *"cls:Dropout", "enter")
         await wait_for_text(pilot, "cls:Dropout: 2 modules")
@@ -65,8 +65,8 @@ async def test_replace_every_match_and_the_recipe_records_each(tmp_path) -> None
         await wait_for_text(pilot, "replace with nn.Identity() 2 modules matching cls:Dropout")
         assert app.history is not None
         model = app.history.model
-        assert isinstance(model.classifier[0], torch.nn.Identity)
-        assert isinstance(model.classifier[3], torch.nn.Identity)
+        assert isinstance(model.get_submodule("classifier.0"), torch.nn.Identity)
+        assert isinstance(model.get_submodule("classifier.3"), torch.nn.Identity)
 
         from modelbrowse.core.recipe import save_edited
 
@@ -96,7 +96,7 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await wait_for_text(pilot, "head shares objects with embed.weight: this unties them. Go")
         await pilot.press("n")
         await wait_for_text(pilot, "nothing changed")
-        assert model.head.weight is model.embed.weight
+        assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
 
         await pilot.press("escape", "asterisk", *"re:embed|head", "enter", "i")
         await wait_for_text(pilot, "xavier_uniform")

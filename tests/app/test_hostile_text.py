@@ -13,7 +13,14 @@ from safetensors.torch import save_file
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.widgets.module_tree import ModuleTree
-from tests.app_support import notifications, screen_text, squeeze, wait_for, wait_for_text
+from tests.app_support import (
+    notifications,
+    screen_text,
+    settle,
+    squeeze,
+    wait_for,
+    wait_for_text,
+)
 
 MARKUP_KEY = "evil[/]key.weight"
 ACTION_KEY = "click[@click=app.quit]x.weight"
@@ -63,17 +70,21 @@ async def test_the_app_shows_hostile_names_literally_and_keeps_running(
         assert "bad\\x1b]0;pwned\\x07name" in screen
         assert not any(c in screen_text(app) for c in CONTROL)
         tree = app.query_one(ModuleTree)
-        for path in ("bad\x1b]0;pwned\x07name.bias", "clip\x1b]52;c;ZXZpbA==\x07board.weight"):
+        # Each path as the detail pane's heading writes it, once the pane shows it.
+        for path, shown in (
+            ("bad\x1b]0;pwned\x07name.bias", r"bad\x1b]0;pwned\x07name.bias"),
+            ("clip\x1b]52;c;ZXZpbA==\x07board.weight", r"clip\x1b]52;c;ZXZpbA==\x07board.weight"),
+        ):
             assert tree.select_path(path)
-            await pilot.pause(0.2)
+            await wait_for_text(pilot, f"│ {shown} │")
             assert not any(c in screen_text(app) for c in CONTROL)
         assert tree.select_path(MARKUP_KEY)
-        await pilot.pause(0.2)
+        await wait_for_text(pilot, f"│ {MARKUP_KEY} │")
         await pilot.press("d")  # the message quotes the key, markup and all
         await wait_for(
             pilot, lambda: "evil[/]key" in squeeze(screen_text(app)) + notifications(app)
         )
         await pilot.press("s")
-        await pilot.pause(0.3)
+        await settle(pilot)
         assert not any(c in screen_text(app) for c in CONTROL)
         assert app.is_running

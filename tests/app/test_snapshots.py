@@ -10,7 +10,7 @@ from tests.app_support import wait_for, wait_for_text, wait_loaded
 
 
 def test_main_screen_on_alexnet(snap_compare: object) -> None:
-    async def open_classifier(pilot: Pilot[object]) -> None:
+    async def open_classifier(pilot: Pilot[None]) -> None:
         await wait_loaded(pilot)
         app = pilot.app
         assert isinstance(app, ModelBrowseApp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torchvision
 from rich.segment import Segment
@@ -72,16 +73,21 @@ async def test_each_frame_is_the_frame_drawn_afresh() -> None:
             lines = tree._tree_lines[top : top + tree.size.height]
             return next(line.node for line in lines if line.last and len(line.path) > 2)
 
+        def add_beside_last_child_shown() -> None:
+            parent = last_child_shown().parent
+            assert parent is not None
+            added.append(parent.add_leaf("added"))
+
         def cursor_block() -> TreeNode[TreeEntry]:
             node = tree.cursor_node
             assert node is not None and node.parent is not None
             return node if node.parent is tree.root else node.parent
 
-        changes = {
+        changes: dict[int, Callable[[], object]] = {
             20: lambda: pilot.hover(ModuleTree, offset=(8, 5)),
             21: lambda: hovered.append(tree.hover_line),
             25: lambda: pilot.hover(ModuleTree, offset=(8, 9)),
-            40: lambda: added.append(last_child_shown().parent.add_leaf("added")),  # └─ to ├─
+            40: add_beside_last_child_shown,  # └─ to ├─
             45: lambda: cursor_block().set_label("relabelled"),
             50: lambda: added.pop().remove(),
             60: lambda: app.set_focus(None),

@@ -1,9 +1,9 @@
 """Damaged checkpoint files: each opens, or is refused with one line, in seconds, in bounded memory.
 
-Valid `.pt`, `.safetensors` and TorchScript files are cut short, bit-flipped, given wrong lengths
-and, for the zip formats, a huge declared size; each result is opened as the app opens a file
-(`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per format run in
-the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
+Valid `.pt`, `.safetensors`, TorchScript and ONNX files are cut short, bit-flipped, given wrong
+lengths and, for the zip formats, a huge declared size; each result is opened as the app opens a
+file (`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per format
+run in the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class Small(nn.Module):
         self.body = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self.embed(x).mean(1))
+        out: torch.Tensor = self.body(self.embed(x).mean(1))
+        return out
 
 
 def write_pt(path: Path) -> None:
@@ -56,7 +57,13 @@ def write_safetensors(path: Path) -> None:
 
 
 def write_torchscript(path: Path) -> None:
-    torch.jit.script(Small()).save(str(path))
+    torch.jit.save(torch.jit.script(Small()), str(path))
+
+
+def write_onnx(path: Path) -> None:
+    from tests.onnx_support import export_tiny
+
+    export_tiny(path)
 
 
 def write_quantized(path: Path) -> None:
@@ -74,6 +81,7 @@ WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "safetensors": ("safetensors", write_safetensors),
     "torchscript": ("pt", write_torchscript),
     "quantized": ("safetensors", write_quantized),
+    "onnx": ("onnx", write_onnx),
 }
 
 

@@ -31,7 +31,8 @@ def test_a_prebuilt_replace_has_the_bytes_of_one_built_on_apply() -> None:
     built_then_applied(edit, net)
     direct.apply(same)
     assert net[6] is edit.new and not net[6].training
-    assert torch.equal(net[6].weight, same[6].weight) and net[6].weight.dtype == torch.float64
+    weight = net.get_parameter("6.weight")
+    assert torch.equal(weight, same.get_parameter("6.weight")) and weight.dtype == torch.float64
     assert edit.as_code() == direct.as_code()
     assert edit.to_dict() == direct.to_dict()  # the recipe records the same seed
     old = edit.old
@@ -53,29 +54,31 @@ def test_insert_and_add_are_prebuilt_and_a_delete_is_not() -> None:
     built_then_applied(add, net)
     assert net[7] is insert.new and net.extra is add.new
     reference = build_seeded("nn.Linear(10, 3)", 5, torch.device("cpu"), None)
-    assert torch.equal(net[7].weight, reference.weight)
+    assert torch.equal(net.get_parameter("7.weight"), reference.get_parameter("weight"))
 
 
 def test_a_batch_builds_one_module_per_part() -> None:
     net = small_net()
-    parts: list[Edit] = [Replace("4", "nn.Linear(256, 16)"), Replace("6", "nn.Linear(16, 10)")]
+    first, second = Replace("4", "nn.Linear(256, 16)"), Replace("6", "nn.Linear(16, 10)")
+    parts: list[Edit] = [first, second]
     batch = Batch("cls:Linear", parts, "replace with")
     builds = to_build(batch, net)
     assert [b.edit for b in builds] == parts
     built_then_applied(batch, net)
-    assert net[4] is parts[0].new and net[6] is parts[1].new  # type: ignore[attr-defined]
+    assert net[4] is first.new and net[6] is second.new
 
 
 def test_seeded_builds_in_threads_keep_their_seeds_bytes() -> None:
     """torch's generator is one per process: builds in two threads at once still draw their
     own seed's numbers, and the caller's random state is left alone."""
-    reference = build_seeded("nn.Linear(256, 256)", 7, torch.device("cpu"), None).weight
+    reference = build_seeded("nn.Linear(256, 256)", 7, torch.device("cpu"), None)
+    weight = reference.get_parameter("weight")
     results: list[bool] = []
 
     def build() -> None:
         for _ in range(10):
             module = build_seeded("nn.Linear(256, 256)", 7, torch.device("cpu"), None)
-            results.append(torch.equal(module.weight, reference))
+            results.append(torch.equal(module.get_parameter("weight"), weight))
 
     threads = [threading.Thread(target=build) for _ in range(2)]
     torch.manual_seed(123)

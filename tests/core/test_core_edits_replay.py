@@ -19,7 +19,7 @@ from modelbrowse.core.edits.registry import EDIT_TYPES
 from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.edits.specs import SpecError
 from tests.edit_support import assert_state, state
-from tests.fixtures.models import SharedNet
+from tests.fixtures.models import Holder, SharedNet
 
 
 def flags(model: nn.Module) -> list[tuple[str, bool]]:
@@ -67,6 +67,11 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], list[Edit]]]] = {
             Reinit("features.0", "reset_parameters", seed=4),
             SetTrainable("features.0.bias", trainable=True),
             AddModule("", "extra", "nn.Linear(10, 2)", seed=5),
+            # as the tutorials do: a child named '100' under a leaf, then an insert at 0
+            AddModule("features.11", "100", "nn.BatchNorm2d(256)", seed=28),
+            Insert("features", 0, "nn.Identity()", seed=29),
+            Replace("features.12.100", "nn.BatchNorm2d(256, momentum=0.2)", seed=30),
+            Reinit("features.12", "kaiming_uniform", seed=31),
         ],
     ),
     "resnet18": (
@@ -107,6 +112,15 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[], list[Edit]]]] = {
             AddModule("decoder", "norm", "nn.LayerNorm(8)", seed=21),
             Delete("decoder.act"),
             Reinit("decoder", "zeros", seed=22),
+        ],
+    ),
+    "plain parameters": (
+        Holder,
+        lambda: [
+            Reinit("", "kaiming_normal", seed=32),
+            AddModule("block", "100", "nn.Linear(2, 2)", seed=33),
+            Reinit("block", "trunc_normal(std=0.02)", seed=34),
+            Reinit("block.W", "xavier_uniform", seed=35),
         ],
     ),
     "float64": (

@@ -92,7 +92,8 @@ class ItemNet(nn.Module):
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x) * x.abs().max().item()
+        out: torch.Tensor = self.fc(x) * x.abs().max().item()
+        return out
 
 
 class BranchNet(ItemNet):
@@ -106,14 +107,16 @@ class NumpyNet(ItemNet):
     """A round trip through numpy."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.from_numpy(np.asarray(x.numpy())))
+        out: torch.Tensor = self.fc(torch.from_numpy(np.asarray(x.numpy())))
+        return out
 
 
 class NonzeroNet(ItemNet):
     """An output whose size depends on the data."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)[x.nonzero(as_tuple=True)]
+        out: torch.Tensor = self.fc(x)[x.nonzero(as_tuple=True)]
+        return out
 
 
 @pytest.mark.parametrize("cls", [ItemNet, BranchNet, NumpyNet, NonzeroNet])
@@ -146,9 +149,9 @@ def test_meta_copy_keeps_sharing_and_copies_no_data() -> None:
     model = SharedNet()
     model.head.weight.requires_grad_(False)
     probe = meta_copy(model)
-    assert probe.encoder is probe.decoder.proj
-    assert probe.head.weight is probe.embed.weight
-    assert not probe.head.weight.requires_grad
+    assert probe.get_submodule("encoder") is probe.get_submodule("decoder.proj")
+    assert probe.get_parameter("head.weight") is probe.get_parameter("embed.weight")
+    assert not probe.get_parameter("head.weight").requires_grad
     assert all(t.is_meta for t in (*probe.parameters(), *probe.buffers(), probe.mask))
     assert not any(t.is_meta for t in model.parameters())
 

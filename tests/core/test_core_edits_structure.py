@@ -22,7 +22,7 @@ def test_replace_keeps_dtype_and_device_and_is_trainable() -> None:
     net = small_net().double()
     net.requires_grad_(False)
     old = net[6]
-    old_weight = old.weight.detach().clone()
+    old_weight = old.get_parameter("weight").detach().clone()
     edit = Replace("6", "nn.Linear(16, 5)", seed=11)
     edit.apply(net)
     new = net[6]
@@ -37,7 +37,7 @@ def test_replace_keeps_dtype_and_device_and_is_trainable() -> None:
     ]
     edit.undo(net)
     assert net[6] is old
-    assert torch.equal(net[6].weight, old_weight)
+    assert torch.equal(net.get_parameter("6.weight"), old_weight)
     edit.apply(net)  # a redo puts back the same new module
     assert net[6] is new
 
@@ -161,8 +161,14 @@ def test_insert_refusals(path: str, index: int, message: str) -> None:
 
 def test_insert_into_a_sequential_with_named_children_is_refused() -> None:
     net = SharedNet()
-    with pytest.raises(EditError, match=re.escape("decoder has named children")):
+    message = "decoder has children not numbered 0 to 1: add a named module instead"
+    with pytest.raises(EditError, match=re.escape(message)):
         Insert("decoder", 0, "nn.ReLU()").apply(net)
+    numbered = nn.Sequential(nn.ReLU(), nn.ReLU())
+    numbered.add_module("100", nn.Identity())  # a number, but not its place
+    with pytest.raises(EditError, match=re.escape("the root has children not numbered 0 to 2")):
+        Insert("", 0, "nn.ReLU()").apply(numbered)
+    assert list(numbered._modules) == ["0", "1", "100"]
 
 
 def test_add_module_then_undo_and_redo() -> None:
@@ -187,15 +193,20 @@ def test_add_module_then_undo_and_redo() -> None:
     ("path", "name", "problem"),
     [
         ("", "extra", None),
-        ("", "", "'' is not a valid attribute name"),
-        ("", "1st", "'1st' is not a valid attribute name"),
-        ("", "a-b", "'a-b' is not a valid attribute name"),
-        ("", "class", "'class' is not a valid attribute name"),
-        ("", "embed", "the root already has an attribute named 'embed'"),
+        # what add_module accepts: any text without a dot
+        ("", "1st", None),
+        ("", "a-b", None),
+        ("", "class", None),
+        ("", "100", None),
+        ("decoder", "0", None),
+        ("", "", "type a name for the new child"),
+        ("", "a.b", "'a.b' has a dot: a child's name cannot"),
+        ("", "a\tb", "'a\\tb' has a control character"),
+        ("", "embed", "the root already has a child named 'embed'"),
         ("", "scale", "the root already has an attribute named 'scale'"),  # a buffer
         ("", "mask", "the root already has an attribute named 'mask'"),  # a plain tensor
         ("", "forward", "the root already has an attribute named 'forward'"),
-        ("decoder", "proj", "decoder already has an attribute named 'proj'"),
+        ("decoder", "proj", "decoder already has a child named 'proj'"),
         ("encoder", "weight", "encoder already has an attribute named 'weight'"),
         ("encoder", "training", "encoder already has an attribute named 'training'"),
     ],
@@ -203,11 +214,15 @@ def test_add_module_then_undo_and_redo() -> None:
 def test_child_name_problem(path: str, name: str, problem: str | None) -> None:
     net = SharedNet()
     parent = net.get_submodule(path)
-    assert child_name_problem(parent, path, name) == problem
+    found = child_name_problem(parent, path, name)
+    assert found == problem if problem is None else (found or "").startswith(problem)
     edit = AddModule(path, name, "nn.ReLU()")
     if problem is None:
         edit.apply(net)
         assert isinstance(getattr(parent, name), nn.ReLU)
+        replayed = SharedNet()
+        exec("\n".join(edit.as_code()), {"torch": torch, "nn": nn, "model": replayed})
+        assert isinstance(replayed.get_submodule(f"{path}.{name}" if path else name), nn.ReLU)
     else:
         before = children(parent)
         with pytest.raises(EditError, match=re.escape(problem)):

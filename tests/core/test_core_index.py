@@ -15,7 +15,7 @@ from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.index import NodeIndex
 from modelbrowse.core.nodes import NodeKind, Totals
 from modelbrowse.core.text_tree import render_tree_text
-from tests.fixtures.models import SharedNet
+from tests.fixtures.models import BufferAlias, SharedNet
 
 ALEXNET_PARAMS = 61_100_840
 SHARED_NET_PARAMS = 8 * 10 + (8 * 8 + 8)  # embed (tied with head) + encoder (also decoder.proj)
@@ -30,7 +30,8 @@ def unique_params(model: nn.Module) -> int:
 def resnet18() -> nn.Module:
     """Torchvision ResNet-18 with random initialisation: has BatchNorm buffers."""
     torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None)
+    model: nn.Module = torchvision.models.resnet18(weights=None)
+    return model
 
 
 @pytest.fixture
@@ -117,6 +118,18 @@ def test_shared_net_buffers_count_both_kinds_but_not_the_plain_tensor(
     assert totals.buffers == 8 + 4  # scale (persistent) + cache (non-persistent); not mask
     assert totals.nbytes == (SHARED_NET_PARAMS + 12) * 4
     assert shared_index.totals("mask") == Totals()
+
+
+def test_a_buffer_that_is_also_a_plain_attribute_is_counted_once() -> None:
+    model = BufferAlias()
+    index = NodeIndex(model)
+    expected = sum(b.numel() for b in model.buffers())
+    expected_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert (expected, expected_bytes) == (4, 20)
+    assert (index.totals().buffers, index.totals().nbytes) == (expected, expected_bytes)
+    assert index.totals().tensors == 3
+    assert index.node("tensor").kind is NodeKind.UNREGISTERED_TENSOR  # still warned about
+    assert index.aliases("tensor") == ["buffer", "tensor"]
 
 
 # --- sharing -------------------------------------------------------------------------------

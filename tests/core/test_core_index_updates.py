@@ -122,7 +122,7 @@ def test_freezing_with_the_index_parameters_matches_walking_the_model() -> None:
 
 def test_freezing_a_partly_frozen_model_and_undoing_it_restores_partial_counts() -> None:
     model = blocks()
-    model[0][0].bias.requires_grad_(False)
+    model.get_parameter("0.0.bias").requires_grad_(False)
     index = NodeIndex(model)
     edit = SetTrainable("0", trainable=False)
     edit.apply(model)

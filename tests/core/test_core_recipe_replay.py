@@ -12,7 +12,7 @@ from torch import nn
 from modelbrowse.core.edits.base import Edit
 from modelbrowse.core.edits.freezing import SetTrainable
 from modelbrowse.core.edits.history import EditHistory
-from modelbrowse.core.edits.modules import Replace
+from modelbrowse.core.edits.modules import AddModule, Insert, Replace
 from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.recipe import (
     RecipeError,
@@ -69,10 +69,11 @@ def test_load_edited_gives_alexnet_back(
     loaded = load_edited(path)
     assert_same_tensors(loaded.state_dict(), state(model))
     assert flags(loaded) == flags(model)
-    assert loaded.classifier[6].out_features == 10
-    assert not loaded.features[0].weight.requires_grad
-    assert loaded.classifier[6].weight.requires_grad
-    assert isinstance(loaded.classifier[6], nn.Linear)
+    head = loaded.get_submodule("classifier.6")
+    assert isinstance(head, nn.Linear)
+    assert head.out_features == 10
+    assert not loaded.get_parameter("features.0.weight").requires_grad
+    assert head.weight.requires_grad
 
 
 def test_replay_recipe_makes_the_same_file(
@@ -127,8 +128,35 @@ def test_replay_shared_net_from_another_directory(
     found = read_weights(out)
     assert_same_tensors(found, state(model))
     loaded = load_edited(out, source=again.spec)
-    assert loaded.head.weight is loaded.embed.weight and not loaded.head.weight.requires_grad
-    assert isinstance(loaded.decoder.act, nn.GELU)
+    head = loaded.get_parameter("head.weight")
+    assert head is loaded.get_parameter("embed.weight") and not head.requires_grad
+    assert isinstance(loaded.get_submodule("decoder.act"), nn.GELU)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_tutorials_add_module_and_an_insert_at_0_save_and_come_back(
+    tmp_path: Path, fmt: str
+) -> None:
+    """`alexnet.features[11].add_module('100', nn.BatchNorm2d(256))`, the custom module's
+    plain parameters re-initialised, and an insert before features.0."""
+    source = resolve_source("alexnet")
+    edits: list[Edit] = [
+        AddModule("features.11", "100", "nn.BatchNorm2d(256)"),
+        Insert("features", 0, "nn.BatchNorm2d(3)"),
+        Reinit("features.12", "normal(std=0.01)"),
+    ]
+    model = edited(source, edits)
+    path = tmp_path / f"alex.{fmt}"
+    save_edited(model, path, source, INIT_SEED, edits)
+    assert "features.12.100.running_var" in read_weights(path)
+
+    loaded = load_edited(path)
+    assert isinstance(loaded.get_submodule("features.0"), nn.BatchNorm2d)
+    assert isinstance(loaded.get_submodule("features.12.100"), nn.BatchNorm2d)
+    assert_same_tensors(loaded.state_dict(), state(model))
+    output = tmp_path / f"again.{fmt}"
+    replay_recipe(path.with_name(path.name + ".recipe.json"), source, output)
+    assert_same_tensors(read_weights(output), read_weights(path))
 
 
 @pytest.fixture

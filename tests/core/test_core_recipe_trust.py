@@ -18,6 +18,7 @@ from modelbrowse.core.recipe import RecipeError, load_edited, read_recipe, save_
 from modelbrowse.core.recovery import kept_for, recovery_dir
 from modelbrowse.core.sources.base import resolve_source
 from tests.e2e.test_cli import ROOT
+from tests.model_support import submodule
 from tests.saving_support import one_line
 
 
@@ -90,8 +91,10 @@ def test_an_import_path_the_caller_supplies_builds(tmp_path: Path, models_file: 
     by_class = load_edited(weights, source=cls)
     by_factory = load_edited(weights, source=lambda n: cls(n=n))  # the recipe's kwargs
     for loaded in (by_spec, by_class, by_factory):
-        assert len(loaded.layers) == 2
-        assert torch.equal(loaded.layers[0].weight, model.layers[0].weight)
+        assert len(submodule(loaded, "layers", nn.ModuleList)) == 2
+        assert torch.equal(
+            loaded.get_parameter("layers.0.weight"), model.get_parameter("layers.0.weight")
+        )
     with pytest.raises(RecipeError, match=r"not an nn\.Module class"):
         load_edited(weights, source=dict)
     with pytest.raises(RecipeError, match="not Linear"):

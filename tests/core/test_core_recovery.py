@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from modelbrowse.core.edits.base import Edit
 from modelbrowse.core.edits.freezing import SetTrainable
 from modelbrowse.core.edits.history import EditHistory
 from modelbrowse.core.edits.modules import Replace
@@ -91,7 +92,10 @@ def test_old_kept_files_are_pruned_and_unreadable_ones_skipped() -> None:
 
 
 def test_steps_that_do_not_add_up_leave_the_edits_one_by_one() -> None:
-    edits = [SetTrainable("layer1", trainable=False), SetTrainable("layer2", trainable=False)]
+    edits: list[Edit] = [
+        SetTrainable("layer1", trainable=False),
+        SetTrainable("layer2", trainable=False),
+    ]
     assert as_made({"kept": {"steps": [{"records": 3, "selector": "x"}]}}, edits) == edits
     assert as_made({}, edits) == edits
     grouped = as_made({"kept": {"steps": [{"records": 2, "selector": "layer*"}]}}, edits)

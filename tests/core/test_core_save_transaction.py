@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,10 +253,10 @@ def test_a_second_save_waits_its_turn(
     """The second save starts while the first is writing; it writes after it, as a pair."""
     path = tmp_path / "w.safetensors"
     waiting = threading.Event()
-    real_sleep = transaction.time.sleep
+    real_sleep = time.sleep
 
     class Clock:
-        monotonic = staticmethod(transaction.time.monotonic)
+        monotonic = staticmethod(time.monotonic)
 
         @staticmethod
         def sleep(seconds: float) -> None:

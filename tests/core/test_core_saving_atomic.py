@@ -39,7 +39,7 @@ def existing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
 def changed_model() -> nn.Module:
     model = small_net()
     with torch.no_grad():
-        model[6].weight.mul_(-2.0)
+        model.get_parameter("6.weight").mul_(-2.0)
     return model
 
 
@@ -118,7 +118,10 @@ def test_the_final_rename_fails(
         raise error
 
     monkeypatch.setattr(os, "replace", replace)
-    expected = {errno.EACCES: "permission denied", errno.ENOSPC: "no space left on device"}
+    expected: dict[int | None, str] = {
+        errno.EACCES: "permission denied",
+        errno.ENOSPC: "no space left on device",
+    }
     assert fail_save(existing) == f"cannot write {existing}: {expected.get(error.errno, 'x')}"
 
 

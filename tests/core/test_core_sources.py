@@ -13,10 +13,17 @@ import torchvision.models
 import torchvision.models._api
 from torch import nn
 
-from modelbrowse.core.arguments import parse_input_shape, parse_kwargs
+from modelbrowse.core.arguments import (
+    ExampleInput,
+    parse_example_input,
+    parse_input_shape,
+    parse_kwargs,
+)
 from modelbrowse.core.errors import SourceError, UsageError
+from modelbrowse.core.example_inputs import input_dtypes, input_hint
 from modelbrowse.core.sources.base import resolve_source
 from tests.fixtures import models as fixture_models
+from tests.model_support import submodule
 
 ALEXNET_PARAMS = 61_100_840
 
@@ -200,13 +207,13 @@ def test_file_path_to_a_factory(models_file: Path) -> None:
     source = resolve_source(f"{models_file}:make_shared_net")
     model, _ = source.build_structure()
     assert type(model).__name__ == "SharedNet"
-    assert model.head.weight is model.embed.weight
+    assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
     assert unique_params(model) == 152
 
 
 def test_class_gets_the_kw(models_file: Path) -> None:
     model, _ = resolve_source(f"{models_file}:WideList", {"n": 3}).build_structure()
-    assert len(model.layers) == 3
+    assert len(submodule(model, "layers", nn.ModuleList)) == 3
 
 
 def test_instance_is_returned_as_is() -> None:
@@ -328,11 +335,11 @@ def test_meta_fallback_keeps_tied_weights(tmp_path: Path) -> None:
     path.write_text(TIED_NEEDS_DATA)
     source = resolve_source(f"{path}:TiedNeedsData")
     real = source.build_real()
-    assert real.head.weight is real.embed.weight
+    assert real.get_parameter("head.weight") is real.get_parameter("embed.weight")
     model, is_meta = source.build_structure()
     assert is_meta
     assert unique_params(model) == unique_params(real) == 80
-    assert model.head.weight is model.embed.weight
+    assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
 
 
 # --- command-line values -------------------------------------------------------------------
@@ -394,6 +401,30 @@ def test_parse_input_shape_rejects_bad_values(text: str) -> None:
     assert str(caught.value) == (
         f"--input-shape expects positive integers such as 1,3,224,224, got {text!r}"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "dtype", "example"),
+    [
+        ("1,16", None, ExampleInput(((1, 16),), (None,))),
+        ("1,16", "long", ExampleInput(((1, 16),), ("int64",))),
+        ("1,16:long", None, ExampleInput(((1, 16),), ("int64",))),
+        ("1,16:Int;1,16", "half", ExampleInput(((1, 16), (1, 16)), ("int32", "float16"))),
+        ("1x3x8x8:bfloat16", None, ExampleInput(((1, 3, 8, 8),), ("bfloat16",))),
+    ],
+)
+def test_parse_example_input(text: str, dtype: str | None, example: ExampleInput) -> None:
+    assert parse_example_input(text, dtype) == example
+
+
+def test_an_input_dtype_is_chosen_from_the_first_layer(models_file: Path) -> None:
+    tokens = resolve_source(f"{models_file}:SharedNet").build_structure()[0]
+    image = resolve_source("alexnet").build_structure()[0]
+    example = parse_example_input("1,4;1,4:float")
+    assert input_dtypes(tokens, example) == ("int64", "float32")
+    assert input_dtypes(image, example) == ("float32", "float32")
+    assert input_hint(tokens) == "1,16:long"
+    assert input_hint(image) == "1,3,224,224"
 
 
 def test_a_source_from_code_declares_what_the_app_reads_with_empty_defaults() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -21,6 +21,7 @@ from modelbrowse.core.edits.specs import (
     spec_code,
 )
 from modelbrowse.core.errors import ModelBrowseError
+from tests.model_support import submodule
 
 
 def layout(module: nn.Module) -> tuple[list[Any], ...]:
@@ -39,24 +40,41 @@ def nest(depth: int) -> str:
 
 # --- specs that build ----------------------------------------------------------------------------
 
+M = TypeVar("M", bound=nn.Module)
+
+
+def of(kind: type[M], check: Callable[[M], bool]) -> Callable[[nn.Module], bool]:
+    """`check` on a module that is a `kind` (the class the spec names)."""
+    return lambda module: isinstance(module, kind) and check(module)
+
+
 BUILDS: list[tuple[str, Callable[[nn.Module], bool]]] = [
-    ("nn.Linear(4096, 10)", lambda m: (m.in_features, m.out_features) == (4096, 10)),
-    ("Linear(4096, 10)", lambda m: (m.in_features, m.out_features) == (4096, 10)),
-    ("torch.nn.Linear(8, 3, bias=False)", lambda m: m.out_features == 3 and m.bias is None),
-    ("nn.Linear(in_features=5, out_features=2)", lambda m: m.weight.shape == (2, 5)),
-    ("  nn.ReLU(inplace=True)  \n", lambda m: m.inplace is True),
-    ("nn.Conv2d(3, 8, (3, 5), stride=(2, 1))", lambda m: m.kernel_size == (3, 5)),
-    ("nn.Conv2d(3, 8, 3, padding='same')", lambda m: m.padding == "same"),
-    ("nn.LayerNorm([4, 8])", lambda m: m.normalized_shape == (4, 8)),
-    ("nn.BatchNorm2d(8, momentum=None)", lambda m: m.momentum is None),
-    ("nn.GELU(approximate='tanh')", lambda m: m.approximate == "tanh"),
-    ("nn.Flatten(-3, -1)", lambda m: (m.start_dim, m.end_dim) == (-3, -1)),
-    ("nn.Flatten(start_dim=+2)", lambda m: m.start_dim == 2),
-    ("nn.LeakyReLU(-0.5)", lambda m: m.negative_slope == -0.5),
-    ("nn.Dropout(0.25, False)", lambda m: m.p == 0.25 and m.inplace is False),
-    ("nn.Softmax(dim=-1)", lambda m: m.dim == -1),
-    ("nn.ModuleList([nn.ReLU(), nn.Tanh()])", lambda m: [type(c) for c in m] == [nn.ReLU, nn.Tanh]),
-    ("nn.Embedding(10, 4, padding_idx=None)", lambda m: m.padding_idx is None),
+    ("nn.Linear(4096, 10)", of(nn.Linear, lambda m: (m.in_features, m.out_features) == (4096, 10))),
+    ("Linear(4096, 10)", of(nn.Linear, lambda m: (m.in_features, m.out_features) == (4096, 10))),
+    (
+        "torch.nn.Linear(8, 3, bias=False)",
+        of(nn.Linear, lambda m: m.out_features == 3 and m.bias is None),
+    ),
+    (
+        "nn.Linear(in_features=5, out_features=2)",
+        of(nn.Linear, lambda m: m.weight.shape == (2, 5)),
+    ),
+    ("  nn.ReLU(inplace=True)  \n", of(nn.ReLU, lambda m: m.inplace is True)),
+    ("nn.Conv2d(3, 8, (3, 5), stride=(2, 1))", of(nn.Conv2d, lambda m: m.kernel_size == (3, 5))),
+    ("nn.Conv2d(3, 8, 3, padding='same')", of(nn.Conv2d, lambda m: m.padding == "same")),
+    ("nn.LayerNorm([4, 8])", of(nn.LayerNorm, lambda m: m.normalized_shape == (4, 8))),
+    ("nn.BatchNorm2d(8, momentum=None)", of(nn.BatchNorm2d, lambda m: m.momentum is None)),
+    ("nn.GELU(approximate='tanh')", of(nn.GELU, lambda m: m.approximate == "tanh")),
+    ("nn.Flatten(-3, -1)", of(nn.Flatten, lambda m: (m.start_dim, m.end_dim) == (-3, -1))),
+    ("nn.Flatten(start_dim=+2)", of(nn.Flatten, lambda m: m.start_dim == 2)),
+    ("nn.LeakyReLU(-0.5)", of(nn.LeakyReLU, lambda m: m.negative_slope == -0.5)),
+    ("nn.Dropout(0.25, False)", of(nn.Dropout, lambda m: m.p == 0.25 and m.inplace is False)),
+    ("nn.Softmax(dim=-1)", of(nn.Softmax, lambda m: m.dim == -1)),
+    (
+        "nn.ModuleList([nn.ReLU(), nn.Tanh()])",
+        of(nn.ModuleList, lambda m: [type(c) for c in m] == [nn.ReLU, nn.Tanh]),
+    ),
+    ("nn.Embedding(10, 4, padding_idx=None)", of(nn.Embedding, lambda m: m.padding_idx is None)),
 ]
 
 
@@ -75,7 +93,8 @@ def test_a_nested_sequential_builds_and_runs() -> None:
     module = build_module(text)
     assert isinstance(module, nn.Sequential)
     assert [type(c) for c in module] == [nn.Linear, nn.ReLU, nn.Linear]
-    assert (module[0].in_features, module[2].out_features) == (4096, 10)
+    first, last = submodule(module, "0", nn.Linear), submodule(module, "2", nn.Linear)
+    assert (first.in_features, last.out_features) == (4096, 10)
     assert module(torch.zeros(2, 4096)).shape == (2, 10)
 
 
@@ -102,8 +121,8 @@ def test_building_on_meta_takes_no_random_numbers() -> None:
     built = build_module("nn.Linear(16, 4)")
     torch.manual_seed(7)
     direct = nn.Linear(16, 4)
-    assert torch.equal(built.weight, direct.weight)
-    assert torch.equal(built.bias, direct.bias)
+    assert torch.equal(built.get_parameter("weight"), direct.weight)
+    assert torch.equal(built.get_parameter("bias"), direct.bias)
 
 
 def test_device_and_dtype_placement() -> None:
@@ -219,7 +238,7 @@ def test_depth_limit_allows_the_documented_nesting() -> None:
 def test_size_limit_is_adjustable() -> None:
     with pytest.raises(SpecError, match=re.escape("more than the 1.0 KiB limit")):
         build_module("nn.Linear(100, 100)", max_bytes=1024)
-    assert build_module("nn.Linear(10, 10)", max_bytes=1024).weight.numel() == 100
+    assert build_module("nn.Linear(10, 10)", max_bytes=1024).get_parameter("weight").numel() == 100
 
 
 # --- the constructor text of an existing module --------------------------------------------------

@@ -78,20 +78,22 @@ def test_any_other_build_stops_at_the_module_budget(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("modelbrowse.core.edits.specs.MAX_SPEC_MODULES", 10)
     with pytest.raises(SpecError, match="would create more than 10 modules"):
         build_module("nn.Sequential(" + ", ".join(["nn.ReLU()"] * 20) + ")", device="meta")
-    assert len(build_module("nn.Sequential(nn.ReLU(), nn.ReLU())", device="meta")) == 2
+    built = build_module("nn.Sequential(nn.ReLU(), nn.ReLU())", device="meta")
+    assert isinstance(built, nn.Sequential) and len(built) == 2
 
 
 def test_a_cancelled_build_stops_at_its_next_module() -> None:
     spec = "nn.Sequential(" + ", ".join(["nn.Linear(2, 2)"] * 100) + ")"
     with cancellable(lambda: True), pytest.raises(SpecError, match="cancelled"):
         build_module(spec, device="meta")
-    assert len(build_module(spec, device="meta")) == 100  # the flag was this block's only
+    built = build_module(spec, device="meta")
+    assert isinstance(built, nn.Sequential) and len(built) == 100  # the flag was this block's
 
 
 def test_a_budget_counts_its_own_thread_only() -> None:
     import threading
 
-    built: list[nn.Module] = []
+    built: list[nn.Sequential] = []
     with counted("x", 3, 3):
         worker = threading.Thread(target=lambda: built.append(nn.Sequential(*[nn.ReLU()] * 9)))
         worker.start()

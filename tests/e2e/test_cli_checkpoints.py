@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -15,13 +16,16 @@ from tests.core.test_core_checkpoints import BAD_INPUTS, RunsCode, write_trainin
 from tests.e2e.test_cli import run_command
 from tests.fixtures.models import SharedNet
 
+if TYPE_CHECKING:  # what `capsys.readouterr()` returns; pytest 8 does not export its name
+    from _pytest.capture import CaptureResult
+
 
 def squeezed(text: str) -> list[str]:
     """Each line with runs of spaces made one: the columns' widths do not matter here."""
     return [" ".join(line.split()) for line in text.splitlines()]
 
 
-def the_error_line(captured: pytest.CaptureResult[str]) -> str:
+def the_error_line(captured: CaptureResult[str]) -> str:
     """The one line a failing command writes: on stderr, nothing on stdout, no traceback."""
     assert captured.out == ""
     assert "Traceback" not in captured.err
@@ -132,14 +136,21 @@ def backbone_checkpoint(directory: Path) -> Path:
     return path
 
 
-def test_an_architecture_no_key_fits_is_one_line_with_the_prefix_hint(
+def test_an_architecture_no_key_fits_names_the_prefix_and_shows_keys_of_both_sides(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], models_file: Path
 ) -> None:
     path = backbone_checkpoint(tmp_path)
     assert main([str(path), "--print", "--arch", f"{models_file}:SharedNet"]) == 2
-    line = the_error_line(capsys.readouterr())
-    assert "none of the 7 tensors" in line
-    assert "(--strip-prefix backbone.)" in line
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    line, *details = captured.err.splitlines()
+    assert line.startswith("modelbrowse: error: none of the 7 tensors")
+    assert line.endswith("(--strip-prefix backbone.)")
+    assert details == [  # the prefix says what to do: no closest pair besides
+        "  checkpoint: backbone.scale, backbone.embed.weight, backbone.encoder.weight, "
+        "... (7 keys)",
+        "  model:      scale, embed.weight, encoder.weight, ... (7 keys)",
+    ]
 
     assert (
         main(
@@ -157,6 +168,47 @@ def test_an_architecture_no_key_fits_is_one_line_with_the_prefix_hint(
     lines = squeezed(capsys.readouterr().out)
     assert f"fit fits {models_file}:SharedNet: all 7 tensors loaded" in lines
     assert "(root) SharedNet 152" in lines
+
+
+LPIPS_LINS = """
+from torch import nn
+
+
+class Lin(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.model = nn.Sequential(nn.Conv2d(channels, 1, 1, bias=False))
+
+
+class LpipsAlexLins(nn.Module):
+    def __init__(self):
+        super().__init__()
+        for i, channels in enumerate((64, 192, 384, 256, 256)):
+            self.add_module(f"lin{i}", Lin(channels))
+"""
+
+
+def test_an_architecture_no_key_fits_shows_the_closest_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LPIPS's alex.pth holds `lin0.model.1.weight` (a Dropout at 0); an architecture written
+    without the Dropout names it `lin0.model.0.weight`."""
+    (tmp_path / "lins.py").write_text(LPIPS_LINS)
+    channels = (64, 192, 384, 256, 256)
+    path = tmp_path / "alex.pth"
+    torch.save(
+        {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(channels)}, path
+    )
+    assert main([str(path), "--print", "--arch", f"{tmp_path}/lins.py:LpipsAlexLins"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert captured.err.splitlines() == [
+        f"modelbrowse: error: none of the 5 tensors in {path} fit {tmp_path}/lins.py:LpipsAlexLins",
+        "  checkpoint: lin0.model.1.weight, lin1.model.1.weight, lin2.model.1.weight, ... (5 keys)",
+        "  model:      lin0.model.0.weight, lin1.model.0.weight, lin2.model.0.weight, ... (5 keys)",
+        "  closest:    lin0.model.1.weight vs lin0.model.0.weight (5 of 5 keys differ the same "
+        "way: model.1 -> model.0)",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMAND = Path(sys.executable).parent / "modelbrowse"
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, **kwargs: object
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(COMMAND), *args],
         capture_output=True,
@@ -24,7 +22,6 @@ def run(
         env={**os.environ, **(env or {})},
         cwd=ROOT,
         timeout=120,
-        **kwargs,  # type: ignore[call-overload]
     )
 
 

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from modelbrowse.tui import cli
+from modelbrowse.tui.parser import build_parser
 from tests.core.test_core_structure import small_state
 
 
@@ -70,7 +71,7 @@ def test_print_from_the_structure_is_the_full_opens_text(
 ) -> None:
     path = write_sources(tmp_path)[name]
     argv = [str(path), "--print", *extra]
-    options = cli._options(cli.build_parser().parse_args(argv))
+    options = cli._options(build_parser().parse_args(argv))
     assert options.read_structure() is not None  # the structure covers it
     fast, full = printed(capsys, monkeypatch, argv)
     assert fast == full

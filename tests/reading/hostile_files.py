@@ -7,6 +7,7 @@ import json
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -118,7 +119,7 @@ def hand_zip(path: Path, entries: list[tuple[str, bytes, int, int, int]]) -> Non
     path.write_bytes(body.getvalue() + directory.getvalue() + end)
 
 
-def safetensors_bytes(header: dict[str, object] | bytes, data: bytes = b"") -> bytes:
+def safetensors_bytes(header: Mapping[str, object] | bytes, data: bytes = b"") -> bytes:
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + data
 

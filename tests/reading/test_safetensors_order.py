@@ -21,6 +21,6 @@ def test_keys_are_listed_as_safe_open_lists_them(tmp_path: Path) -> None:
         "bn1.weight": torch.zeros(3, dtype=torch.float32),
     }
     save_file(tensors, str(path))
-    with safe_open(str(path), framework="pt") as handle:  # type: ignore[no-untyped-call]
+    with safe_open(str(path), framework="pt") as handle:
         expected = list(handle.keys())
     assert list(read_header(path).tensors) == expected == sorted(tensors)

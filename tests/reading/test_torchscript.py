@@ -28,7 +28,7 @@ PACKAGE = Path(__file__).resolve().parents[2]
 def script(model: nn.Module, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated, and still what people have
-        torch.jit.script(model).save(str(path))
+        torch.jit.save(torch.jit.script(model), str(path))
     return path
 
 
@@ -38,7 +38,8 @@ class Overwrite(nn.Module):
     def __init__(self, target: str) -> None:
         super().__init__()
         self.target = target
-        self.scale = nn.Parameter(torch.ones(2))
+        # A tensor to TorchScript: `__setstate__` assigns the one it is given.
+        self.scale: torch.Tensor = nn.Parameter(torch.ones(2))
         self.seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +69,8 @@ class Hostile(nn.Module):
         self.payload = Overwrite(target)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.payload(self.body(x))
+        out: torch.Tensor = self.payload(self.body(x))
+        return out
 
 
 @pytest.fixture
@@ -168,7 +170,8 @@ class Frozen(nn.Module):
         self.other.in_features = 3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x) * self.weight_scale)
+        out: torch.Tensor = self.head(self.embed(x) * self.weight_scale)
+        return out
 
 
 def test_parameters_and_buffers_come_from_the_code_then_from_the_saved_flags(

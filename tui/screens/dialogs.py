@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.input import Selection
+from textual.widgets.option_list import Option
 
 from modelbrowse.widgets.guarded import Guarded
 
@@ -26,6 +27,7 @@ SpecCheck = Callable[[str], str | None]
 class SpecAnswer:
     spec: str
     name: str = ""
+    place: int = 0  # which of an insert dialog's places
 
 
 class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
@@ -113,7 +115,10 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
         if problem is not None:
             self._error(problem)
             return
-        self.dismiss(SpecAnswer(spec.strip(), name))
+        self.dismiss(self._answer(spec, name))
+
+    def _answer(self, spec: str, name: str) -> SpecAnswer:
+        return SpecAnswer(spec.strip(), name)
 
     def _show_hint(self, text: str) -> None:
         self.query_one("#dialog-hint", Static).update(Text(text, style="dim"))
@@ -133,20 +138,32 @@ class ReinitAnswer:
 
 
 class ReinitDialog(Guarded, ModalScreen[ReinitAnswer | None]):
-    """Choose a scheme (the module's own reset_parameters() first) and see or set the seed."""
+    """Choose a scheme (the module's own reset_parameters() first) and see or set the seed.
+
+    The list is the same for every target, so a scheme keeps its place: one that does not
+    apply is shown greyed, with why, and cannot be chosen."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, target: str, schemes: list[str], seed: int) -> None:
+    def __init__(
+        self, target: str, schemes: list[str], seed: int, unavailable: dict[str, str] | None = None
+    ) -> None:
         super().__init__()
         self.target = target
         self.schemes = schemes
         self.seed = seed
+        self.unavailable = unavailable or {}
 
     def compose(self) -> ComposeResult:
+        options = [
+            Option(f"{name}  ({self.unavailable[name]})", disabled=True)
+            if name in self.unavailable
+            else Option(name)
+            for name in self.schemes
+        ]
         with Vertical(classes="dialog"):
             yield Label(Text(f"re-initialise {self.target}", style="bold"))
-            yield OptionList(*self.schemes, id="schemes")
+            yield OptionList(*options, id="schemes")
             yield Label("seed")
             yield Input(str(self.seed), id="seed", type="integer")
             yield Static("", id="dialog-error")
@@ -157,7 +174,9 @@ class ReinitDialog(Guarded, ModalScreen[ReinitAnswer | None]):
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
-        options.highlighted = 0
+        options.highlighted = next(
+            (i for i, name in enumerate(self.schemes) if name not in self.unavailable), 0
+        )
         self.set_focus(options)
 
     @on(OptionList.OptionSelected)

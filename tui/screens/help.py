@@ -43,7 +43,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (("reinit",), "", "re-initialise: choose a scheme and a seed"),
     (("replace",), "", "replace the module: edit its constructor call, e.g. nn.Linear(4096, 10)"),
     (("delete",), "", "delete the module (puts nn.Identity() in its place)"),
-    (("insert",), "", "insert after it in a Sequential / ModuleList, else add a named child"),
+    (
+        ("insert",),
+        "",
+        "insert a module after or before it in a list, at a list's start or end, or inside "
+        "any module by name (↑ ↓ in the dialog choose where)",
+    ),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code"),
     (("save",), "", "write the weights (.pt or .safetensors) and the recipe beside them"),
@@ -87,7 +92,8 @@ class HelpScreen(Guarded, ModalScreen[None]):
             yield Static(
                 Text(
                     "Markers: ◆ parameter  ● buffer  ○ non-persistent buffer  "
-                    "⚠ unregistered tensor. 'shared' marks objects reachable under several paths.",
+                    "⚠ unregistered tensor. 'shared' marks objects reachable under several paths; "
+                    "Δ a module a PEFT adapter updates, ≡ one it holds a copy of.",
                     style="dim",
                 )
             )

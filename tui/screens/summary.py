@@ -47,7 +47,9 @@ class SummaryScreen(Guarded, ModalScreen[None]):
 
     def _show(self, text: Text) -> None:
         if self.is_attached:  # the user may have closed the screen while torchinfo ran
-            self.query_one("#summary-text", Static).update(text)
+            shown = self.query_one("#summary-text", Static)
+            shown.set_class(not text.no_wrap, "failed")  # an error wraps: it is read whole
+            shown.update(text)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -1,0 +1,226 @@
+"""The command line's grammar: every flag, its help, and the `--version` and `--print-config`
+actions. Imports nothing heavy: `--help` answers without torch."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from modelbrowse.tui.console import PROG, error, write
+
+DESCRIPTION = """\
+Browse a PyTorch model in the terminal: a collapsible module tree and a detail pane for every
+parameter and buffer (shape, dtype, device, requires_grad, sharing, statistics). Edit it from the
+keyboard, write the weights, and load them back with modelbrowse.core.load_edited."""
+
+EPILOG = """\
+sources:
+  alexnet, resnet50, vit_b_16, ...   any torchvision model name (case-insensitive)
+  package.module:attr                an nn.Module subclass, a factory function or an instance
+  ./net.py:Net                       the same, from a Python file
+
+examples:
+  modelbrowse alexnet
+  modelbrowse resnet18 --kw num_classes=10
+  modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
+  modelbrowse vit_b_16 --print --depth 2
+  modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
+  modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
+
+Press ? in the app for every key."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelbrowse")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, reading the installed version only when asked (it costs an import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"{PROG} {_version()}")
+        parser.exit()
+
+
+class _PrintConfigAction(argparse.Action):
+    """`--print-config`: the config file's place and the keymap in effect, then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from modelbrowse.core.errors import UsageError
+        from modelbrowse.tui.keymap import describe_config, read_config
+
+        try:
+            text = describe_config(read_config())
+        except UsageError as exc:
+            parser.exit(error(str(exc)))
+        write(text)
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source",
+        help="torchvision model name, package.module:attr, file.py:attr, or a checkpoint file "
+        "or folder (state_dict, safetensors, TorchScript, Hugging Face, distributed checkpoint)",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="pretrained torchvision weights: DEFAULT, IMAGENET1K_V1 or "
+        "AlexNet_Weights.IMAGENET1K_V1 (downloads them; random initialisation without this flag)",
+    )
+    parser.add_argument(
+        "--kw",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="keyword argument for the model's builder, a Python literal (repeatable): "
+        "--kw num_classes=10",
+    )
+    parser.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="example input for the summary (s): 1,3,224,224; separate several inputs with ';' "
+        "and give one its own dtype with ':' (1,16:long); zoo models have a default",
+    )
+    parser.add_argument(
+        "--input-dtype",
+        metavar="DTYPE",
+        help="dtype of the example inputs without their own: long, int, float, half, bfloat16, "
+        "double or bool (default: long when the model's first layer is an Embedding or it "
+        "takes input_ids, else float)",
+    )
+    parser.add_argument(
+        "--print",
+        dest="print_tree",
+        action="store_true",
+        help="print the module tree as text and exit, without starting the app",
+    )
+    parser.add_argument(
+        "--depth", type=int, metavar="N", help="with --print: only modules up to depth N"
+    )
+    parser.add_argument(
+        "--select",
+        metavar="PATTERN",
+        help="with --print: the modules PATTERN matches (features.*, re:REGEX, cls:Linear, "
+        "all-linear, a name) and their target_modules list",
+    )
+    parser.add_argument(
+        "--detail",
+        metavar="PATH",
+        help="with --print: the detail pane of one module or tensor as text (features.0.weight, "
+        "classifier[6]): a tensor's statistics and histogram, a module's totals and chart",
+    )
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="with --print: the torchinfo summary for the example input (--input-shape) in "
+        "place of the tree",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed for the random initialisation, recorded in the recipe (default: a fresh one)",
+    )
+    parser.add_argument(
+        "--recipe",
+        metavar="R.json",
+        help="open SOURCE in the app with this recipe's edits applied (undoable, unsaved); "
+        "with --output: rebuild SOURCE, replay the edits and write the result, without the app",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="OUT.pt",
+        help="with --recipe: where the weights go (.pt, .pth or .safetensors); "
+        "OUT.recipe.json is written beside them",
+    )
+    parser.add_argument(
+        "--diff",
+        metavar="OTHER",
+        help="compare SOURCE with OTHER key by key (a fine-tuned checkpoint against its base); "
+        "with --print, exit 0 when equal and 1 when different",
+    )
+    parser.add_argument(
+        "--meta",
+        action="store_true",
+        help="shapes only: build on the meta device and never create values (no memory at any "
+        "size; statistics say 'meta tensor: no data'; no edits or writing)",
+    )
+    checkpoints = parser.add_argument_group("checkpoint files and folders")
+    checkpoints.add_argument(
+        "--arch",
+        metavar="SOURCE",
+        help="load the checkpoint into this architecture (any model source) with strict=False "
+        "and report missing, unexpected and mismatched keys",
+    )
+    checkpoints.add_argument(
+        "--key",
+        metavar="NAME",
+        help="the entry of a training checkpoint that holds the weights (found by itself "
+        "when it is state_dict, model, ema, ...); dotted for nested dicts",
+    )
+    checkpoints.add_argument(
+        "--keep-prefix",
+        action="store_true",
+        help="keep a 'module.' (DataParallel/DDP) or '_orig_mod.' prefix on every key",
+    )
+    checkpoints.add_argument(
+        "--strip-prefix",
+        metavar="PREFIX",
+        help="keep only the keys under PREFIX (backbone.), without it",
+    )
+    checkpoints.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a file that holds pickled Python objects (a whole model). This runs code "
+        "from the file: only for files you trust",
+    )
+    checkpoints.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="where the tensors go: cpu (the default, for files saved on a GPU too) or cuda:N",
+    )
+    checkpoints.add_argument(
+        "--keys-only",
+        action="store_true",
+        help="show a Hugging Face folder as its checkpoint's keys, without building the "
+        "architecture from config.json (which needs transformers)",
+    )
+    browser = parser.add_argument_group("in a browser")
+    browser.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the app at http://localhost:PORT for a web browser instead (needs "
+        "textual-serve: pip install 'modelbrowse[serve]'); each page is its own session",
+    )
+    browser.add_argument(
+        "--port", type=int, metavar="N", help="with --serve: the port (default 8000)"
+    )
+    # The app's process under --serve: its input and output are the server's pipes.
+    parser.add_argument("--served", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument(
+        "--print-config",
+        action=_PrintConfigAction,
+        help="show where the config file goes and the keys in effect, then exit",
+    )
+    parser.add_argument("--version", action=_VersionAction, help="show the version number and exit")
+    return parser
