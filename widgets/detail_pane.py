@@ -201,7 +201,7 @@ def quantized_renderable(node: Node) -> RenderableType:
         ("shape", shape_text(weight.shape)),
         ("parameters", f"{weight.count:,} ({human_count(weight.count)})"),
         ("scheme", scheme_text(layout)),
-        ("bits", f"{q.bits:g} per weight, {weight.bits_per_weight:.2f} with scales and zeros"),
+        ("bits", f"{q.bits:g} per weight, {weight.bits_per_weight:.2f} as stored"),
         ("grouping", layout.grouping or "-"),
         ("dtype", f"{dtype_text(weight.dtype)} once dequantized"),
         ("requires_grad", "False (quantized values are not trained)"),

@@ -221,12 +221,11 @@ def _bnb4(key: str, get: Any, read_small: ReadSmall) -> Found:
     numel = math.prod(shape)
     if stored_bytes(packed) != -(-numel // 2):
         return f"{where}: {stored_bytes(packed):,} packed bytes cannot hold shape {list(shape)}"
-    pieces = {
-        r: f"{weight_key}.{r}"
-        for r in ("absmax", "quant_map", "nested_absmax", "nested_quant_map")
-        if get(f"{weight_key}.{r}") is not None
-    }
-    pieces.update(weight=weight_key, state=key)
+    pieces = {"weight": weight_key}
+    for role in ("absmax", "quant_map", "nested_absmax", "nested_quant_map"):
+        if get(f"{weight_key}.{role}") is not None:
+            pieces[role] = f"{weight_key}.{role}"
+    pieces["state"] = key
     blocks = -(-numel // blocksize)
     absmax = get(pieces.get("absmax", ""))
     options: dict[str, Any] = {"quant_type": kind, "blocksize": blocksize}

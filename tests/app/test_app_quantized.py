@@ -63,7 +63,7 @@ async def test_a_gptq_q_proj_shows_its_logical_shape_and_true_count(
             "kind quantized weight",
             "shape (4096, 4096)",
             "scheme GPTQ 4-bit",
-            "bits 4 per weight, 4.16 with scales and zeros",
+            "bits 4 per weight, 4.16 as stored",
             "grouping groups of 128 inputs",
             "size 8.3 MiB stored",
             "qweight int32 (512, 4096)",
