@@ -28,6 +28,7 @@ FIGURE_MODULES = (
     "benchmarks.before_torch",
     "benchmarks.interaction",
     "benchmarks.many_keys",
+    "benchmarks.gguf_file",
 )
 
 DEFAULT_TIMEOUT_S = 60.0

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from modelbrowse.core.bitwise import bitwise_equal
+from modelbrowse.core.nodes import quantization_of
+from modelbrowse.core.quantized import QuantizedTensor
 from modelbrowse.core.tensor_bytes import check_files_hold
 from modelbrowse.core.units import printable, shape_text
 
@@ -85,9 +87,9 @@ def compare_tensors(key: str, left: torch.Tensor, right: torch.Tensor) -> KeyDif
         return KeyDiff(key, Change.EQUAL, "meta tensor: values not compared")
     check_files_hold({key: left})  # both read: a file truncated since it was mapped is an error
     check_files_hold({key: right})
-    if left.dtype != right.dtype:
+    if left.dtype != right.dtype or _dtype(left) != _dtype(right):
         max_abs, max_rel = _difference(left, right)
-        detail = f"{_dtype(left.dtype)} -> {_dtype(right.dtype)}, {_numbers(max_abs, max_rel)}"
+        detail = f"{_dtype(left)} -> {_dtype(right)}, {_numbers(max_abs, max_rel)}"
         return KeyDiff(key, Change.DTYPE, detail, max_abs, max_rel)
     if _same_bytes(left, right):
         return KeyDiff(key, Change.EQUAL)
@@ -96,6 +98,11 @@ def compare_tensors(key: str, left: torch.Tensor, right: torch.Tensor) -> KeyDif
 
 
 def _chunks(tensor: torch.Tensor) -> Iterator[torch.Tensor]:
+    if isinstance(tensor, QuantizedTensor):  # its values dequantized, CHUNK at a time
+        blocks, step = tensor.numel() // tensor.block_size, CHUNK // tensor.block_size
+        for first in range(0, blocks, step):
+            yield tensor.blocks(first, min(first + step, blocks))
+        return
     flat = tensor.detach().reshape(-1)
     for start in range(0, flat.numel(), CHUNK):
         yield flat[start : start + CHUNK]
@@ -123,6 +130,16 @@ def _difference(left: torch.Tensor, right: torch.Tensor) -> tuple[float, float]:
     return max_abs, (max_abs / scale if scale else (0.0 if max_abs == 0 else math.inf))
 
 
+def states_for_diff(
+    a: Source, b: Source, seed: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Both sources' state_dicts; a GGUF file's other side under GGUF's names, as its
+    converter wrote them (`core.gguf_diff`)."""
+    from modelbrowse.core.gguf_diff import as_gguf_names
+
+    return as_gguf_names(a, state_for_diff(a, seed), b, state_for_diff(b, seed))
+
+
 def state_for_diff(source: Source, seed: int | None = None) -> dict[str, torch.Tensor]:
     """A source's state_dict with data: a checkpoint as mapped, a model built with `seed`."""
     model, is_meta = source.build_structure(seed)
@@ -132,11 +149,13 @@ def state_for_diff(source: Source, seed: int | None = None) -> dict[str, torch.T
 
 
 def _describe(tensor: torch.Tensor) -> str:
-    return f"{shape_text(tuple(tensor.shape))} {_dtype(tensor.dtype)}"
+    return f"{shape_text(tuple(tensor.shape))} {_dtype(tensor)}"
 
 
-def _dtype(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+def _dtype(tensor: torch.Tensor) -> str:
+    """The dtype, or a quantized weight's scheme (`Q4_K`)."""
+    quantization = quantization_of(tensor)
+    return quantization.scheme if quantization else str(tensor.dtype).removeprefix("torch.")
 
 
 def _numbers(max_abs: float, max_rel: float) -> str:
@@ -185,8 +204,7 @@ def diff_view(a: Source, b: Source, seed: int | None = None) -> DiffView:
     """Compare A and B (reading every tensor of both) and build the union tree."""
     from modelbrowse.core.sources.weights_tree import tree_from_state_dict
 
-    left = state_for_diff(a, seed)
-    right = state_for_diff(b, seed)
+    left, right = states_for_diff(a, b, seed)
     diffs = diff_states(left, right)
     union = dict(left)
     union.update((k, v) for k, v in right.items() if k not in left)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelbrowse.core.reading.quantization import Quantization
+
 if TYPE_CHECKING:
     import torch
 
@@ -66,6 +68,13 @@ def is_parameter(obj: object) -> bool:
         return obj.is_parameter
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(obj, torch.nn.Parameter)
+
+
+def quantization_of(tensor: object) -> Quantization | None:
+    """How a quantized weight is stored (its stand-in's record, or the tensor's own), or None
+    for any other tensor."""
+    found = getattr(tensor, "quantization", None)
+    return found if isinstance(found, Quantization) else None
 
 
 class FromKeys:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from modelbrowse.core.reading.quantization import Quantization
 from modelbrowse.core.reading.quantized_layouts import (
     QuantizedKeys,
     QuantizedLayout,
@@ -46,6 +47,11 @@ class QuantizedWeight:
     @property
     def dtype(self) -> str:
         return self.layout.quantization.logical_dtype
+
+    @property
+    def quantization(self) -> Quantization:
+        """The shared record of how it is stored (`core.nodes.quantization_of` reads it)."""
+        return self.layout.quantization
 
     @property
     def is_meta(self) -> bool:

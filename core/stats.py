@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import overload
 
 import numpy as np
 import torch
 
+from modelbrowse.core.quantized import QuantizedTensor
 from modelbrowse.core.quantized_weights import QuantizedWeight
 from modelbrowse.core.tensor_bytes import (
     TensorBytesError,
@@ -58,6 +60,8 @@ def unavailable_reason(tensor: torch.Tensor | QuantizedWeight) -> str | None:
         from modelbrowse.core import dequantize
 
         return dequantize.unavailable_reason(tensor)
+    if isinstance(tensor, QuantizedTensor):
+        return _quantized_reason(tensor)
     if tensor.is_meta:
         return "meta tensor: no data"
     if tensor.numel() == 0:
@@ -71,6 +75,19 @@ def unavailable_reason(tensor: torch.Tensor | QuantizedWeight) -> str | None:
     except TensorBytesError as exc:
         return str(exc)
     return overlap_reason(tensor)
+
+
+def _quantized_reason(tensor: QuantizedTensor) -> str | None:
+    if tensor.numel() == 0:
+        return "empty tensor"
+    reason = tensor.unavailable()
+    if reason is not None:
+        return reason
+    try:
+        check_file_holds(tensor.packed)
+    except TensorBytesError as exc:
+        return str(exc)
+    return None
 
 
 class StatsCancelled(Exception):
@@ -91,6 +108,10 @@ def compute_stats(
         from modelbrowse.core import dequantize
 
         return dequantize.compute_stats_of(tensor, cancelled)
+    if isinstance(tensor, QuantizedTensor):
+        return _summarise(
+            _DequantizedSlices(tensor), tensor.numel(), cancelled or _never, estimated=False
+        )
     reason = overlap_reason(tensor)
     if reason is not None:
         raise TensorBytesError(reason)
@@ -108,11 +129,13 @@ def estimate_stats(
     tensor: torch.Tensor | QuantizedWeight, sample_size: int = SAMPLE_SIZE
 ) -> TensorStats:
     """Statistics from a sample spread evenly over the tensor: under a millisecond at any size
-    (a quantized weight: a few runs of its rows, dequantized)."""
+    (a quantized weight: a few runs of its rows, or blocks, dequantized)."""
     if isinstance(tensor, QuantizedWeight):
         from modelbrowse.core import dequantize
 
         return dequantize.estimate_stats(tensor)
+    if isinstance(tensor, QuantizedTensor):
+        return _estimate_quantized(tensor, sample_size)
     values, repeat = collapse_repeats(tensor.detach())
     numel = values.numel()
     if numel <= sample_size:
@@ -140,6 +163,43 @@ def _sample_positions(numel: int, runs: int) -> torch.Tensor:
     offsets = (run * GOLDEN_FRACTION % 1.0 * (step - SAMPLE_RUN + 1)).astype(np.int64)
     starts = run * step + offsets
     return torch.from_numpy((starts[:, None] + np.arange(SAMPLE_RUN)).reshape(-1))
+
+
+def _estimate_quantized(tensor: QuantizedTensor, sample_size: int) -> TensorStats:
+    """A quantized weight's sample: whole blocks spread as the runs of `_sample_positions`
+    are, only those dequantized."""
+    numel, block = tensor.numel(), tensor.block_size
+    blocks = numel // block
+    runs = max(1, sample_size // block)
+    if blocks <= runs:
+        return compute_stats(tensor)
+    chosen = _sample_positions(blocks * block, runs)[::SAMPLE_RUN] // block
+    sample = tensor.values_of(torch.unique_consecutive(chosen))
+    return _summarise([sample], numel, _never, estimated=True)
+
+
+class _DequantizedSlices(Sequence[torch.Tensor]):
+    """A quantized weight's values as slices of about CHUNK_ELEMENTS, dequantized when read."""
+
+    def __init__(self, tensor: QuantizedTensor) -> None:
+        self.tensor = tensor
+        self.step = max(1, CHUNK_ELEMENTS // tensor.block_size)
+        self.blocks = tensor.numel() // tensor.block_size
+
+    def __len__(self) -> int:
+        return -(-self.blocks // self.step)
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[torch.Tensor]: ...
+    def __getitem__(self, index: int | slice) -> torch.Tensor | Sequence[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        first = index * self.step
+        return self.tensor.blocks(first, min(first + self.step, self.blocks))
 
 
 def _never() -> bool:

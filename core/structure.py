@@ -23,6 +23,8 @@ from modelbrowse.core.quantized_weights import QuantizedKeys, config_folder, qua
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.adapters import adapter_weights
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
+from modelbrowse.core.reading.gguf import read_gguf
+from modelbrowse.core.reading.gguf_metadata import gguf_format, gguf_rows
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.reading.safetensors_header import read_header
 from modelbrowse.core.reading.torch_files import read_torch_legacy, read_torch_zip
@@ -36,6 +38,7 @@ from modelbrowse.core.sources.key_rules import (
     describe_hf_config,
     hf_weight_files,
     holds_weights,
+    is_split_set,
     take_weights,
     transformers_installed,
     wrapper_prefix,
@@ -57,7 +60,7 @@ class Structure:
     # No two keys view one tensor's bytes (safetensors without aliases), so none are tied.
     untied: bool = False
     # Quantized layers: their pieces' keys shown as one logical weight each.
-    quantized: QuantizedKeys | None = None
+    quantized_keys: QuantizedKeys | None = None
 
     def rename(self, renamed: dict[str, str]) -> None:
         """Keep only the keys in `renamed` (old -> new), in order, under their new names."""
@@ -141,7 +144,7 @@ def _read_folder(path: Path, key: str | None) -> Structure:
             p for p in sorted(path.iterdir()) if p.name.lower().endswith(CHECKPOINT_SUFFIXES)
         ]
         candidates = [p for p in candidates if p.is_file()]
-        if len(candidates) != 1:
+        if len(candidates) != 1 and not is_split_set(candidates):
             raise NotShown
         return _read_file(candidates[0], key)
     if key is not None or not all(sniff(f) is FileKind.SAFETENSORS for f in weights):
@@ -160,7 +163,7 @@ def _find_quantized(structure: Structure, path: Path) -> None:
     found = quantized_records(structure.tensors, config_folder(path))
     structure.info.extend(found.rows)
     if found.layouts or found.rows:  # a quantized model, even where no layer fits
-        structure.quantized = found
+        structure.quantized_keys = found
 
 
 def _architecture_row(structure: Structure, folder: Path) -> None:
@@ -168,7 +171,7 @@ def _architecture_row(structure: Structure, folder: Path) -> None:
     config = config_file(folder)
     if config is None:
         return
-    if structure.quantized is not None:
+    if structure.quantized_keys is not None:
         structure.info.append(("architecture", QUANTIZED_ARCHITECTURE))
     elif custom_code(config):
         structure.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))
@@ -217,6 +220,10 @@ def _read_file(path: Path, key: str | None) -> Structure:
         return _read_safetensors([path])
     if kind is FileKind.ONNX:
         return _read_onnx(path, key)
+    if kind is FileKind.GGUF:
+        if key is not None:
+            raise NotShown
+        return _read_gguf(path)
     if kind is FileKind.TORCH_ZIP:
         contents = read_torch_zip(path)
     elif kind is FileKind.TORCH_LEGACY:
@@ -260,6 +267,13 @@ def _read_safetensors(paths: list[Path]) -> Structure:
             if row not in structure.info:
                 structure.info.append(row)
     return structure
+
+
+def _read_gguf(path: Path) -> Structure:
+    # Tensors of a GGUF file never share bytes (its reader refuses overlapping data).
+    contents = read_gguf(path)
+    info = gguf_rows(contents)
+    return Structure(gguf_format(contents), contents.tensors, info, contents.files, untied=True)
 
 
 def _take_weights(structure: Structure, loaded: Any, key: str | None, where: str) -> None:

@@ -13,6 +13,7 @@ from modelbrowse.core.index_reading import IndexReading, collector_paused
 from modelbrowse.core.nodes import FromKeys, Node, NodeKind, StandIn, Totals
 from modelbrowse.core.quantized_weights import QuantizedWeight, weight_from_records
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
+from modelbrowse.core.reading.quantization import Quantization
 from modelbrowse.core.reading.records import TensorRecord
 from modelbrowse.core.structure import NotShown, Structure
 
@@ -45,7 +46,8 @@ class Group(FromKeys, ModuleStandIn):
 
 
 class TensorStandIn(StandIn):
-    """A tensor as its record describes it: no values until torch maps them."""
+    """A tensor as its record describes it: no values until torch maps them. A quantized
+    weight is what it stands for (its logical shape and count) at the size it is stored."""
 
     __slots__ = ("count", "record")
     device = "cpu"
@@ -54,21 +56,32 @@ class TensorStandIn(StandIn):
 
     def __init__(self, record: TensorRecord) -> None:
         self.record = record
-        self.count = record.numel
+        quantization = record.quantization
+        self.count = record.numel if quantization is None else quantization.numel
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.record.shape
+        quantization = self.record.quantization
+        return self.record.shape if quantization is None else quantization.logical_shape
 
     @property
     def dtype(self) -> str:
-        return self.record.dtype
+        quantization = self.record.quantization
+        return self.record.dtype if quantization is None else quantization.logical_dtype
+
+    @property
+    def quantization(self) -> Quantization | None:
+        return self.record.quantization
 
     def numel(self) -> int:
         return self.count
 
-    def element_size(self) -> int:
-        return self.record.itemsize
+    def element_size(self) -> float:
+        """Bytes per element as stored: a fraction for a quantized weight (see
+        `core.quantized.QuantizedTensor.element_size`)."""
+        if self.record.quantization is None:
+            return self.record.itemsize
+        return self.record.nbytes / self.count if self.count else 0.0
 
 
 class ParameterStandIn(TensorStandIn):
@@ -84,7 +97,9 @@ def is_floating(dtype: str) -> bool:
 
 
 def is_buffer_key(key: str, record: TensorRecord) -> bool:
-    return key.rpartition(".")[2] in BUFFER_NAMES or not is_floating(record.dtype)
+    if key.rpartition(".")[2] in BUFFER_NAMES:
+        return True
+    return record.quantization is None and not is_floating(record.dtype)
 
 
 class _Module:
@@ -124,7 +139,7 @@ class StructureIndex(IndexReading):
         ties = _Ties()
         deepest = DEFAULT_LIMITS.depth
         parameter_kind, buffer_kind = NodeKind.PARAMETER, NodeKind.BUFFER
-        quantized = structure.quantized
+        quantized = structure.quantized_keys
         owner = quantized.owner if quantized is not None else {}
         for key, record in structure.tensors.items():
             if owner and key in owner:
@@ -156,7 +171,9 @@ class StructureIndex(IndexReading):
             numel = stand_in.count
             totals = parent.totals
             totals.tensors += 1
-            totals.nbytes += numel * record.itemsize
+            totals.nbytes += (
+                numel * record.itemsize if record.quantization is None else record.nbytes
+            )
             if stand_in.is_parameter:
                 nodes[key] = Node(
                     key,

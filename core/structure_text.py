@@ -26,7 +26,8 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
     """The module tree and totals `render_tree_text` prints for this structure's index, or
     None when only the index can tell them: keys out of order, tensors that may be tied, or
     keys the index refuses."""
-    if not structure.untied or (structure.quantized is not None and structure.quantized.owner):
+    found = structure.quantized_keys
+    if not structure.untied or (found is not None and found.owner):
         return None  # tied tensors, or pieces shown as one weight: the index tells
     tensors = structure.tensors
     deepest = DEFAULT_LIMITS.depth
@@ -79,8 +80,14 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
                 open_lines.append(inner)
                 level += 1
         dtype = record.dtype
-        numel = math.prod(record.shape)
-        nbytes += numel * ITEM_SIZES[dtype]
+        quantization = record.quantization
+        if quantization is None:
+            numel = math.prod(record.shape)
+            nbytes += numel * ITEM_SIZES[dtype]
+        else:  # a quantized weight: its logical count, the bytes it is stored in
+            numel = quantization.numel
+            nbytes += record.nbytes
+            dtype = "float32"
         if not floating[dtype] or (key.endswith(buffer_ends) if cut else key in BUFFER_NAMES):
             buffers += numel
         else:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.quantized import QuantizedTensor
 
 
 class TensorBytesError(ModelBrowseError):
@@ -153,6 +154,8 @@ def check_files_hold(tensors: dict[str, torch.Tensor]) -> None:
     mappings: list[_Mapping] | None = None
     seen: set[int] = set()
     for name, tensor in tensors.items():
+        if isinstance(tensor, QuantizedTensor):
+            tensor = tensor.packed  # what is mapped: its blocks
         if tensor.is_meta or tensor.device.type != "cpu" or tensor.layout is not torch.strided:
             continue
         storage = tensor.untyped_storage()

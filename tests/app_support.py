@@ -99,3 +99,16 @@ def notifications(app: App[None]) -> str:
 async def wait_for_notification(pilot: Pilot[None], needle: str, timeout: float = 30.0) -> str:
     await wait_for(pilot, lambda: needle in notifications(pilot.app), timeout)
     return notifications(pilot.app)
+
+
+def widget_text(app: App[None], selector: str) -> str:
+    """What the widget `selector` (on the current screen) shows inside its border and padding,
+    line by line."""
+    region = app.screen.query_one(selector).content_region
+    lines = screen_text(app).splitlines()[region.y : region.bottom]
+    return "\n".join(line[region.x : region.right] for line in lines)
+
+
+def unwrapped(text: str) -> str:
+    """`text` without its spaces and line breaks: compares a message wherever it wrapped."""
+    return "".join(text.split())

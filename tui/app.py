@@ -39,6 +39,7 @@ from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.key_footer import KeyFooter
 from modelbrowse.widgets.model_header import ModelHeader
 from modelbrowse.widgets.module_tree import ModuleTree, TreeEntry
+from modelbrowse.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -66,7 +67,9 @@ NARROW_WIDTH = 70
 STACK_MIN_HEIGHT = 20
 # Filtering as one types is for models whose index searches in a few milliseconds.
 LIVE_FILTER_LIMIT = 50_000
-PROMPT_ACTIONS = frozenset({"goto", "filter", "select"})
+# Keys that open an input take priority, so that it is open before the keys typed after them
+# arrive (else those go to the tree); inside an input they are text.
+PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
@@ -109,13 +112,13 @@ class ModelBrowseApp(
         Binding("N", "previous_match", "Prev match", show=False, id="previous_match"),
         Binding("f", "freeze", "Freeze", id="freeze"),
         Binding("i", "reinit", "Re-init", show=False, id="reinit"),
-        Binding("e", "replace", "Replace", id="replace"),
+        Binding("e", "replace", "Replace", priority=True, id="replace"),
         Binding("d", "delete", "Delete", show=False, id="delete"),
-        Binding("a", "insert", "Insert", show=False, id="insert"),
+        Binding("a", "insert", "Insert", show=False, priority=True, id="insert"),
         Binding("u", "undo", "Undo", id="undo"),
         Binding("ctrl+r", "redo", "Redo", show=False, id="redo"),
         Binding("L", "edit_log", "Log", id="edit_log"),
-        Binding("w", "save", "Write", id="save"),
+        Binding("w", "save", "Write", priority=True, id="save"),
         Binding("s", "summary", "Summary", show=False, id="summary"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
@@ -194,7 +197,7 @@ class ModelBrowseApp(
         with Horizontal(id="main"):
             yield ModuleTree(id="tree")
             yield DetailPane(id="detail")
-        yield Static("", id="status")
+        yield StatusLine(id="status")
         yield Static("", id="too-small")
         yield KeyFooter()
 

@@ -199,12 +199,11 @@ def _print_diff(args: argparse.Namespace) -> int:
     """`A --diff B --print`: the differing keys as text; 0 when equal, 1 when not, like diff."""
 
     def print_diff() -> int:
-        from modelbrowse.core.diff import diff_states, diff_text, is_equal, state_for_diff
+        from modelbrowse.core.diff import diff_states, diff_text, is_equal, states_for_diff
 
         options = _options(args)
         seed = 0 if args.seed is None else args.seed
-        left = state_for_diff(options.resolve(), seed)
-        right = state_for_diff(options.resolve(args.diff), seed)
+        left, right = states_for_diff(options.resolve(), options.resolve(args.diff), seed)
         diffs = diff_states(left, right)
         write(diff_text(diffs, args.source, args.diff))
         return 0 if is_equal(diffs) else 1

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual import work
-from textual.widgets import Static
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.tui.screens.dialogs import (
@@ -18,6 +16,7 @@ from modelbrowse.tui.screens.dialogs import (
 )
 from modelbrowse.tui.screens.edit_log import EditLogScreen
 from modelbrowse.widgets.module_tree import ModuleTree
+from modelbrowse.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,7 +89,7 @@ class EditActions:
         return True
 
     def _status(self, message: str, style: str = "") -> None:
-        self._app.query_one("#status", Static).update(Text(message, style=style))
+        self._app.query_one(StatusLine).say(message, style)
 
     def _apply(self, edit: Edit, confirmed: bool = False, then: Then | None = None) -> bool | None:
         """Apply an edit through the history: True when applied, False when not, None when it
@@ -420,7 +419,11 @@ class EditActions:
         if self.history is not None:
             entries = [(describe(e), e.as_code()) for e in self.history.done]
             snippet = self.history.code()
-        self._app.push_screen(EditLogScreen(entries, snippet, self._app.copied_targets))
+        status = self._app.query_one(StatusLine)
+        log = EditLogScreen(
+            entries, snippet, self._app.copied_targets, status.history, to_messages=status.is_cut
+        )
+        self._app.push_screen(log)
 
     def action_quit_app(self) -> None:
         app = self._app

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from modelbrowse.core.sources.base import Source
+    from modelbrowse.core.stats import TensorStats
 
 WIDTH = 100  # at most: the detail pane's columns read badly wider than this
 
@@ -46,7 +48,8 @@ def detail_text(source: Source, path: str, seed: int | None, meta: bool) -> str:
         parts.append(tensor_renderable(index, node))
         reason = unavailable_reason(node.obj)
         stats = None if reason else compute_stats(node.obj)
-        parts += [Text(""), stats_renderable(stats, reason or _values_note(source, seed))]
+        note = reason or _values_note(source, seed, stats)
+        parts += [Text(""), stats_renderable(stats, note)]
     width = min(WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
     console = Console(
         width=width, highlight=False, force_terminal=bool(sys.stdout and sys.stdout.isatty())
@@ -56,8 +59,15 @@ def detail_text(source: Source, path: str, seed: int | None, meta: bool) -> str:
     return "\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n"
 
 
-def _values_note(source: Source, seed: int | None) -> str:
-    """Where the values came from, for the statistics' heading."""
-    if source.random_values:
-        return f"exact, of a random initialisation (--seed {seed} repeats it)"
-    return "exact"
+def _values_note(source: Source, seed: int | None, stats: TensorStats | None) -> str:
+    """Where the values came from, for the statistics' heading. One value throughout is what
+    the model's code set (`torch.ones`, a constant buffer), not a draw from the seed."""
+    if not source.random_values:
+        return "exact"
+    module, colon, _ = source.spec.rpartition(":")
+    where = Path(module).name if colon and module.endswith(".py") else "the model's code"
+    if stats is not None and stats.min == stats.max:
+        if stats.numel > 1:
+            return f"exact: a constant, as {where} sets it (not random)"
+        return f"exact: the value {where} gives it with --seed {seed}"  # random or not
+    return f"exact, of a random initialisation (--seed {seed} repeats it)"

@@ -12,8 +12,10 @@ from textual import work
 from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.saving.names import FORMATS, doubled_extension
 from modelbrowse.tui.inflight import save_in_flight
-from modelbrowse.tui.screens.dialogs import ConfirmDialog, PathDialog
+from modelbrowse.tui.screens.dialogs import ConfirmDialog
+from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
     from modelbrowse.core.saving.weights import SaveReport
@@ -26,7 +28,7 @@ def default_save_name(source_spec: str, kind: str = "") -> str:
     if kind == "checkpoint":
         path = Path(source_spec).expanduser()
         suffix = path.suffix.lower() if path.is_file() else ".safetensors"
-        if suffix not in (".pt", ".pth", ".bin", ".ckpt", ".safetensors"):
+        if suffix not in FORMATS:
             suffix = ".pt"
         name = path.stem if path.is_file() else path.name
         return str(path.with_name(f"{name or 'model'}-edited{suffix}"))
@@ -87,7 +89,12 @@ class SaveActions:
             return
         default = app.last_save_path or default_save_name(app.source.spec, app.source.kind)
         app.push_screen(
-            PathDialog("write the weights (and the recipe beside them)", default, path_problem),
+            PathDialog(
+                "write the weights (and the recipe beside them)",
+                default,
+                path_problem,
+                question=doubled_extension,
+            ),
             self._path_chosen,
         )
 

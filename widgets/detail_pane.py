@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from modelbrowse.core.nodes import NodeKind, StandIn, module_name
+from modelbrowse.core.nodes import NodeKind, StandIn, module_name, quantization_of
 from modelbrowse.core.reading.quantized_layouts import scheme_text
 from modelbrowse.core.units import (
     human_bytes,
@@ -23,32 +23,38 @@ from modelbrowse.core.units import (
     printable_lines,
     shape_text,
 )
+from modelbrowse.widgets.charts import Histogram, children_chart
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.module_tree import KIND_MARKERS
+from modelbrowse.widgets.wrapping import Fitted, Wrapped
 
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.nodes import Node
     from modelbrowse.core.quantized_weights import QuantizedWeight
+    from modelbrowse.core.reading.quantization import Quantization
     from modelbrowse.core.stats import TensorStats
 
-SPARK = " ▁▂▃▄▅▆▇█"
-# The chart of parameters by child: bars this wide at most, this many rows, for lists this long.
-CHART_WIDTH = 20
-CHART_ROWS = 16
-CHART_MAX_CHILDREN = 200
+# A checkpoint's rows: labels longer than this (GGUF's `llama.attention.head_count_kv`) fold.
+SOURCE_KEY_WIDTH = 24
 
 
 def dtype_text(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def sparkline(counts: tuple[int, ...]) -> str:
-    """Histogram counts as block characters, scaled to the largest bin."""
-    top = max(counts) if counts else 0
-    if top == 0:
-        return ""
-    return "".join(SPARK[math.ceil(c / top * (len(SPARK) - 1))] for c in counts)
+def tensor_dtype_text(tensor: Any) -> str:
+    """The dtype, or for a quantized weight its scheme (`Q4_K`)."""
+    quantization = quantization_of(tensor)
+    return quantization.scheme if quantization is not None else dtype_text(tensor.dtype)
+
+
+def quantization_text(quantization: Quantization) -> str:
+    """`4.5 bits per weight, blocks of 256`."""
+    text = f"{quantization.bits:g} bits per weight"
+    if quantization.group_size:
+        text += f", blocks of {quantization.group_size}"
+    return text
 
 
 def _number(value: float) -> str:
@@ -57,13 +63,22 @@ def _number(value: float) -> str:
     return f"{value:.6g}"
 
 
-def _fields(rows: list[tuple[str, RenderableType | str]]) -> Table:
+def _fields(rows: list[tuple[str, RenderableType | str]], key_width: int | None = None) -> Table:
+    """Label and value rows; labels wider than `key_width` (a file's metadata keys) fold."""
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
-    table.add_column(overflow="fold")
+    if key_width is None:
+        table.add_column(style="bold", no_wrap=True, min_width=len("requires_grad"))
+    else:
+        table.add_column(
+            style="bold", min_width=len("requires_grad"), max_width=key_width, overflow="fold"
+        )
+    table.add_column()
     for key, value in rows:
         # Plain strings would be parsed as Rich markup; text from a model is shown literally.
-        table.add_row(Text(key), Text(value) if isinstance(value, str) else value)
+        # Text wraps at separators: a number or a dotted name is never split inside.
+        if isinstance(value, str | Text):
+            value = Wrapped(value)
+        table.add_row(Text(key), value)
     return table
 
 
@@ -119,35 +134,6 @@ def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
     return _fields(rows)
 
 
-class Histogram:
-    """The value histogram as bars scaled to the pane's width, with the mean (μ) and zero (0)
-    marked on a line below where they fall inside the range."""
-
-    def __init__(self, counts: tuple[int, ...], low: float, high: float, mean: float) -> None:
-        self.counts, self.low, self.high, self.mean = counts, low, high, mean
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        bins = len(self.counts)
-        width = max(bins, min(options.max_width, 4 * bins))
-        bars = sparkline(self.counts)
-        yield Text("".join(bars[c * bins // width] for c in range(width)), style="green")
-        marks = [" "] * width
-        for value, mark in ((0.0, "0"), (self.mean, "μ")):
-            column = self._column(value, width)
-            if column is not None:
-                marks[column] = mark
-        yield Text("".join(marks).rstrip() or " ", style="bold yellow")
-
-    def _column(self, value: float, width: int) -> int | None:
-        span = self.high - self.low
-        if not math.isfinite(value) or span <= 0 or not self.low <= value <= self.high:
-            return None
-        return min(width - 1, int((value - self.low) / span * width))
-
-    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return Measurement(len(self.counts), options.max_width)
-
-
 def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     if node.kind is NodeKind.QUANTIZED:
         return quantized_renderable(node)
@@ -155,17 +141,22 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     rows: list[tuple[str, RenderableType | str]] = [
         ("kind", node.kind.value),
         ("shape", shape_text(tuple(tensor.shape))),
-        ("dtype", dtype_text(tensor.dtype)),
+        ("dtype", tensor_dtype_text(tensor)),
         ("device", str(tensor.device)),
         ("requires_grad", str(tensor.requires_grad)),
         ("numel", f"{tensor.numel():,}"),
         ("size", human_bytes(tensor.numel() * tensor.element_size())),
     ]
+    quantization = quantization_of(tensor)
+    if quantization is not None:
+        dtype = f"{quantization.scheme} ({quantization.logical_dtype} when dequantized)"
+        rows[2] = ("dtype", dtype)
+        rows.insert(3, ("quantized", quantization_text(quantization)))
     aliases = [a for a in index.aliases(node.path) if a != node.path]
     if aliases:
         rows.append(("shared with", "\n".join(printable(a) for a in aliases)))
     parts: list[RenderableType] = [
-        Text(printable(node.path, limit=400), style="bold underline"),
+        Wrapped(Text(printable(node.path, limit=400), style="bold underline")),
         _fields(rows),
     ]
     registered = [a for a in aliases if index.node(a).kind is not NodeKind.UNREGISTERED_TENSOR]
@@ -310,7 +301,7 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
         printable(node.path, limit=400) or printable(node.type_name), style="bold underline"
     )
     parts: list[RenderableType] = [
-        title,
+        Wrapped(title),
         _fields(rows),
         Text(""),
         Text("subtree totals", style="bold"),
@@ -318,49 +309,44 @@ def module_renderable(index: NodeIndex, node: Node) -> RenderableType:
     ]
     tensors = [index.node(c) for c in node.children if not index.node(c).is_module]
     if tensors:
-        table = Table(title=None, box=None, header_style="bold", padding=(0, 1))
-        name_width = min(max(len(printable(c.name)) for c in tensors), 32)
-        for column in ("name", "kind", "shape", "dtype", "requires_grad"):
-            table.add_column(
-                column, no_wrap=True, min_width=name_width if column == "name" else None
-            )
-        for child in tensors:
-            tensor = child.obj
-            cells = (
-                printable(child.name),
-                KIND_MARKERS[child.kind][1],
-                shape_text(tuple(tensor.shape)),
-                dtype_text(tensor.dtype),
-                str(tensor.requires_grad),
-            )
-            table.add_row(*(Text(cell) for cell in cells))
-        parts += [Text(""), Text("direct parameters and buffers", style="bold"), table]
+        parts += [Text(""), Text("direct parameters and buffers", style="bold")]
+        parts.append(tensors_table(tensors))
     chart = children_chart(index, node)
     if chart is not None:
         parts += [Text(""), Text("parameters by child", style="bold"), chart]
     return Group(*parts)
 
 
-def children_chart(index: NodeIndex, node: Node) -> Table | None:
-    """A bar per child module, scaled to the largest: where the parameters are. None for fewer
-    than two children with parameters, or for lists too long to chart (the tree pages them)."""
-    modules = [c for c in node.children if index.node(c).is_module]
-    if not 2 <= len(modules) <= CHART_MAX_CHILDREN:
-        return None
-    counts = [(index.node(c), index.totals(c).params) for c in modules]
-    if sum(1 for _, n in counts if n) < 2:
-        return None
-    top = max(n for _, n in counts)
-    table = Table.grid(padding=(0, 1))
-    table.add_column(no_wrap=True, max_width=24)
-    table.add_column(no_wrap=True)
-    table.add_column(justify="right", no_wrap=True)
-    for child, count in counts[:CHART_ROWS]:
-        bar = "█" * max(1 if count else 0, round(count / top * CHART_WIDTH))
-        table.add_row(Text(printable(child.name, 24)), Text(bar, style="green"), human_count(count))
-    if len(counts) > CHART_ROWS:
-        table.add_row(Text(f"… {len(counts) - CHART_ROWS} more", style="dim"), "", "")
-    return table
+TENSOR_COLUMNS = ("name", "kind", "shape", "dtype", "requires_grad")
+
+
+def tensors_table(tensors: list[Node]) -> Fitted:
+    """A row per tensor where the pane is wide enough for every cell, else a block per tensor
+    (its name, then the rest wrapped): no cell is ever shortened."""
+    rows = []
+    for child in tensors:
+        tensor = child.obj
+        rows.append(
+            (
+                printable(child.name),
+                KIND_MARKERS[child.kind][1],
+                shape_text(tuple(tensor.shape)),
+                tensor_dtype_text(tensor),
+                str(tensor.requires_grad),
+            )
+        )
+    table = Table(title=None, box=None, header_style="bold", padding=(0, 1), pad_edge=False)
+    for column in TENSOR_COLUMNS:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    blocks = Table.grid(padding=(0, 2))
+    blocks.add_column(style="bold")
+    blocks.add_column()
+    for name, kind, shape, dtype, grad in rows:
+        rest = f"{kind} · {shape} · {dtype} · requires_grad\u00a0{grad}"  # kept on one line
+        blocks.add_row(Wrapped(name), Wrapped(rest))
+    return Fitted(table, blocks)
 
 
 def source_renderable(
@@ -368,12 +354,15 @@ def source_renderable(
 ) -> RenderableType:
     """What a checkpoint holds besides its tensors, and how it fit the architecture."""
     parts: list[RenderableType] = [Text(""), Text(title, style="bold")]
-    parts.append(_fields([(printable(k), printable(v, limit=400)) for k, v in rows]))
+    fields: list[tuple[str, RenderableType | str]] = [
+        (printable(k), printable(v, limit=400)) for k, v in rows
+    ]
+    parts.append(_fields(fields, key_width=SOURCE_KEY_WIDTH))
     for warning in warnings:
-        parts.append(Text(f"⚠ {printable(warning)}", style="bold yellow"))
+        parts.append(Wrapped(Text(f"⚠ {printable(warning, 2000)}", style="bold yellow")))
     if report:
         parts += [Text(""), Text("load report", style="bold")]
-        parts.append(Text("\n".join(printable(line, limit=400) for line in report)))
+        parts.append(Wrapped("\n".join(printable(line, limit=400) for line in report)))
     return Group(*parts)
 
 

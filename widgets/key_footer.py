@@ -27,6 +27,13 @@ class FooterEntry:
 
 
 Span = tuple[int, int, FooterEntry]  # the cells a key takes, from and to
+Piece = tuple[FooterEntry, str, str]  # a key as drawn: the entry, its key and its words
+# Kept when keys are left out for want of room: it lists them all.
+PINNED = frozenset({"help"})
+
+
+def _width(pieces: list[Piece]) -> int:
+    return sum(len(key) + len(rest) for _, key, rest in pieces)
 
 
 class KeyFooter(Widget):
@@ -35,7 +42,8 @@ class KeyFooter(Widget):
     Textual's Footer mounts a widget for each key and composes them all again on every bindings
     signal: at start-up that was 60 ms of the first frame, and every dialog opened or closed
     over the screen composed the same line again (30 to 50 ms). Here a change of keys repaints
-    one line. While a dialog is up only the palette key is shown, as in Textual's. A click on a
+    one line. While a dialog is up only the palette key is shown, as in Textual's. A narrow
+    terminal gets whole keys, never a cut one, and always the help key (`_fit`). A click on a
     key presses it; a disabled key rings the bell.
     """
 
@@ -142,21 +150,44 @@ class KeyFooter(Widget):
             text.append(rest, description_style + extra)
             spans.append((start, text.cell_len, entry))
 
+        pieces, palette_rest = self._fit(self.size.width)
         line, keys = Text(no_wrap=True, overflow="crop", end=""), list[Span]()
-        if not self.dialog_up:
-            for entry in self.entries:
-                put(line, keys, entry, f" {entry.display} ", f"{entry.description} ")
+        for entry, key, rest in pieces:
+            put(line, keys, entry, key, rest)
         tail, tail_keys = Text(end=""), list[Span]()
         if self.palette is not None:
             tail.append("▏", self.get_component_rich_style("key-footer--separator"))
-            put(
-                tail, tail_keys, self.palette, self.palette.display, f" {self.palette.description} "
-            )
+            put(tail, tail_keys, self.palette, self.palette.display, palette_rest)
         room = max(self.size.width - tail.cell_len, 0)
-        line.truncate(room, pad=True)  # keys past the edge are cut; the palette key stays
+        line.truncate(room, pad=True)
         self._spans = [span for span in keys if span[1] <= room]
         self._spans += [(room + start, room + end, entry) for start, end, entry in tail_keys]
         return line + tail
+
+    def _fit(self, width: int) -> tuple[list[Piece], str]:
+        """The keys as they fit `width`: spaced, then closer, then without the palette's word,
+        then without the keys that do not fit; the help key and the palette key always stay."""
+        if self.dialog_up:
+            return [], f" {self.palette.description} " if self.palette else ""
+        spaced = [(e, f" {e.display} ", f"{e.description} ") for e in self.entries]
+        close = [(e, f" {e.display}", f" {e.description}") for e in self.entries]
+        palette = self.palette
+        described = f" {palette.description} " if palette is not None else ""
+        bare = " " if palette is not None else ""
+        mark = len(palette.display) + 1 if palette is not None else 0  # `▏^p`
+        for pieces, rest in ((spaced, described), (close, described), (close, bare)):
+            if _width(pieces) + mark + len(rest) <= width:
+                return pieces, rest
+        # Keys are left out from the end, then: the palette's word is worth more than one.
+        pinned = [p for p in close if p[0].action in PINNED]
+        room = width - mark - len(described) - _width(pinned)
+        kept: list[Piece] = []
+        for piece in close:
+            if piece not in pinned:
+                if _width([*kept, piece]) > room:
+                    break
+                kept.append(piece)
+        return [p for p in close if p in kept or p in pinned], described
 
     def _at(self, x: int) -> FooterEntry | None:
         return next((entry for start, end, entry in self._spans if start <= x < end), None)

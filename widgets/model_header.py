@@ -86,6 +86,6 @@ class ModelHeader(Guarded, Static):
             items.append(Text(shape, style="bold red" if shape_failed else "cyan"))
         if state:
             items.append(Text(f"[{state}]", style="italic yellow"))
-        if warning:
-            items.append(Text(f"⚠ {printable(warning)}", style="bold red"))
+        if warning:  # its first clause: the root's details give the rest, whole
+            items.append(Text(f"⚠ {printable(warning.partition('; ')[0])}", style="bold red"))
         self._show(items)

@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from modelbrowse.core.nodes import NodeKind
+from modelbrowse.core.nodes import NodeKind, quantization_of
 from modelbrowse.core.reading.quantized_layouts import scheme_text
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
@@ -84,12 +84,15 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
         label.append(name)
         label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
         label.append(f"  {human_count(tensor.numel())}", style="green")
+        quantization = quantization_of(tensor)
+        if node.kind is NodeKind.QUANTIZED:  # a layer's pieces: with its bits (`GPTQ 4-bit`)
+            label.append(f"  {scheme_text(tensor.layout)}", style="cyan")
+        elif quantization is not None:
+            label.append(f"  {printable(quantization.scheme)}", style="cyan")
         if node.kind is NodeKind.PARAMETER and not tensor.requires_grad:
             label.append("  frozen", style="blue")
         if node.kind is NodeKind.UNREGISTERED_TENSOR:
             label.append("  not registered", style="yellow")
-        if node.kind is NodeKind.QUANTIZED:
-            label.append(f"  {scheme_text(tensor.layout)}", style="cyan")
     if shared:
         label.append("  shared", style="bold magenta")
     return label

@@ -30,6 +30,7 @@ class FileKind(enum.Enum):
     PICKLE = "a Python pickle"
     SAFETENSORS = "a safetensors file"
     ONNX = "an ONNX model"
+    GGUF = "a GGUF file"
 
 
 def sniff(path: Path, limits: Limits = DEFAULT_LIMITS) -> FileKind:
@@ -48,6 +49,8 @@ def sniff(path: Path, limits: Limits = DEFAULT_LIMITS) -> FileKind:
         raise ReadError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head:
         raise ReadError(f"{path} is empty (0 bytes)")
+    if head.startswith(b"GGUF"):
+        return FileKind.GGUF  # its header is checked as it is read
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _zip_kind(path, limits)
     # safetensors first: a header of 128, 384, ... bytes starts with the pickle protocol bytes

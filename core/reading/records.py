@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS, Limits, ReadError
+from modelbrowse.core.reading.quantization import Quantization
 
 # dtype name (as torch names it, without `torch.`) -> bytes per element.
 ITEM_SIZES: dict[str, int] = {
@@ -76,7 +77,11 @@ class StorageRef:
 
 @dataclass(frozen=True, slots=True)
 class TensorRecord:
-    """A tensor as a view of a storage: `offset` and `stride` in elements of `dtype`."""
+    """A tensor as a view of a storage: `offset` and `stride` in elements of `dtype`.
+
+    A block-quantized weight (GGUF's Q4_K) is its packed bytes (`uint8`, one dimension) with
+    `quantization` saying what they stand for: its logical shape, count and scheme.
+    """
 
     dtype: str
     shape: tuple[int, ...]
@@ -85,6 +90,7 @@ class TensorRecord:
     storage: StorageRef
     requires_grad: bool = False
     is_parameter: bool = False
+    quantization: Quantization | None = None
 
     @property
     def numel(self) -> int:

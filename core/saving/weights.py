@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from modelbrowse.core.bitwise import bitwise_equal
+from modelbrowse.core.nodes import quantization_of
 from modelbrowse.core.saving.hashing import HashingWriter, MemoryRanges, Progress, file_sha256
+from modelbrowse.core.saving.names import FORMATS, extensions_text
 from modelbrowse.core.saving.transaction import SaveError as SaveError
 from modelbrowse.core.saving.transaction import Transaction
 from modelbrowse.core.tensor_bytes import (
@@ -25,7 +27,6 @@ from modelbrowse.core.tensor_bytes import (
     refuse_expanded,
 )
 
-FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 ALIASES_KEY = "modelbrowse.aliases"
 
 
@@ -53,8 +54,7 @@ def format_for(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
         raise SaveError(
-            f"{Path(path).name}: unknown extension '{suffix or '(none)'}'; "
-            "use .pt, .pth, .bin, .ckpt or .safetensors"
+            f"{Path(path).name}: unknown extension '{suffix or '(none)'}'; use {extensions_text()}"
         )
     return FORMATS[suffix]
 
@@ -120,6 +120,12 @@ def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     for key, tensor in state.items():
         if tensor.is_meta:
             raise SaveError(f"{key} has no values yet (it is on the meta device)")
+        quantization = quantization_of(tensor)
+        if quantization is not None:
+            raise SaveError(
+                f"{key} is a {quantization.scheme} weight: writing it would need it "
+                "dequantized or re-quantized, which this app does not do"
+            )
     return state
 
 

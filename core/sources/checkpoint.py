@@ -75,7 +75,8 @@ class CheckpointSource(Source):
 
     @property
     def edit_refusal(self) -> str | None:
-        """A TorchScript model is compiled code: nothing in it can be edited."""
+        """A TorchScript model is compiled code, and quantized GGUF weights would need
+        re-quantizing: nothing in them can be edited."""
         if self.loaded.read_only is not None:
             return self.loaded.read_only
         if isinstance(self.loaded.module, (torch.jit.ScriptModule, ScriptedModule)):
@@ -190,9 +191,9 @@ def _keys_tree(checkpoint: Checkpoint, tensors: dict[str, torch.Tensor]) -> nn.M
     """The tree of the keys; a key it cannot place says why a quantized layer was left as
     stored keys, where that is the cause (bitsandbytes' `weight` and `weight.absmax`)."""
     try:
-        return tree_from_state_dict(tensors, checkpoint.quantized)
+        return tree_from_state_dict(tensors, checkpoint.quantized_keys)
     except SourceError as exc:
-        found = checkpoint.quantized
+        found = checkpoint.quantized_keys
         if found is not None and found.problems:
             why = found.problems[0]
             raise SourceError(f"{exc} (a quantized layer left as stored keys: {why})") from None
@@ -249,7 +250,7 @@ def _config_architecture(checkpoint: Checkpoint) -> Source | None:
     config = config_file(folder) if checkpoint.format.startswith("Hugging Face") else None
     if config is None:
         return None
-    if checkpoint.quantized is not None:
+    if checkpoint.quantized_keys is not None:
         checkpoint.info.append(("architecture", QUANTIZED_ARCHITECTURE))
         return None
     if custom_code(config):
@@ -287,6 +288,11 @@ def resolve_checkpoint(
     if arch_source is not None and checkpoint.module is not None:
         raise SourceError(
             f"{spec} holds a whole model ({checkpoint.format}): --arch does not apply"
+        )
+    if arch_source is not None and checkpoint.quantized:
+        raise SourceError(
+            f"{spec} is {checkpoint.format} with quantized weights: --arch does not apply "
+            "(they cannot be loaded into a model)"
         )
     from_config = None
     if arch_source is not None and options.keys_only:

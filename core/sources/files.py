@@ -83,10 +83,12 @@ class Checkpoint:
     load_data: Callable[[list[str]], dict[str, torch.Tensor]] | None = None
     # Shown key -> the key in the file, for the keys a prefix was stripped from.
     renamed: dict[str, str] = field(default_factory=dict)
-    # Quantized layers: the pieces shown as one logical weight each.
-    quantized: QuantizedKeys | None = None
+    # Quantized layers stored as pieces: shown as one logical weight each.
+    quantized_keys: QuantizedKeys | None = None
     # Why nothing may be edited or written (a format shown read-only), or None.
     read_only: str | None = None
+    # Quantized weights that no architecture can load (GGUF); they are read-only too.
+    quantized: bool = False
 
     def original_key(self, key: str) -> str:
         return self.renamed.get(key, key)
@@ -146,7 +148,7 @@ def _find_quantized(checkpoint: Checkpoint) -> None:
     found = quantized_tensors(checkpoint.tensors, config_folder(checkpoint.path))
     checkpoint.info.extend(found.rows)
     if found.layouts or found.rows:  # a quantized model, even where no layer fits
-        checkpoint.quantized = found
+        checkpoint.quantized_keys = found
 
 
 def _map_location(device: str | None) -> str:
@@ -175,6 +177,12 @@ def open_file(path: Path, options: CheckpointOptions, map_location: str) -> Chec
         from modelbrowse.core.sources.safetensors_files import open_safetensors
 
         return open_safetensors([path], map_location)
+    if kind is FileKind.GGUF:
+        if options.key is not None:
+            raise UsageError("--key: a GGUF file holds its tensors at the top; leave out --key")
+        from modelbrowse.core.sources.gguf_files import open_gguf
+
+        return open_gguf(path, map_location)
     if kind is FileKind.TORCHSCRIPT:
         return _open_torchscript(path, map_location)
     if kind is FileKind.ONNX:

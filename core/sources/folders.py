@@ -18,6 +18,7 @@ from modelbrowse.core.sources.key_rules import (
     WEIGHTS_KEYS,
     describe_hf_config,
     hf_weight_files,
+    is_split_set,
 )
 from modelbrowse.core.sources.safetensors_files import open_safetensors
 
@@ -37,7 +38,7 @@ def open_folder(path: Path, options: CheckpointOptions, map_location: str) -> Ch
     candidates = sorted(
         p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(CHECKPOINT_SUFFIXES)
     )
-    if len(candidates) == 1:
+    if len(candidates) == 1 or is_split_set(candidates):
         return open_file(candidates[0], options, map_location)
     if candidates:
         names = ", ".join(p.name for p in candidates[:5]) + (", ..." if len(candidates) > 5 else "")

@@ -24,7 +24,17 @@ from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.reading.torch_pickles import Unread
 from modelbrowse.core.units import printable
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".tar", ".pkl", ".onnx")
+CHECKPOINT_SUFFIXES = (
+    ".pt",
+    ".pth",
+    ".bin",
+    ".ckpt",
+    ".safetensors",
+    ".tar",
+    ".pkl",
+    ".gguf",
+    ".onnx",
+)
 # Where training scripts keep the weights, most specific first.
 WEIGHTS_KEYS = (
     "state_dict",
@@ -302,3 +312,16 @@ def strip_prefix(keys: list[str], prefix: str) -> tuple[dict[str, str], Row]:
     dropped = len(keys) - len(kept)
     note = f"; {dropped} other keys left out" if dropped else ""
     return kept, ("key prefix", f"{prefix!r} stripped (--strip-prefix){note}")
+
+
+def is_split_set(files: list[Path]) -> bool:
+    """Whether `files` (sorted) are exactly the parts of one GGUF split set."""
+    from modelbrowse.core.reading import ReadError
+    from modelbrowse.core.reading.gguf import split_parts
+
+    if len(files) < 2:
+        return False
+    try:
+        return split_parts(files[0]) == files
+    except ReadError:
+        return False

@@ -15,6 +15,7 @@ from torch import nn
 
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.nodes import FromKeys
+from modelbrowse.core.quantized import QuantizedTensor
 from modelbrowse.core.quantized_weights import QuantizedKeys, QuantizedWeight
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
 from modelbrowse.core.reading.quantized_layouts import QuantizedLayout
@@ -148,7 +149,9 @@ def _group(groups: dict[str, nn.Module], prefix: str, key: str) -> nn.Module:
 
 def _layout(tensor: torch.Tensor) -> tuple[object, ...] | None:
     """Same storage, offset, shape, strides and dtype: the same tensor saved under two keys."""
-    if tensor.is_meta or tensor.numel() == 0:
+    if tensor.is_meta or tensor.numel() == 0 or tensor.layout is not torch.strided:
+        return None
+    if isinstance(tensor, QuantizedTensor):  # blocks apart from every other's: never tied
         return None
     storage = tensor.untyped_storage()
     return (

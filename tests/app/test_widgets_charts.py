@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from modelbrowse.widgets.detail_pane import Histogram
+from modelbrowse.widgets.charts import Histogram
 
 
 def render(histogram: object, width: int) -> list[str]:
@@ -30,7 +30,7 @@ def test_parameters_by_child_are_bars_scaled_to_the_largest() -> None:
     import torchvision
 
     from modelbrowse.core.index import NodeIndex
-    from modelbrowse.widgets.detail_pane import children_chart
+    from modelbrowse.widgets.charts import children_chart
 
     index = NodeIndex(torchvision.models.alexnet())
     chart = children_chart(index, index.node("features"))

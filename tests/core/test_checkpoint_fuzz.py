@@ -1,9 +1,9 @@
 """Damaged checkpoint files: each opens, or is refused with one line, in seconds, in bounded memory.
 
-Valid `.pt`, `.safetensors`, TorchScript and ONNX files are cut short, bit-flipped, given wrong
-lengths and, for the zip formats, a huge declared size; each result is opened as the app opens a
-file (`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per format
-run in the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
+Valid `.pt`, `.safetensors`, GGUF, TorchScript and ONNX files are cut short, bit-flipped, given
+wrong lengths and, for the zip formats, a huge declared size; each result is opened as the app
+opens a file (`resolve_source` then `build_structure`, then the real tensors). `FUZZ_CASES` per
+format run in the suite; with `pytest --slow` (or `MODELBROWSE_SLOW_TESTS=1`), `SLOW_FUZZ_CASES`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,14 @@ def write_quantized(path: Path) -> None:
     save_file(tensors, path)
 
 
+def write_gguf_file(path: Path) -> None:
+    from tests.gguf_support import write_gguf
+
+    write_gguf(path, layers=1)
+
+
 WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "gguf": ("gguf", write_gguf_file),
     "pt": ("pt", write_pt),
     "safetensors": ("safetensors", write_safetensors),
     "torchscript": ("pt", write_torchscript),

@@ -363,6 +363,18 @@ def test_print_detail_of_a_tensor_and_a_module_as_text() -> None:
     assert "parameters by child" in module.stdout
     assert "0 █" in module.stdout and "10 █" in module.stdout
 
+
+def test_print_detail_says_a_constant_is_not_random(models_file: Path) -> None:
+    """`torch.ones(8)` from a file's model is what the file sets, not a random draw."""
+    constant = run_command(f"{models_file}:SharedNet", "--print", "--detail", "scale")
+    assert constant.returncode == 0, constant.stderr
+    assert "statistics     exact: a constant, as models.py sets it (not random)" in (
+        constant.stdout.splitlines()
+    )
+    assert "random initialisation" not in constant.stdout
+    drawn = run_command(f"{models_file}:SharedNet", "--print", "--detail", "encoder.weight")
+    assert "exact, of a random initialisation (--seed" in drawn.stdout
+
     meta = run_command("alexnet", "--print", "--detail", "features.0.weight", "--meta")
     assert "statistics     meta tensor: no data" in meta.stdout
 

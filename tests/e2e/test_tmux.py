@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from modelbrowse.core.recipe import read_recipe
 
@@ -27,7 +28,7 @@ COMMAND = Path(sys.executable).parent / "modelbrowse"
 
 
 class Terminal:
-    """A detached tmux session of 120x40 running one command."""
+    """A detached tmux session (120x40 unless told) running one command."""
 
     def __init__(self, socket: str, session: str) -> None:
         self.socket = socket
@@ -75,7 +76,12 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
 
 
 def start(
-    terminal: Terminal, tmp_path: Path, *args: str, env_prefix: str = "", leader: bool = False
+    terminal: Terminal,
+    tmp_path: Path,
+    *args: str,
+    env_prefix: str = "",
+    leader: bool = False,
+    size: tuple[int, int] = (120, 40),
 ) -> Path:
     """Run the command in the terminal; returns the file its exit status is written to.
 
@@ -97,7 +103,7 @@ def start(
     subprocess.run(
         [
             "tmux", "-L", terminal.socket, "new-session", "-d", "-s", terminal.session,
-            "-x", "120", "-y", "40", script,
+            "-x", str(size[0]), "-y", str(size[1]), script,
         ],
         check=True,
         env={**env, "TERM": "xterm-256color"},
@@ -394,3 +400,35 @@ def test_training_checkpoint_delete_a_key_and_write_in_a_real_terminal(
     assert wait_for_file(status) == "0"
     written = torch.load(tmp_path / "last-edited.ckpt", weights_only=True)
     assert list(written) == ["0.weight", "0.bias", "1.weight"]
+
+
+def test_at_80x24_the_help_key_stays_and_w_writes_the_path_typed(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """A new user's first write, in a small terminal: `w` and the path typed at once."""
+    (tmp_path / "x").mkdir()
+    args = ("alexnet", "--input-shape", "1,3,224,224")
+    status = start(terminal, tmp_path, *args, size=(80, 24))
+    screen = terminal.wait_for("[random init]")
+    assert screen.splitlines()[-1].strip().startswith("q Quit")
+    assert "w Write ? Help ▏^p" in screen  # every key whole, help kept
+    assert "61,100,840" in screen  # the root's count, not split inside
+
+    terminal.keys("w", "x/alex10.safetensors", "Enter")
+    screen = terminal.wait_for("wrote")
+    status_lines = "".join(screen.splitlines()[-3:-1]).replace(" ", "")
+    assert status_lines.startswith("wrotex/alex10.safetensors(16tensors,61.1Mparams")
+    assert status_lines.endswith("·andalex10.safetensors.recipe.json"), screen
+
+    terminal.keys("s")
+    screen = terminal.wait_for("Conv2d (0)")
+    assert "escape closes" in screen
+    terminal.keys("Escape")  # alone: escape then q at once would read as alt+q
+    deadline = time.monotonic() + 10
+    while "escape closes" in terminal.screen() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"
+    names = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert names == ["alex10.safetensors", "alex10.safetensors.recipe.json"]
+    assert "features.0.weight" in load_file(tmp_path / "x" / "alex10.safetensors")

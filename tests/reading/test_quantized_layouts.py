@@ -48,8 +48,8 @@ def rows(structure: Structure, name: str) -> list[str]:
 def test_each_layout_is_one_logical_weight_per_layer(tmp_path: Path, scheme: str) -> None:
     model = write_quantized(tmp_path / scheme, scheme)
     structure = structure_of(model.folder)
-    assert structure.quantized is not None
-    layouts = structure.quantized.layouts
+    assert structure.quantized_keys is not None
+    layouts = structure.quantized_keys.layouts
     assert set(layouts) == set(model.expected)  # the 14 linear weights of the layers
     down = layouts["model.layers.1.mlp.down_proj.weight"].quantization
     name, bits, group, words = SCHEME_WORDS[scheme]
@@ -57,7 +57,7 @@ def test_each_layout_is_one_logical_weight_per_layer(tmp_path: Path, scheme: str
     assert down.logical_shape == tuple(model.state["model.layers.1.mlp.down_proj.weight"].shape)
     # every stored key is either a piece of one layer or shown as it is
     pieces = {p for layout in layouts.values() for p in layout.quantization.pieces}
-    assert pieces == set(structure.quantized.owner)
+    assert pieces == set(structure.quantized_keys.owner)
     assert rows(structure, "quantization") == [f"{words}: 14 weights (config.json)"]
 
 
@@ -67,8 +67,8 @@ def test_gptq_without_a_config_is_told_by_its_shapes(tmp_path: Path) -> None:
     del data["quantization_config"]
     (model.folder / "config.json").write_text(json.dumps(data))
     structure = structure_of(model.folder)
-    assert structure.quantized is not None
-    layout = structure.quantized.layouts[f"{Q_PROJ}.weight"]
+    assert structure.quantized_keys is not None
+    layout = structure.quantized_keys.layouts[f"{Q_PROJ}.weight"]
     assert (layout.method, layout.quantization.bits, layout.quantization.group_size) == (
         "gptq",
         4,
@@ -84,10 +84,10 @@ def test_awq_and_gptq_are_told_apart_by_their_shapes(tmp_path: Path) -> None:
     pieces |= {f"g.{k}": v for k, v in quantize("gptq", weight)[0].items() if k != "g_idx"}
     save_file(pieces, tmp_path / "mixed.safetensors")
     structure = structure_of(tmp_path / "mixed.safetensors")
-    assert structure.quantized is not None
-    found = {k: v.method for k, v in structure.quantized.layouts.items()}
+    assert structure.quantized_keys is not None
+    found = {k: v.method for k, v in structure.quantized_keys.layouts.items()}
     assert found == {"a.weight": "awq", "g.weight": "gptq"}
-    assert structure.quantized.layouts["g.weight"].quantization.logical_shape == (64, 128)
+    assert structure.quantized_keys.layouts["g.weight"].quantization.logical_shape == (64, 128)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_unusable_config_values_are_named_and_the_shapes_decide(
     model = write_quantized(tmp_path / "m", "gptq", config)
     structure = structure_of(model.folder)
     assert any(row in value for value in rows(structure, "quantization config"))
-    assert structure.quantized is not None and len(structure.quantized.layouts) == 14
+    assert structure.quantized_keys is not None and len(structure.quantized_keys.layouts) == 14
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_a_config_that_contradicts_the_shapes_leaves_the_keys_as_stored(
 ) -> None:
     model = write_quantized(tmp_path / "m", "gptq", config)
     structure = structure_of(model.folder)
-    assert structure.quantized is not None and not structure.quantized.layouts
+    assert structure.quantized_keys is not None and not structure.quantized_keys.layouts
     (stored,) = rows(structure, "quantized keys")
     assert stored.startswith("shown as stored: ") and problem in stored
     assert stored.endswith("(and 13 more)")
@@ -134,15 +134,15 @@ def test_a_config_that_is_not_an_object_is_ignored_with_a_row(tmp_path: Path) ->
     model = write_quantized(tmp_path / "m", "gptq", [1, 2])  # type: ignore[arg-type]
     structure = structure_of(model.folder)
     assert rows(structure, "quantization config") == ["config.json: not a JSON object, not used"]
-    assert structure.quantized is not None  # told by the shapes
+    assert structure.quantized_keys is not None  # told by the shapes
 
 
 def test_escape_sequences_in_a_config_are_shown_escaped(tmp_path: Path) -> None:
     config = {"quant_method": "gptq", "bits": 4, "checkpoint_format": "\x1b[31mred\x07"}
     model = write_quantized(tmp_path / "m", "gptq", config)
     structure = structure_of(model.folder)
-    assert structure.quantized is not None
-    reason = structure.quantized.layouts[f"{Q_PROJ}.weight"].unsupported
+    assert structure.quantized_keys is not None
+    reason = structure.quantized_keys.layouts[f"{Q_PROJ}.weight"].unsupported
     assert reason == "dequantization of GPTQ (\\x1b[31mred\\x07 format) is not supported"
     assert reason.isprintable()
 
@@ -235,7 +235,7 @@ def test_lying_compressed_tensors_and_fp8_pieces_stay_as_stored(tmp_path: Path) 
     shape = torch.tensor([64, 1 << 39], dtype=torch.int64)  # claims 2**45 weights
     rewrite(compressed.folder, {f"{Q_PROJ}.weight_shape": shape})
     structure = structure_of(compressed.folder)
-    assert structure.quantized is not None and len(structure.quantized.layouts) == 13
+    assert structure.quantized_keys is not None and len(structure.quantized_keys.layouts) == 13
     assert "fits no bit width of its shape" in rows(structure, "quantized keys")[0]
     fp8 = write_quantized(tmp_path / "f", "fp8")
     rewrite(fp8.folder, {f"{Q_PROJ}.weight_scale_inv": torch.ones(3, 5)})
@@ -249,7 +249,8 @@ def test_a_logical_key_that_is_already_a_tensor_leaves_the_layer_as_stored(
     model = write_quantized(tmp_path / "m", "gptq")
     rewrite(model.folder, {f"{Q_PROJ}.weight": torch.zeros(2)})
     structure = structure_of(model.folder)
-    assert structure.quantized is not None and f"{Q_PROJ}.weight" not in structure.quantized.layouts
+    found = structure.quantized_keys
+    assert found is not None and f"{Q_PROJ}.weight" not in found.layouts
     assert (
         "is also the name of another tensor or its prefix" in rows(structure, "quantized keys")[0]
     )
@@ -260,7 +261,7 @@ def test_gptq_pieces_with_a_wrong_g_idx_are_refused(tmp_path: Path) -> None:
     pieces["g_idx"] = torch.zeros(10, dtype=torch.int32)
     save_file({f"l.{k}": v for k, v in pieces.items()}, tmp_path / "g.safetensors")
     structure = structure_of(tmp_path / "g.safetensors")
-    assert structure.quantized is not None and not structure.quantized.layouts
+    assert structure.quantized_keys is not None and not structure.quantized_keys.layouts
     assert rows(structure, "quantized keys") == [
         "shown as stored: 'l': its qweight [8, 64] and scales do not fit GPTQ"
     ]

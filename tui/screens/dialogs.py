@@ -1,4 +1,5 @@
-"""Dialogs for edits: a spec to build, a scheme to re-initialise with, a yes/no question."""
+"""Dialogs for edits: a spec to build, a scheme to re-initialise with, a yes/no question
+(the write dialog is in path_dialog.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.input import Selection
 from textual.widgets.option_list import Option
 
+from modelbrowse.tui.screens.type_ahead import TypeAhead
 from modelbrowse.widgets.guarded import Guarded
 
 SpecCheck = Callable[[str], str | None]
@@ -30,7 +32,7 @@ class SpecAnswer:
     place: int = 0  # which of an insert dialog's places
 
 
-class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
+class SpecDialog(TypeAhead, Guarded, ModalScreen[SpecAnswer | None]):
     """One input for a module spec (and one for a name, when adding a named child)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -62,6 +64,7 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
                 self.value,
                 placeholder="a torch.nn constructor, e.g. nn.Linear(4096, 10)",
                 id="spec",
+                select_on_focus=False,  # selected on mount: keys typed ahead are not replaced
             )
             yield Static("", id="dialog-error")
             yield Static(
@@ -69,7 +72,9 @@ class SpecDialog(Guarded, ModalScreen[SpecAnswer | None]):
             )
 
     def on_mount(self) -> None:
-        self.set_focus(self.query_one("#name" if self.ask_name else "#spec", Input))
+        spec = self.query_one("#spec", Input)
+        spec.selection = Selection(0, len(spec.value))  # typing replaces the constructor
+        self.set_focus(self.query_one("#name", Input) if self.ask_name else spec)
 
     @on(Input.Changed)
     def _clear_error(self) -> None:
@@ -274,51 +279,3 @@ class ConfirmDialog(Guarded, ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
-
-
-class PathDialog(Guarded, ModalScreen[str | None]):
-    """One input for a file path, checked before the dialog closes."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, title: str, value: str, check: SpecCheck, hint: str = "") -> None:
-        super().__init__()
-        self.title_text = title
-        self.value = value
-        self.check = check
-        self.hint = hint
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(Text(self.title_text, style="bold"))
-            yield Input(
-                self.value,
-                placeholder="a path ending in .pt, .pth or .safetensors",
-                select_on_focus=False,
-            )
-            yield Static("", id="dialog-error")
-            yield Static(
-                Text(self.hint or "enter saves · escape cancels", style="dim"), id="dialog-hint"
-            )
-
-    def on_mount(self) -> None:
-        field = self.query_one(Input)
-        self.set_focus(field)
-        stem_end = field.value.rfind(".")  # select the name, keep the extension
-        if stem_end > 0:
-            field.selection = Selection(field.value.rfind("/") + 1, stem_end)
-
-    @on(Input.Changed)
-    def _clear_error(self) -> None:
-        self.query_one("#dialog-error", Static).update("")
-
-    @on(Input.Submitted)
-    def _submit(self, event: Input.Submitted) -> None:
-        problem = self.check(event.value)
-        if problem is not None:
-            self.query_one("#dialog-error", Static).update(Text(problem, style="bold red"))
-            return
-        self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from modelbrowse.core.saving.names import extensions_text
 from modelbrowse.widgets.guarded import Guarded
 
 # Each row: the actions whose keys it shows (as bound now, after the user's keymap), keys that
@@ -50,8 +51,8 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "any module by name (↑ ↓ in the dialog choose where)",
     ),
     (("undo", "redo"), "", "undo / redo"),
-    (("edit_log",), "", "the edit log, in words and as PyTorch code"),
-    (("save",), "", "write the weights (.pt or .safetensors) and the recipe beside them"),
+    (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
+    (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
     (("help",), "", "this help"),
     ((), "^p", "command palette: every action by name, with its key"),
     (
@@ -86,7 +87,8 @@ class HelpScreen(Guarded, ModalScreen[None]):
         table.add_column()
         for actions, fixed, what in KEYS:
             table.add_row(Text(key_text(actions, fixed, self.keys)), Text(what))
-        with VerticalScroll(id="help-body"):
+        with VerticalScroll(id="help-body") as body:
+            body.border_subtitle = "escape closes · ↑ ↓ scroll"  # on the frame: never scrolled away
             yield Static(Text("Keys", style="bold underline"))
             yield Static(table)
             yield Static(
@@ -104,7 +106,6 @@ class HelpScreen(Guarded, ModalScreen[None]):
                         style="dim",
                     )
                 )
-            yield Static(Text("escape closes", style="italic dim"))
 
     def on_mount(self) -> None:
         self.query_one("#help-body").focus()

@@ -9,12 +9,15 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
+from textual.containers import ScrollableContainer
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.widgets.guarded import Guarded
+
+# On the frame, never scrolled away: how to leave, and that the table scrolls sideways.
+CLOSE_HINT = "escape closes · ↑ ↓ ← → scroll"
 
 
 class SummaryScreen(Guarded, ModalScreen[None]):
@@ -28,10 +31,11 @@ class SummaryScreen(Guarded, ModalScreen[None]):
         self.make_summary = make_summary
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="summary-body"):
+        # Scrolls both ways: torchinfo's table is wider than a small terminal.
+        with ScrollableContainer(id="summary-body") as body:
+            body.border_subtitle = CLOSE_HINT
             yield Static(Text(self.title_text, style="bold underline"))
             yield Static(Text("running torchinfo…", style="italic"), id="summary-text")
-            yield Static(Text("escape closes", style="italic dim"))
 
     def on_mount(self) -> None:
         self.query_one("#summary-body").focus()  # arrows, page keys and end scroll the table
