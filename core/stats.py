@@ -242,6 +242,8 @@ def _summarise(
     per slice (Chan et al.), in float64.
     """
     integral = not slices[0].dtype.is_floating_point and slices[0].dtype != torch.bool
+    # The share of zeros is of the values read: all of them, or a sample's.
+    seen = max(sum(values.numel() for values in slices), 1)
     moments = _Moments()
     finite: np.ndarray | None = None
     for values in slices:
@@ -253,7 +255,7 @@ def _summarise(
     if moments.count == 0:
         return _no_finite_values(
             numel * repeat,
-            moments.zeros / numel,
+            moments.zeros / seen,
             moments.nan_count * repeat,
             moments.inf_count * repeat,
             estimated,
@@ -280,7 +282,7 @@ def _summarise(
         std=(moments.m2 * repeat / (count - 1)) ** 0.5 if count > 1 else 0.0,
         min=low,
         max=high,
-        zero_fraction=moments.zeros / numel,
+        zero_fraction=moments.zeros / seen,
         nan_count=moments.nan_count * repeat,
         inf_count=moments.inf_count * repeat,
         histogram=histogram,
