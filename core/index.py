@@ -8,6 +8,7 @@ subtree totals count every tensor once, as `sum(p.numel() for p in model.paramet
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ class NodeIndex(IndexReading):
         # changes (freezing the whole model reads it); None after a change that involves a
         # shared object, until it is asked for again.
         self._all_parameters: dict[int, nn.Parameter] | None = {}
+        self._has_quantized = False
         with collector_paused():
             self._add_subtree(model, "", None, 0, ())
             self._compute_totals()
@@ -87,8 +89,10 @@ class NodeIndex(IndexReading):
         without looking at a tensor: freezing a 100,000-module model takes milliseconds.
         """
         node = self.node(path)
-        if not node.is_module or self.aliases_outside(path):
-            self.refresh_values([path])  # one tensor, or parameters also counted elsewhere
+        if not node.is_module or self.aliases_outside(path) or self._has_quantized:
+            # One tensor, parameters also counted elsewhere, or quantized weights (which stay
+            # frozen whatever is trained): counted again rather than set.
+            self.refresh_values([path])
             return
         top = self._totals[path]
         old = Totals(top.params, top.trainable, top.buffers, top.nbytes, top.tensors)
@@ -178,6 +182,8 @@ class NodeIndex(IndexReading):
 
     def _add(self, node: Node, link: bool = True) -> None:
         self._nodes[node.path] = node
+        if node.kind is NodeKind.QUANTIZED:
+            self._has_quantized = True
         holders = self._paths_by_id.setdefault(id(node.obj), [])
         holders.append(node.path)
         collected = self._all_parameters
@@ -227,14 +233,21 @@ class NodeIndex(IndexReading):
 _SCAN_ABOVE = 10_000
 
 
-def _direct_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, NodeKind]]:
-    """A module's own parameters, buffers, and tensors set as plain attributes."""
+def _direct_tensors(module: nn.Module) -> Iterator[tuple[str, Any, NodeKind]]:
+    """A module's own parameters, quantized weights, buffers, and tensors set as plain
+    attributes."""
     for name, param in module._parameters.items():
         if param is not None:
             yield name, param, NodeKind.PARAMETER
+    # A quantized layer's pieces are buffers; its logical weight is shown instead of them.
+    quantized = module.__dict__.get("_quantized")
+    hidden = module.__dict__.get("_quantized_pieces", ())
+    if quantized:
+        for name, weight in quantized.items():
+            yield name, weight, NodeKind.QUANTIZED
     non_persistent = module._non_persistent_buffers_set
     for name, buffer in module._buffers.items():
-        if buffer is not None:
+        if buffer is not None and name not in hidden:
             kind = NodeKind.NONPERSISTENT_BUFFER if name in non_persistent else NodeKind.BUFFER
             yield name, buffer, kind
     tensor_type = torch.Tensor

@@ -200,6 +200,10 @@ class IndexReading:
                     buffers += sub.buffers
                     nbytes += sub.nbytes
                     count += sub.tensors
+                elif kind is NodeKind.QUANTIZED:  # counts its logical weights, not its words
+                    params += child.obj.count
+                    nbytes += child.obj.nbytes
+                    count += 1
                 elif kind is not NodeKind.UNREGISTERED_TENSOR:
                     tensor = child.obj
                     numel = tensor.numel()
@@ -257,12 +261,19 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-COUNTED = (NodeKind.PARAMETER, NodeKind.BUFFER, NodeKind.NONPERSISTENT_BUFFER)
+COUNTED = (
+    NodeKind.PARAMETER,
+    NodeKind.BUFFER,
+    NodeKind.NONPERSISTENT_BUFFER,
+    NodeKind.QUANTIZED,
+)
 
 
 def tensor_totals(node: Node) -> Totals:
     tensor: Any = node.obj
     numel = tensor.numel()
+    if node.kind is NodeKind.QUANTIZED:  # frozen: quantized values are not trained
+        return Totals(numel, 0, 0, tensor.nbytes, 1)
     nbytes = numel * tensor.element_size()
     if node.kind is NodeKind.PARAMETER:
         return Totals(numel, numel if tensor.requires_grad else 0, 0, nbytes, 1)

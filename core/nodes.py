@@ -28,6 +28,8 @@ class NodeKind(enum.Enum):
     BUFFER = "buffer"
     NONPERSISTENT_BUFFER = "non-persistent buffer"
     UNREGISTERED_TENSOR = "unregistered tensor"
+    # The logical weight of a quantized layer, stored as pieces (`core.quantized_weights`).
+    QUANTIZED = "quantized weight"
 
 
 def scripted_name(module: object) -> str | None:
@@ -165,9 +167,11 @@ class Node:
 
     @property
     def type_name(self) -> str:
-        """The class for a module; `Parameter`, `Tensor` for tensors."""
+        """The class for a module; `Parameter`, `Tensor`, `Quantized` for tensors."""
         if self.kind is NodeKind.MODULE:
             return self.scripted_name or type(self.obj).__name__
+        if self.kind is NodeKind.QUANTIZED:
+            return "Quantized"
         return "Parameter" if is_parameter(self.obj) else "Tensor"
 
     @property

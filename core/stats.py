@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from modelbrowse.core.quantized import QuantizedTensor
+from modelbrowse.core.quantized_weights import QuantizedWeight
 from modelbrowse.core.tensor_bytes import (
     TensorBytesError,
     check_file_holds,
@@ -53,8 +54,12 @@ class TensorStats:
     estimated: bool = False
 
 
-def unavailable_reason(tensor: torch.Tensor) -> str | None:
+def unavailable_reason(tensor: torch.Tensor | QuantizedWeight) -> str | None:
     """Why a tensor has no statistics to show, or None when it has."""
+    if isinstance(tensor, QuantizedWeight):
+        from modelbrowse.core import dequantize
+
+        return dequantize.unavailable_reason(tensor)
     if isinstance(tensor, QuantizedTensor):
         return _quantized_reason(tensor)
     if tensor.is_meta:
@@ -89,13 +94,20 @@ class StatsCancelled(Exception):
     """`compute_stats` stopped between slices because its result was no longer wanted."""
 
 
-def compute_stats(tensor: torch.Tensor, cancelled: Callable[[], bool] | None = None) -> TensorStats:
+def compute_stats(
+    tensor: torch.Tensor | QuantizedWeight, cancelled: Callable[[], bool] | None = None
+) -> TensorStats:
     """Exact statistics over every element (done off the UI thread for large tensors).
 
     A big tensor goes slice by slice; `cancelled` is asked between slices, and StatsCancelled
     raised when it says yes (the cursor moved on: the CPU is better left to the next node).
     An expanded view (stride 0) is read once per stored element, its counts multiplied back.
+    A quantized weight is dequantized to float32 a few rows at a time.
     """
+    if isinstance(tensor, QuantizedWeight):
+        from modelbrowse.core import dequantize
+
+        return dequantize.compute_stats_of(tensor, cancelled)
     if isinstance(tensor, QuantizedTensor):
         return _summarise(
             _DequantizedSlices(tensor), tensor.numel(), cancelled or _never, estimated=False
@@ -113,8 +125,15 @@ def compute_stats(tensor: torch.Tensor, cancelled: Callable[[], bool] | None = N
         return _summarise(slices, numel, cancelled or _never, estimated=False, repeat=repeat)
 
 
-def estimate_stats(tensor: torch.Tensor, sample_size: int = SAMPLE_SIZE) -> TensorStats:
-    """Statistics from a sample spread evenly over the tensor: under a millisecond at any size."""
+def estimate_stats(
+    tensor: torch.Tensor | QuantizedWeight, sample_size: int = SAMPLE_SIZE
+) -> TensorStats:
+    """Statistics from a sample spread evenly over the tensor: under a millisecond at any size
+    (a quantized weight: a few runs of its rows, or blocks, dequantized)."""
+    if isinstance(tensor, QuantizedWeight):
+        from modelbrowse.core import dequantize
+
+        return dequantize.estimate_stats(tensor)
     if isinstance(tensor, QuantizedTensor):
         return _estimate_quantized(tensor, sample_size)
     values, repeat = collapse_repeats(tensor.detach())
@@ -200,6 +219,14 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def summarise_chunks(
+    chunks: Sequence[torch.Tensor], numel: int, cancelled: Callable[[], bool] | None = None
+) -> TensorStats:
+    """Exact statistics over chunks of values made as they are read (a quantized weight,
+    dequantized a few rows at a time); `numel` values in all."""
+    return _summarise(chunks, numel, cancelled or _never, estimated=False)
+
+
 def _summarise(
     slices: Sequence[torch.Tensor],
     numel: int,
@@ -215,6 +242,8 @@ def _summarise(
     per slice (Chan et al.), in float64.
     """
     integral = not slices[0].dtype.is_floating_point and slices[0].dtype != torch.bool
+    # The share of zeros is of the values read: all of them, or a sample's.
+    seen = max(sum(values.numel() for values in slices), 1)
     moments = _Moments()
     finite: np.ndarray | None = None
     for values in slices:
@@ -226,7 +255,7 @@ def _summarise(
     if moments.count == 0:
         return _no_finite_values(
             numel * repeat,
-            moments.zeros / numel,
+            moments.zeros / seen,
             moments.nan_count * repeat,
             moments.inf_count * repeat,
             estimated,
@@ -253,7 +282,7 @@ def _summarise(
         std=(moments.m2 * repeat / (count - 1)) ** 0.5 if count > 1 else 0.0,
         min=low,
         max=high,
-        zero_fraction=moments.zeros / numel,
+        zero_fraction=moments.zeros / seen,
         nan_count=moments.nan_count * repeat,
         inf_count=moments.inf_count * repeat,
         histogram=histogram,

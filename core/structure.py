@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbrowse.core.errors import SourceError
+from modelbrowse.core.quantized_weights import QuantizedKeys, config_folder, quantized_records
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.adapters import adapter_weights
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
@@ -31,6 +32,7 @@ from modelbrowse.core.sources.key_rules import (
     CHECKPOINT_SUFFIXES,
     CUSTOM_CODE,
     INSTALL_HINT,
+    QUANTIZED_ARCHITECTURE,
     config_file,
     custom_code,
     describe_hf_config,
@@ -57,6 +59,8 @@ class Structure:
     partial: bool = False
     # No two keys view one tensor's bytes (safetensors without aliases), so none are tied.
     untied: bool = False
+    # Quantized layers: their pieces' keys shown as one logical weight each.
+    quantized_keys: QuantizedKeys | None = None
 
     def rename(self, renamed: dict[str, str]) -> None:
         """Keep only the keys in `renamed` (old -> new), in order, under their new names."""
@@ -120,6 +124,7 @@ def _read(
         kept, row = strip_prefix_rule(list(structure.tensors), strip_prefix)
         structure.rename(kept)
         structure.info.append(row)
+    _find_quantized(structure, path)
     if path.is_dir() and structure.format.startswith("Hugging Face") and not keys_only:
         _architecture_row(structure, path)
     if not structure.tensors:
@@ -153,12 +158,22 @@ def _read_folder(path: Path, key: str | None) -> Structure:
     return structure
 
 
+def _find_quantized(structure: Structure, path: Path) -> None:
+    """Quantized layers among the shown keys, as `core.sources.files` finds them."""
+    found = quantized_records(structure.tensors, config_folder(path))
+    structure.info.extend(found.rows)
+    if found.layouts or found.rows:  # a quantized model, even where no layer fits
+        structure.quantized_keys = found
+
+
 def _architecture_row(structure: Structure, folder: Path) -> None:
     """A Hugging Face folder's architecture, as `core.sources.checkpoint` decides it."""
     config = config_file(folder)
     if config is None:
         return
-    if custom_code(config):
+    if structure.quantized_keys is not None:
+        structure.info.append(("architecture", QUANTIZED_ARCHITECTURE))
+    elif custom_code(config):
         structure.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))
     elif transformers_installed():
         raise NotShown  # transformers builds it: its classes, not the keys' groups

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from modelbrowse.core.index_reading import IndexReading, collector_paused
 from modelbrowse.core.nodes import FromKeys, Node, NodeKind, StandIn, Totals
+from modelbrowse.core.quantized_weights import QuantizedWeight, weight_from_records
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
 from modelbrowse.core.reading.quantization import Quantization
 from modelbrowse.core.reading.records import TensorRecord
@@ -104,13 +105,14 @@ def is_buffer_key(key: str, record: TensorRecord) -> bool:
 class _Module:
     """A module being built: its children by kind, in key order, and its own tensors' totals."""
 
-    __slots__ = ("buffers", "modules", "node", "parent", "totals")
+    __slots__ = ("buffers", "modules", "node", "parent", "quantized", "totals")
 
     def __init__(self, node: Node, parent: _Module | None) -> None:
         self.node = node
         self.parent = parent
         self.buffers: list[str] | None = None  # parameters go straight to node.children
         self.modules: list[str] | None = None
+        self.quantized: list[str] | None = None  # after the parameters, as in the full open
         self.totals = Totals()
 
 
@@ -137,7 +139,16 @@ class StructureIndex(IndexReading):
         ties = _Ties()
         deepest = DEFAULT_LIMITS.depth
         parameter_kind, buffer_kind = NodeKind.PARAMETER, NodeKind.BUFFER
+        quantized = structure.quantized_keys
+        owner = quantized.owner if quantized is not None else {}
         for key, record in structure.tensors.items():
+            if owner and key in owner:
+                key = owner[key]
+                if key in nodes:
+                    continue  # its logical weight is made from its first piece
+                assert quantized is not None
+                layout = quantized.layouts[key]
+                record = weight_from_records(layout, structure.tensors)  # type: ignore[assignment]
             if (
                 key.count(".") >= deepest
                 or not key
@@ -152,6 +163,9 @@ class StructureIndex(IndexReading):
                 parent = self._module(modules, prefix)
             if key in nodes:
                 raise NotShown  # a tensor and the prefix of other keys
+            if isinstance(record, QuantizedWeight):
+                self._add_quantized(parent, key, name, record)
+                continue
             stand_in = ties.stand_in(key, record)
             parent_node = parent.node
             numel = stand_in.count
@@ -188,6 +202,8 @@ class StructureIndex(IndexReading):
         self._totals = {}
         for module in reversed(modules.values()):  # made parents first: children first here
             node = module.node
+            if module.quantized is not None:
+                node.children += module.quantized
             if module.buffers is not None:
                 node.children += module.buffers
             if module.modules is not None:
@@ -210,6 +226,18 @@ class StructureIndex(IndexReading):
             for path, node in ordered.items():
                 if id(node.obj) in ties.shared:
                     self._paths_by_id.setdefault(id(node.obj), []).append(path)
+
+    def _add_quantized(self, parent: _Module, key: str, name: str, weight: QuantizedWeight) -> None:
+        """A quantized layer's logical weight: its logical count, its pieces' bytes."""
+        node = parent.node
+        self._nodes[key] = Node(key, name, NodeKind.QUANTIZED, weight, node.path, node.depth + 1)
+        if parent.quantized is None:
+            parent.quantized = []
+        parent.quantized.append(key)
+        totals = parent.totals
+        totals.tensors += 1
+        totals.nbytes += weight.nbytes
+        totals.params += weight.count
 
     def _module(self, modules: dict[str, _Module], prefix: str) -> _Module:
         """The module for `prefix`, made with any missing ancestors (a loop: no recursion)."""

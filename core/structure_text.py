@@ -26,8 +26,9 @@ def structure_tree_text(structure: Structure, depth: int | None = None) -> str |
     """The module tree and totals `render_tree_text` prints for this structure's index, or
     None when only the index can tell them: keys out of order, tensors that may be tied, or
     keys the index refuses."""
-    if not structure.untied:
-        return None
+    found = structure.quantized_keys
+    if not structure.untied or (found is not None and found.owner):
+        return None  # tied tensors, or pieces shown as one weight: the index tells
     tensors = structure.tensors
     deepest = DEFAULT_LIMITS.depth
     floating = {dtype: is_floating(dtype) for dtype in ITEM_SIZES}

@@ -19,6 +19,7 @@ from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Input, Static, Tree
 
+from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.session import Session
 from modelbrowse.tui.base import LOADING
 from modelbrowse.tui.building import BuildActions
@@ -266,13 +267,16 @@ class ModelBrowseApp(
             pane.show_stats(None, "loading: initialising real tensors…")
             return
         reason = unavailable_reason(tensor)
-        if reason is not None:
-            pane.show_stats(None, reason)
-        elif tensor.numel() <= INLINE_STATS_LIMIT:
-            pane.show_stats(compute_stats(tensor))
-        else:
-            pane.show_stats(estimate_stats(tensor))
-            self.exact_stats(self._detail_token, tensor)
+        try:
+            if reason is not None:
+                pane.show_stats(None, reason)
+            elif tensor.numel() <= INLINE_STATS_LIMIT:
+                pane.show_stats(compute_stats(tensor))
+            else:
+                pane.show_stats(estimate_stats(tensor))
+                self.exact_stats(self._detail_token, tensor)
+        except ModelBrowseError as exc:  # a quantized weight's pieces that do not dequantize
+            pane.show_stats(None, str(exc))
 
     @work(thread=True, exclusive=True, group="stats")
     def exact_stats(self, token: int, tensor: torch.Tensor) -> None:
@@ -287,11 +291,14 @@ class ModelBrowseApp(
             stats = compute_stats(tensor, cancelled=lambda: token != self._detail_token)
         except StatsCancelled:
             return  # the cursor moved on: the next node's statistics need the CPU
+        except ModelBrowseError as exc:  # as above
+            self.call_from_thread(self._stats_ready, token, None, str(exc))
+            return
         self.call_from_thread(self._stats_ready, token, stats)
 
-    def _stats_ready(self, token: int, stats: Any) -> None:
+    def _stats_ready(self, token: int, stats: Any, note: str = "") -> None:
         if token == self._detail_token:  # a result for a node the cursor has left is dropped
-            self.query_one(DetailPane).show_stats(stats)
+            self.query_one(DetailPane).show_stats(stats, note)
 
     # --- other screens ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from modelbrowse.core.nodes import NodeKind, StandIn, module_name, quantization_of
+from modelbrowse.core.reading.quantized_layouts import scheme_text
 from modelbrowse.core.units import (
     human_bytes,
     human_count,
@@ -30,6 +31,7 @@ from modelbrowse.widgets.wrapping import Fitted, Wrapped
 if TYPE_CHECKING:
     from modelbrowse.core.index import NodeIndex
     from modelbrowse.core.nodes import Node
+    from modelbrowse.core.quantized_weights import QuantizedWeight
     from modelbrowse.core.reading.quantization import Quantization
     from modelbrowse.core.stats import TensorStats
 
@@ -133,6 +135,8 @@ def stats_renderable(stats: TensorStats | None, note: str) -> RenderableType:
 
 
 def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
+    if node.kind is NodeKind.QUANTIZED:
+        return quantized_renderable(node)
     tensor = node.obj
     rows: list[tuple[str, RenderableType | str]] = [
         ("kind", node.kind.value),
@@ -175,6 +179,43 @@ def tensor_renderable(index: NodeIndex, node: Node) -> RenderableType:
     elif node.kind is NodeKind.NONPERSISTENT_BUFFER:
         parts.append(Text("non-persistent: not saved in state_dict()", style="dim"))
     return Group(*parts)
+
+
+def quantized_renderable(node: Node) -> RenderableType:
+    """A quantized layer's logical weight: its true shape and count, the scheme, and the
+    pieces it is stored as."""
+    weight: QuantizedWeight = node.obj
+    layout = weight.layout
+    q = layout.quantization
+    rows: list[tuple[str, RenderableType | str]] = [
+        ("kind", node.kind.value),
+        ("shape", shape_text(weight.shape)),
+        ("parameters", f"{weight.count:,} ({human_count(weight.count)})"),
+        ("scheme", scheme_text(layout)),
+        ("bits", f"{q.bits:g} per weight, {weight.bits_per_weight:.2f} as stored"),
+        ("grouping", layout.grouping or "-"),
+        ("dtype", f"{dtype_text(weight.dtype)} once dequantized"),
+        ("requires_grad", "False (quantized values are not trained)"),
+        ("size", f"{human_bytes(weight.nbytes)} stored"),
+    ]
+    pieces = Table(title=None, box=None, header_style="bold", padding=(0, 1))
+    for column in ("key", "dtype", "shape"):
+        pieces.add_column(column, no_wrap=column != "key", overflow="fold")
+    prefix = layout.key.rpartition(".")[0]
+    for role, piece in weight.pieces.items():
+        key = layout.pieces[role]
+        pieces.add_row(
+            Text(printable(key[len(prefix) + 1 :] if prefix else key, 60)),
+            Text(dtype_text(piece.dtype)),
+            Text(shape_text(tuple(piece.shape))),
+        )
+    return Group(
+        Text(printable(node.path, limit=400), style="bold underline"),
+        _fields(rows),
+        Text(""),
+        Text("stored as", style="bold"),
+        pieces,
+    )
 
 
 def argument_lines(arguments: str, width: int = 28) -> str:

@@ -17,6 +17,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from modelbrowse.core.nodes import NodeKind, quantization_of
+from modelbrowse.core.reading.quantized_layouts import scheme_text
 from modelbrowse.core.units import human_count, printable, shape_text
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.quick_tree import QuickTree
@@ -35,6 +36,7 @@ KIND_MARKERS = {
     NodeKind.BUFFER: ("●", "buffer"),
     NodeKind.NONPERSISTENT_BUFFER: ("○", "buffer, non-persistent"),
     NodeKind.UNREGISTERED_TENSOR: ("⚠", "unregistered tensor"),
+    NodeKind.QUANTIZED: ("◇", "quantized"),
 }
 
 
@@ -83,7 +85,9 @@ def node_label(index: NodeIndex, node: Node, mark: str = "") -> Text:
         label.append(f"  {shape_text(tuple(tensor.shape))}", style="dim")
         label.append(f"  {human_count(tensor.numel())}", style="green")
         quantization = quantization_of(tensor)
-        if quantization is not None:
+        if node.kind is NodeKind.QUANTIZED:  # a layer's pieces: with its bits (`GPTQ 4-bit`)
+            label.append(f"  {scheme_text(tensor.layout)}", style="cyan")
+        elif quantization is not None:
             label.append(f"  {printable(quantization.scheme)}", style="cyan")
         if node.kind is NodeKind.PARAMETER and not tensor.requires_grad:
             label.append("  frozen", style="blue")

@@ -187,6 +187,14 @@ class Reinit(Edit):
     _code: list[str] = field(default_factory=list, repr=False)
 
     def apply(self, model: nn.Module) -> None:
+        from modelbrowse.core.sources.weights_tree import quantized_at
+
+        quantized = quantized_at(model, self.path) if self.path else None
+        if quantized is not None:
+            raise EditError(
+                f"{self.path} is a quantized weight ({quantized.layout.quantization.scheme}): "
+                "its stored values cannot be re-initialised"
+            )
         steps, self.skipped = init_steps(model, self.path, self.scheme)
         named = _tensors_touched(model, self.path)
         check_files_hold(named)  # the old values are kept for undo: read from a mapped file

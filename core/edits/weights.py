@@ -9,6 +9,7 @@ from torch import nn
 
 from modelbrowse.core.edits.base import Edit, EditError
 from modelbrowse.core.paths import get_module, split_path
+from modelbrowse.core.sources.weights_tree import remove_quantized, restore_quantized
 
 
 @dataclass
@@ -28,6 +29,10 @@ class DeleteKeys(Edit):
             raise EditError("the root cannot be deleted")
         parent_path, name = split_path(self.path)
         parent = get_module(model, parent_path)
+        quantized = parent.__dict__.get("_quantized")
+        if quantized and name in quantized:
+            self._removed = ("_quantized", 0, remove_quantized(parent, name))
+            return
         for where in ("_modules", "_parameters", "_buffers"):
             entries: dict[str, Any] = getattr(parent, where)
             if name in entries:
@@ -40,6 +45,9 @@ class DeleteKeys(Edit):
         assert self._removed is not None
         where, position, value = self._removed
         parent_path, name = split_path(self.path)
+        if where == "_quantized":
+            restore_quantized(get_module(model, parent_path), value)
+            return
         entries: dict[str, Any] = getattr(get_module(model, parent_path), where)
         items = list(entries.items())
         items.insert(position, (name, value))
@@ -51,6 +59,9 @@ class DeleteKeys(Edit):
 
     def as_code(self) -> list[str]:
         prefix = self.path
+        if self._removed is not None and self._removed[0] == "_quantized":
+            keys = sorted(self._removed[2].keys)
+            return [f"state_dict = {{k: v for k, v in state_dict.items() if k not in {keys!r}}}"]
         return [
             "state_dict = {k: v for k, v in state_dict.items() "
             f"if k != {prefix!r} and not k.startswith({prefix + '.'!r})}}"

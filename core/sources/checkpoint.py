@@ -22,6 +22,7 @@ from modelbrowse.core.sources.hf_models import resolve_hf_config
 from modelbrowse.core.sources.key_rules import (
     CUSTOM_CODE,
     INSTALL_HINT,
+    QUANTIZED_ARCHITECTURE,
     config_file,
     custom_code,
     holds_weights,
@@ -119,7 +120,7 @@ class CheckpointSource(Source):
         if self.arch is None:
             if checkpoint.module is not None:
                 return checkpoint.module, False
-            return tree_from_state_dict(checkpoint.tensors), checkpoint.load_data is not None
+            return _keys_tree(checkpoint, checkpoint.tensors), checkpoint.load_data is not None
         try:
             model, is_meta = self.arch.build_structure(seed)
             self._check_fit(model)
@@ -147,7 +148,7 @@ class CheckpointSource(Source):
         if self.arch is None:
             if checkpoint.module is not None:
                 return checkpoint.module
-            return tree_from_state_dict(checkpoint.read_all())
+            return _keys_tree(checkpoint, checkpoint.read_all())
         model = self.arch.build_real(seed)
         self._check_fit(model)
         self._load_into(model)
@@ -184,6 +185,19 @@ class CheckpointSource(Source):
         chosen = {key: state[key] for key in self._fit.loaded}
         check_files_hold(chosen)  # copied from a mapped file: truncated since, an error line
         model.load_state_dict(chosen, strict=False)
+
+
+def _keys_tree(checkpoint: Checkpoint, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """The tree of the keys; a key it cannot place says why a quantized layer was left as
+    stored keys, where that is the cause (bitsandbytes' `weight` and `weight.absmax`)."""
+    try:
+        return tree_from_state_dict(tensors, checkpoint.quantized_keys)
+    except SourceError as exc:
+        found = checkpoint.quantized_keys
+        if found is not None and found.problems:
+            why = found.problems[0]
+            raise SourceError(f"{exc} (a quantized layer left as stored keys: {why})") from None
+        raise
 
 
 def _assign_matching(model: nn.Module, tensors: dict[str, torch.Tensor], fit: FitReport) -> bool:
@@ -235,6 +249,9 @@ def _config_architecture(checkpoint: Checkpoint) -> Source | None:
     folder = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
     config = config_file(folder) if checkpoint.format.startswith("Hugging Face") else None
     if config is None:
+        return None
+    if checkpoint.quantized_keys is not None:
+        checkpoint.info.append(("architecture", QUANTIZED_ARCHITECTURE))
         return None
     if custom_code(config):
         checkpoint.info.append(("architecture", f"from the keys: {CUSTOM_CODE}"))

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.errors import SourceError, UsageError, first_line
+from modelbrowse.core.quantized_weights import QuantizedKeys, config_folder
 from modelbrowse.core.reading import ReadError
 from modelbrowse.core.reading.file_kinds import FileKind, sniff
 from modelbrowse.core.reading.records import TensorRecord
@@ -82,6 +83,8 @@ class Checkpoint:
     load_data: Callable[[list[str]], dict[str, torch.Tensor]] | None = None
     # Shown key -> the key in the file, for the keys a prefix was stripped from.
     renamed: dict[str, str] = field(default_factory=dict)
+    # Quantized layers stored as pieces: shown as one logical weight each.
+    quantized_keys: QuantizedKeys | None = None
     # Why nothing may be edited or written (a format shown read-only), or None.
     read_only: str | None = None
     # Quantized weights that no architecture can load (GGUF); they are read-only too.
@@ -134,7 +137,18 @@ def open_checkpoint(spec: str, options: CheckpointOptions | None = None) -> Chec
             _strip_prefix(checkpoint, options.strip_prefix)
         if not checkpoint.tensors:
             raise SourceError(f"{spec} holds no tensors")
+        _find_quantized(checkpoint)
     return checkpoint
+
+
+def _find_quantized(checkpoint: Checkpoint) -> None:
+    """Quantized layers among the keys, as `core.structure` finds them before torch."""
+    from modelbrowse.core.sources.quantized_tensors import quantized_tensors
+
+    found = quantized_tensors(checkpoint.tensors, config_folder(checkpoint.path))
+    checkpoint.info.extend(found.rows)
+    if found.layouts or found.rows:  # a quantized model, even where no layer fits
+        checkpoint.quantized_keys = found
 
 
 def _map_location(device: str | None) -> str:

@@ -66,6 +66,7 @@ HF_CONFIG_FIELDS = (
 INFO_VALUE_LIMIT = 120
 INSTALL_HINT = "pip install 'modelbrowse[hf]'"
 CUSTOM_CODE = "config.json names code of its own (auto_map), which modelbrowse never runs"
+QUANTIZED_ARCHITECTURE = "from the keys: quantized weights are shown as stored, one per layer"
 
 Row = tuple[str, str]
 RECORDS: tuple[type, ...] = (TensorRecord,)

@@ -8,6 +8,7 @@ which tensors were parameters and which were buffers; names and dtypes decide (s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,7 +16,9 @@ from torch import nn
 from modelbrowse.core.errors import SourceError
 from modelbrowse.core.nodes import FromKeys
 from modelbrowse.core.quantized import QuantizedTensor
+from modelbrowse.core.quantized_weights import QuantizedKeys, QuantizedWeight
 from modelbrowse.core.reading.limits import DEFAULT_LIMITS
+from modelbrowse.core.reading.quantized_layouts import QuantizedLayout
 from modelbrowse.core.units import printable
 
 # Buffers of torch's own layers; any other floating tensor is shown as a parameter.
@@ -43,13 +46,24 @@ def is_buffer_key(key: str, tensor: torch.Tensor) -> bool:
     return name in BUFFER_NAMES or not (tensor.is_floating_point() or tensor.is_complex())
 
 
-def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
-    """Nest the keys into modules; tensors sharing storage and layout stay one object (a tie)."""
+def tree_from_state_dict(
+    state: Mapping[str, torch.Tensor], quantized: QuantizedKeys | None = None
+) -> Weights:
+    """Nest the keys into modules; tensors sharing storage and layout stay one object (a tie).
+
+    The pieces of a quantized layer (`quantized`) are kept as buffers of its module under their
+    own names, so `state_dict()` gives them back as they were, and shown as one logical weight
+    (a `QuantizedWeight` in the module's `_quantized`, which `core.index` lists)."""
     root = Weights()
     groups: dict[str, nn.Module] = {"": root}
     shared: dict[tuple[object, ...], nn.Parameter | torch.Tensor] = {}
     deepest = DEFAULT_LIMITS.depth
+    owner = quantized.owner if quantized is not None else {}
     for key, tensor in state.items():
+        if owner and key in owner:
+            assert quantized is not None
+            _add_piece(groups, quantized.layouts[owner[key]], key, tensor, state)
+            continue
         if key.count(".") >= deepest:
             raise SourceError(
                 f"the key {printable(key, 80)!r} has more than {deepest} parts; "
@@ -83,6 +97,30 @@ def tree_from_state_dict(state: Mapping[str, torch.Tensor]) -> Weights:
         else:
             parent._buffers[name] = value
     return root
+
+
+def _add_piece(
+    groups: dict[str, nn.Module],
+    layout: QuantizedLayout,
+    key: str,
+    tensor: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+) -> None:
+    """A piece of a quantized layer, kept as a buffer of the module its logical weight is in;
+    the logical weight is made with its first piece."""
+    prefix, _, name = layout.key.rpartition(".")
+    parent = _group(groups, prefix, key)
+    made: dict[str, QuantizedWeight] = parent.__dict__.setdefault("_quantized", {})
+    hidden: set[str] = parent.__dict__.setdefault("_quantized_pieces", set())
+    if name in parent._modules or (name in parent._parameters and name not in made):
+        raise SourceError(f"the key {key!r} is both a tensor and the prefix of other keys")
+    piece = key[len(prefix) + 1 :] if prefix else key
+    parent._buffers[piece] = tensor
+    hidden.add(piece)
+    if name not in made:
+        pieces = {role: state[k] for role, k in layout.pieces.items()}
+        nbytes = sum(t.numel() * t.element_size() for t in pieces.values())
+        made[name] = QuantizedWeight(layout, pieces, nbytes)
 
 
 def _group(groups: dict[str, nn.Module], prefix: str, key: str) -> nn.Module:
@@ -123,3 +161,52 @@ def _layout(tensor: torch.Tensor) -> tuple[object, ...] | None:
         tensor.stride(),
         tensor.dtype,
     )
+
+
+@dataclass
+class RemovedWeight:
+    """A quantized weight taken out of its module, with what undoing that puts back."""
+
+    name: str
+    weight: QuantizedWeight
+    buffers: list[tuple[str, torch.Tensor | None]]  # the module's buffers before, in order
+    hidden: set[str]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.weight.keys.values())
+
+
+def remove_quantized(module: nn.Module, name: str) -> RemovedWeight:
+    """Take the quantized weight `name` and its pieces out of `module`."""
+    made: dict[str, QuantizedWeight] = module.__dict__["_quantized"]
+    hidden: set[str] = module.__dict__["_quantized_pieces"]
+    weight = made[name]
+    removed = RemovedWeight(name, weight, list(module._buffers.items()), set(hidden))
+    prefix = weight.layout.key.rpartition(".")[0]
+    for key in weight.keys.values():
+        piece = key[len(prefix) + 1 :] if prefix else key
+        module._buffers.pop(piece, None)
+        hidden.discard(piece)
+    made.pop(name)
+    return removed
+
+
+def restore_quantized(module: nn.Module, removed: RemovedWeight) -> None:
+    """Undo `remove_quantized`: the weight and its buffers back in their places."""
+    made: dict[str, QuantizedWeight] = module.__dict__["_quantized"]
+    made[removed.name] = removed.weight
+    module._buffers.clear()
+    module._buffers.update(removed.buffers)
+    module.__dict__["_quantized_pieces"] = removed.hidden
+
+
+def quantized_at(model: nn.Module, path: str) -> QuantizedWeight | None:
+    """The quantized weight at `path`, or None when there is none."""
+    parent_path, _, name = path.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_path)
+    except AttributeError:
+        return None
+    made: dict[str, QuantizedWeight] | None = parent.__dict__.get("_quantized")
+    return made.get(name) if made else None

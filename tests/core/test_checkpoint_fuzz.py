@@ -24,7 +24,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.index import NodeIndex
+from modelbrowse.core.nodes import NodeKind
 from modelbrowse.core.sources.base import resolve_source
+from modelbrowse.core.stats import compute_stats, unavailable_reason
 
 FUZZ_CASES = 200
 SLOW_FUZZ_CASES = 2_000
@@ -63,6 +66,16 @@ def write_onnx(path: Path) -> None:
     export_tiny(path)
 
 
+def write_quantized(path: Path) -> None:
+    """A GPTQ layer and a bitsandbytes nf4 one (its quant_state JSON in the file's data)."""
+    from tests.quantized_support import bnb4, gptq
+
+    torch.manual_seed(0)
+    tensors = {f"q.{k}": v for k, v in gptq(torch.randn(32, 64))[0].items()}
+    tensors |= {f"b.{k}": v for k, v in bnb4(torch.randn(16, 64))[0].items()}
+    save_file(tensors, path)
+
+
 def write_gguf_file(path: Path) -> None:
     from tests.gguf_support import write_gguf
 
@@ -74,6 +87,7 @@ WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "pt": ("pt", write_pt),
     "safetensors": ("safetensors", write_safetensors),
     "torchscript": ("pt", write_torchscript),
+    "quantized": ("safetensors", write_quantized),
     "onnx": ("onnx", write_onnx),
 }
 
@@ -133,6 +147,9 @@ def open_as_the_app_does(path: Path) -> None:
     real = source.build_real()
     for tensor in (*real.parameters(), *real.buffers()):
         assert not tensor.is_meta
+    for node in NodeIndex(real).nodes():  # quantized weights: their values dequantized
+        if node.kind is NodeKind.QUANTIZED and unavailable_reason(node.obj) is None:
+            compute_stats(node.obj)
     del model, real
 
 

@@ -293,3 +293,12 @@ def test_slice_by_slice_statistics_stop_when_no_longer_wanted(
         compute_stats(torch.randn(10_000), cancelled=cancelled_after_three)
     assert len(asked) == 4  # three slices done, stopped before the fourth
     assert compute_stats(torch.randn(10_000), cancelled=lambda: False).numel == 10_000
+
+
+def test_the_estimate_gives_the_share_of_zeros_of_its_sample() -> None:
+    half = torch.randn(4096, 1024)
+    half[:, ::2] = 0.0  # every other column: each sampled run holds as many zeros as values
+    estimate = stats.estimate_stats(half)
+    assert estimate.estimated
+    assert estimate.zero_fraction == pytest.approx(0.5, abs=0.05)
+    assert stats.compute_stats(half).zero_fraction == pytest.approx(0.5, abs=1e-6)
