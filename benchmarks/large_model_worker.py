@@ -129,7 +129,7 @@ async def edits(pilot: Pilot[Any], app: Any, tree: Any, timeout: float) -> dict[
     """Freeze the root, undo, replace a Linear, undo; each until applied and drawn."""
     from modelbrowse.tui.screens.dialogs import SpecDialog
 
-    history = app.history
+    history = app.session.history
     out: dict[str, float] = {}
 
     def done_count(n: int) -> Any:
@@ -143,7 +143,7 @@ async def edits(pilot: Pilot[Any], app: Any, tree: Any, timeout: float) -> dict[
         times.setdefault("edit_freeze", []).append(
             await timed_until(pilot, "f", done_count(1), timeout)
         )
-        if app.index.totals().trainable != 0:
+        if app.session.index.totals().trainable != 0:
             raise RuntimeError("f on the root did not freeze the model")
         times.setdefault("edit_undo_freeze", []).append(
             await timed_until(pilot, "u", done_count(0), timeout)
@@ -195,8 +195,8 @@ async def measure_app(timeout: float) -> dict[str, float]:
     async with app.run_test(size=SIZE) as pilot:
 
         def ready() -> bool:
-            index = app.index
-            return index is not None and not index.is_meta and app.history is not None
+            index = app.session.index
+            return index is not None and not index.is_meta and app.session.history is not None
 
         await wait_for(pilot, ready, timeout, "the model with real tensors")
         await settle(pilot)

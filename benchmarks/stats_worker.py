@@ -95,8 +95,8 @@ async def measure_app(timeout: float, hold: bool = True) -> dict[str, float]:
     async with app.run_test(size=SIZE) as pilot:
 
         def ready() -> bool:
-            index = app.index
-            return index is not None and not index.is_meta and app.history is not None
+            index = app.session.index
+            return index is not None and not index.is_meta and app.session.history is not None
 
         await wait_for(pilot, ready, timeout, "alexnet with real tensors")
         await settle(pilot)

@@ -55,10 +55,10 @@ async def wait_loaded(pilot: Pilot[None], timeout: float = 60.0) -> None:
     await wait_for(
         pilot,
         lambda: (
-            app.index is not None
-            and not app.previewing
-            and not app.index.is_meta
-            and not app.materialising
+            app.session.index is not None
+            and not app.session.previewing
+            and not app.session.index.is_meta
+            and not app.session.materialising
         ),
         timeout,
     )

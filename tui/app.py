@@ -1,38 +1,39 @@
-"""The modelbrowse App: composes the widgets, maps keys to actions, runs the workers.
+"""The modelbrowse App: composes the widgets and maps keys to calls on its session.
 
-Torch is imported in a worker after the first paint, so the frame shows at once; the model is
-built on `meta` first and materialised afterwards without blocking a key.
+What is loaded and edited lives in a `Session` (`core/session/`), which knows nothing of the
+screen; the parts in `tui/` (editing, loading, saving, ...) turn keys, dialogs and workers into
+its calls. Torch is imported in a worker after the first paint, so the frame shows at once; the
+model is built on `meta` first and materialised afterwards without blocking a key.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.timer import Timer
 from textual.widgets import Input, Static, Tree
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.units import printable
+from modelbrowse.core.session import Session
+from modelbrowse.tui.base import LOADING
 from modelbrowse.tui.building import BuildActions
-from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
+from modelbrowse.tui.prompting import PromptActions
 from modelbrowse.tui.recovering import RecoveryActions
 from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
-from modelbrowse.tui.selecting import SelectActions
 from modelbrowse.tui.signals import SignalHandling
 from modelbrowse.widgets.detail_pane import DetailPane
 from modelbrowse.widgets.guarded import Guarded
@@ -49,11 +50,6 @@ if TYPE_CHECKING:
     from textual.dom import DOMNode
     from textual.driver import Driver
 
-    from modelbrowse.core.arguments import ExampleInput
-    from modelbrowse.core.diff import DiffView
-    from modelbrowse.core.edits.history import EditHistory
-    from modelbrowse.core.index import NodeIndex
-    from modelbrowse.core.sources.base import Source
 
 # Tensors up to this size get exact statistics on the UI thread (well under a millisecond).
 INLINE_STATS_LIMIT = 65_536
@@ -65,8 +61,6 @@ MIN_SIZE = (40, 10)
 # Narrower than this with enough lines, the detail pane goes below the tree.
 NARROW_WIDTH = 70
 STACK_MIN_HEIGHT = 20
-# Filtering as one types is for models whose index searches in a few milliseconds.
-LIVE_FILTER_LIMIT = 50_000
 # Keys that open an input take priority, so that it is open before the keys typed after them
 # arrive (else those go to the tree); inside an input they are text.
 PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
@@ -85,16 +79,15 @@ class ModelBrowseApp(
     SignalHandling,
     RecoveryActions,
     PaletteActions,
-    SelectActions,
+    PromptActions,
     LoadActions,
     FreezeActions,
     InsertActions,
-    EditActions,
     BuildActions,
     SaveActions,
-    App[None],
 ):
-    """Browse a model: tree on the left, details on the right."""
+    """Browse a model: tree on the left, details on the right. The state is the session's
+    (`core/session/`); the parts map keys and workers to its calls."""
 
     CSS_PATH = "app.tcss"
     TITLE = "modelbrowse"
@@ -128,30 +121,12 @@ class ModelBrowseApp(
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:
         super().__init__(driver_class=driver_class)
-        self._init_failure_handling()
-        self._init_recovery()
-        self._init_selection()
         self.options = options
-        self.index: NodeIndex | None = None
-        self.previewing = False  # the keys' tree read before torch is shown; no values yet
-        self.source: Source | None = None
-        self.error_message: str | None = None
-        self.state = "loading"
-        self._prompt_mode: str | None = None
-        self._matches: list[str] = []
-        self._detail_token = 0
+        self.session = Session(options)
+        self.error_message = None
+        self._detail_token = 0  # statistics under way are for this node's pane only
         self._last_highlight = 0.0
         self._pending_detail: Timer | None = None
-        self.materialising = False
-        self.history: EditHistory | None = None
-        self.init_seed: int | None = options.seed
-        self.saving = False
-        self.last_save_path: str | None = None
-        self.shape_status = ""
-        self.shape_failed = False
-        self.header_warning = ""
-        self.diff_view: DiffView | None = None
-        self._pending = []
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a dialog is open, the main screen's keys do nothing (they were typed ahead)."""
@@ -159,9 +134,9 @@ class ModelBrowseApp(
             return True  # the second ctrl+c quits, whatever dialog the first one opened
         if action in PROMPT_ACTIONS and isinstance(self.focused, Input):
             return False  # `:` and `/` are text inside an input
-        if self.saving and action in CHANGING_ACTIONS:
+        if self.session.saving and action in CHANGING_ACTIONS:
             return None  # the model must not change while it is being written
-        if self.diff_view is not None and action in CHANGING_ACTIONS:
+        if self.session.diff_view is not None and action in CHANGING_ACTIONS:
             return None  # a comparison is read-only
         if len(self.screen_stack) > 1:
             own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
@@ -176,19 +151,14 @@ class ModelBrowseApp(
     ) -> bool:
         """While the keys' tree read before torch is shown, keys that need the model say so
         (their actions import torch, which the loading worker is importing)."""
-        if self.previewing:
+        if self.session.previewing:
             namespace = self if default_namespace is None else default_namespace
             _, name, _ = self._parse_action(action, namespace, namespaces)
             if name in WAIT_FOR_MODEL_ACTIONS:
-                self.notify("the model is still loading", severity="warning")
+                self.notify(LOADING, severity="warning")
                 return True
         handled: bool = await super().run_action(action, default_namespace, namespaces)
         return handled
-
-    def protected_paths(self) -> set[Path]:
-        """Files the model was opened from: overwriting them takes a second confirmation."""
-        files = self.source.files if self.source is not None else []
-        return {Path(f).resolve() for f in files}
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -235,8 +205,9 @@ class ModelBrowseApp(
     @on(Tree.NodeHighlighted)
     def _on_highlight(self, event: Tree.NodeHighlighted[TreeEntry]) -> None:
         entry = event.node.data
-        if entry is None or self.index is None:
+        if entry is None or self.session.index is None:
             return
+        self._cursor_moved(entry.path if entry.page is None else None)
         now = time.monotonic()
         held = now - self._last_highlight < HELD_KEY_GAP_S
         self._last_highlight = now
@@ -259,7 +230,7 @@ class ModelBrowseApp(
 
     def _show_entry(self, entry: TreeEntry) -> None:
         self._pending_detail = None
-        if self.index is None:
+        if self.session.index is None:
             return
         if entry.page is not None:
             start, stop = entry.page
@@ -270,26 +241,24 @@ class ModelBrowseApp(
         self._show_detail(entry.path)
 
     def _show_detail(self, path: str) -> None:
-        assert self.index is not None
+        index = self.session.index
+        assert index is not None
         self._detail_token += 1
         pane = self.query_one(DetailPane)
-        node = self.index.node(path)
-        pane.show_node(self.index, path)
-        if self.previewing:
+        node = index.node(path)
+        pane.show_node(index, path)
+        if self.session.previewing:
             if not node.is_module:
                 pane.show_stats(None, "reading values…")
             return
         from modelbrowse.core.stats import compute_stats, estimate_stats, unavailable_reason
 
-        if self.diff_view is not None and path in self.diff_view.by_key:
-            from modelbrowse.core.diff import CHANGE_WORDS
-
-            change = self.diff_view.by_key[path]
-            words = CHANGE_WORDS[change.change]
-            pane.show_note("A vs B", f"{words}: {change.detail}" if change.detail else words)
-        note = self.source.detail_note(path) if self.source is not None else None
+        note = self.session.comparison_note(path)
         if note is not None:
-            pane.show_note(*note)
+            pane.show_note("A vs B", note)
+        source_note = self.session.source.detail_note(path) if self.session.source else None
+        if source_note is not None:
+            pane.show_note(*source_note)
         if node.is_module:
             return
         tensor = node.tensor
@@ -331,120 +300,6 @@ class ModelBrowseApp(
         if token == self._detail_token:  # a result for a node the cursor has left is dropped
             self.query_one(DetailPane).show_stats(stats, note)
 
-    # --- the prompt (go to, filter) --------------------------------------------------------
-
-    def _mount_prompt_bar(self) -> None:
-        bar = Vertical(Static("", id="prompt-error"), Input(id="prompt"), id="prompt-bar")
-        bar.display = False
-        self.mount(bar, before="#status")
-
-    def _open_prompt(self, mode: str, placeholder: str, value: str = "") -> None:
-        if self.index is None:
-            self.notify("the model is still loading", severity="warning")
-            return
-        self._prompt_mode = mode
-        bar = self.query_one("#prompt-bar")
-        bar.display = True
-        self.query_one("#prompt-error", Static).update("")
-        prompt = self.query_one("#prompt", Input)
-        prompt.placeholder = placeholder
-        prompt.value = value
-        # Focus now, not after the queued keys: what is typed right after `/` belongs here.
-        self.screen.set_focus(prompt)
-
-    def _close_prompt(self) -> None:
-        self._prompt_mode = None
-        self.query_one("#prompt-bar").display = False
-        self.screen.set_focus(self.query_one(ModuleTree))
-
-    def action_goto(self) -> None:
-        self._open_prompt("goto", ": go to a path, e.g. features.0.weight or classifier[6]")
-
-    def action_filter(self) -> None:
-        tree = self.query_one(ModuleTree)
-        self._open_prompt("filter", "/ filter by path or class name", tree.filter_query)
-
-    @on(Input.Changed, "#prompt")
-    def _prompt_changed(self, event: Input.Changed) -> None:
-        self.query_one("#prompt-error", Static).update("")
-        if self._prompt_mode == "filter" and self.index and len(self.index) <= LIVE_FILTER_LIMIT:
-            self._apply_filter(event.value)
-        elif self._prompt_mode == "select":
-            self._preview_selection(event.value)
-
-    @on(Input.Submitted, "#prompt")
-    def _prompt_submitted(self, event: Input.Submitted) -> None:
-        assert self.index is not None
-        if self._prompt_mode == "goto":
-            self._goto(event.value)
-        elif self._prompt_mode == "filter":
-            self._apply_filter(event.value)
-            self._close_prompt()
-        elif self._prompt_mode == "select" and self._preview_selection(event.value, final=True):
-            self._close_prompt()
-
-    def _goto(self, text: str) -> None:
-        assert self.index is not None
-        tree = self.query_one(ModuleTree)
-        try:
-            node = self.index.find(text)
-        except ModelBrowseError as exc:
-            self.query_one("#prompt-error", Static).update(Text(str(exc), style="bold red"))
-            return
-        if tree.filter_query and not tree.select_path(node.path):
-            self._apply_filter("")
-        self._close_prompt()
-        tree.select_path(node.path)
-
-    def _apply_filter(self, query: str) -> None:
-        assert self.index is not None
-        tree = self.query_one(ModuleTree)
-        self._matches = self.index.search(query) if query.strip() else []
-        tree.apply_filter(query.strip(), self._matches)
-        status = self.query_one("#status", Static)
-        if query.strip():
-            count = len(self._matches)
-            status.update(
-                Text(
-                    f"filter '{printable(query.strip())}': {count} "
-                    f"match{'es' if count != 1 else ''} · n/N next/previous · escape clears"
-                )
-            )
-        else:
-            status.update("")
-
-    def _jump_match(self, step: int) -> None:
-        if not self._matches:
-            self.notify("no filter matches: press / to filter", severity="warning")
-            return
-        tree = self.query_one(ModuleTree)
-        current = tree.cursor_path
-        order = {path: i for i, path in enumerate(self._matches)}
-        if current in order:
-            target = self._matches[(order[current] + step) % len(self._matches)]
-        else:
-            target = self._matches[0 if step > 0 else -1]
-        tree.select_path(target)
-
-    def action_next_match(self) -> None:
-        self._jump_match(1)
-
-    def action_previous_match(self) -> None:
-        self._jump_match(-1)
-
-    def action_clear(self) -> None:
-        if self._prompt_mode is None and self.cancel_build():
-            return
-        if self._prompt_mode is not None:
-            if self._prompt_mode == "select":
-                self.clear_module_selection()  # escape cancels what was being typed
-            self._close_prompt()
-            return
-        if self.query_one(ModuleTree).filter_query:
-            self._apply_filter("")
-            return
-        self.clear_module_selection()
-
     # --- other screens ---------------------------------------------------------------------
 
     def action_help(self) -> None:
@@ -454,14 +309,14 @@ class ModelBrowseApp(
         self.push_screen(HelpScreen(keys, remapped=bool(self.options.keymap)))
 
     def action_summary(self) -> None:
-        if self.index is None or self.source is None:
-            self.notify("the model is still loading", severity="warning")
+        if self.session.index is None or self.session.source is None:
+            self.notify(LOADING, severity="warning")
             return
         from modelbrowse.core.arguments import describe_input
         from modelbrowse.core.example_inputs import input_dtypes, input_hint
 
-        model = self.index.model
-        example = self.example_input()
+        model = self.session.index.model
+        example = self.session.example_input()
         if example is None:
             self.notify(
                 "no example input for this model: start with --input-shape " + input_hint(model),
@@ -477,10 +332,3 @@ class ModelBrowseApp(
 
         title = f"torchinfo summary for input {describe_input(shapes, dtypes)}"
         self.push_screen(SummaryScreen(title, make_summary))
-
-    def example_input(self) -> ExampleInput | None:
-        """`--input-shape` and `--input-dtype`, else the source's default input, else None."""
-        from modelbrowse.core.arguments import example_input
-
-        default = self.source.default_input if self.source else None
-        return example_input(self.options.input_shape, self.options.input_dtype, default)

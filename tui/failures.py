@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from modelbrowse.core.error_log import one_line, record_error, where_logged
 from modelbrowse.core.units import printable_lines
+from modelbrowse.tui.base import AppBase
 from modelbrowse.tui.signals import SIGNAL_STATUS_BASE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from modelbrowse.tui.options import AppOptions
 
 # This many unexpected errors within `STORM_WINDOW_S` (a widget failing on every frame, say):
 # the app stops, as it cannot be used, and says so in one line.
@@ -23,19 +22,11 @@ STORM_WINDOW_S = 2.0
 SECOND_CTRL_C_S = 3.0
 
 
-class FailureHandling:
-    """Mixed into the App: keeps it running after an error in a key handler, worker or render."""
+class FailureHandling(AppBase):
+    """Keeps the app running after an error in a key handler, worker or render."""
 
-    options: AppOptions
-    error_message: str | None
-    is_running: bool
-    exit: Any
-    action_quit_app: Any
-    _exception: Exception | None
-
-    def _init_failure_handling(self) -> None:
-        self._error_times: list[float] = []
-        self._ctrl_c_at = 0.0
+    _error_times: tuple[float, ...] = ()  # replaced, never changed in place
+    _ctrl_c_at = 0.0
 
     def _handle_exception(self, error: Exception) -> None:
         """Log the traceback and carry on; Textual's default is to exit with it on screen."""
@@ -45,10 +36,10 @@ class FailureHandling:
             error = error.error  # what the worker raised, not Textual's wrapper
         log = record_error(error, context=f"source {self.options.source!r}")
         now = time.monotonic()
-        self._error_times = [t for t in self._error_times if now - t < STORM_WINDOW_S] + [now]
+        recent = [t for t in self._error_times if now - t < STORM_WINDOW_S]
+        self._error_times = (*recent, now)
         if not self.is_running or len(self._error_times) >= STORM_ERRORS:
-            self.error_message = f"unexpected error: {one_line(error)} ({where_logged(log)})"
-            self.exit(return_code=1)
+            self._leave(f"unexpected error: {one_line(error)} ({where_logged(log)})", 1)
             return
         detail = where_logged(log)
         if self.options.debug:
@@ -72,7 +63,7 @@ class FailureHandling:
         def unless_stopped() -> Any:
             return callback(*args, **kwargs) if self.is_running else None
 
-        return super().call_from_thread(unless_stopped)  # type: ignore[misc]
+        return super().call_from_thread(unless_stopped)
 
     def notify(
         self,
@@ -85,7 +76,7 @@ class FailureHandling:
     ) -> None:
         """Notifications are plain text: messages quote keys and paths from files, in which
         `[/]` would crash the markup parser and escape sequences would reach the terminal."""
-        super().notify(  # type: ignore[misc]
+        super().notify(
             printable_lines(message),
             title=printable_lines(title),
             severity=severity,

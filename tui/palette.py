@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Static
 
+from modelbrowse.tui.base import AppBase
 from modelbrowse.widgets.module_tree import ModuleTree
 
 if TYPE_CHECKING:
@@ -54,22 +53,15 @@ TREE_ACTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-class PaletteActions:
-    """Mixed into the App: the palette's commands and the actions only the palette has."""
-
-    BINDINGS: ClassVar[list[BindingType]]
-    screen_stack: Any
-    run_action: Any
-    copy_to_clipboard: Any
-    query_one: Any
+class PaletteActions(AppBase):
+    """The palette's commands and the actions only the palette has."""
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """ctrl+p: every action with its keys, then those without a key, then Textual's own."""
-        app = cast("App[Any]", self)  # mixed into the App
         tree = self.screen_stack[0].query_one(ModuleTree)
-        yield from commands(APP_ACTIONS, keys_by_action(app, self.BINDINGS), self.run_action)
+        yield from commands(APP_ACTIONS, keys_by_action(self, self.BINDINGS), self.run_action)
         tree_bindings = [b for found in tree._bindings.key_to_bindings.values() for b in found]
-        yield from commands(TREE_ACTIONS, keys_by_action(app, tree_bindings), tree.run_action)
+        yield from commands(TREE_ACTIONS, keys_by_action(self, tree_bindings), tree.run_action)
         yield SystemCommand(
             "Copy path  (no key)",
             "the cursor's path, to the clipboard and the status line",
@@ -78,7 +70,7 @@ class PaletteActions:
         yield SystemCommand(
             "Collapse all  (no key)", "close every node but the root", self.action_collapse_all
         )
-        for command in super().get_system_commands(screen):  # type: ignore[misc]
+        for command in super().get_system_commands(screen):
             if command.title != "Quit":  # Textual's quits without asking about unsaved edits
                 yield command
 
@@ -87,7 +79,7 @@ class PaletteActions:
         if path is None:
             return
         self.copy_to_clipboard(path)
-        self.query_one("#status", Static).update(Text(f"copied: {path or '(root)'}"))
+        self._status_transient(f"copied: {path or '(root)'}")
 
     def action_collapse_all(self) -> None:
         tree = self.screen_stack[0].query_one(ModuleTree)

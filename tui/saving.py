@@ -12,32 +12,14 @@ from textual import work
 from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.saving.names import FORMATS, doubled_extension
+from modelbrowse.core.saving.names import doubled_extension
+from modelbrowse.tui.base import LOADING, AppBase
 from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog
 from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
     from modelbrowse.core.saving.weights import SaveReport
-    from modelbrowse.tui.app import ModelBrowseApp
-
-
-def default_save_name(source_spec: str, kind: str = "") -> str:
-    """`alexnet` -> `alexnet-edited.pt`; `pkg.models:Net` -> `net-edited.pt`; a checkpoint
-    `runs/best.pth` -> `runs/best-edited.pth`, beside it and in its format."""
-    if kind == "checkpoint":
-        path = Path(source_spec).expanduser()
-        suffix = path.suffix.lower() if path.is_file() else ".safetensors"
-        if suffix not in FORMATS:
-            suffix = ".pt"
-        name = path.stem if path.is_file() else path.name
-        return str(path.with_name(f"{name or 'model'}-edited{suffix}"))
-    name = source_spec.rpartition(":")[2] or source_spec
-    name = Path(name).stem or "model"
-    if kind == "huggingface":  # the config.json of a model folder: name it after the folder
-        name = Path(source_spec).parent.name or "model"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.lower())
-    return f"{safe or 'model'}-edited.pt"
 
 
 def path_problem(text: str) -> str | None:
@@ -71,27 +53,22 @@ class SaveNews(Message):
         self.args = args
 
 
-class SaveActions:
-    """Mixed into the App: `w` writes the edited weights and the recipe beside them."""
-
-    @property
-    def _save_app(self) -> ModelBrowseApp:
-        return self  # type: ignore[return-value]
+class SaveActions(AppBase):
+    """`w` writes the edited weights and the recipe beside them."""
 
     def action_save(self) -> None:
-        app = self._save_app
-        if app.index is None or app.source is None:
-            app.notify("the model is still loading", severity="warning")
+        session = self.session
+        if session.index is None or session.source is None:
+            self.notify(LOADING, severity="warning")
             return
-        refusal = app.meta_refusal() or app.source.write_refusal
+        refusal = session.meta_refusal() or session.source.write_refusal
         if refusal is not None:
-            app.notify(refusal, severity="warning", title="nothing written")
+            self.notify(refusal, severity="warning", title="nothing written")
             return
-        default = app.last_save_path or default_save_name(app.source.spec, app.source.kind)
-        app.push_screen(
+        self.push_screen(
             PathDialog(
                 "write the weights (and the recipe beside them)",
-                default,
+                session.save_name(),
                 path_problem,
                 question=doubled_extension,
             ),
@@ -101,7 +78,6 @@ class SaveActions:
     def _path_chosen(self, text: str | None) -> None:
         if text is None:
             return
-        app = self._save_app
         path = Path(text).expanduser()
         if not path.exists():
             self._start_save(path)
@@ -111,27 +87,26 @@ class SaveActions:
             if yes:
                 self._start_save(path)
 
-        if path.resolve() in app.protected_paths():
+        if path.resolve() in self.session.protected_paths():
 
             def first_answer(yes: bool | None) -> None:
                 if yes:  # a second, explicit question for the file the model came from
                     question = f"Overwrite {path} with the edited weights? It cannot be undone."
-                    app.push_screen(ConfirmDialog(question, y_only=True), then_save)
+                    self.push_screen(ConfirmDialog(question, y_only=True), then_save)
 
             question = f"{path} is the checkpoint this model was opened from. Replace it?"
-            app.push_screen(ConfirmDialog(question, y_only=True), first_answer)
+            self.push_screen(ConfirmDialog(question, y_only=True), first_answer)
             return
-        app.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?", y_only=True), then_save)
+        self.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?", y_only=True), then_save)
 
     def _start_save(self, path: Path) -> None:
-        app = self._save_app
-        if app.history is None:
+        if self.session.history is None:
             waiting = "initialising weights: the save starts when they are ready"
-            app._when_real(lambda: self._start_save(path), waiting)
+            self._when_real(lambda: self._start_save(path), waiting)
             return
-        app.saving = True
-        app.refresh_bindings()
-        self._save_app._status(f"writing {path}…")
+        self.session.begin_save()
+        self.refresh_bindings()
+        self._status(f"writing {path}…")
         self._save_worker(path)
 
     def on_save_news(self, news: SaveNews) -> None:
@@ -139,32 +114,21 @@ class SaveActions:
 
     @work(thread=True, exclusive=True, group="save")
     def _save_worker(self, path: Path) -> None:
-        from modelbrowse.core.recipe import save_edited
-
-        app = self._save_app
-        assert app.history is not None and app.source is not None
         shown = [-1]
 
         def tell(callback: Callable[..., None], *args: object) -> None:
             with contextlib.suppress(RuntimeError):  # the app has left: the file is what counts
-                app.post_message(SaveNews(callback, *args))
+                self.post_message(SaveNews(callback, *args))
 
         def progress(fraction: float) -> None:
             percent = int(fraction * 100)
             if percent != shown[0] and percent % 5 == 0:
                 shown[0] = percent
-                tell(app._status, f"writing {path}… {percent}%")
+                tell(self._status, f"writing {path}… {percent}%")
 
         try:
             with save_in_flight(str(path)):
-                report = save_edited(
-                    app.history.model,
-                    path,
-                    app.source,
-                    app.init_seed,
-                    list(app.history.done),
-                    progress=progress,
-                )
+                report = self.session.save(path, progress)
         except ModelBrowseError as exc:
             tell(self._save_failed, str(exc))
             return
@@ -176,19 +140,14 @@ class SaveActions:
     def _saved(self, report: SaveReport) -> None:
         from modelbrowse.core.recipe import recipe_path_for
 
-        app = self._save_app
-        app.saving = False
-        app.refresh_bindings()
-        assert app.history is not None
-        app.history.mark_saved()
-        app.last_save_path = str(report.path)
-        app._refresh_header()
+        self.session.saved(report)
+        self.refresh_bindings()
+        self._refresh_header()
         recipe = recipe_path_for(report.path).name
-        self._save_app._status(f"{report.summary()} · and {recipe}", "green")
+        self._status(f"{report.summary()} · and {recipe}", "green")
 
     def _save_failed(self, message: str) -> None:
-        app = self._save_app
-        app.saving = False
-        app.refresh_bindings()
-        self._save_app._status(f"not saved: {message}", "bold red")
-        app.notify(message, severity="error", title="not saved")
+        self.session.save_failed()
+        self.refresh_bindings()
+        self._status(f"not saved: {message}", "bold red")
+        self.notify(message, severity="error", title="not saved")

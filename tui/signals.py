@@ -22,6 +22,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from modelbrowse.tui.base import AppBase
 from modelbrowse.tui.inflight import finish_saves
 
 # The exit status after a signal, as a shell reports a process killed by it.
@@ -48,13 +49,9 @@ def stopped_message(signum: int) -> str:
     return f"stopped by {signal.Signals(signum).name}"
 
 
-class SignalHandling:
-    """Mixed into the App: SIGTERM, SIGHUP and SIGINT leave with status 128+N and the terminal
-    restored."""
+class SignalHandling(AppBase):
+    """SIGTERM, SIGHUP and SIGINT leave with status 128+N and the terminal restored."""
 
-    error_message: str | None
-    exit: Any
-    _driver: Any
     _left_without_exit: bool = False
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -62,7 +59,7 @@ class SignalHandling:
         caller's (a save under way finishes first, then the process ends)."""
         self._run_returned = threading.Event()
         try:
-            return super().run(*args, **kwargs)  # type: ignore[misc]
+            return super().run(*args, **kwargs)
         finally:
             with _LEAVING:
                 self._run_returned.set()
@@ -106,12 +103,8 @@ class SignalHandling:
         timer.start()
 
     def _exit_on_signal(self, signum: int) -> None:
-        kept = ""
-        keep = getattr(self, "keep_unsaved_edits", None)
-        if keep is not None:
-            kept = keep(signum)
-        self.error_message = stopped_message(signum) + kept
-        self.exit(return_code=SIGNAL_STATUS_BASE + signum)
+        kept = self.keep_unsaved_edits(signum)
+        self._leave(stopped_message(signum) + kept, SIGNAL_STATUS_BASE + signum)
 
     def _leave_now(self, signum: int) -> None:
         """Textual's exit did not finish in time: restore what can be restored, then leave."""

@@ -53,6 +53,7 @@ class KeyFooter(Widget):
         "key-footer--description",
         "key-footer--separator",
         "key-footer--hover",
+        "key-footer--note",
     }
     DEFAULT_CSS: ClassVar[str] = """
     KeyFooter {
@@ -75,6 +76,10 @@ class KeyFooter(Widget):
         .key-footer--hover {
             background: $block-hover-background;
         }
+        .key-footer--note {
+            color: $text-warning;
+            text-style: bold;
+        }
     }
     """
 
@@ -83,6 +88,7 @@ class KeyFooter(Widget):
         self.entries: tuple[FooterEntry, ...] = ()
         self.palette: FooterEntry | None = None
         self.dialog_up = False
+        self.note = ""
         self._spans: list[Span] = []
         self._hover: FooterEntry | None = None
 
@@ -95,6 +101,12 @@ class KeyFooter(Widget):
     def entry(self, action: str) -> FooterEntry | None:
         """The shown key for `action`, if any."""
         return next((e for e in self.entries if e.action == action), None)
+
+    def show_note(self, note: str) -> None:
+        """A few words before the keys (what they act on: an armed selection); "" for none."""
+        if note != self.note:
+            self.note = note
+            self.refresh()
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
         app = screen.app
@@ -150,8 +162,10 @@ class KeyFooter(Widget):
             text.append(rest, description_style + extra)
             spans.append((start, text.cell_len, entry))
 
-        pieces, palette_rest = self._fit(self.size.width)
         line, keys = Text(no_wrap=True, overflow="crop", end=""), list[Span]()
+        if self.note and not self.dialog_up:
+            line.append(f" {self.note} ", self.get_component_rich_style("key-footer--note"))
+        pieces, palette_rest = self._fit(self.size.width - line.cell_len)
         for entry, key, rest in pieces:
             put(line, keys, entry, key, rest)
         tail, tail_keys = Text(end=""), list[Span]()

@@ -249,10 +249,10 @@ async def test_the_footer_keys_give_way_to_a_dialog_and_follow_what_is_enabled()
             return entry.enabled
 
         assert freeze_key_enabled()
-        app.saving = True  # what a save under way does: the changing keys grey out
+        app.session.saving = True  # what a save under way does: the changing keys grey out
         app.refresh_bindings()
         await wait_for(pilot, lambda: not freeze_key_enabled())
-        app.saving = False
+        app.session.saving = False
         app.refresh_bindings()
         await wait_for(pilot, freeze_key_enabled)
 

@@ -17,8 +17,8 @@ def batch_norms(model: nn.Module) -> list[nn.Module]:
 
 async def test_freeze_asks_about_running_statistics() -> None:
     async with open_app("resnet18", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
 
         await goto(pilot, "layer1")
         await pilot.press("f")
@@ -62,8 +62,8 @@ async def test_freeze_asks_about_running_statistics() -> None:
 
 async def test_a_selection_freezes_and_unfreezes_the_statistics() -> None:
     async with open_app("resnet18", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await pilot.press("asterisk", *"cls:BatchNorm2d", "enter")
         await pilot.press("f")
         await wait_for_text(pilot, "freeze 20 modules matching cls:BatchNorm2d: 20 BatchNorm")
@@ -90,8 +90,8 @@ async def test_batchnorm_without_weights_freezes_and_lets_go_of_its_statistics()
     async with open_app(
         AppOptions("torch.nn:BatchNorm1d", kw=["num_features=4", "affine=False"]), size=SIZE
     ) as (app, pilot):
-        assert app.history is not None
-        norm = app.history.model
+        assert app.session.history is not None
+        norm = app.session.history.model
         await pilot.press("f")  # nothing to ask: only the statistics can be frozen
         await wait_for_text(pilot, "freeze the whole model and its BatchNorm running statistics")
         assert stats_frozen(norm)

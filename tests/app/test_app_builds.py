@@ -69,8 +69,8 @@ def idle(app: ModelBrowseApp) -> bool:
 
 async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         head = model.get_submodule("classifier.6")
         before = head.get_parameter("weight").detach().clone()
         await goto(pilot, "classifier.6")
@@ -87,7 +87,7 @@ async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) 
         assert slow.cancelled and not slow.built  # the build stopped, nothing was made
         assert model.get_submodule("classifier.6") is head
         assert torch.equal(head.get_parameter("weight"), before)
-        assert not app.history.done
+        assert not app.session.history.done
         assert "unsaved" not in squeeze(screen_text(app))
         await pilot.press("u")
         await wait_for_notification(pilot, "nothing to undo")
@@ -95,8 +95,8 @@ async def test_keys_answer_while_building_and_escape_cancels(slow: SlowBuilder) 
 
 async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        head = app.history.model.get_submodule("classifier.6")
+        assert app.session.history is not None
+        head = app.session.history.model.get_submodule("classifier.6")
         await goto(pilot, "classifier.6")
         await replace_with(pilot, "nn.Linear(4096, 10)")
         await wait_for(pilot, slow.started.is_set)
@@ -105,13 +105,16 @@ async def test_a_build_finished_after_escape_is_dropped(slow: SlowBuilder) -> No
         slow.release.set()  # a build past its last check finishes: its module is not used
         await wait_for(pilot, lambda: idle(app), 30)
         await settle(pilot)  # what the finished build sent the app is handled
-        assert app.history.model.get_submodule("classifier.6") is head and not app.history.done
+        assert (
+            app.session.history.model.get_submodule("classifier.6") is head
+            and not app.session.history.done
+        )
 
 
 async def test_a_large_replace_is_built_then_applied_undone_and_redone() -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         head = model.get_submodule("classifier.6")
         model.eval()
         await goto(pilot, "classifier.6")
@@ -120,7 +123,7 @@ async def test_a_large_replace_is_built_then_applied_undone_and_redone() -> None
         new = model.get_submodule("classifier.6")
         assert isinstance(new, nn.Linear) and new.out_features == 16384
         assert not new.training  # a model in eval mode stays in eval mode
-        edit = app.history.done[-1]
+        edit = app.session.history.done[-1]
         assert isinstance(edit, module_edits.Replace)
         # The bytes are the seed's: what the recipe's replay builds.
         again = build_seeded(edit.spec, edit.seed, torch.device("cpu"), None)
@@ -136,8 +139,8 @@ async def test_a_large_replace_is_built_then_applied_undone_and_redone() -> None
 
 async def test_a_selection_builds_one_module_per_match(slow: SlowBuilder) -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await pilot.press("m", *"cls:Dropout", "enter", "e")
         await wait_for_text(pilot, "replace 2 modules matching cls:Dropout")
         await paste(pilot, "nn.Dropout(0.25)")

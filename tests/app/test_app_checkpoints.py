@@ -90,7 +90,7 @@ async def test_without_an_architecture_only_weight_edits_apply(
                 ),
             )
             app.clear_notifications()
-        assert app.history is not None and app.history.unsaved == 0
+        assert app.session.history is not None and app.session.history.unsaved == 0
 
         await pilot.press("d")
         await wait_for_text(pilot, "delete the keys fc, fc.*")
@@ -142,7 +142,7 @@ async def test_arch_that_does_not_fit_reports_in_the_root_pane(
         assert "load report" in screen
         assert "missing from the checkpoint" in screen
         assert "layer4 Sequential" in screen  # the architecture's tree, not the keys
-        loaded = app.index.model.state_dict() if app.index else {}
+        loaded = app.session.index.model.state_dict() if app.session.index else {}
         assert torch.equal(loaded["conv1.weight"], resnet18_state["conv1.weight"])
 
 
@@ -167,7 +167,7 @@ async def test_diff_marks_what_changed_and_is_read_only(
         await pilot.press("d")
         await settle(pilot)  # the key is handled, and anything it started is done
         assert "delete" not in squeeze(screen_text(app))
-        assert app.history is None
+        assert app.session.history is None
 
 
 async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> None:
@@ -186,8 +186,8 @@ async def test_a_torchscript_model_is_browsed_but_not_edited(tmp_path: Path) -> 
                 ),
             )
             app.clear_notifications()
-        assert app.index is not None
-        assert dict(app.index.model.named_parameters())["0.weight"].requires_grad
+        assert app.session.index is not None
+        assert dict(app.session.index.model.named_parameters())["0.weight"].requires_grad
 
 
 async def test_opening_a_file_that_differs_from_its_recipe_says_so(tmp_path: Path) -> None:

@@ -46,9 +46,9 @@ def snapshot(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[bool
 async def test_done_means_on_alexnet() -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
         await wait_for_text(pilot, "output (1, 1000)")
-        assert app.history is not None
-        original_state, original_flags = snapshot(app.history.model)
-        original_head = app.history.model.get_submodule("classifier.6")
+        assert app.session.history is not None
+        original_state, original_flags = snapshot(app.session.history.model)
+        original_head = app.session.history.model.get_submodule("classifier.6")
 
         await goto(pilot, "classifier.6")
         await pilot.press("e")
@@ -77,8 +77,8 @@ async def test_done_means_on_alexnet() -> None:
         assert "model.classifier[6] = nn.Linear(4096, 10)" in screen
         assert "model.features.requires_grad_(False)" in screen
         assert "nn.init.xavier_uniform_(model.classifier[6].weight)" in screen
-        edited_state, edited_flags = snapshot(app.history.model)
-        code = app.history.code()
+        edited_state, edited_flags = snapshot(app.session.history.model)
+        code = app.session.history.code()
         await pilot.press("escape")
 
         # The log's code performs the same edits on a freshly built model, bit for bit.
@@ -94,10 +94,10 @@ async def test_done_means_on_alexnet() -> None:
         assert "61.1M params (61.1M trainable, 0 frozen)" in screen
         assert "unsaved" not in screen
         await wait_for_text(pilot, "output (1, 1000)")
-        state, flags = snapshot(app.history.model)
+        state, flags = snapshot(app.session.history.model)
         assert all(torch.equal(original_state[k], v) for k, v in state.items())
         assert flags == original_flags
-        assert app.history.model.get_submodule("classifier.6") is original_head
+        assert app.session.history.model.get_submodule("classifier.6") is original_head
 
         await pilot.press("ctrl+r")
         screen = await wait_for_text(pilot, "redid: replace classifier.6")
@@ -122,7 +122,7 @@ async def test_bad_replace_spec_is_an_inline_error_and_nothing_changes() -> None
         screen = squeeze(screen_text(app))
         assert "61.1M params" in screen
         assert "unsaved" not in screen
-        assert app.history is not None and not app.history.done
+        assert app.session.history is not None and not app.session.history.done
 
 
 async def test_replace_that_breaks_the_forward_is_kept_and_marked() -> None:
@@ -181,8 +181,8 @@ async def test_structural_edits_rebuild_only_the_parent_and_match_a_full_reload(
         async def same_as_full_reload() -> None:
             await pilot.pause()
             shown, cursor = tree_lines(app), tree.cursor_path
-            assert app.index is not None
-            tree.reload(app.index)
+            assert app.session.index is not None
+            tree.reload(app.session.index)
             await pilot.pause()
             assert tree_lines(app) == shown
             assert tree.cursor_path == cursor
@@ -226,8 +226,8 @@ async def test_add_named_child_outside_a_list_asks_for_a_name() -> None:
         await pilot.press(*"nn.ReLU()", "enter")
         screen = await wait_for_text(pilot, "add nn.ReLU() as class")
         assert "1 unsaved edit" in screen
-        assert app.history is not None
-        assert isinstance(getattr(app.history.model, "class"), torch.nn.ReLU)
+        assert app.session.history is not None
+        assert isinstance(getattr(app.session.history.model, "class"), torch.nn.ReLU)
 
 
 async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) -> None:
@@ -236,8 +236,8 @@ async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) 
         await pilot.press("f")
         screen = await wait_for_text(pilot, "freeze head.weight")
         assert "also changes: embed.weight" in screen
-        assert app.history is not None
-        assert not app.history.model.get_parameter("embed.weight").requires_grad
+        assert app.session.history is not None
+        assert not app.session.history.model.get_parameter("embed.weight").requires_grad
         await goto(pilot, "embed.weight")
         screen = await wait_for_text(pilot, "requires_grad False")
 
@@ -245,7 +245,7 @@ async def test_edits_on_shared_objects_say_what_else_changes(models_file: Path) 
         await replace_with(pilot, "nn.Linear(8, 8, bias=False)")
         screen = await wait_for_text(pilot, "replace decoder.proj")
         assert "also changes: encoder" in screen
-        model = app.history.model
+        model = app.session.history.model
         assert model.get_submodule("encoder") is model.get_submodule("decoder.proj")
 
 
@@ -253,8 +253,8 @@ async def test_replacing_or_reinitialising_one_side_of_a_tie_asks_first(
     models_file: Path,
 ) -> None:
     async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
 
         def tied() -> bool:
             return model.get_parameter("head.weight") is model.get_parameter("embed.weight")
@@ -304,8 +304,8 @@ async def test_quit_with_unsaved_edits_asks_first() -> None:
 
 async def test_undoing_a_freeze_gives_each_parameter_back_its_own_flag() -> None:
     async with open_app("alexnet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await goto(pilot, "classifier.1.bias")
         await pilot.press("f")
         await wait_for_text(pilot, "freeze classifier.1.bias")

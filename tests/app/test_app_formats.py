@@ -49,7 +49,7 @@ async def test_an_onnx_model_shows_its_graph_tree_and_values_but_is_not_edited(
         await pilot.press("w")
         message = await wait_for_notification(pilot, "nothing written")
         assert "an ONNX model is shown read-only" in message
-        assert app.history is not None and not app.history.unsaved
+        assert app.session.history is not None and not app.session.history.unsaved
         assert "Overwrite" not in squeeze(screen_text(app))
         assert "read-only" in notifications(app)
 
@@ -74,7 +74,7 @@ async def test_an_adapter_alone_marks_its_modules_and_shows_each_update(
         await goto(pilot, "fc1")
         screen = await wait_for_text(pilot, "LoRA rank 4, scaling 2 (alpha 8 / 4)")
         assert "A (4, 8), B (16, 4)" in screen
-        source = app.source
+        source = app.session.source
         assert isinstance(source, AdapterSource)
         assert f"‖B·A‖·scaling {source.update_norm('fc1'):.6g}" in screen
         await pilot.press("d")
@@ -93,4 +93,7 @@ async def test_an_adapter_on_its_base_marks_the_base_tree(adapter_folder: Path) 
         assert "A (4, 3, 3, 3), B (4, 4, 1, 1)" in screen
         await pilot.press("f")
         await wait_for_notification(pilot, "a PEFT adapter is shown read-only")
-        assert app.index is not None and app.index.node("conv.weight").obj.requires_grad
+        assert (
+            app.session.index is not None
+            and app.session.index.node("conv.weight").obj.requires_grad
+        )

@@ -100,7 +100,7 @@ async def test_edits_are_refused_in_one_line(llama: Path) -> None:
         await pilot.press("f")
         message = await wait_for_notification(pilot, "read-only")
         assert "a GGUF file is read-only here: its weights are quantized" in message
-        assert app.history is not None and not app.history.done
+        assert app.session.history is not None and not app.session.history.done
 
 
 async def test_diff_against_the_safetensors_it_came_from(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ async def test_the_tutorials_add_module_under_a_leaf_and_an_insert_at_0_then_wri
     features.0; both are written with the weights and come back from the recipe."""
     monkeypatch.chdir(tmp_path)
     async with open_app("alexnet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await goto(pilot, "features.11")  # a ReLU: a leaf
         await pilot.press("a")
         screen = await wait_for_text(pilot, "insert a module, from features.11")
@@ -85,8 +85,8 @@ async def test_the_tutorials_add_module_under_a_leaf_and_an_insert_at_0_then_wri
 
 async def test_a_list_offers_its_start_and_end(models_file: Path) -> None:
     async with open_app(f"{models_file}:WideList", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        layers = submodule(app.history.model, "layers", torch.nn.ModuleList)
+        assert app.session.history is not None
+        layers = submodule(app.session.history.model, "layers", torch.nn.ModuleList)
         await goto(pilot, "layers")
         await pilot.press("a")
         screen = await wait_for_text(pilot, "● at the end of layers")

@@ -22,7 +22,7 @@ async def test_a_spec_too_large_is_refused_in_the_dialog() -> None:
         assert "replace classifier.6" in screen  # the dialog stays open, the model as it was
         await pilot.press("escape")
         await pilot.pause()
-        assert app.history is not None and not app.history.done
+        assert app.session.history is not None and not app.session.history.done
 
 
 async def test_escape_leaves_a_spec_being_checked_and_the_build_stops() -> None:
@@ -34,5 +34,5 @@ async def test_escape_leaves_a_spec_being_checked_and_the_build_stops() -> None:
         await wait_for(pilot, lambda: "replace classifier.6" not in squeeze(screen_text(app)))
         await goto(pilot, "features.0")  # the app answers keys while the build winds down
         await wait_for(pilot, lambda: not any(w.is_running for w in app.workers), 120)
-        assert app.history is not None and not app.history.done
+        assert app.session.history is not None and not app.session.history.done
         assert "unsaved" not in squeeze(screen_text(app))

@@ -17,11 +17,11 @@ async def _run_and_stop(source: str) -> tuple[weakref.ref[nn.Module], weakref.re
     """Open `source`, go to a weight (its lines are drawn), quit; weak references to the model and
     the app. Frozen while it runs: the collector is settled around the loaded model."""
     async with open_app(source, size=(120, 40)) as (app, pilot):
-        assert app.index is not None
+        assert app.session.index is not None
         assert gc.get_freeze_count() > 0  # what must be undone below
         await pilot.press("colon", *"embed.weight", "enter")
         await wait_for_text(pilot, "◆ weight (10, 8)")
-        model = weakref.ref(app.index.model)
+        model = weakref.ref(app.session.index.model)
         shown = weakref.ref(app)
     return model, shown
 

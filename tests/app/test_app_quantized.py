@@ -53,7 +53,7 @@ async def test_a_gptq_q_proj_shows_its_logical_shape_and_true_count(
     monkeypatch.setattr(AppOptions, "resolve", held)
     app = ModelBrowseApp(AppOptions(str(gptq_folder)))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.previewing)  # the tree before torch
+        await wait_for(pilot, lambda: app.session.previewing)  # the tree before torch
         shown = await wait_for_text(pilot, "16.8M params")  # the header's total
         assert "131.1K" not in shown
         await pilot.press(":", *f"{Q_PROJ}.weight", "enter")

@@ -75,7 +75,7 @@ async def test_a_signal_keeps_the_edits_and_the_next_session_reopens_them(
         assert "57.0M params (54.6M trainable, 2.5M frozen)" in screen
         assert "2 unsaved edits" in screen
         assert "were kept" not in notifications(reopened)  # the file it opened is not news
-        assert reopened.init_seed == 4  # the weights the edits were made on
+        assert reopened.session.init_seed == 4  # the weights the edits were made on
         await pilot.press("u")
         screen = await wait_for_text(pilot, "1 unsaved edit")
         assert "61.1M params" in screen

@@ -32,8 +32,8 @@ async def test_a_custom_module_s_plain_parameters_are_re_initialised(models_file
     """`self.W = nn.Parameter(...)`, `self.b = ...`, no reset_parameters(): `i` then enter
     applies the first scheme; reset_parameters is shown greyed with why, in its place."""
     async with open_app(f"{models_file}:Holder", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await goto(pilot, "block")
         await pilot.press("i")
         screen = await wait_for_text(pilot, "re-initialise block")

@@ -60,8 +60,8 @@ async def test_done_means_on_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyP
         screen = await wait_for_text(pilot, "wrote alexnet-edited.pt (16 tensors, 57.0M params")
         assert "alexnet-edited.pt.recipe.json" in screen
         assert "unsaved" not in screen
-        assert app.history is not None
-        shown = app.history.model
+        assert app.session.history is not None
+        shown = app.session.history.model
 
         # In the training script: one line.
         model = load_edited(tmp_path / "alexnet-edited.pt")
@@ -78,7 +78,7 @@ async def test_done_means_on_alexnet(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert plain["classifier.6.weight"].shape == (10, 4096)
         recipe = read_recipe(tmp_path / "alexnet-edited.pt.recipe.json")
         assert recipe["source"]["spec"] == "alexnet"
-        assert recipe["source"]["init_seed"] == app.init_seed
+        assert recipe["source"]["init_seed"] == app.session.init_seed
         assert [e["op"] for e in recipe["edits"]] == ["replace", "set_trainable"]
 
         # q no longer asks: everything is saved.
@@ -170,7 +170,7 @@ async def test_the_file_the_model_came_from_needs_two_answers(
     target = tmp_path / "sharednet-edited.pt"
     target.write_bytes(b"the original checkpoint")
     app = ModelBrowseApp(AppOptions(f"{models_file}:SharedNet"))
-    monkeypatch.setattr(app, "protected_paths", lambda: {target.resolve()})
+    monkeypatch.setattr(app.session, "protected_paths", lambda: {target.resolve()})
     async with app.run_test(size=SIZE) as pilot:
         await wait_loaded(pilot)
         await open_save_dialog(pilot)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from modelbrowse.core.recipe import read_recipe
+from modelbrowse.tui.app import ModelBrowseApp
 from tests.app_support import (
     open_app,
     paste,
@@ -31,9 +32,9 @@ async def test_select_then_freeze_every_match_in_one_undoable_step() -> None:
         await pilot.press("enter", "f")
         screen = await wait_for_text(pilot, "freeze 3 modules matching cls:Linear")
         assert "(2.5M trainable, 58.6M frozen)" in screen
-        assert app.history is not None
-        assert len(app.history.done) == 1
-        model = app.history.model
+        assert app.session.history is not None
+        assert len(app.session.history.done) == 1
+        model = app.session.history.model
         assert not model.get_parameter("classifier.6.weight").requires_grad
         assert model.get_parameter("features.0.weight").requires_grad
 
@@ -63,16 +64,16 @@ async def test_replace_every_match_and_the_recipe_records_each(tmp_path: Path) -
         await paste(pilot, "nn.Identity()")
         await pilot.press("enter")
         await wait_for_text(pilot, "replace with nn.Identity() 2 modules matching cls:Dropout")
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         assert isinstance(model.get_submodule("classifier.0"), torch.nn.Identity)
         assert isinstance(model.get_submodule("classifier.3"), torch.nn.Identity)
 
         from modelbrowse.core.recipe import save_edited
 
-        assert app.source is not None
+        assert app.session.source is not None
         out = tmp_path / "edited.pt"
-        save_edited(model, out, app.source, app.init_seed, app.history.done)
+        save_edited(model, out, app.session.source, app.session.init_seed, app.session.history.done)
         ops = [(e["op"], e["path"]) for e in read_recipe(f"{out}.recipe.json")["edits"]]
         assert ops == [("replace", "classifier.0"), ("replace", "classifier.3")]
 
@@ -82,13 +83,13 @@ async def test_a_bad_selector_is_an_inline_error() -> None:
         await pilot.press("asterisk", *"re:[", "enter")
         await wait_for_text(pilot, "not a regular expression")
         assert "unterminated character set" in squeeze(screen_text(app))
-        assert app.module_selection is None
+        assert app.session.selection.current is None
 
 
 async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
     async with open_app(f"{models_file}:SharedNet", size=SIZE) as (app, pilot):
-        assert app.history is not None
-        model = app.history.model
+        assert app.session.history is not None
+        model = app.session.history.model
         await pilot.press("asterisk", *"cls:Linear", "enter", "e")
         await wait_for_text(pilot, "replace 3 modules matching cls:Linear")
         await paste(pilot, "nn.Identity()")
@@ -102,7 +103,7 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await wait_for_text(pilot, "xavier_uniform")
         await pilot.press("enter")  # both sides of the tie: nothing to ask
         await wait_for_text(pilot, "re-initialise with reset_parameters 2 modules matching")
-        assert len(app.history.done) == 1
+        assert len(app.session.history.done) == 1
 
         await pilot.press("escape", "asterisk", *"head", "enter", "i")
         await wait_for_text(pilot, "xavier_uniform")
@@ -110,4 +111,54 @@ async def test_a_selection_reaching_a_tie_asks_once(models_file: Path) -> None:
         await wait_for_text(pilot, "head is tied to embed.weight: re-initialising changes both")
         await pilot.press("y")
         await wait_for_text(pilot, "(head is tied to embed.weight: re-initialising changes both)")
-        assert len(app.history.done) == 2
+        assert len(app.session.history.done) == 2
+
+
+def footer(app: ModelBrowseApp) -> str:
+    return squeeze(screen_text(app).splitlines()[-1])
+
+
+async def test_a_selection_ends_when_the_cursor_moves_out_of_it() -> None:
+    """What a user did: select, freeze the matches, go to `classifier`, press `e`: the replace
+    is of classifier alone, not of the selection left armed."""
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
+        await pilot.press("asterisk", *"features.*", "enter", "f")
+        await wait_for_text(pilot, "freeze 5 modules matching features.*")
+        assert "● features.* (13) · esc clears" in footer(app)  # armed, and it says so
+        await pilot.press("colon", *"classifier", "enter")
+        screen = await wait_for_text(pilot, "selection features.* ended: the cursor left it")
+        assert "●" not in screen
+        await pilot.press("e")
+        screen = await wait_for_text(pilot, "replace classifier")
+        assert "modules matching" not in screen
+        await paste(pilot, "nn.Identity()")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "replace classifier with nn.Identity()")
+        assert app.session.history is not None
+        model = app.session.history.model
+        assert isinstance(model.get_submodule("classifier"), torch.nn.Identity)
+        assert isinstance(model.get_submodule("features.0"), torch.nn.Conv2d)
+        assert [e.describe() for e in app.session.history.done] == [
+            "freeze 5 modules matching features.*",
+            "replace classifier with nn.Identity()",
+        ]
+
+
+async def test_a_move_inside_the_selection_keeps_it_and_one_escape_clears_it() -> None:
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
+        await pilot.press("slash", *"features", "enter")  # a filter too: escape takes the selection
+        await pilot.press("asterisk", *"cls:Conv2d", "enter")
+        await wait_for_text(pilot, "cls:Conv2d: 5 modules")
+        await pilot.press("colon", *"features.3.weight", "enter")  # under a selected module
+        await wait_for_text(pilot, "shape (192, 64, 5, 5)")
+        assert "● cls:Conv2d (5) · esc clears" in footer(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "●" not in screen_text(app))
+        assert app.session.selection.current is None
+        await pilot.press("f")
+        await wait_for_text(pilot, "freeze features.3.weight")
+        assert app.session.history is not None
+        model = app.session.history.model
+        assert not model.get_parameter("features.3.weight").requires_grad
+        assert model.get_parameter("features.3.bias").requires_grad
+        assert model.get_parameter("features.0.weight").requires_grad

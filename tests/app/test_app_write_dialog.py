@@ -60,7 +60,7 @@ async def test_w_then_a_path_typed_at_once_writes_exactly_that_path(
         assert "filter '" not in squeeze(screen_text(app))  # the `/`s opened no filter
         await pilot.press("enter")
         await wait_for_text(pilot, "wrote")
-        shown = app.history.model.state_dict() if app.history else {}
+        shown = app.session.history.model.state_dict() if app.session.history else {}
     assert sorted(p.name for p in target.parent.iterdir()) == [
         "alex10.safetensors",
         "alex10.safetensors.recipe.json",

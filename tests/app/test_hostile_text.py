@@ -63,7 +63,7 @@ async def test_the_app_shows_hostile_names_literally_and_keeps_running(
 ) -> None:
     app = ModelBrowseApp(AppOptions(str(hostile_file)))
     async with app.run_test(size=(130, 40)) as pilot:
-        await wait_for(pilot, lambda: app.index is not None)
+        await wait_for(pilot, lambda: app.session.index is not None)
         screen = await wait_for_text(pilot, "evil[/]key")
         assert "click[@click=app " in screen  # its key splits at the dot, like any other
         screen = await wait_for_text(pilot, "note\\x1b[2J")  # the root's details, once drawn

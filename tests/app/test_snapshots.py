@@ -14,7 +14,9 @@ def test_main_screen_on_alexnet(snap_compare: object) -> None:
         await wait_loaded(pilot)
         app = pilot.app
         assert isinstance(app, ModelBrowseApp)
-        await wait_for(pilot, lambda: bool(app.shape_status))  # the shape check runs in a worker
+        await wait_for(
+            pilot, lambda: app.session.shape is not None
+        )  # the shape check runs in a worker
         await pilot.press("colon", *"classifier.6", "enter")
         await wait_for_text(pilot, "out_features=1000")
 

@@ -159,8 +159,8 @@ async def test_meta_shows_shapes_without_values_and_refuses_edits(
                 ),
             )
             app.clear_notifications()
-        assert app.index is not None and app.index.is_meta
-        assert not app.materialising
+        assert app.session.index is not None and app.session.index.is_meta
+        assert not app.session.materialising
 
 
 def test_meta_refuses_what_needs_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

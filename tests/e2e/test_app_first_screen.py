@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from modelbrowse.tui.app import ModelBrowseApp
 from modelbrowse.tui.options import AppOptions
+from modelbrowse.widgets.module_tree import ModuleTree
 from tests.app_support import (
     notifications,
     screen_text,
@@ -73,11 +74,11 @@ async def main():
     async with app.run_test(size=(130, 40)) as pilot:
         await wait_for(pilot, lambda: "encoder Group" in squeeze(screen_text(app)), 150)
         print("torch loaded:", "torch" in sys.modules)
-        print("previewing:", app.previewing)
+        print("previewing:", app.session.previewing)
         print("SCREEN", squeeze(screen_text(app)).replace(chr(10), " | "))
         release.set()
         await wait_loaded(pilot, 240)
-        print("after:", "torch" in sys.modules, app.previewing)
+        print("after:", "torch" in sys.modules, app.session.previewing)
 
 asyncio.run(main())
 """
@@ -117,13 +118,15 @@ async def test_the_full_open_takes_the_previews_place_keeping_cursor_and_lines(
     monkeypatch.setattr(AppOptions, "resolve", held)
     app = ModelBrowseApp(AppOptions(str(weights)))
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.previewing)
-        preview = app.index
+        await wait_for(pilot, lambda: app.session.previewing)
+        preview = app.session.index
         assert preview is not None
         await pilot.press("j", "l")  # onto encoder, opened
         await wait_for_text(pilot, "layers Group")
         await pilot.press("j", "l", "j")  # encoder.layers, opened, onto layers.0
-        await wait_for(pilot, lambda: app.query_one("#tree").cursor_path == "encoder.layers.0")
+        await wait_for(
+            pilot, lambda: app.query_one("#tree", ModuleTree).cursor_path == "encoder.layers.0"
+        )
         shown = squeeze(screen_text(app))
         assert "reading values" not in shown  # a module: nothing to read
         await pilot.press("l", "j")  # layers.0 opened, onto its first tensor: values wait
@@ -131,12 +134,12 @@ async def test_the_full_open_takes_the_previews_place_keeping_cursor_and_lines(
         await pilot.press("f")
         await wait_for(pilot, lambda: "still loading" in notifications(app))
         before = squeeze(screen_text(app)).split("\n")[:12]
-        cursor = app.query_one("#tree").cursor_path
+        cursor = app.query_one("#tree", ModuleTree).cursor_path
         assert cursor in ("encoder.layers.0.weight", "encoder.layers.0.bias")
         release.set()
         await wait_loaded(pilot, 240)
-        assert app.index is not preview
-        assert app.query_one("#tree").cursor_path == cursor
+        assert app.session.index is not preview
+        assert app.query_one("#tree", ModuleTree).cursor_path == cursor
         await wait_for(pilot, lambda: "reading values" not in screen_text(app))
         after = squeeze(screen_text(app)).split("\n")[:12]
         tree_lines = [line.split("│")[0] for line in before[2:]]

@@ -31,7 +31,7 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         ("select",),
         "",
         "select by pattern (features.*, re:..., cls:Linear, all-linear); "
-        "freeze, re-init and replace act on all",
+        "freeze, re-init and replace act on all until the cursor leaves it; escape clears it",
     ),
     (("copy_targets",), "", "copy the selection as a PEFT target_modules list"),
     (("summary",), "", "torchinfo summary for the example input (--input-shape)"),
