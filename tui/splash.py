@@ -98,14 +98,36 @@ def _border(left: str, right: str, tree: int, detail: int) -> list[Run]:
 
 
 def _footer(width: int) -> list[Run]:
-    """The keys, cut at the edge, then the palette key at the right (widgets/key_footer.py)."""
-    key, description = PALETTE_KEY
-    tail = [("▏", "footer_separator"), (key, "footer_key"), (f" {description} ", "footer_text")]
-    room = width - sum(len(text) for text, _ in tail)
+    """The keys as `KeyFooter._fit` lays them out (widgets/key_footer.py): spaced, then closer,
+    then without the palette's word, then without the keys that do not fit, `?` always kept;
+    the palette key at the right."""
+    palette_key, palette_word = PALETTE_KEY
+    spaced = [(f" {key} ", f"{words} ") for key, words in FOOTER_KEYS]
+    close = [(f" {key}", f" {words}") for key, words in FOOTER_KEYS]
+    described, mark = f" {palette_word} ", len(palette_key) + 1
+
+    def size(pieces: list[tuple[str, str]]) -> int:
+        return sum(len(key) + len(words) for key, words in pieces)
+
+    for pieces, rest in ((spaced, described), (close, described), (close, " ")):
+        if size(pieces) + mark + len(rest) <= width:
+            break
+    else:
+        pinned = [piece for piece in close if piece[0].strip() == "?"]
+        room = width - mark - len(described) - size(pinned)
+        kept: list[tuple[str, str]] = []
+        for piece in close:
+            if piece not in pinned:
+                if size([*kept, piece]) > room:
+                    break
+                kept.append(piece)
+        pieces, rest = [p for p in close if p in kept or p in pinned], described
+    tail = [("▏", "footer_separator"), (palette_key, "footer_key"), (rest, "footer_text")]
+    room = max(width - mark - len(rest), 0)
     line: list[Run] = []
     used = 0
-    for key, description in FOOTER_KEYS:
-        for text, style in ((f" {key} ", "footer_key"), (f"{description} ", "footer_text")):
+    for key, words in pieces:
+        for text, style in ((key, "footer_key"), (words, "footer_text")):
             cut = text[: max(room - used, 0)]
             if cut:
                 line.append((cut, style))
