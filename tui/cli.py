@@ -213,6 +213,12 @@ def _print_diff(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     """`SOURCE --recipe R.json --output OUT.pt`: the edits again, without the app."""
+    from modelbrowse.core.saving.names import doubled_extension
+
+    # The app's write dialog asks about such a name; a command cannot, so it refuses.
+    doubled = doubled_extension(args.output)
+    if doubled is not None:
+        return error(f"--output {doubled}; name the file as it should be written")
 
     def replay() -> int:
         from modelbrowse.core.recipe import replay_recipe

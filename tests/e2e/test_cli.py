@@ -270,6 +270,19 @@ def test_output_goes_with_a_recipe_and_a_missing_recipe_is_one_line(tmp_path: Pa
     assert f"no recipe at {tmp_path / 'r.json'}" in result.stderr
 
 
+def test_output_with_two_extensions_is_refused_not_written(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.json"
+    recipe.write_text("{}")
+    target = tmp_path / "alex.safetensors.pt"
+    result = run_command("alexnet", "--recipe", str(recipe), "--output", str(target))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "modelbrowse: error: --output alex.safetensors.pt: only .pt counts, so it would be "
+        "a torch.save zip, not .safetensors; name the file as it should be written"
+    )
+    assert not target.exists()
+
+
 def test_an_error_quoting_a_hostile_name_prints_it_escaped(tmp_path: Path) -> None:
     path = tmp_path / "evil\x1b]0;pwned\x07.pt"
     path.write_text("<html>")
