@@ -377,19 +377,21 @@ def test_print_detail_of_a_tensor_and_a_module_as_text() -> None:
     assert "0 █" in module.stdout and "10 █" in module.stdout
 
 
-def test_print_detail_says_a_constant_is_not_random(models_file: Path) -> None:
+def test_print_detail_says_a_constant_is_not_random(
+    models_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`torch.ones(8)` from a file's model is what the file sets, not a random draw."""
-    constant = run_command(f"{models_file}:SharedNet", "--print", "--detail", "scale")
-    assert constant.returncode == 0, constant.stderr
+    assert main([f"{models_file}:SharedNet", "--print", "--detail", "scale"]) == 0
+    constant = capsys.readouterr().out
     assert "statistics     exact: a constant, as models.py sets it (not random)" in (
-        constant.stdout.splitlines()
+        constant.splitlines()
     )
-    assert "random initialisation" not in constant.stdout
-    drawn = run_command(f"{models_file}:SharedNet", "--print", "--detail", "encoder.weight")
-    assert "exact, of a random initialisation (--seed" in drawn.stdout
+    assert "random initialisation" not in constant
+    assert main([f"{models_file}:SharedNet", "--print", "--detail", "encoder.weight"]) == 0
+    assert "exact, of a random initialisation (--seed" in capsys.readouterr().out
 
-    meta = run_command("alexnet", "--print", "--detail", "features.0.weight", "--meta")
-    assert "statistics     meta tensor: no data" in meta.stdout
+    assert main(["alexnet", "--print", "--detail", "features.0.weight", "--meta"]) == 0
+    assert "statistics     meta tensor: no data" in capsys.readouterr().out
 
 
 def test_print_detail_mistakes_are_one_line() -> None:
