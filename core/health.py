@@ -89,7 +89,7 @@ def scan_tensor(tensor: torch.Tensor, digest: bool = False) -> Scan:
         if same:
             same = bool((chunk == first).all())
         if hasher is not None:
-            hasher.update(chunk.contiguous().view(torch.uint8).cpu().numpy())
+            hasher.update(chunk.contiguous().view(torch.uint8).cpu().numpy().data)
     value = float(first.item()) if same and not first.dtype.is_complex else None
     return Scan(numel, floating, nan, inf, first_bad, value, hasher.digest() if hasher else None)
 
