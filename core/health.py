@@ -7,6 +7,7 @@ only the slice being read is in memory); each finding is a line with the key and
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ from modelbrowse.core.tensor_bytes import TensorBytesError, check_files_hold, ov
 # The last part of a module's name that marks a normalisation layer in a checkpoint's keys:
 # LayerNorm, input_layernorm, norm1, ln_f, ln_1, bn1, final_layer_norm.
 NORM_NAME = re.compile(r"norm|^(ln|bn)(_\w+|\d+)?$|_(ln|bn)$", re.IGNORECASE)
+# The sample that tells tensors of one dtype and shape apart before all their bytes are hashed.
+SAMPLE_RUNS = 64
+SAMPLE_BYTES = 64
 TRAINED_ONLY = "a problem only in a trained checkpoint"
 
 
@@ -36,7 +40,7 @@ class Scan:
     inf: int = 0
     first_bad: tuple[int, ...] | None = None  # where the first NaN or Inf is
     value: float | None = None  # the one value every element has, or None
-    digest: bytes | None = None  # of the bytes, where they were hashed
+    sample: bytes | None = None  # a hash of sampled bytes: apart, the tensors differ
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,39 +63,63 @@ class HealthReport:
     notes: list[str] = field(default_factory=list)
 
 
-def scan_tensor(tensor: torch.Tensor, digest: bool = False) -> Scan:
-    """NaN and Inf counts, the one value (if every element has it) and, with `digest`, a
-    hash of the bytes; read CHUNK_ELEMENTS at a time."""
+def scan_tensor(tensor: torch.Tensor, sample: bool = False) -> Scan:
+    """NaN and Inf counts, the one value (if every element has it) and, with `sample`, a
+    hash of sampled bytes; read CHUNK_ELEMENTS at a time."""
     values = tensor.detach()
     numel = values.numel()
     if numel == 0:
-        return Scan(
-            0,
-            values.dtype.is_floating_point,
-            digest=hashlib.blake2b(digest_size=16).digest() if digest else None,
-        )
+        return Scan(0, values.dtype.is_floating_point, sample=b"" if sample else None)
     flat = values.reshape(-1)  # a view when contiguous; else a copy of this tensor alone
     floating = values.dtype.is_floating_point
     first = flat[:1]
     same = True
     nan = inf = 0
     first_bad: tuple[int, ...] | None = None
-    hasher = hashlib.blake2b(digest_size=16) if digest else None
     for start in range(0, numel, CHUNK_ELEMENTS):
         chunk = flat[start : start + CHUNK_ELEMENTS]
-        if floating and not bool(torch.isfinite(chunk).all()):
+        # A sum is one fast pass, finite unless a value is not (or the sum overflows).
+        if floating and not math.isfinite(float(chunk.sum(dtype=_sum_dtype(chunk.dtype)))):
             nans, infs = torch.isnan(chunk), torch.isinf(chunk)
             nan += int(nans.sum())
             inf += int(infs.sum())
-            if first_bad is None:
+            if first_bad is None and bool((nans | infs).any()):
                 where = start + int(torch.nonzero(nans | infs)[0, 0])
                 first_bad = tuple(int(i) for i in np.unravel_index(where, tuple(values.shape)))
         if same:
             same = bool((chunk == first).all())
-        if hasher is not None:
-            hasher.update(chunk.contiguous().view(torch.uint8).cpu().numpy().data)
     value = float(first.item()) if same and not first.dtype.is_complex else None
-    return Scan(numel, floating, nan, inf, first_bad, value, hasher.digest() if hasher else None)
+    sampled = _sampled(flat) if sample else None
+    return Scan(numel, floating, nan, inf, first_bad, value, sampled)
+
+
+def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype.itemsize < 4 else dtype
+
+
+def _sampled(flat: torch.Tensor) -> bytes:
+    """A hash of SAMPLE_RUNS runs of SAMPLE_BYTES spread over the bytes: equal tensors have
+    equal samples, and tensors of different values almost never do."""
+    raw = flat.contiguous().view(torch.uint8)
+    hasher = hashlib.blake2b(digest_size=16)
+    size = raw.numel()
+    if size <= SAMPLE_RUNS * SAMPLE_BYTES:
+        hasher.update(raw.cpu().numpy().data)
+    else:
+        for run in range(SAMPLE_RUNS):
+            start = run * (size - SAMPLE_BYTES) // (SAMPLE_RUNS - 1)
+            hasher.update(raw[start : start + SAMPLE_BYTES].cpu().numpy().data)
+    return hasher.digest()
+
+
+def full_digest(tensor: torch.Tensor) -> bytes:
+    """A hash of every byte, read CHUNK_ELEMENTS at a time."""
+    flat = tensor.detach().reshape(-1)
+    hasher = hashlib.blake2b(digest_size=16)
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        chunk = flat[start : start + CHUNK_ELEMENTS].contiguous()
+        hasher.update(chunk.view(torch.uint8).cpu().numpy().data)
+    return hasher.digest()
 
 
 @dataclass
@@ -136,7 +164,7 @@ def check_source(source: Source, seed: int | None = 0) -> HealthReport:
         if reason is not None:
             report.skipped.append((key, reason))
             continue
-        scans[key] = scan_tensor(tensor, digest=key in hashed)
+        scans[key] = scan_tensor(tensor, sample=key in hashed)
         report.scanned += 1
     norms = _norms_at_init(tensors, scans)
     at_init = {_module_of(finding) for finding in norms}
@@ -146,7 +174,7 @@ def check_source(source: Source, seed: int | None = 0) -> HealthReport:
             report.findings += _value_findings(key, scan)
     report.findings = [f for f in report.findings if f.kind == "nonfinite" or f.key not in in_norm]
     report.findings += norms
-    report.findings += _duplicates(tensors.shapes, scans, identity, tensors.ties or [])
+    report.findings += _duplicates(tensors, scans, identity)
     if tensors.ties:
         report.findings += _broken_ties(tensors, scans, identity)
     return report
@@ -289,35 +317,40 @@ def _module_of(finding: Finding) -> str:
 
 
 def _duplicates(
-    shapes: dict[str, torch.Tensor],
-    scans: dict[str, Scan],
-    identity: dict[str, object],
-    ties: list[list[str]],
+    tensors: _Tensors, scans: dict[str, Scan], identity: dict[str, object]
 ) -> list[Finding]:
     """Tensors of equal dtype, shape and bytes in storages of their own. Constant tensors are
-    left out (equal because constant, and said so already), and the members of one tie."""
+    left out (equal because constant, and said so already), and the members of one tie.
+    Only tensors whose samples agree are read again, to hash every byte."""
     seen: set[object] = set()
-    buckets: dict[tuple[torch.dtype, tuple[int, ...], bytes], list[str]] = {}
+    candidates: dict[tuple[torch.dtype, tuple[int, ...], bytes], list[str]] = {}
     for key, scan in scans.items():
-        if identity[key] in seen or scan.digest is None or scan.value is not None:
+        if identity[key] in seen or scan.sample is None or scan.value is not None:
             continue
         seen.add(identity[key])
-        kind = (shapes[key].dtype, tuple(shapes[key].shape), scan.digest)
-        buckets.setdefault(kind, []).append(key)
+        shape = tensors.shapes[key]
+        candidates.setdefault((shape.dtype, tuple(shape.shape), scan.sample), []).append(key)
     found = []
-    for (dtype, _, _), keys in buckets.items():
-        if len(keys) < 2 or any(set(keys) <= set(tie) for tie in ties):
+    for (dtype, _, _), alike in candidates.items():
+        if len(alike) < 2:
             continue
-        numel = scans[keys[0]].numel
-        dtype_name = str(dtype).removeprefix("torch.")
-        found.append(
-            Finding(
-                "duplicate",
-                keys[0],
-                {"keys": keys, "numel": numel, "dtype": dtype_name},
-                f"the same {numel:,} {dtype_name} values stored again under " + ", ".join(keys[1:]),
+        buckets: dict[bytes, list[str]] = {}
+        for key in alike:
+            buckets.setdefault(full_digest(_values(tensors, key)), []).append(key)
+        for keys in buckets.values():
+            if len(keys) < 2 or any(set(keys) <= set(tie) for tie in tensors.ties or []):
+                continue
+            numel = scans[keys[0]].numel
+            dtype_name = str(dtype).removeprefix("torch.")
+            found.append(
+                Finding(
+                    "duplicate",
+                    keys[0],
+                    {"keys": keys, "numel": numel, "dtype": dtype_name},
+                    f"the same {numel:,} {dtype_name} values stored again under "
+                    + ", ".join(keys[1:]),
+                )
             )
-        )
     return found
 
 
@@ -330,9 +363,11 @@ def _broken_ties(
         present = [key for key in tie if key in scans]
         for other in present[1:]:
             first = present[0]
-            if identity[first] == identity[other] or scans[first].digest == scans[other].digest:
+            if identity[first] == identity[other]:
                 continue
             a, b = (_values(tensors, key) for key in (first, other))
+            if scans[first].sample == scans[other].sample and full_digest(a) == full_digest(b):
+                continue  # a tie stored twice
             numbers: dict[str, object] = {"keys": [first, other]}
             if a.shape != b.shape:
                 numbers["shapes"] = [list(a.shape), list(b.shape)]

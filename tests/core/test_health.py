@@ -48,19 +48,19 @@ def test_one_value_throughout_is_found_across_slices_in_any_dtype(
     assert scan_tensor(torch.full((2, 3), float("nan"))).value is None  # NaN is not equal to NaN
 
 
-def test_the_digest_is_of_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_sample_is_of_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(health, "CHUNK_ELEMENTS", 4)
     values = torch.randn(3, 5, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
     again = values.clone()
-    assert scan_tensor(values, digest=True).digest == scan_tensor(again, digest=True).digest
+    assert scan_tensor(values, sample=True).sample == scan_tensor(again, sample=True).sample
     again[2, 4] += 1
-    assert scan_tensor(values, digest=True).digest != scan_tensor(again, digest=True).digest
+    assert scan_tensor(values, sample=True).sample != scan_tensor(again, sample=True).sample
     transposed = values.t()  # read in its logical order, as a copy
     assert (
-        scan_tensor(transposed, digest=True).digest
-        == scan_tensor(transposed.contiguous(), digest=True).digest
+        scan_tensor(transposed, sample=True).sample
+        == scan_tensor(transposed.contiguous(), sample=True).sample
     )
-    assert scan_tensor(values).digest is None
+    assert scan_tensor(values).sample is None
 
 
 def test_ties_in_a_model_are_one_tensor_not_duplicates() -> None:
@@ -141,6 +141,21 @@ def test_equal_bytes_in_two_storages_are_one_duplicate_finding(tmp_path: Path) -
         "duplicate  b: the same 12 float32 values stored again under c, d\n"
         "1 problem found in 5 tensors\n"
     )
+
+
+def test_tensors_that_differ_outside_the_sample_are_no_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "near.pt"
+    torch.manual_seed(0)
+    first = torch.randn(10_000)
+    near = first.clone()
+    near[100] += 1  # bytes 400-403: between the first two sampled runs
+    assert scan_tensor(first, sample=True).sample == scan_tensor(near, sample=True).sample
+    assert health.full_digest(first) != health.full_digest(near)
+    torch.save({"first": first, "near": near, "again": first.clone()}, path)
+    report = check_source(resolve_source(str(path)))
+    assert [(f.kind, f.key, f.numbers["keys"]) for f in report.findings] == [
+        ("duplicate", "first", ["first", "again"])
+    ]
 
 
 def write_broken_tie(path: Path) -> None:
