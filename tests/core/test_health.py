@@ -48,6 +48,11 @@ def test_one_value_throughout_is_found_across_slices_in_any_dtype(
     assert scan_tensor(torch.full((2, 3), float("nan"))).value is None  # NaN is not equal to NaN
 
 
+def test_a_sum_that_overflows_is_no_inf() -> None:
+    scan = scan_tensor(torch.tensor([3e38, 3e38, 1.0]))
+    assert (scan.nan, scan.inf, scan.first_bad) == (0, 0, None)
+
+
 def test_the_sample_is_of_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(health, "CHUNK_ELEMENTS", 4)
     values = torch.randn(3, 5, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modelbrowse.tui.cli import main
+from tests.core.test_health import write_broken_tie
 from tests.e2e.test_cli import run_command
 
 RANDOM_NOTE = (
@@ -107,6 +108,22 @@ def test_an_untouched_layer_norm_in_a_tiny_safetensors_model(
         "a problem only in a trained checkpoint",
         "1 problem found in 6 tensors",
     ]
+
+
+def test_a_broken_tie_with_the_architecture(
+    tmp_path: Path, models_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "shared.pt"
+    write_broken_tie(path)
+    assert main([str(path), "--check", "--arch", f"{models_file}:SharedNet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "constant   scale: all 8 values are 1",
+        "tie_broken embed.weight: tied to head.weight in the architecture but different in the "
+        "file: largest difference 84",
+        "2 problems found in 7 tensors",
+    ]
+    assert captured.err == ""
 
 
 def test_the_command_exits_with_the_status(damaged_alexnet: Path) -> None:
