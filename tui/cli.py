@@ -61,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--port goes with --serve")
     if args.serve and (args.print_tree or args.output is not None):
         parser.error("--serve runs the app; leave out --print and --output")
+    if args.json and not args.check:
+        parser.error("--json goes with --check")
+    if args.check:
+        from modelbrowse.tui.checking import check, usage_problem
+
+        problem = usage_problem(args)
+        if problem is not None:
+            parser.error(problem)
+        return check(args, _options(args), _guarded)
     if args.recipe is not None and args.output is not None:
         return _replay(args)
     if args.print_tree and args.diff is not None:

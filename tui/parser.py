@@ -24,6 +24,7 @@ examples:
   modelbrowse resnet18 --kw num_classes=10
   modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
   modelbrowse vit_b_16 --print --depth 2
+  modelbrowse best.pth --check
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
 
@@ -163,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="shapes only: build on the meta device and never create values (no memory at any "
         "size; statistics say 'meta tensor: no data'; no edits or writing)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="scan every tensor and print one line per problem (NaN or Inf, all-zero or "
+        "constant tensors, norm layers at their initial values, equal tensors stored twice, "
+        "ties broken, with --arch); exit 0 when clean, 1 when something is found",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="with --check: the report as one JSON object"
     )
     checkpoints = parser.add_argument_group("checkpoint files and folders")
     checkpoints.add_argument(
