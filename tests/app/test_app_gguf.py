@@ -3,9 +3,6 @@ detail with the statistics of its dequantized values, and edits refused in one l
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ from tests.app_support import (
     wait_for_notification,
     wait_for_text,
 )
-from tests.e2e.test_app_first_screen import SCRIPT
+from tests.e2e.test_app_first_screen import SCRIPT, run_preview
 from tests.gguf_support import reference_values, write_gguf
 
 SIZE = (150, 50)
@@ -31,18 +28,8 @@ def llama(tmp_path: Path) -> Path:
 
 
 def test_the_tree_shows_before_torch_is_imported(llama: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
     script = SCRIPT.replace('"encoder Group"', '"blk Group"')
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(llama)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr[-3000:]
+    out = run_preview(llama, script)
     assert "torch loaded: False" in out and "previewing: True" in out
     screen = next(line for line in out.splitlines() if line.startswith("SCREEN"))
     assert "478.0K params" in screen  # logical parameters, not packed bytes

@@ -84,18 +84,23 @@ asyncio.run(main())
 """
 
 
-def test_the_tree_and_its_totals_show_before_torch_is_imported(weights: Path) -> None:
+def run_preview(path: Path, script: str = SCRIPT) -> str:
+    """What `script` prints about the app opening `path` in a fresh interpreter."""
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(weights)],
+        [sys.executable, "-c", script, str(path)],
         capture_output=True,
         text=True,
         timeout=400,
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_tree_and_its_totals_show_before_torch_is_imported(weights: Path) -> None:
+    out = run_preview(weights)
     assert "torch loaded: False" in out
     assert "previewing: True" in out
     screen = next(line for line in out.splitlines() if line.startswith("SCREEN"))
