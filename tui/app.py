@@ -23,6 +23,7 @@ from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.session import Session
 from modelbrowse.tui.base import LOADING
 from modelbrowse.tui.building import BuildActions
+from modelbrowse.tui.casting import CastActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.inserting import InsertActions
@@ -65,7 +66,7 @@ STACK_MIN_HEIGHT = 20
 # arrive (else those go to the tree); inside an input they are text.
 PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
 CHANGING_ACTIONS = frozenset(
-    {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
+    {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save", "cast"}
 )
 
 
@@ -82,6 +83,7 @@ class ModelBrowseApp(
     PromptActions,
     LoadActions,
     FreezeActions,
+    CastActions,
     InsertActions,
     BuildActions,
     SaveActions,
@@ -117,6 +119,7 @@ class ModelBrowseApp(
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
+        Binding("c", "cast", "Cast", show=False, id="cast"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:

@@ -116,7 +116,50 @@ def parse_keep(text: str) -> list[str]:
 def unmatched(model: nn.Module, path: str, entries: Iterable[str]) -> list[str]:
     """The entries that name no floating tensor under `path` (a typo keeps nothing)."""
     names = list(floating_tensors(model, path))
-    return [e for e in entries if not any(Matcher([e])(n) for n in names)]
+    found = set(names)
+    for name in names:
+        while "." in name:
+            name = name.rpartition(".")[0]
+            found.add(name)
+    if names:
+        found.add("")
+    missing = []
+    for entry in entries:
+        glob = any(c in entry for c in "*?[")
+        if not (fnmatch.filter(names, entry) if glob else entry in found):
+            missing.append(entry)
+    return missing
+
+
+def cast_preview(
+    model: nn.Module, path: str, dtype: str, keep: list[str]
+) -> tuple[str, str | None]:
+    """What casting `path` to `dtype` keeping `keep` would do, in a line, and why it cannot
+    be applied (an entry that names nothing, nothing to change), or None."""
+    from modelbrowse.core.units import human_bytes
+
+    cast = Cast(path, dtype, keep)
+    named = floating_tensors(model, path)
+    plan = cast.plan(model)
+    tensors = {id(t): t for t in named.values()}
+    before = sum(t.numel() * t.element_size() for t in tensors.values())
+    after = before
+    for name, target in plan.items():
+        tensor = named[name]
+        if id(tensor) in tensors:
+            del tensors[id(tensor)]
+            after += tensor.numel() * (target.itemsize - tensor.element_size())
+    text = f"{cast.cast_count} tensors to {dtype}"
+    if dtype != "float32":
+        text += f" · {cast.kept_count} kept in float32"
+    text += f" · {human_bytes(before)} → {human_bytes(after)}"
+    missing = unmatched(model, path, keep)
+    if missing:
+        where = path or "the model"
+        return text, f"{missing[0]!r} names no floating tensor in {where}"
+    if not plan:
+        return text, "nothing changes: every tensor there already has that dtype"
+    return text, None
 
 
 @dataclass
