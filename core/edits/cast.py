@@ -167,7 +167,9 @@ class Cast(Edit):
     """Cast the floating tensors of a subtree to `dtype`; those `keep` names go to float32,
     those `leave` names stay as they are (a write's `--dtype` leaves what casts decided).
 
-    Undo puts back the original tensors themselves, bit for bit: they are kept while the edit
+    A layer whose weight is cast and whose bias is kept mixes dtypes: such a model runs under
+    `torch.autocast`, as mixed-precision training runs it; with `keep` empty it runs in one
+    dtype. Undo puts back the original tensors themselves, bit for bit: they are kept while the edit
     is in the history, so a cast holds both copies (float32 to bfloat16: 1.5 times the
     subtree's bytes) until it is dropped from the history.
     """
@@ -177,12 +179,12 @@ class Cast(Edit):
     keep: list[str] = field(default_factory=list)
     leave: list[str] = field(default_factory=list)
     op: ClassVar[str] = "cast"
-    cast_count: int = field(default=0, repr=False)
-    kept_count: int = field(default=0, repr=False)
+    cast_count: int = field(default=0, repr=False, compare=False)
+    kept_count: int = field(default=0, repr=False, compare=False)
     _saved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = field(
-        default_factory=list, repr=False
+        default_factory=list, repr=False, compare=False
     )
-    _names: dict[str, torch.dtype] = field(default_factory=dict, repr=False)
+    _names: dict[str, torch.dtype] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

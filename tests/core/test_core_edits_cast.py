@@ -11,14 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.base import Edit, EditError
 from modelbrowse.core.edits.cast import Cast, default_keep, parse_keep, unmatched
 from modelbrowse.core.edits.freezing import SetTrainable
 from modelbrowse.core.edits.history import EditHistory
 from modelbrowse.core.recipe import RecipeError, load_edited, read_recipe, save_edited
 from modelbrowse.core.saving.weights import read_weights
 from modelbrowse.core.sources.base import Source, resolve_source
+from modelbrowse.core.sources.checkpoint import resolve_checkpoint
 from modelbrowse.tui.cli import main
+from tests.quantized_support import write_quantized
 from tests.saving_support import assert_same_tensors, one_line
 
 transformers = pytest.importorskip("transformers")
@@ -129,6 +131,20 @@ def test_keep_entries_that_name_nothing_are_found(alexnet: nn.Module) -> None:
     entries = parse_keep(" classifier.1.bias, *.bias ,classifer.4, ")
     assert entries == ["classifier.1.bias", "*.bias", "classifer.4"]
     assert unmatched(alexnet, "classifier", entries) == ["classifer.4"]
+
+
+def test_quantized_weights_are_not_cast(tmp_path: Path) -> None:
+    folder = write_quantized(tmp_path / "m", "bnb-nf4").folder
+    model, _ = resolve_checkpoint(str(folder), {}, None, None, None).build_structure(0)
+    before = dtypes(model)
+    with pytest.raises(EditError) as excinfo:
+        Cast("model.layers.0", "bfloat16").apply(model)
+    message = one_line(excinfo)
+    assert message.startswith("model.layers.0.")
+    assert message.endswith(" holds quantized weights: their stored values cannot be cast")
+    assert dtypes(model) == before
+    Cast("model.embed_tokens", "float16").apply(model)  # a plain tensor beside them
+    assert model.get_parameter("model.embed_tokens.weight").dtype == torch.float16
 
 
 def test_a_cast_to_an_unknown_dtype_is_one_line() -> None:

@@ -61,6 +61,13 @@ class CastDialog(Guarded, ModalScreen[CastAnswer | None]):
             yield Label("keep in float32 (paths, modules or globs such as *.bias; comma-separated)")
             yield Input(", ".join(self.keep), id="cast-keep", select_on_focus=False)
             yield Static("", id="cast-preview")
+            yield Static(
+                Text(
+                    "kept tensors mix dtypes inside a layer: run the model under torch.autocast, "
+                    "or clear the list for one dtype throughout",
+                    style="dim",
+                )
+            )
             yield Static("", id="dialog-error")
             yield Static(
                 Text("↑ ↓ dtype · enter applies · escape cancels", style="dim"), id="dialog-hint"
