@@ -20,7 +20,8 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 def build():
     torch.manual_seed(0)
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None)
-    return FasterRCNN(backbone, num_classes=3)
+    model: nn.Module = FasterRCNN(backbone, num_classes=3)
+    return model
 """
 
 
@@ -40,7 +41,8 @@ def det_model() -> nn.Module:
 
 def resnet18_state(seed: int = 7) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    return torchvision.models.resnet18().state_dict()
+    model: nn.Module = torchvision.models.resnet18()
+    return model.state_dict()
 
 
 def write_resnet18(directory: Path, suffix: str, seed: int = 7) -> Path:
