@@ -20,8 +20,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 def build():
     torch.manual_seed(0)
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None)
-    model: nn.Module = FasterRCNN(backbone, num_classes=3)
-    return model
+    return FasterRCNN(backbone, num_classes=3)
 """
 
 
@@ -36,7 +35,8 @@ def det_model() -> nn.Module:
     """What `det.py:build` makes."""
     torch.manual_seed(0)
     backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None)
-    return FasterRCNN(backbone, num_classes=3)
+    model: nn.Module = FasterRCNN(backbone, num_classes=3)
+    return model
 
 
 def resnet18_state(seed: int = 7) -> dict[str, torch.Tensor]:

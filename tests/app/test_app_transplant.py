@@ -77,6 +77,9 @@ async def test_t_copies_a_resnet18_into_the_backbone(det: str, tmp_path: Path) -
         await wait_for_text(pilot, "undid: transplant resnet18.safetensors")
         assert not torch.equal(model_of(app).get_parameter("backbone.body.conv1.weight"), expected)
 
+        await pilot.press("question_mark")
+        await wait_for_text(pilot, "T transplant: copy weights from another checkpoint")
+
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "not a checkpoint"])
 async def test_a_bad_source_is_one_line_and_changes_nothing(
