@@ -244,3 +244,21 @@ def test_a_pickle_that_runs_code_is_refused_unless_trusted(tmp_path: Path) -> No
     model = nn.Sequential(nn.Linear(2, 2))
     message = _refused(model, Transplant("", str(path)))
     assert "evil.pt" in message and not marker.exists()
+
+
+def test_a_folder_is_read_and_hashed_by_its_files(tmp_path: Path) -> None:
+    import hashlib
+
+    folder = tmp_path / "donor"
+    folder.mkdir()
+    file = write_resnet18(folder, ".safetensors")
+    source = open_source(str(folder))
+    listing = f"{file_sha256(file)}  resnet18.safetensors\n"
+    assert source.sha256 == hashlib.sha256(listing.encode()).hexdigest()
+    model = det_model()
+    edit = Transplant("backbone", str(folder), source.sha256, "", "backbone.body.")
+    edit.apply(model)
+    assert torch.equal(
+        model.get_parameter("backbone.body.layer3.0.conv1.weight"),
+        resnet18_state()["layer3.0.conv1.weight"],
+    )
