@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from textual import work
 
 from modelbrowse.core.errors import ModelBrowseError
+from modelbrowse.core.session import plans
 from modelbrowse.tui.editing import EditActions
 from modelbrowse.tui.screens.path_dialog import PathDialog
 from modelbrowse.tui.screens.transplant_dialog import Preview, TransplantDialog
@@ -35,8 +36,9 @@ class TransplantActions(EditActions):
             return
         index = self.session.index
         assert index is not None
-        if not index.node(path).is_module:
-            self.notify("transplant into a module: move the cursor to one", severity="warning")
+        refusal = plans.transplant_refusal(index, path)
+        if refusal:
+            self.notify(refusal, severity="warning")
             return
 
         def chosen(spec: str | None) -> None:

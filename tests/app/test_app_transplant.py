@@ -17,6 +17,7 @@ from tests.app_support import (
     settle,
     squeeze,
     wait_for,
+    wait_for_notification,
     wait_for_text,
     widget_text,
 )
@@ -110,6 +111,9 @@ async def test_a_mapping_that_copies_nothing_cannot_be_confirmed(det: str, tmp_p
     donor = write_resnet18(tmp_path, ".pt")
     async with open_app(det, size=SIZE) as (app, pilot):
         before = state(model_of(app))
+        await goto(pilot, "backbone.fpn.layer_blocks.0.0.bias")
+        await pilot.press("T")
+        await wait_for_notification(pilot, "transplant into a module: move the cursor to one")
         await open_transplant(pilot, str(donor))
         await wait_for_text(pilot, "copied: 100 tensors")
         await paste(pilot, "nothing.")  # the source prefix field has the focus
