@@ -126,6 +126,12 @@ EDIT_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
         "keep": (_list_of(NAME, MAX_FROZEN), False),
         "leave": (_list_of(NAME, MAX_FROZEN), False),
     },
+    "transplant": {
+        "source": (NAME, True),
+        "sha256": (_text(64), True),
+        "source_prefix": (NAME, False),
+        "target_prefix": (NAME, False),
+    },
 }
 
 CHECKPOINT_FIELDS: dict[str, tuple[Check, bool]] = {

@@ -58,6 +58,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         hint: str = "",
         choices: Sequence[tuple[str, str | None]] = (),
         choice_title: str = "",
+        placeholder: str = "",
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -68,6 +69,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         self.choices = list(choices)
         self.choice_title = choice_title
         self.choice = 0
+        self.placeholder = placeholder or f"a path ending in {extensions_text()}"
         self._asked = ""  # the path whose question was shown: enter again on it goes on
 
     @property
@@ -82,7 +84,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
             # them, and the next key would replace them.
             yield PathInput(
                 self.value,
-                placeholder=f"a path ending in {extensions_text()}",
+                placeholder=self.placeholder,
                 select_on_focus=False,
             )
             if self.choices:
