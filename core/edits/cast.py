@@ -149,7 +149,7 @@ def cast_preview(
         if id(tensor) in tensors:
             del tensors[id(tensor)]
             after += tensor.numel() * (target.itemsize - tensor.element_size())
-    text = f"{cast.cast_count} tensors to {dtype}"
+    text = f"{cast.cast_count} tensor{'s' if cast.cast_count != 1 else ''} to {dtype}"
     if dtype != "float32":
         text += f" · {cast.kept_count} kept in float32"
     text += f" · {human_bytes(before)} → {human_bytes(after)}"
