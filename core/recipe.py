@@ -331,6 +331,14 @@ def replay_recipe(
 ) -> SaveReport:
     """Rebuild `source`, replay the recipe, write `output` and its recipe. Nothing is written
     when a step fails."""
+    model, seed, edits = replayed(recipe_file, source)
+    return save_edited(model, output, source, seed, edits)
+
+
+def replayed(
+    recipe_file: str | os.PathLike[str], source: Source
+) -> tuple[nn.Module, int | None, list[Edit]]:
+    """`source` rebuilt with the recipe's edits replayed: the model, its seed and the edits."""
     recipe = read_recipe(recipe_file)
     check_same_source(recipe, source)
     if not recipe["source"].get("reproducible", True):
@@ -340,4 +348,4 @@ def replay_recipe(
     model = source.build_real(seed)
     replay(model, edits)
     apply_frozen(model, recipe["frozen"])
-    return save_edited(model, output, source, seed, edits)
+    return model, seed, edits

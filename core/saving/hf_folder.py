@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import errno
 import json
-import math
 import os
 import re
 import shutil
@@ -27,9 +26,9 @@ from typing import Any, BinaryIO
 
 import torch
 
-from modelbrowse.core.errors import UsageError
 from modelbrowse.core.nodes import quantization_of
 from modelbrowse.core.reading.safetensors_header import SAFETENSORS_DTYPES
+from modelbrowse.core.saving.names import parse_size as parse_size  # part of this module's API
 from modelbrowse.core.saving.transaction import (
     SaveError,
     _fsync_directory,
@@ -56,22 +55,6 @@ _COPIED = re.compile(
 # The files that make an existing folder one this writer may replace.
 _MODEL_FILES = re.compile(r"config\.json|.*\.safetensors(\.index\.json)?|pytorch_model.*\.bin")
 _DTYPE_CODES = {name: code for code, name in SAFETENSORS_DTYPES.items()}
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
 
 
 @dataclass(frozen=True)
@@ -82,6 +65,11 @@ class FolderReport:
     bytes: int  # the tensors' bytes, as the index's total_size
     seconds: float = 0.0
 
+    @property
+    def path(self) -> Path:
+        """The folder, named as a file save's report names its file."""
+        return self.folder
+
     def summary(self) -> str:
         from modelbrowse.core.units import human_bytes
 
@@ -90,20 +78,6 @@ class FolderReport:
             f"wrote {self.folder} ({shards}, {self.tensors} tensors, "
             f"{human_bytes(self.bytes)}, {self.seconds:.1f} s)"
         )
-
-
-def parse_size(text: str) -> int:
-    """`5GB`, `500MB`, `2GiB`, `1000000` -> bytes (GB decimal, GiB binary, as transformers)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", text)
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _UNITS:
-        raise UsageError(
-            f"{text!r} is not a size: use a number of bytes or one like 500MB, 5GB or 2GiB"
-        )
-    size = math.floor(float(match.group(1)) * _UNITS[unit])
-    if size < 1:
-        raise UsageError(f"{text!r} is not a size: it must be at least one byte")
-    return size
 
 
 def write_hf_folder(
@@ -117,6 +91,7 @@ def write_hf_folder(
     progress: Callable[[float], None] | None = None,
     total_bytes: int | None = None,
     verify: bool = True,
+    files: dict[str, str] | None = None,
 ) -> FolderReport:
     """Write `tensors` as safetensors shards of at most `max_shard_size` bytes (a larger tensor
     gets a shard of its own) into the folder `target`, atomically.
@@ -126,7 +101,7 @@ def write_hf_folder(
     to `dtype` on the way. `config` is written as config.json (else `copy_from`'s is copied);
     tokenizer, generation and processor files are copied from `copy_from`. `progress` gets
     the share of `total_bytes` written, when that is given. Each shard is read back and
-    compared unless `verify` is false.
+    compared unless `verify` is false. `files` are more text files to write, by name.
     """
     start = time.perf_counter()
     target = Path(target).expanduser()
@@ -145,6 +120,8 @@ def write_hf_folder(
                 written.add(name, tensor)
             written.finish()
             _write_extras(build, config, copy_from)
+            for name, text in (files or {}).items():
+                _write_text(build / name, text)
             _fsync_directory(build)
             _put_in_place(build, target, work)
     finally:
