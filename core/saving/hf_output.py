@@ -22,10 +22,12 @@ from modelbrowse.core.reading.limits import ReadError
 from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.saving.hf_folder import DEFAULT_SHARD_SIZE, FolderReport, write_hf_folder
 from modelbrowse.core.saving.transaction import SaveError
+from modelbrowse.core.sources.distributed import chunked_tensor
 
 if TYPE_CHECKING:
     from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.sources.base import Source
+    from modelbrowse.core.sources.files import Checkpoint
 
 RECIPE_NAME = "modelbrowse.recipe.json"  # inside the folder: written with it, in one step
 HF_FORMAT = "Hugging Face folder"
@@ -285,12 +287,11 @@ def convert_folder(
     written = dtype or main_dtype((t.dtype, t.numel()) for t in meta.values())
     config = updated_config(read_config(plan.config), model, written)
 
+    read = _distributed_reader(checkpoint) if checkpoint.format == DCP_FORMAT else None
+
     def tensors() -> Iterator[tuple[str, torch.Tensor]]:
         for key in names:
-            tensor = checkpoint.tensors[key]
-            if checkpoint.load_data is not None and tensor.is_meta:
-                tensor = checkpoint.load_data([key])[key]
-            yield key, tensor
+            yield key, checkpoint.tensors[key] if read is None else read(key)
 
     total = sum(nbytes(t, dtype) for t in meta.values())
     return write_hf_folder(
@@ -303,6 +304,22 @@ def convert_folder(
         progress=progress,
         total_bytes=total,
     )
+
+
+def _distributed_reader(checkpoint: Checkpoint) -> Callable[[str], torch.Tensor]:
+    """One tensor of a distributed checkpoint at a time, each from its own map of the files:
+    the checkpoint's shared maps keep every tensor they made (and every chunk they had to
+    copy to align it), which here would add up to the whole checkpoint."""
+    from modelbrowse.core.reading.distributed import read_dcp_metadata
+    from modelbrowse.core.sources.tensor_mapping import FileMaps
+
+    metadata = read_dcp_metadata(checkpoint.path)
+
+    def read(key: str) -> torch.Tensor:
+        stored = checkpoint.original_key(key)
+        return chunked_tensor(checkpoint.path, stored, metadata.tensors[stored], FileMaps())
+
+    return read
 
 
 def _fitting_keys(source: Any, model: nn.Module) -> list[str]:

@@ -3,10 +3,12 @@ with no missing or unexpected keys, and the config it describes."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.edits.modules import Replace
+from modelbrowse.core.saving import hf_output
 from modelbrowse.core.saving.hf_folder import FolderReport
 from modelbrowse.core.saving.hf_output import RECIPE_NAME, convert_folder, updated_config
 from modelbrowse.core.session import LoadState, Session, open_model
@@ -132,22 +135,44 @@ def test_a_distributed_checkpoint_is_converted_with_its_arch(
 
 
 def test_a_distributed_checkpoint_is_read_one_tensor_at_a_time(
-    dcp_folder: Path, tiny_llama_folder: Path, tmp_path: Path
+    dcp_folder: Path, tiny_llama_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each tensor is read from maps of its own, gone once it is written (nothing kept
+    across tensors), in the model's order, and a tied output layer is never read."""
+    asked: list[str] = []
+    maps: list[weakref.ref[Any]] = []
+    read = hf_output.chunked_tensor
+
+    def recording(folder: Path, key: str, entry: Any, files: Any, device: str = "cpu") -> Any:
+        asked.append(key)
+        maps.append(weakref.ref(files))
+        return read(folder, key, entry, files, device)
+
+    monkeypatch.setattr(hf_output, "chunked_tensor", recording)
     source = AppOptions(str(dcp_folder), arch=str(tiny_llama_folder / "config.json")).resolve()
-    checkpoint = source.loaded  # type: ignore[attr-defined]
-    asked: list[list[str]] = []
-    read = checkpoint.load_data
-
-    def one_at_a_time(keys: list[str]) -> dict[str, torch.Tensor]:
-        asked.append(list(keys))
-        return dict(read(keys))
-
-    checkpoint.load_data = one_at_a_time
     report = convert_folder(source, tmp_path / "out", max_shard_size=30_000)
     assert isinstance(report, FolderReport) and report.tensors == 20
-    assert all(len(keys) == 1 for keys in asked) and len(asked) == 20
-    assert ["lm_head.weight"] not in asked  # tied to the embedding: never read
+    assert asked == [k for k in load(tiny_llama_folder).state_dict() if k != "lm_head.weight"]
+    gc.collect()
+    assert len(maps) == 20 and all(ref() is None for ref in maps)
+
+
+def test_the_model_part_of_a_training_save_is_converted(
+    original: dict[str, torch.Tensor],
+    tiny_llama_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    folder = tmp_path / "train-step"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"model": dict(original), "step": torch.tensor(7)}, checkpoint_id=str(folder))
+    argv = [str(folder), "--output", str(tmp_path / "out"), "--arch", str(tiny_llama_folder)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'out'} (1 shard, 20 tensors")
+    assert_same_state(load(tmp_path / "out"), original)
 
 
 def test_a_distributed_checkpoint_needs_an_arch_that_fits(
