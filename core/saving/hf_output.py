@@ -22,7 +22,7 @@ from modelbrowse.core.reading.limits import ReadError
 from modelbrowse.core.reading.structured_text import read_json
 from modelbrowse.core.saving.hf_folder import DEFAULT_SHARD_SIZE, FolderReport, write_hf_folder
 from modelbrowse.core.saving.transaction import SaveError
-from modelbrowse.core.sources.distributed import chunked_tensor
+from modelbrowse.core.sources.distributed import chunked_tensor as chunked_tensor  # tests wrap it
 
 if TYPE_CHECKING:
     from modelbrowse.core.edits.base import Edit
