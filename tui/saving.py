@@ -12,7 +12,7 @@ from textual import work
 from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.saving.names import doubled_extension
+from modelbrowse.core.saving.names import doubled_extension, extensions_text
 from modelbrowse.tui.base import LOADING, AppBase
 from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog
@@ -80,7 +80,7 @@ class SaveActions(AppBase):
                 session.save_name(),
                 lambda text: path_problem(text, folders),
                 question=doubled_extension,
-                folders=folders,
+                placeholder=f"a folder, or a path ending in {extensions_text()}" if folders else "",
             ),
             self._path_chosen,
         )

@@ -49,7 +49,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         check: PathCheck,
         question: PathCheck | None = None,
         hint: str = "",
-        folders: bool = False,
+        placeholder: str = "",
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -57,7 +57,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         self.check = check
         self.question = question
         self.hint = hint
-        self.folders = folders  # a folder is a target too (a Hugging Face folder)
+        self.placeholder = placeholder or f"a path ending in {extensions_text()}"
         self._asked = ""  # the path whose question was shown: enter again on it goes on
 
     def compose(self) -> ComposeResult:
@@ -67,8 +67,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
             # them, and the next key would replace them.
             yield PathInput(
                 self.value,
-                placeholder=f"a {'folder, or a ' if self.folders else ''}path ending in "
-                f"{extensions_text()}",
+                placeholder=self.placeholder,
                 select_on_focus=False,
             )
             yield Static("", id="dialog-error")
