@@ -146,11 +146,19 @@ def _check_target(target: Path) -> None:
         raise SaveError(f"cannot write {target}: the directory {target.parent} does not exist")
     if target.is_dir():
         with as_save_error(target):
-            names = [entry.name for entry in os.scandir(target)]
+            entries = list(os.scandir(target))
+        names = [entry.name for entry in entries]
         if names and not any(_MODEL_FILES.fullmatch(name) for name in names):
             raise SaveError(
                 f"cannot write {target}: it is a folder that holds no model "
                 "(no config.json, no weights); name a new or empty folder"
+            )
+        # Replacing the folder would delete them (a clone's .git, a model's original/).
+        folders = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        if folders:
+            raise SaveError(
+                f"cannot write {target}: it holds folders ({', '.join(folders[:3])}) that "
+                "replacing it would delete; name a new or empty folder"
             )
 
 

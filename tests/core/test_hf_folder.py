@@ -231,16 +231,20 @@ def test_targets_that_are_not_model_folders_are_refused(tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "photos")
+    (tmp_path / "clone" / ".git").mkdir(parents=True)
+    (tmp_path / "clone" / "config.json").write_text("{}")
     cases = {
         "file": "it is a file, not a folder",
         "photos": "it is a folder that holds no model",
         "link": "it is a link",
         "missing/out": "the directory",
+        "clone": r"it holds folders \(\.git\) that replacing it would delete",
     }
     for name, words in cases.items():
         with pytest.raises(SaveError, match=words):
             write_hf_folder(tmp_path / name, tensors(1).items())
     assert (tmp_path / "photos" / "cat.jpg").read_text() == "x"
+    assert (tmp_path / "clone" / ".git").is_dir()
     (tmp_path / "empty").mkdir()
     write_hf_folder(tmp_path / "empty", tensors(1).items())
     assert (tmp_path / "empty" / "model.safetensors").is_file()
