@@ -32,8 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--depth must be 0 or more")
     if args.output is not None and args.recipe is None and not _names_folder(args.output):
         parser.error("--output goes with --recipe (or names a folder for a Hugging Face folder)")
-    if args.output is not None and args.recipe is None and (args.print_tree or args.meta):
-        parser.error("--output writes a Hugging Face folder; leave out --print and --meta")
+    converting = args.output is not None and args.recipe is None
+    if converting and (args.print_tree or args.meta or args.diff is not None):
+        parser.error("--output writes a Hugging Face folder; leave out --print, --meta, --diff")
     if args.recipe is not None and args.output is None and (args.print_tree or args.diff):
         parser.error(
             "--recipe opens the app with its edits (or writes them with --output); "

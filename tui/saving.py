@@ -34,6 +34,8 @@ def path_problem(text: str, folders: bool = False) -> str | None:
         return "type a path for the weights"
     path = Path(text).expanduser()
     if folders and is_folder_target(text):
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file: name a folder, or a file ending in {extensions_text()}"
         return None if path.parent.is_dir() else f"the directory {path.parent} does not exist"
     if path.is_dir():
         return f"{path} is a directory"

@@ -33,6 +33,10 @@ async def test_w_writes_a_hugging_face_folder(
         dialog.value = "missing/out"
         await pilot.press("enter")
         await wait_for_text(pilot, "the directory missing does not exist")
+        (tmp_path / "notes").write_text("mine")
+        dialog.value = "notes"
+        await pilot.press("enter")
+        await wait_for_text(pilot, "notes is a file: name a folder, or a file ending in")
         dialog.value = "out"
         await pilot.press("enter")
         await wait_for_text(pilot, "wrote")

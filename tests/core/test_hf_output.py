@@ -221,6 +221,11 @@ def test_only_folder_sources_become_folders(
         main(["alexnet", "--output", str(tmp_path / "o.pt")])
     assert exited.value.code == 2
     assert "error: --output goes with --recipe (or names a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tiny_llama_folder), "--output", str(tmp_path / "out"), "--print"])
+    assert "error: --output writes a Hugging Face folder; leave out --print" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "out").exists()
 
 
