@@ -346,6 +346,14 @@ def replay_recipe(
 ) -> SaveReport:
     """Rebuild `source`, replay the recipe, write `output` (floating tensors in `dtype`, as
     `save_edited` says) and its recipe. Nothing is written when a step fails."""
+    model, seed, edits = replayed(recipe_file, source)
+    return save_edited(model, output, source, seed, edits, dtype=dtype)
+
+
+def replayed(
+    recipe_file: str | os.PathLike[str], source: Source
+) -> tuple[nn.Module, int | None, list[Edit]]:
+    """`source` rebuilt with the recipe's edits replayed: the model, its seed and the edits."""
     recipe = read_recipe(recipe_file)
     check_same_source(recipe, source)
     if not recipe["source"].get("reproducible", True):
@@ -355,4 +363,4 @@ def replay_recipe(
     model = source.build_real(seed)
     replay(model, edits)
     apply_frozen(model, recipe["frozen"])
-    return save_edited(model, output, source, seed, edits, dtype=dtype)
+    return model, seed, edits

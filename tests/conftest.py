@@ -131,3 +131,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--slow"):
         os.environ["MODELBROWSE_SLOW_TESTS"] = "1"  # read when the fuzz modules are imported
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama (random, seed 0, tied embeddings) as `save_pretrained` writes it, with a
+    word-level tokenizer beside it: config.json, generation_config.json, model.safetensors,
+    tokenizer.json, tokenizer_config.json. Skips without transformers."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models
+
+    config = transformers.LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("hf") / "tiny-llama"
+    transformers.LlamaForCausalLM(config).save_pretrained(folder)
+    words = models.WordLevel({f"w{i}": i for i in range(128)}, unk_token="w0")
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer(words))
+    tokenizer.save_pretrained(folder)
+    return folder

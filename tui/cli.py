@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,8 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     if args.depth is not None and args.depth < 0:
         parser.error("--depth must be 0 or more")
-    if args.output is not None and args.recipe is None:
-        parser.error("--output goes with --recipe")
+    if args.output is not None and args.recipe is None and not _names_folder(args.output):
+        parser.error("--output goes with --recipe (or names a folder for a Hugging Face folder)")
+    converting = args.output is not None and args.recipe is None
+    if converting and (args.print_tree or args.meta or args.diff is not None):
+        parser.error("--output writes a Hugging Face folder; leave out --print, --meta, --diff")
     if args.recipe is not None and args.output is None and (args.print_tree or args.diff):
         parser.error(
             "--recipe opens the app with its edits (or writes them with --output); "
@@ -51,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # read before anything opens: a typo is one line at once
         example_input(args.input_shape, args.input_dtype, ())
+        args.shard_bytes = _shard_size(args.max_shard_size)
     except UsageError as exc:
         return error(str(exc))
     if args.dtype is not None:
@@ -81,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args, _options(args), _guarded)
     if args.recipe is not None and args.output is not None:
         return _replay(args)
+    if args.output is not None:
+        return _convert(args)
     if args.print_tree and args.diff is not None:
         return _print_diff(args)
     if args.print_tree:
@@ -145,6 +152,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         meta=args.meta,
         keys_only=args.keys_only,
         recipe=args.recipe if args.output is None else None,
+        max_shard_size=args.shard_bytes,
     )
 
 
@@ -242,10 +250,61 @@ def _replay(args: argparse.Namespace) -> int:
         from modelbrowse.core.recipe import replay_recipe
 
         source = _options(args).resolve()
+        if _names_folder(args.output):
+            from modelbrowse.core.saving.hf_output import replay_to_folder
+
+            output = Path(args.output).expanduser()
+            report = replay_to_folder(
+                args.recipe, source, output, max_shard_size=args.shard_bytes, dtype=args.dtype
+            )
+            print(report.summary())
+            return 0
         print(replay_recipe(args.recipe, source, args.output, dtype=args.dtype).summary())
         return 0
 
     return _guarded(args, replay)
+
+
+def _names_folder(output: str) -> bool:
+    from modelbrowse.core.saving.names import is_folder_target
+
+    return is_folder_target(output)
+
+
+def _shard_size(text: str | None) -> int | None:
+    from modelbrowse.core.errors import UsageError
+    from modelbrowse.core.saving.names import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise UsageError(f"--max-shard-size {exc}") from None
+
+
+def _convert(args: argparse.Namespace) -> int:
+    """`FOLDER --output HF_FOLDER [--arch CONFIG]`: a Hugging Face or distributed checkpoint
+    folder written as a Hugging Face folder, tensor by tensor, without the app."""
+
+    def convert() -> int:
+        import torch
+
+        from modelbrowse.core.saving.hf_output import convert_folder
+
+        options = _options(args)
+        arch = Path(args.arch).expanduser() if args.arch else None
+        if arch is not None and arch.is_dir() and (arch / "config.json").is_file():
+            options.arch = str(arch / "config.json")  # its config, not its weights
+        output = Path(args.output).expanduser()
+        dtype = None if args.dtype is None else getattr(torch, args.dtype)
+        report = convert_folder(
+            options.resolve(), output, max_shard_size=args.shard_bytes, dtype=dtype
+        )
+        print(report.summary())
+        return 0
+
+    return _guarded(args, convert)
 
 
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:

@@ -34,6 +34,7 @@ class AppOptions:
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys, from the config
     theme: str | None = None  # a Textual theme, from the config
     recipe: str | None = None  # a recipe whose edits the app applies once the weights are real
+    max_shard_size: int | None = None  # bytes, for a Hugging Face folder written by `w`
 
     @property
     def label(self) -> str:

@@ -27,6 +27,7 @@ examples:
   modelbrowse best.pth --check
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
+  modelbrowse ./dcp-step-1000 --arch ./llama/config.json --output ./llama-hf
 
 Press ? in the app for every key."""
 
@@ -151,7 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         metavar="OUT.pt",
         help="with --recipe: where the weights go (.pt, .pth or .safetensors); "
-        "OUT.recipe.json is written beside them",
+        "OUT.recipe.json is written beside them. A folder (a name without those extensions) "
+        "gets a Hugging Face model folder, from a Hugging Face or distributed checkpoint "
+        "folder; without --recipe that folder is converted as it is (a distributed "
+        "checkpoint with --arch CONFIG)",
+    )
+    parser.add_argument(
+        "--max-shard-size",
+        metavar="SIZE",
+        help="the largest safetensors shard of a Hugging Face folder written by --output or "
+        "w: 5GB (the default), 500MB, 2GiB or a number of bytes",
     )
     parser.add_argument(
         "--dtype",

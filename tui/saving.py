@@ -12,13 +12,14 @@ from textual import work
 from textual.message import Message
 
 from modelbrowse.core.errors import ModelBrowseError
-from modelbrowse.core.saving.names import doubled_extension
+from modelbrowse.core.saving.names import doubled_extension, extensions_text
 from modelbrowse.tui.base import LOADING, AppBase
 from modelbrowse.tui.inflight import save_in_flight
 from modelbrowse.tui.screens.dialogs import ConfirmDialog
 from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
+    from modelbrowse.core.saving.hf_folder import FolderReport
     from modelbrowse.core.saving.weights import SaveReport
 
 
@@ -32,14 +33,20 @@ WRITE_DTYPES: list[tuple[str, str | None]] = [
 ]
 
 
-def path_problem(text: str) -> str | None:
-    """Why `text` cannot be saved to, or None."""
+def path_problem(text: str, folders: bool = False) -> str | None:
+    """Why `text` cannot be saved to, or None; with `folders`, a folder is a Hugging Face
+    folder to write."""
+    from modelbrowse.core.saving.names import is_folder_target
     from modelbrowse.core.saving.weights import SaveError, format_for
 
     text = text.strip()
     if not text:
         return "type a path for the weights"
     path = Path(text).expanduser()
+    if folders and is_folder_target(text):
+        if path.exists() and not path.is_dir():
+            return f"{path} is a file: name a folder, or a file ending in {extensions_text()}"
+        return None if path.parent.is_dir() else f"the directory {path.parent} does not exist"
     if path.is_dir():
         return f"{path} is a directory"
     try:
@@ -75,13 +82,18 @@ class SaveActions(AppBase):
         if refusal is not None:
             self.notify(refusal, severity="warning", title="nothing written")
             return
+        folders = session.folder_refusal() is None
+        title = "write the weights (and the recipe beside them)"
+        if folders:
+            title = "write the weights: a Hugging Face folder, or a file (and the recipe)"
         dialog = PathDialog(
-            "write the weights (and the recipe beside them)",
+            title,
             session.save_name(),
-            path_problem,
+            lambda text: path_problem(text, folders),
             question=doubled_extension,
             choices=WRITE_DTYPES,
             choice_title="dtype",
+            placeholder=f"a folder, or a path ending in {extensions_text()}" if folders else "",
         )
         self.push_screen(dialog, lambda text: self._path_chosen(text, dialog.chosen))
 
@@ -97,7 +109,8 @@ class SaveActions(AppBase):
             if yes:
                 self._start_save(path, dtype)
 
-        if path.resolve() in self.session.protected_paths():
+        protected = self.session.protected_paths()
+        if path.resolve() in protected or any(p.parent == path.resolve() for p in protected):
 
             def first_answer(yes: bool | None) -> None:
                 if yes:  # a second, explicit question for the file the model came from
@@ -147,13 +160,17 @@ class SaveActions(AppBase):
             return
         tell(self._saved, report)
 
-    def _saved(self, report: SaveReport) -> None:
+    def _saved(self, report: SaveReport | FolderReport) -> None:
         from modelbrowse.core.recipe import recipe_path_for
+        from modelbrowse.core.saving.hf_folder import FolderReport
+        from modelbrowse.core.saving.hf_output import RECIPE_NAME
 
         self.session.saved(report)
         self.refresh_bindings()
         self._refresh_header()
         recipe = recipe_path_for(report.path).name
+        if isinstance(report, FolderReport):  # the recipe is inside the folder
+            recipe = f"{RECIPE_NAME} in it"
         self._status(f"{report.summary()} · and {recipe}", "green")
 
     def _save_failed(self, message: str) -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
+
+from modelbrowse.core.errors import UsageError
 
 # The extension decides the format: torch.save's zip for all but `.safetensors`.
 FORMATS = {".pt": "pt", ".pth": "pt", ".bin": "pt", ".ckpt": "pt", ".safetensors": "safetensors"}
 FORMAT_WORDS = {"pt": "a torch.save zip", "safetensors": "safetensors"}
+# Size units as transformers reads `max_shard_size`: GB decimal, GiB binary.
+_UNITS: dict[str, int] = {"": 1, "b": 1} | {
+    f"{letter}{unit}": (1024 if unit == "ib" else 1000) ** power
+    for power, letter in enumerate("kmgt", 1)
+    for unit in ("", "b", "ib")
+}
 
 
 def extensions_text() -> str:
@@ -46,3 +56,32 @@ def default_save_name(source_spec: str, kind: str = "") -> str:
         name = Path(source_spec).parent.name or "model"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.lower())
     return f"{safe or 'model'}-edited.pt"
+
+
+def is_folder_target(path: str | os.PathLike[str]) -> bool:
+    """Whether a save to `path` writes a folder (a Hugging Face model folder): it is one
+    already, or its name ends in `/` or in no weights extension."""
+    text = os.fspath(path)
+    found = Path(text).expanduser()
+    return found.is_dir() or text.endswith("/") or found.suffix.lower() not in FORMATS
+
+
+def default_folder_name(source_spec: str) -> str:
+    """`runs/llama` (a folder, or a file in it) -> `runs/llama-edited`, a folder beside it."""
+    path = Path(source_spec).expanduser()
+    folder = path if path.is_dir() or not path.suffix else path.parent
+    return str(folder.with_name(f"{folder.name or 'model'}-edited"))
+
+
+def parse_size(text: str) -> int:
+    """`5GB`, `500MB`, `2GiB`, `1000000` -> bytes; a UsageError for anything else."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise UsageError(
+            f"{text!r} is not a size: use a number of bytes or one like 500MB, 5GB or 2GiB"
+        )
+    size = math.floor(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise UsageError(f"{text!r} is not a size: it must be at least one byte")
+    return size

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelbrowse.core.saving.names import default_save_name
+from modelbrowse.core.saving.names import default_folder_name, default_save_name, is_folder_target
 from modelbrowse.core.session.keeping import keep_unsaved
 from modelbrowse.core.session.opening import (
     EAGER_MATERIALISE_LIMIT,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from modelbrowse.core.edits.history import EditHistory
     from modelbrowse.core.edits.shape_check import ShapeCheck
     from modelbrowse.core.index import NodeIndex
+    from modelbrowse.core.saving.hf_folder import FolderReport
     from modelbrowse.core.saving.weights import SaveReport
     from modelbrowse.core.selectors import Selection
     from modelbrowse.core.session.plans import Build
@@ -361,9 +362,19 @@ class Session:
     # --- saving --------------------------------------------------------------------------------
 
     def save_name(self) -> str:
-        """Where `w` suggests writing: the last save, else a name after the source."""
+        """Where `w` suggests writing: the last save, else a name after the source (a folder
+        beside a Hugging Face or distributed checkpoint folder)."""
         assert self.source is not None
+        if self.last_save_path is None and self.folder_refusal() is None:
+            return default_folder_name(self.source.spec)
         return self.last_save_path or default_save_name(self.source.spec, self.source.kind)
+
+    def folder_refusal(self) -> str | None:
+        """Why `w` cannot write a Hugging Face folder, or None."""
+        from modelbrowse.core.saving.hf_output import folder_refusal
+
+        assert self.source is not None
+        return folder_refusal(self.source)
 
     def protected_paths(self) -> set[Path]:
         """Files the model was opened from: overwriting them takes a second confirmation."""
@@ -378,7 +389,7 @@ class Session:
 
     def save(
         self, path: Path, progress: Callable[[float], None], dtype: str | None = None
-    ) -> SaveReport:
+    ) -> SaveReport | FolderReport:
         """Write the weights and the recipe beside them (in a worker), floating tensors in
         `dtype` where one is given; raises `ModelBrowseError`, the edits kept."""
         from modelbrowse.core.recipe import save_edited
@@ -386,9 +397,23 @@ class Session:
         assert self.history is not None and self.source is not None
         edits = list(self.history.done)
         model, source, seed = self.history.model, self.source, self.init_seed
+        if is_folder_target(path):
+            from modelbrowse.core.saving.hf_output import save_model_folder
+
+            shard = getattr(self.request, "max_shard_size", None)
+            return save_model_folder(
+                model,
+                path,
+                source,
+                seed,
+                edits,
+                max_shard_size=shard,
+                progress=progress,
+                dtype=dtype,
+            )
         return save_edited(model, path, source, seed, edits, progress=progress, dtype=dtype)
 
-    def saved(self, report: SaveReport) -> None:
+    def saved(self, report: SaveReport | FolderReport) -> None:
         self.saving = False
         assert self.history is not None
         self.history.mark_saved()
