@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import pytest
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from modelbrowse.core.edits.modules import Replace
@@ -306,3 +307,23 @@ def test_the_config_follows_the_written_dtype() -> None:
     bare = {"model_type": "llama"}
     assert updated_config(bare, None, torch.float32) is None
     assert updated_config(bare, None, torch.float16) == {**bare, "torch_dtype": "float16"}
+
+
+def test_a_folder_written_in_bf16_keeps_what_a_cast_edit_decided(
+    tiny_llama_folder: Path, tmp_path: Path
+) -> None:
+    from modelbrowse.core.edits.cast import Cast
+
+    session = session_on(str(tiny_llama_folder))
+    session.apply(Cast("model.norm", "float16"))
+    out = tmp_path / "bf16"
+    session.saved(session.save(out, lambda _: None, "bfloat16"))
+    config = json.loads((out / "config.json").read_text())
+    assert config.get("torch_dtype", config.get("dtype")) == "bfloat16"
+    load(out)  # transformers loads it without a word
+    with safe_open(out / "model.safetensors", "pt") as file:
+        dtypes = {key: file.get_slice(key).get_dtype() for key in file.keys()}  # noqa: SIM118
+    assert dtypes.pop("model.norm.weight") == "F16"  # the cast edit's, not --dtype's
+    assert set(dtypes.values()) == {"BF16"}
+    recipe = json.loads((out / RECIPE_NAME).read_text())
+    assert [e["op"] for e in recipe["edits"]] == ["cast", "cast"]
