@@ -109,29 +109,20 @@ def image_input(path: Path, weights: str | None, example: ExampleInput | None) -
 
 
 def decode_image(path: Path, gray: bool = False) -> torch.Tensor:
-    """An image file as uint8 (C, H, W): by torchvision.io (JPEG, PNG, GIF, WebP), else by
-    Pillow (BMP, TIFF, PPM); one line when neither reads it."""
+    """An image file (any format Pillow reads: PNG, JPEG, BMP, GIF, WebP, TIFF, PPM) as uint8
+    (C, H, W); one line when it cannot be read. Pillow refuses decompression bombs."""
     if not path.is_file():
         raise ProbeError(f"--input {path}: no such file")
-    from torchvision.io import ImageReadMode
-    from torchvision.io import decode_image as decode
+    from PIL import Image
 
-    mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
     try:
-        decoded: torch.Tensor = decode(str(path), mode=mode)
-        return decoded
-    except (RuntimeError, ValueError):
-        pass
-    try:
-        from PIL import Image
-
         with Image.open(path) as opened:
             picture = opened.convert("L" if gray else "RGB")
-            data = torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8)
-            return data.reshape(picture.height, picture.width, -1).permute(2, 0, 1).contiguous()
-    except (ImportError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ProbeError(f"--input {path}: cannot read the image ({reason})") from exc
+    data = torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8)
+    return data.reshape(picture.height, picture.width, -1).permute(2, 0, 1).contiguous()
 
 
 def probe_target(path: Path) -> torch.Tensor:
@@ -152,21 +143,24 @@ def read_tensors(path: Path, flag: str) -> ProbeInputs:
 
     if not path.is_file():
         raise ProbeError(f"{flag} {path}: no such file")
+    expected = "a .safetensors or a .pt file of tensors"
+    if flag == "--input":
+        expected = f"an image ({', '.join(IMAGE_SUFFIXES)}) or {expected}"
     try:
         kind = sniff(path)
+    except ReadError:
+        kind = None
+    if kind not in (FileKind.SAFETENSORS, FileKind.TORCH_ZIP, FileKind.TORCH_LEGACY):
+        raise ProbeError(f"{flag} {path}: expected {expected}")
+    try:
         if kind is FileKind.SAFETENSORS:
             from modelbrowse.core.sources.safetensors_files import open_safetensors
 
             value: Any = open_safetensors([path], "cpu").tensors
-        elif kind in (FileKind.TORCH_ZIP, FileKind.TORCH_LEGACY):
+        else:
             from modelbrowse.core.sources.files import read_torch
 
             value = _mapped(read_torch(path, kind).value, f"{flag} {path}")
-        else:
-            raise ProbeError(
-                f"{flag} {path}: expected an image ({', '.join(IMAGE_SUFFIXES)}), "
-                "a .safetensors or a .pt file"
-            )
     except ReadError as exc:
         raise ProbeError(f"{flag} {path}: {exc}") from exc
     return _arranged(value, f"{flag} {path}")

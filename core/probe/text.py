@@ -144,8 +144,7 @@ def probe_table(result: ProbeResult, depth: int | None = None) -> str:
     mode = "train mode" if result.train else "eval mode"
     passes = "forward and backward" if result.backward else "forward only"
     title = (
-        f"probe: input {result.inputs}, {mode}, {passes}: "
-        f"{ran} of {total} modules gave a tensor, {result.seconds:.2f} s"
+        f"probe: input {result.inputs}, {mode}, {passes}: {ran} of {total} modules gave a tensor"
     )
     lines = [title, ""]
     lines += _aligned(output_rows(result, depth), {2, 4, 5, 6, 7, 8, 9})
