@@ -129,10 +129,11 @@ def grad_lines(result: ProbeResult) -> list[str]:
         lines.append("every trainable parameter got a gradient")
         return lines
     lines.append(f"no gradient: {len(result.no_grad)} trainable parameter(s)")
+    width = max(len(printable(name)) for name in result.no_grad)
     for name in result.no_grad:
         module = result.module_of(name)
         where = printable(module) if module else "(root)"
-        lines.append(f"  {printable(name)}  (module {where}: {result.class_of(module)})")
+        lines.append(f"  {printable(name):<{width}}  (module {where}: {result.class_of(module)})")
     return lines
 
 
