@@ -21,6 +21,7 @@ COLUMNS = (
     "NaN/Inf",
 )
 NOT_RUN = "not run"
+CONTAINER = "(a container: no forward)"
 
 
 def number(value: float) -> str:
@@ -68,7 +69,8 @@ def output_rows(result: ProbeResult, depth: int | None = None) -> list[list[str]
         label = "  " * _depth(path) + (printable(path) if path else "(root)")
         stats = result.outputs.get(path)
         if stats is None:
-            rows.append([label, kind, "", NOT_RUN, "", "", "", "", "", ""])
+            what = CONTAINER if path in result.containers else NOT_RUN
+            rows.append([label, kind, "", what, "", "", "", "", "", ""])
             continue
         rows.append(
             [

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.probe import ProbeCancelled, ProbeError, run_probe
+from modelbrowse.core.probe import ProbeCancelled, ProbeError, probe_table, run_probe
 from modelbrowse.core.probe.tensor_stats import tensor_stats
 from tests.fixtures.models import NanInThird, SharedNet, UnusedBranch
 
@@ -199,3 +199,25 @@ def test_a_model_without_a_forward_or_on_meta_is_one_line() -> None:
         run_probe(meta, [torch.randn(1, 2)])
     with pytest.raises(ProbeError, match=r"the forward failed for input 1,3 \(float32\): "):
         run_probe(nn.Linear(2, 2), [torch.randn(1, 3)])
+
+
+def test_a_list_of_layers_is_a_container_and_train_mode_repeats() -> None:
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(4, 4), nn.Dropout(0.5)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    model, x = Stack(), torch.randn(8, 4)
+    state = torch.random.get_rng_state()
+    first = run_probe(model, [x], train=True)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's draws are untouched
+    assert run_probe(model, [x], train=True).outputs == first.outputs
+    assert first.containers == frozenset({"layers"}) and "layers" not in first.outputs
+    row = next(line for line in probe_table(first).splitlines() if line.startswith("  layers "))
+    assert row.split()[:2] == ["layers", "ModuleList"]
+    assert row.endswith("(a container: no forward)")
