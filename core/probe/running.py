@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -16,7 +18,12 @@ from torch import nn
 
 from modelbrowse.core.probe.grads import loss_of, take_grads
 from modelbrowse.core.probe.result import OutputStats, ProbeCancelled, ProbeError, ProbeResult
-from modelbrowse.core.probe.tensor_stats import RELU_FAMILY, channel_dim, tensor_stats
+from modelbrowse.core.probe.tensor_stats import (
+    RELU_FAMILY,
+    channel_dim,
+    dead_share,
+    tensor_stats,
+)
 
 Inputs = Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 Progress = Callable[[int, int], None]
@@ -64,6 +71,7 @@ class _Recorder:
         self.first_bad_inputs: tuple[OutputStats, ...] = ()
         self.pending_inputs: dict[nn.Module, tuple[OutputStats, ...]] = {}
         self.done: set[nn.Module] = set()
+        self.seen = _Seen()
 
     def attach(self) -> list[torch.utils.hooks.RemovableHandle]:
         handles = []
@@ -114,7 +122,7 @@ class _Recorder:
         dead_dim = None
         if isinstance(module, RELU_FAMILY):
             dead_dim = channel_dim(tensor.ndim, self.previous)
-        stats = tensor_stats(tensor, order, dead_dim)
+        stats = self.seen.stats_of(tensor, order, dead_dim)
         if stats.bad and self.first_bad is None:
             self.first_bad = module
             self.first_bad_inputs = (
@@ -140,9 +148,34 @@ class _Recorder:
         return found
 
 
-def _with_calls(stats: OutputStats, calls: int) -> OutputStats:
-    from dataclasses import replace
+class _Seen:
+    """The statistics of the last few output tensors, by identity: a block returns its last
+    layer's output object, and a container its last child's, so their statistics are computed
+    once. Weak references: a tensor seen here is not kept alive; and a tensor changed in place
+    since (its version moved) is computed again."""
 
+    SIZE = 8
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[weakref.ref[torch.Tensor], int, OutputStats]] = []
+
+    def stats_of(self, tensor: torch.Tensor, order: int, dead_dim: int | None) -> OutputStats:
+        try:
+            version = tensor._version
+        except RuntimeError:  # an inference tensor has no version: nothing to compare
+            return tensor_stats(tensor, order, dead_dim)
+        for ref, seen_version, stats in self.entries:
+            if ref() is tensor and seen_version == version:
+                dead = None
+                if dead_dim is not None:
+                    dead = dead_share(tensor.detach(), dead_dim, clean=not stats.bad)
+                return replace(stats, order=order, dead=dead)
+        stats = tensor_stats(tensor, order, dead_dim)
+        self.entries = [*self.entries[-(self.SIZE - 1) :], (weakref.ref(tensor), version, stats)]
+        return stats
+
+
+def _with_calls(stats: OutputStats, calls: int) -> OutputStats:
     return replace(stats, calls=calls)
 
 

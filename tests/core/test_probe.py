@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
+from dataclasses import replace
 
 import pytest
 import torch
@@ -44,6 +45,8 @@ def test_alexnet_shapes_order_and_dead_units(alexnet: nn.Module) -> None:
     assert out["features.1"].dead == 0.0
     assert 0.3 < out["classifier.2"].dead < 0.6  # type: ignore[operator]
     assert all(out[p].dead is None for p in ("features.0", "features.2", "classifier.1", ""))
+    # A container's output is its last layer's tensor: the same numbers, its own order.
+    assert replace(out["features"], order=0) == replace(out["features.12"], order=0)
     # The inplace ReLU overwrote features.0's output after its hook took the statistics.
     assert out["features.0"].zeros == 0.0 and out["features.0"].mean < out["features.1"].mean
     assert result.first_bad is None and result.first_bad_inputs == ()
