@@ -324,7 +324,7 @@ def run_probe(
 
 def _seed(device: torch.device) -> None:
     """Seed 0 for the CPU and the model's GPU (only these: the others' states were not saved)."""
-    torch.random.default_generator.manual_seed(0)
+    torch.default_generator.manual_seed(0)
     if device.type == "cuda":
         with torch.cuda.device(device):
             torch.cuda.manual_seed(0)
