@@ -122,3 +122,22 @@ def test_bad_input_files_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pa
     assert capsys.readouterr().err == (
         f"modelbrowse: error: --target {notes}: expected a .safetensors or a .pt file of tensors\n"
     )
+
+
+def test_a_language_model_gets_token_ids(
+    capsys: pytest.CaptureFixture[str], bert_folder: Path
+) -> None:
+    command = [str(bert_folder), "--print", "--probe", "--input-shape", "2,16", "--depth", "1"]
+    assert main([*command, "--backward"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("probe: input 2,16 (int64), eval mode, forward and backward: ")
+    rows = {line.split()[0]: line.split() for line in out[3:7]}
+    # A ModelOutput is described by its first tensor: the last hidden state.
+    assert rows["(root)"][:4] == ["(root)", "BertModel", "0", "2x16x32"]
+    assert rows["pooler"][3] == "2x32"
+    # The loss is the sum of that first tensor: the pooler, beside it, gets no gradient.
+    assert out[-3:] == [
+        "no gradient: 2 trainable parameter(s)",
+        "  pooler.dense.weight  (module pooler.dense: Linear)",
+        "  pooler.dense.bias    (module pooler.dense: Linear)",
+    ]
