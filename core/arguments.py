@@ -1,4 +1,4 @@
-"""Command-line values (`--kw`, `--input-shape`), parsed without importing torch."""
+"""Command-line values (`--kw`, `--input-shape`, `--dtype`), parsed without importing torch."""
 
 from __future__ import annotations
 
@@ -117,3 +117,24 @@ def describe_input(shapes: InputShape, dtypes: tuple[str, ...] | None = None) ->
         dtype = dtypes[i] if dtypes is not None and i < len(dtypes) else "float32"
         parts.append(text if dtype == "float32" else f"{text} ({dtype})")
     return "; ".join(parts)
+
+
+# `--dtype` and the write dialog's words, to torch's names for the dtypes a write can cast to.
+WRITE_DTYPES: dict[str, str] = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+}
+
+
+def parse_dtype(text: str, flag: str = "--dtype") -> str:
+    """`bf16` -> `bfloat16`: torch's name for a floating dtype to write in, or a UsageError."""
+    name = WRITE_DTYPES.get(text.strip().lower())
+    if name is None:
+        raise UsageError(f"{flag} expects bf16, fp16 or fp32, got {text.strip()!r}")
+    return name

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from modelbrowse.core.edits.base import Edit
+from modelbrowse.core.edits.cast import write_cast
 from modelbrowse.core.edits.freezing import SetTrainable
 from modelbrowse.core.edits.registry import EDIT_TYPES
 from modelbrowse.core.edits.reinit import Reinit
@@ -132,17 +133,26 @@ def save_edited(
     edits: list[Edit],
     *,
     progress: Callable[[float], None] | None = None,
+    dtype: str | None = None,
 ) -> SaveReport:
     """Write the weights and the recipe beside them as one transaction: both are written,
-    synced and (the weights) verified before either replaces anything."""
+    synced and (the weights) verified before either replaces anything.
+
+    `dtype` (`bfloat16`, `float16`, `float32`) casts the floating tensors on the way, except
+    those under a cast edit's path (it decided them); the recipe records it as a last cast."""
     if source.write_refusal is not None:
         raise RecipeError(source.write_refusal)
     path = Path(path).expanduser()
     format_for(path)
     recipe_path = recipe_path_for(path)
     start = time.perf_counter()
+    dtypes = None
+    if dtype is not None:
+        cast = write_cast(dtype, [record for edit in edits for record in edit.records()])
+        dtypes = cast.plan(model)
+        edits = [*edits, cast] if dtypes else edits
     with Transaction(path, recipe_path) as save:
-        report = stage_weights(save, model, path, progress=progress)
+        report = stage_weights(save, model, path, progress=progress, dtypes=dtypes)
         text = recipe_text(build_recipe(source, init_seed, edits, model, report))
 
         def write(tmp: Path) -> None:
@@ -328,10 +338,14 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, assign: bo
 
 
 def replay_recipe(
-    recipe_file: str | os.PathLike[str], source: Source, output: str | os.PathLike[str]
+    recipe_file: str | os.PathLike[str],
+    source: Source,
+    output: str | os.PathLike[str],
+    *,
+    dtype: str | None = None,
 ) -> SaveReport:
-    """Rebuild `source`, replay the recipe, write `output` and its recipe. Nothing is written
-    when a step fails."""
+    """Rebuild `source`, replay the recipe, write `output` (floating tensors in `dtype`, as
+    `save_edited` says) and its recipe. Nothing is written when a step fails."""
     recipe = read_recipe(recipe_file)
     check_same_source(recipe, source)
     if not recipe["source"].get("reproducible", True):
@@ -341,4 +355,4 @@ def replay_recipe(
     model = source.build_real(seed)
     replay(model, edits)
     apply_frozen(model, recipe["frozen"])
-    return save_edited(model, output, source, seed, edits)
+    return save_edited(model, output, source, seed, edits, dtype=dtype)

@@ -98,6 +98,16 @@ CODE = _text(MAX_CODE)
 SEED = _integer(-SEED_BOUND, SEED_BOUND)
 COUNT = _integer(0, 2**63)
 
+CAST_DTYPES = ("bfloat16", "float16", "float32")
+
+
+def _cast_dtype(value: Any, field: str) -> str:
+    if value not in CAST_DTYPES:
+        shown = _quote(value) if isinstance(value, str) else _kind(value)
+        raise SchemaError(f"'{field}' is {shown}, not one of {', '.join(CAST_DTYPES)}")
+    return str(value)
+
+
 # Each op's arguments: name -> (check, required). `path` is required everywhere.
 EDIT_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
     "set_trainable": {"trainable": (_boolean, True), "norm_stats": (_boolean, False)},
@@ -111,6 +121,11 @@ EDIT_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
     },
     "add_module": {"name": (NAME, True), "spec": (CODE, True), "seed": (SEED, False)},
     "delete_keys": {},
+    "cast": {
+        "dtype": (_cast_dtype, True),
+        "keep": (_list_of(NAME, MAX_FROZEN), False),
+        "leave": (_list_of(NAME, MAX_FROZEN), False),
+    },
     "transplant": {
         "source": (NAME, True),
         "sha256": (_text(64), True),

@@ -23,6 +23,7 @@ from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.session import Session
 from modelbrowse.tui.base import LOADING
 from modelbrowse.tui.building import BuildActions
+from modelbrowse.tui.casting import CastActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.inserting import InsertActions
@@ -67,7 +68,7 @@ STACK_MIN_HEIGHT = 20
 PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
 PROMPT_ACTIONS |= {"transplant"}
 CHANGING_ACTIONS = frozenset(
-    {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
+    {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save", "cast"}
 )
 CHANGING_ACTIONS |= {"transplant"}
 
@@ -85,6 +86,7 @@ class ModelBrowseApp(
     PromptActions,
     LoadActions,
     FreezeActions,
+    CastActions,
     InsertActions,
     TransplantActions,
     BuildActions,
@@ -121,6 +123,7 @@ class ModelBrowseApp(
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
+        Binding("c", "cast", "Cast", show=False, id="cast"),
         Binding("T", "transplant", "Transplant", show=False, priority=True, id="transplant"),
     ]
 

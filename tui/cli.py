@@ -53,6 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         example_input(args.input_shape, args.input_dtype, ())
     except UsageError as exc:
         return error(str(exc))
+    if args.dtype is not None:
+        if args.output is None:
+            parser.error("--dtype goes with --output (in the app, w chooses the dtype)")
+        from modelbrowse.core.arguments import parse_dtype
+
+        try:
+            args.dtype = parse_dtype(args.dtype)
+        except UsageError as exc:
+            return error(str(exc))
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"
@@ -242,7 +251,7 @@ def _replay(args: argparse.Namespace) -> int:
         from modelbrowse.core.recipe import replay_recipe
 
         source = _options(args).resolve()
-        print(replay_recipe(args.recipe, source, args.output).summary())
+        print(replay_recipe(args.recipe, source, args.output, dtype=args.dtype).summary())
         return 0
 
     return _guarded(args, replay)

@@ -26,6 +26,7 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "copy_targets": ("Copy target_modules", "the selection as a PEFT target_modules list"),
     "freeze": ("Freeze or unfreeze", "requires_grad off (or on) under the cursor"),
     "reinit": ("Re-initialise", "new values for the module or tensor under the cursor"),
+    "cast": ("Cast", "bf16, fp16 or fp32 under the cursor, norms and biases kept in float32"),
     "replace": ("Replace", "put a torch.nn module of your spec in the cursor's place"),
     "delete": ("Delete", "nn.Identity() in the module's place, or drop a checkpoint key"),
     "insert": ("Insert", "a module after or before the cursor's, or inside it by name"),

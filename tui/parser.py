@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT.recipe.json is written beside them",
     )
     parser.add_argument(
+        "--dtype",
+        metavar="DTYPE",
+        help="with --output: write the floating tensors in bf16, fp16 or fp32 (those under a "
+        "cast edit's path keep the dtype it gave them); recorded in the recipe",
+    )
+    parser.add_argument(
         "--diff",
         metavar="OTHER",
         help="compare SOURCE with OTHER key by key (a fine-tuned checkpoint against its base); "

@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from modelbrowse.core.saving.weights import SaveReport
 
 
+# The write dialog's dtype line: floating tensors as they are, or cast on the way (those under
+# a cast edit's path keep the dtype it gave them).
+WRITE_DTYPES: list[tuple[str, str | None]] = [
+    ("as is", None),
+    ("bf16", "bfloat16"),
+    ("fp16", "float16"),
+    ("fp32", "float32"),
+]
+
+
 def path_problem(text: str) -> str | None:
     """Why `text` cannot be saved to, or None."""
     from modelbrowse.core.saving.weights import SaveError, format_for
@@ -65,27 +75,27 @@ class SaveActions(AppBase):
         if refusal is not None:
             self.notify(refusal, severity="warning", title="nothing written")
             return
-        self.push_screen(
-            PathDialog(
-                "write the weights (and the recipe beside them)",
-                session.save_name(),
-                path_problem,
-                question=doubled_extension,
-            ),
-            self._path_chosen,
+        dialog = PathDialog(
+            "write the weights (and the recipe beside them)",
+            session.save_name(),
+            path_problem,
+            question=doubled_extension,
+            choices=WRITE_DTYPES,
+            choice_title="dtype",
         )
+        self.push_screen(dialog, lambda text: self._path_chosen(text, dialog.chosen))
 
-    def _path_chosen(self, text: str | None) -> None:
+    def _path_chosen(self, text: str | None, dtype: str | None = None) -> None:
         if text is None:
             return
         path = Path(text).expanduser()
         if not path.exists():
-            self._start_save(path)
+            self._start_save(path, dtype)
             return
 
         def then_save(yes: bool | None) -> None:
             if yes:
-                self._start_save(path)
+                self._start_save(path, dtype)
 
         if path.resolve() in self.session.protected_paths():
 
@@ -99,21 +109,21 @@ class SaveActions(AppBase):
             return
         self.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?", y_only=True), then_save)
 
-    def _start_save(self, path: Path) -> None:
+    def _start_save(self, path: Path, dtype: str | None = None) -> None:
         if self.session.history is None:
             waiting = "initialising weights: the save starts when they are ready"
-            self._when_real(lambda: self._start_save(path), waiting)
+            self._when_real(lambda: self._start_save(path, dtype), waiting)
             return
         self.session.begin_save()
         self.refresh_bindings()
-        self._status(f"writing {path}…")
-        self._save_worker(path)
+        self._status(f"writing {path}{f' in {dtype}' if dtype else ''}…")
+        self._save_worker(path, dtype)
 
     def on_save_news(self, news: SaveNews) -> None:
         news.callback(*news.args)
 
     @work(thread=True, exclusive=True, group="save")
-    def _save_worker(self, path: Path) -> None:
+    def _save_worker(self, path: Path, dtype: str | None = None) -> None:
         shown = [-1]
 
         def tell(callback: Callable[..., None], *args: object) -> None:
@@ -128,7 +138,7 @@ class SaveActions(AppBase):
 
         try:
             with save_in_flight(str(path)):
-                report = self.session.save(path, progress)
+                report = self.session.save(path, progress, dtype)
         except ModelBrowseError as exc:
             tell(self._save_failed, str(exc))
             return

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +146,25 @@ def save_weights(
     return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 
+def cast_state(
+    state: dict[str, torch.Tensor], dtypes: Mapping[str, torch.dtype]
+) -> dict[str, torch.Tensor]:
+    """`state` with the keys in `dtypes` cast to theirs; a tensor stored under several keys
+    is cast once, so that the copies stay one tensor in the file."""
+    done: dict[tuple[Any, ...], torch.Tensor] = {}
+    cast: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        target = dtypes.get(key)
+        if target is None or tensor.dtype == target:
+            cast[key] = tensor
+            continue
+        ident = (*_storage_key(tensor), target)
+        if ident not in done:
+            done[ident] = tensor.detach().to(target)
+        cast[key] = done[ident]
+    return cast
+
+
 def stage_weights(
     save: Transaction,
     model: nn.Module,
@@ -153,12 +172,16 @@ def stage_weights(
     *,
     verify: bool = True,
     progress: Progress | None = None,
+    dtypes: Mapping[str, torch.dtype] | None = None,
 ) -> SaveReport:
-    """Write, sync, hash and verify the weights as the first file of `save`; nothing replaced."""
+    """Write, sync, hash and verify the weights as the first file of `save`; nothing replaced.
+    `dtypes`: keys written in another dtype than the model's (a write's `--dtype`)."""
     fmt = format_for(path)
     start = time.perf_counter()
     state = state_of(model)
     check_files_hold(state)  # a mapped file truncated under the model: an error, not SIGBUS
+    if dtypes:
+        state = cast_state(state, dtypes)
     if fmt == "safetensors":
         refuse_expanded(state, path.name)
     total = sum(t.numel() * t.element_size() for t in state.values())

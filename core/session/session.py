@@ -376,15 +376,17 @@ class Session:
     def save_failed(self) -> None:
         self.saving = False
 
-    def save(self, path: Path, progress: Callable[[float], None]) -> SaveReport:
-        """Write the weights and the recipe beside them (in a worker); raises
-        `ModelBrowseError`, the edits kept."""
+    def save(
+        self, path: Path, progress: Callable[[float], None], dtype: str | None = None
+    ) -> SaveReport:
+        """Write the weights and the recipe beside them (in a worker), floating tensors in
+        `dtype` where one is given; raises `ModelBrowseError`, the edits kept."""
         from modelbrowse.core.recipe import save_edited
 
         assert self.history is not None and self.source is not None
         edits = list(self.history.done)
         model, source, seed = self.history.model, self.source, self.init_seed
-        return save_edited(model, path, source, seed, edits, progress=progress)
+        return save_edited(model, path, source, seed, edits, progress=progress, dtype=dtype)
 
     def saved(self, report: SaveReport) -> None:
         self.saving = False

@@ -42,6 +42,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "BatchNorm inside, asks about running statistics",
     ),
     (("reinit",), "", "re-initialise: choose a scheme and a seed"),
+    (
+        ("cast",),
+        "",
+        "cast the subtree to bf16, fp16 or fp32 (↑ ↓ in the dialog); norms, biases and "
+        "computed buffers stay in float32 (the list is shown and can be edited)",
+    ),
     (("replace",), "", "replace the module: edit its constructor call, e.g. nn.Linear(4096, 10)"),
     (("delete",), "", "delete the module (puts nn.Identity() in its place)"),
     (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -38,9 +38,16 @@ class PathInput(Input):
 
 class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
     """One input for a file path. The whole path starts selected, so that what is typed
-    replaces it; `check` refuses a path, `question` asks about one: enter again writes it."""
+    replaces it; `check` refuses a path, `question` asks about one: enter again writes it.
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    With `choices` (label, value), a line below the path offers them, ↑ ↓ choosing (the
+    write's dtype); the first is the default and `chosen` the value when it closes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("up", "choose(-1)", "Choose", show=False),
+        Binding("down", "choose(1)", "Choose", show=False),
+    ]
 
     def __init__(
         self,
@@ -49,6 +56,8 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         check: PathCheck,
         question: PathCheck | None = None,
         hint: str = "",
+        choices: Sequence[tuple[str, str | None]] = (),
+        choice_title: str = "",
         placeholder: str = "",
     ) -> None:
         super().__init__()
@@ -57,8 +66,16 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         self.check = check
         self.question = question
         self.hint = hint
+        self.choices = list(choices)
+        self.choice_title = choice_title
+        self.choice = 0
         self.placeholder = placeholder or f"a path ending in {extensions_text()}"
         self._asked = ""  # the path whose question was shown: enter again on it goes on
+
+    @property
+    def chosen(self) -> str | None:
+        """The value of the choice shown (None without choices)."""
+        return self.choices[self.choice][1] if self.choices else None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -70,10 +87,12 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
                 placeholder=self.placeholder,
                 select_on_focus=False,
             )
+            if self.choices:
+                yield Static(self._choices_text(), id="path-choices")
             yield Static("", id="dialog-error")
-            yield Static(
-                Text(self.hint or "enter saves · escape cancels", style="dim"), id="dialog-hint"
-            )
+            default = "↑ ↓ " + self.choice_title + " · " if self.choices else ""
+            default += "enter saves · escape cancels"
+            yield Static(Text(self.hint or default, style="dim"), id="dialog-hint")
 
     def on_mount(self) -> None:
         field = self.query_one(Input)
@@ -97,6 +116,19 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
             self._say(f"{question} · enter again writes it so", "bold yellow")
             return
         self.dismiss(text)
+
+    def action_choose(self, step: int) -> None:
+        if self.choices:
+            self.choice = (self.choice + step) % len(self.choices)
+            self.query_one("#path-choices", Static).update(self._choices_text())
+
+    def _choices_text(self) -> Text:
+        text = Text(f"{self.choice_title}: ")
+        for number, (label, _) in enumerate(self.choices):
+            chosen = number == self.choice
+            text.append("  " if number else "")
+            text.append(f"{'●' if chosen else '○'} {label}", style="bold" if chosen else "")
+        return text
 
     def _say(self, message: str, style: str) -> None:
         self.query_one("#dialog-error", Static).update(Text(message, style=style))
