@@ -63,12 +63,13 @@ def frozen_changes(
         if key not in checked.shapes or key not in reference.shapes:
             absent.append(key)
             continue
-        diff = compare_tensors(key, reference.values(key), checked.values(key))
+        before, after = reference.values(key), checked.values(key)
+        diff = compare_tensors(key, before, after)
         if diff.change is Change.EQUAL:
             continue
         numbers: dict[str, object] = {"against": reference_label}
         if diff.change is Change.SHAPE:
-            numbers["shapes"] = diff.detail
+            numbers["shapes"] = [list(before.shape), list(after.shape)]
             said = f"shape {diff.detail}"
         else:
             numbers["max_abs_diff"] = diff.max_abs
