@@ -25,6 +25,7 @@ from modelbrowse.tui.base import LOADING
 from modelbrowse.tui.building import BuildActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
+from modelbrowse.tui.health_check import HealthCheckActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
@@ -70,7 +71,7 @@ CHANGING_ACTIONS = frozenset(
 
 
 # What waits for the full open while the tree read before torch is shown.
-WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
+WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets", "check"}
 
 
 class ModelBrowseApp(
@@ -85,6 +86,7 @@ class ModelBrowseApp(
     InsertActions,
     BuildActions,
     SaveActions,
+    HealthCheckActions,
 ):
     """Browse a model: tree on the left, details on the right. The state is the session's
     (`core/session/`); the parts map keys and workers to its calls."""
@@ -113,6 +115,7 @@ class ModelBrowseApp(
         Binding("L", "edit_log", "Log", id="edit_log"),
         Binding("w", "save", "Write", priority=True, id="save"),
         Binding("s", "summary", "Summary", show=False, id="summary"),
+        Binding("C", "check", "Check", show=False, id="check"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
