@@ -111,6 +111,12 @@ EDIT_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
     },
     "add_module": {"name": (NAME, True), "spec": (CODE, True), "seed": (SEED, False)},
     "delete_keys": {},
+    "transplant": {
+        "source": (NAME, True),
+        "sha256": (_text(64), True),
+        "source_prefix": (NAME, False),
+        "target_prefix": (NAME, False),
+    },
 }
 
 CHECKPOINT_FIELDS: dict[str, tuple[Check, bool]] = {

@@ -36,6 +36,7 @@ from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
 from modelbrowse.tui.signals import SignalHandling
+from modelbrowse.tui.transplanting import TransplantActions
 from modelbrowse.widgets.detail_pane import DetailPane
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.key_footer import KeyFooter
@@ -65,9 +66,11 @@ STACK_MIN_HEIGHT = 20
 # Keys that open an input take priority, so that it is open before the keys typed after them
 # arrive (else those go to the tree); inside an input they are text.
 PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
+PROMPT_ACTIONS |= {"transplant"}
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
+CHANGING_ACTIONS |= {"transplant"}
 
 
 # What waits for the full open while the tree read before torch is shown.
@@ -84,6 +87,7 @@ class ModelBrowseApp(
     LoadActions,
     FreezeActions,
     InsertActions,
+    TransplantActions,
     BuildActions,
     SaveActions,
     HealthCheckActions,
@@ -120,6 +124,7 @@ class ModelBrowseApp(
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
+        Binding("T", "transplant", "Transplant", show=False, priority=True, id="transplant"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:

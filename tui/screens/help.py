@@ -56,6 +56,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "insert a module after or before it in a list, at a list's start or end, or inside "
         "any module by name (↑ ↓ in the dialog choose where)",
     ),
+    (
+        ("transplant",),
+        "",
+        "transplant: copy weights from another checkpoint into the subtree, through a "
+        "prefix mapping (prefilled), after a report of what is copied",
+    ),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
     (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
