@@ -8,6 +8,7 @@ The scan of one tensor is `core/health_scan.py`, what the scans add up to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,7 @@ from modelbrowse.core.tensor_bytes import TensorBytesError, check_files_hold, ov
 
 __all__ = [
     "Against",
+    "CheckCancelled",
     "Finding",
     "HealthReport",
     "Scan",
@@ -37,6 +39,10 @@ __all__ = [
     "scan_tensor",
     "tensors_of",
 ]
+
+
+class CheckCancelled(Exception):
+    """The check was stopped (its screen closed) before it was done."""
 
 
 @dataclass
@@ -54,12 +60,14 @@ def check_source(
     seed: int | None = 0,
     model: nn.Module | None = None,
     against: Against | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> HealthReport:
     """Scan every tensor of `source`: NaN and Inf, all-zero or constant tensors, norm layers at
     their initial values, equal tensors stored twice, and broken ties where the architecture
     is known. `model`, a model of the source already built (the app's), is scanned in place of
     building one; a checkpoint's file is read as it is. With `against`, the parameters a
-    recipe froze that differ from the reference's."""
+    recipe froze that differ from the reference's. `cancelled`, asked before each tensor,
+    stops the check with CheckCancelled."""
     tensors = tensors_of(source, seed, model)
     report = HealthReport()
     if source.random_values:
@@ -75,6 +83,8 @@ def check_source(
     first_of: dict[object, str] = {}
     holds = _files_hold(tensors.shapes)
     for key in tensors.shapes:
+        if cancelled is not None and cancelled():
+            raise CheckCancelled
         same = first_of.setdefault(identity[key], key)
         if same != key:  # one tensor under two names: scanned once
             if same in scans:

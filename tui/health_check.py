@@ -10,6 +10,8 @@ from modelbrowse.tui.screens.health import HealthScreen
 from modelbrowse.widgets.module_tree import ModuleTree
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from modelbrowse.core.health import HealthReport
     from modelbrowse.core.sources.base import Source
 
@@ -21,6 +23,12 @@ class HealthCheckActions(AppBase):
         source = self.session.source
         if self.session.index is None or source is None or self.session.previewing:
             self.notify(LOADING, severity="warning")
+            return
+        if self.options.meta:
+            self.notify(
+                "--meta: the model has no values to check (open it without --meta)",
+                severity="warning",
+            )
             return
         if _reads_its_file(source):
             self._open_check(source, from_file=True)
@@ -40,10 +48,10 @@ class HealthCheckActions(AppBase):
         else:
             title = f"Health check of {source.label} (its tensors in memory)"
 
-        def make_report() -> HealthReport:
+        def make_report(cancelled: Callable[[], bool]) -> HealthReport:
             from modelbrowse.core.health import check_source
 
-            return check_source(source, seed, model=model)
+            return check_source(source, seed, model=model, cancelled=cancelled)
 
         self.push_screen(HealthScreen(title, make_report), self._finding_chosen)
 

@@ -11,7 +11,14 @@ from textual.widgets import OptionList
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.screens.health import HealthScreen
 from modelbrowse.widgets.module_tree import ModuleTree
-from tests.app_support import open_app, settle, wait_for, wait_for_text, widget_text
+from tests.app_support import (
+    open_app,
+    settle,
+    wait_for,
+    wait_for_notification,
+    wait_for_text,
+    widget_text,
+)
 from tests.fixtures.models import TiedNormNet
 
 SIZE = (150, 40)
@@ -97,3 +104,14 @@ async def test_a_model_built_from_code_is_checked_in_memory(models_file: Path) -
         assert "(its tensors in memory)" in widget_text(app, "#health-body")
         # The tie is one tensor in memory: nothing broken, scanned under both names.
         assert findings(screen) == [f"norm_init  {NORM_AT_INIT}"]
+
+
+@pytest.mark.asyncio
+async def test_with_meta_there_is_nothing_to_check() -> None:
+    options = AppOptions("alexnet", meta=True)
+    async with open_app(options, size=SIZE, loaded=False) as (app, pilot):
+        await wait_for(pilot, lambda: app.session.index is not None and not app.session.previewing)
+        await pilot.press("C")
+        await wait_for_notification(pilot, "--meta: the model has no values to check")
+        await settle(pilot)
+        assert not isinstance(app.screen, HealthScreen)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core import health_scan
+from modelbrowse.core import health, health_scan
 from modelbrowse.core.health import Finding, check_source, scan_tensor
 from modelbrowse.core.health_text import report_notes, report_text
 from modelbrowse.core.sources.base import Source, resolve_source
@@ -195,3 +195,15 @@ def test_a_tie_the_architecture_makes_that_the_file_breaks(
     torch.save(state, path)
     report = check_source(resolve_source(str(path), arch=f"{models_file}:SharedNet"))
     assert [f.kind for f in report.findings] == ["constant"]  # SharedNet's scale buffer
+
+
+def test_a_check_asked_to_stop_stops_before_the_next_tensor() -> None:
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(health.CheckCancelled):
+        check_source(instance_source(SharedNet()), cancelled=cancelled)
+    assert len(asked) == 4  # three tensors scanned, then it stopped

@@ -29,11 +29,14 @@ class HealthScreen(Guarded, ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,C", "close", "Close")]
 
-    def __init__(self, title: str, make_report: Callable[[], HealthReport]) -> None:
+    def __init__(
+        self, title: str, make_report: Callable[[Callable[[], bool]], HealthReport]
+    ) -> None:
         super().__init__()
         self.title_text = title
-        self.make_report = make_report
+        self.make_report = make_report  # told whether the screen was closed meanwhile
         self.paths: list[str] = []
+        self.closed = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="health-body") as body:
@@ -49,8 +52,12 @@ class HealthScreen(Guarded, ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True)
     def run_check(self) -> None:
+        from modelbrowse.core.health import CheckCancelled
+
         try:
-            report = self.make_report()
+            report = self.make_report(lambda: self.closed)
+        except CheckCancelled:
+            return  # closed: the rest of a big checkpoint is not read for nobody
         except ModelBrowseError as exc:
             self.app.call_from_thread(self._failed, str(exc))
             return
@@ -83,7 +90,9 @@ class HealthScreen(Guarded, ModalScreen[str | None]):
             )
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.closed = True
         self.dismiss(self.paths[event.option_index])
 
     def action_close(self) -> None:
+        self.closed = True
         self.dismiss(None)
