@@ -29,6 +29,7 @@ FIGURE_MODULES = (
     "benchmarks.interaction",
     "benchmarks.many_keys",
     "benchmarks.gguf_file",
+    "benchmarks.health_check",
 )
 
 DEFAULT_TIMEOUT_S = 60.0

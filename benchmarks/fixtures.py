@@ -147,9 +147,11 @@ def describe_sizes(sizes: dict[str, Any]) -> str:
     )
 
 
-def run_worker(args: list[str], timeout: float) -> dict[str, Any]:
-    """Run `benchmarks.checkpoint_worker` in a fresh process; its JSON line."""
-    argv = [sys.executable, "-m", "benchmarks.checkpoint_worker", *args]
+def run_worker(
+    args: list[str], timeout: float, module: str = "benchmarks.checkpoint_worker"
+) -> dict[str, Any]:
+    """Run a worker module (`benchmarks.checkpoint_worker`) in a fresh process; its JSON line."""
+    argv = [sys.executable, "-m", module, *args]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:

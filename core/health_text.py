@@ -10,13 +10,17 @@ from modelbrowse.core.health import HealthReport
 def report_text(report: HealthReport) -> str:
     """One line per finding, then how many there were in how many tensors."""
     lines = [f"{f.kind:<10} {f.key}: {f.text}" for f in report.findings]
+    lines.append(summary_line(report))
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(report: HealthReport) -> str:
+    """`3 problems found in 17 tensors`, or `no problems found in 16 tensors`."""
     count = len(report.findings)
     if count:
         problems = "problem" if count == 1 else "problems"
-        lines.append(f"{count} {problems} found in {report.scanned:,} tensors")
-    else:
-        lines.append(f"no problems found in {report.scanned:,} tensors")
-    return "\n".join(lines) + "\n"
+        return f"{count} {problems} found in {report.scanned:,} tensors"
+    return f"no problems found in {report.scanned:,} tensors"
 
 
 def report_notes(report: HealthReport) -> list[str]:

@@ -26,6 +26,7 @@ from modelbrowse.tui.building import BuildActions
 from modelbrowse.tui.casting import CastActions
 from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
+from modelbrowse.tui.health_check import HealthCheckActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
@@ -74,7 +75,7 @@ CHANGING_ACTIONS |= {"transplant"}
 
 
 # What waits for the full open while the tree read before torch is shown.
-WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
+WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets", "check"}
 
 
 class ModelBrowseApp(
@@ -91,6 +92,7 @@ class ModelBrowseApp(
     TransplantActions,
     BuildActions,
     SaveActions,
+    HealthCheckActions,
 ):
     """Browse a model: tree on the left, details on the right. The state is the session's
     (`core/session/`); the parts map keys and workers to its calls."""
@@ -119,6 +121,7 @@ class ModelBrowseApp(
         Binding("L", "edit_log", "Log", id="edit_log"),
         Binding("w", "save", "Write", priority=True, id="save"),
         Binding("s", "summary", "Summary", show=False, id="summary"),
+        Binding("C", "check", "Check", show=False, id="check"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),

@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--serve runs the app; leave out --print and --output")
     if args.json and not args.check:
         parser.error("--json goes with --check")
+    if args.against is not None and not args.check:
+        parser.error("--against goes with --check")
     from modelbrowse.tui.probing import probe_usage_problem
 
     problem = probe_usage_problem(args)
@@ -92,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problem = usage_problem(args)
         if problem is not None:
             parser.error(problem)
-        return check(args, _options(args), _guarded)
+        # A check in CI tells a source it could not read (2) from one with problems (1).
+        return check(args, _options(args), lambda a, w: _guarded(a, w, unexpected_status=2))
     if args.recipe is not None and args.output is not None:
         return _replay(args)
     if args.output is not None:
@@ -121,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_app(args, config)
 
 
-def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
-    """Run `work`; any error is one line on stderr and status 2 (a traceback with --debug)."""
+def _guarded(args: argparse.Namespace, work: Callable[[], int], unexpected_status: int = 1) -> int:
+    """Run `work`; any error is one line on stderr and status 2 (a traceback with --debug),
+    an unexpected one `unexpected_status`."""
     from modelbrowse.core.errors import ModelBrowseError
 
     try:
@@ -137,7 +141,8 @@ def _guarded(args: argparse.Namespace, work: Callable[[], int]) -> int:
         if args.debug:
             traceback.print_exc()
         log = record_error(exc, context=f"modelbrowse {args.command_line}")
-        return error(f"unexpected error: {one_line(exc)} ({where_logged(log)})", status=1)
+        message = f"unexpected error: {one_line(exc)} ({where_logged(log)})"
+        return error(message, status=unexpected_status)
 
 
 def _options(args: argparse.Namespace) -> AppOptions:

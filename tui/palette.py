@@ -36,6 +36,7 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "edit_log": ("Edit log", "the edits so far, as code that repeats them"),
     "save": ("Write", "save the edited weights and the recipe beside them"),
     "summary": ("Summary", "torchinfo's table of the model"),
+    "check": ("Health check", "NaN, Inf, constant tensors, norms at init, duplicates, ties"),
     "help": ("Help", "every key and what it does"),
     "quit_app": ("Quit", "leave (asks first when edits are unsaved)"),
 }

@@ -26,6 +26,7 @@ examples:
   modelbrowse vit_b_16 --print --depth 2
   modelbrowse best.pth --check
   modelbrowse alexnet --print --probe --backward
+  modelbrowse tuned.pt --check --against base.pt    (frozen per tuned.pt.recipe.json)
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
   modelbrowse ./dcp-step-1000 --arch ./llama/config.json --output ./llama-hf
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         metavar="R.json",
         help="open SOURCE in the app with this recipe's edits applied (undoable, unsaved); "
-        "with --output: rebuild SOURCE, replay the edits and write the result, without the app",
+        "with --output: rebuild SOURCE, replay the edits and write the result, without the app; "
+        "with --check --against: the recipe whose frozen parameters are compared",
     )
     parser.add_argument(
         "--output",
@@ -187,10 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="scan every tensor and print one line per problem (NaN or Inf, all-zero or "
         "constant tensors, norm layers at their initial values, equal tensors stored twice, "
-        "ties broken, with --arch); exit 0 when clean, 1 when something is found",
+        "ties broken, with --arch); exit 0 when clean, 1 when something is found, 2 on a "
+        "usage error or a source that cannot be read",
     )
     parser.add_argument(
         "--json", action="store_true", help="with --check: the report as one JSON object"
+    )
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="with --check: the parameters the recipe froze (SOURCE.recipe.json beside the "
+        "file, or --recipe R) that differ between REF and SOURCE are problems too",
     )
     checkpoints = parser.add_argument_group("checkpoint files and folders")
     checkpoints.add_argument(

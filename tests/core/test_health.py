@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core import health
+from modelbrowse.core import health, health_scan
 from modelbrowse.core.health import Finding, check_source, scan_tensor
 from modelbrowse.core.health_text import report_notes, report_text
 from modelbrowse.core.sources.base import Source, resolve_source
@@ -27,7 +27,7 @@ def kinds(findings: list[Finding]) -> list[tuple[str, str]]:
 def test_nan_and_inf_are_counted_across_slices_with_the_first_index(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(health, "CHUNK_ELEMENTS", 5)
+    monkeypatch.setattr(health_scan, "SCAN_ELEMENTS", 5)
     values = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     values[3, 5] = float("nan")
     values[2, 1] = float("-inf")
@@ -39,7 +39,7 @@ def test_nan_and_inf_are_counted_across_slices_with_the_first_index(
 def test_one_value_throughout_is_found_across_slices_in_any_dtype(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(health, "CHUNK_ELEMENTS", 3)
+    monkeypatch.setattr(health_scan, "SCAN_ELEMENTS", 3)
     assert scan_tensor(torch.ones(20, dtype=torch.bfloat16)).value == 1.0
     almost = torch.ones(20)
     almost[19] = 2
@@ -54,7 +54,7 @@ def test_a_sum_that_overflows_is_no_inf() -> None:
 
 
 def test_the_sample_is_of_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health, "CHUNK_ELEMENTS", 4)
+    monkeypatch.setattr(health_scan, "SCAN_ELEMENTS", 4)
     values = torch.randn(3, 5, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
     again = values.clone()
     assert scan_tensor(values, sample=True).sample == scan_tensor(again, sample=True).sample
@@ -155,7 +155,7 @@ def test_tensors_that_differ_outside_the_sample_are_no_duplicates(tmp_path: Path
     near = first.clone()
     near[100] += 1  # bytes 400-403: between the first two sampled runs
     assert scan_tensor(first, sample=True).sample == scan_tensor(near, sample=True).sample
-    assert health.full_digest(first) != health.full_digest(near)
+    assert health_scan.full_digest(first) != health_scan.full_digest(near)
     torch.save({"first": first, "near": near, "again": first.clone()}, path)
     report = check_source(resolve_source(str(path)))
     assert [(f.kind, f.key, f.numbers["keys"]) for f in report.findings] == [
@@ -195,3 +195,15 @@ def test_a_tie_the_architecture_makes_that_the_file_breaks(
     torch.save(state, path)
     report = check_source(resolve_source(str(path), arch=f"{models_file}:SharedNet"))
     assert [f.kind for f in report.findings] == ["constant"]  # SharedNet's scale buffer
+
+
+def test_a_check_asked_to_stop_stops_before_the_next_tensor() -> None:
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    with pytest.raises(health.CheckCancelled):
+        check_source(instance_source(SharedNet()), cancelled=cancelled)
+    assert len(asked) == 4  # three tensors scanned, then it stopped

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modelbrowse.tui.cli import main
+from tests.app.test_app_health import write_damaged
 from tests.core.test_health import write_broken_tie
 from tests.e2e.test_cli import run_command
 
@@ -160,3 +161,21 @@ def test_flags_that_do_not_go_with_check_are_a_usage_error(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines()[-1] == f"modelbrowse: error: {message}"
+
+
+def test_the_checkpoint_the_app_tests_damage_in_text(
+    tmp_path: Path, models_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "damaged.pt"
+    write_damaged(path)
+    assert main([str(path), "--check", "--arch", f"{models_file}:TiedNormNet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "nonfinite  proj.weight: 1 NaN and 0 Inf of 64 values, the first at [2, 3]",
+        "norm_init  norm: weight all 1 (8 values), bias all 0 (8 values): as initialised, "
+        "a problem only in a trained checkpoint",
+        "tie_broken embed.weight: tied to head.weight in the architecture but different in the "
+        "file: largest difference 2.5",
+        "3 problems found in 6 tensors",
+    ]
+    assert captured.err == ""

@@ -36,6 +36,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (("copy_targets",), "", "copy the selection as a PEFT target_modules list"),
     (("summary",), "", "torchinfo summary for the example input (--input-shape)"),
     (
+        ("check",),
+        "",
+        "health check: NaN/Inf, constant tensors, norms at init, duplicates, broken ties; "
+        "enter on a finding goes to it",
+    ),
+    (
         ("freeze",),
         "",
         "freeze / unfreeze the subtree or parameter (requires_grad); with "
