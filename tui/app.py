@@ -29,6 +29,7 @@ from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
+from modelbrowse.tui.probing import ProbeActions
 from modelbrowse.tui.prompting import PromptActions
 from modelbrowse.tui.recovering import RecoveryActions
 from modelbrowse.tui.saving import SaveActions
@@ -70,7 +71,7 @@ CHANGING_ACTIONS = frozenset(
 
 
 # What waits for the full open while the tree read before torch is shown.
-WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
+WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets", "probe"}
 
 
 class ModelBrowseApp(
@@ -85,6 +86,7 @@ class ModelBrowseApp(
     InsertActions,
     BuildActions,
     SaveActions,
+    ProbeActions,
 ):
     """Browse a model: tree on the left, details on the right. The state is the session's
     (`core/session/`); the parts map keys and workers to its calls."""
@@ -117,6 +119,8 @@ class ModelBrowseApp(
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
+        Binding("p", "probe", "Probe", show=False, id="probe"),
+        Binding("exclamation_mark", "first_bad", "First NaN", show=False, id="first_bad"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:
@@ -138,6 +142,8 @@ class ModelBrowseApp(
             return None  # the model must not change while it is being written
         if self.session.diff_view is not None and action in CHANGING_ACTIONS:
             return None  # a comparison is read-only
+        if self.session.probe.running and action in CHANGING_ACTIONS:
+            return None  # the probe's hooks are on the model until it ends
         if len(self.screen_stack) > 1:
             own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
             return action not in own
@@ -247,6 +253,7 @@ class ModelBrowseApp(
         pane = self.query_one(DetailPane)
         node = index.node(path)
         pane.show_node(index, path)
+        self._show_probe_detail(path, node.is_module)
         if self.session.previewing:
             if not node.is_module:
                 pane.show_stats(None, "reading values…")

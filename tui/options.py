@@ -20,6 +20,7 @@ class AppOptions:
     weights: str | None = None
     input_shape: str | None = None
     input_dtype: str | None = None  # a dtype word (long) for inputs without their own
+    input_file: str | None = None  # `--input FILE`: what the probe (p) feeds the model
     debug: bool = False
     seed: int | None = None
     arch: str | None = None

@@ -34,6 +34,8 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "edit_log": ("Edit log", "the edits so far, as code that repeats them"),
     "save": ("Write", "save the edited weights and the recipe beside them"),
     "summary": ("Summary", "torchinfo's table of the model"),
+    "probe": ("Probe", "run the model once: output shapes and statistics, gradients"),
+    "first_bad": ("First NaN/Inf", "after a probe: where NaN/Inf start, then missing gradients"),
     "help": ("Help", "every key and what it does"),
     "quit_app": ("Quit", "leave (asks first when edits are unsaved)"),
 }

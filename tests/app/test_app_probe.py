@@ -1,0 +1,159 @@
+"""The probe in the app (Pilot): `p` runs the model, the tree shows output shapes and marks
+NaN, `!` goes to where NaN starts and to parameters with no gradient, edits make it stale,
+escape cancels it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from modelbrowse.tui.app import ModelBrowseApp
+from modelbrowse.tui.options import AppOptions
+from modelbrowse.tui.screens.probe_dialog import ProbeDialog
+from modelbrowse.widgets.module_tree import ModuleTree
+from tests.app_support import (
+    open_app,
+    settle,
+    squeeze,
+    unwrapped,
+    wait_for,
+    wait_for_notification,
+    wait_for_text,
+    widget_text,
+)
+from tests.probe_standin import install
+
+install()  # until the probe's own package is there
+
+SIZE = (120, 40)
+
+
+def status(app: ModelBrowseApp) -> str:
+    return squeeze(widget_text(app, "#status"))
+
+
+def tree_lines(app: ModelBrowseApp) -> list[str]:
+    return [line.strip() for line in squeeze(widget_text(app, "#tree")).splitlines()]
+
+
+async def probe(pilot: Pilot[None], *keys: str) -> None:
+    """`p`, the dialog's `keys`, enter; then wait until the run has ended."""
+    app = pilot.app
+    assert isinstance(app, ModelBrowseApp)
+    await pilot.press("p")
+    await wait_for(pilot, lambda: isinstance(app.screen, ProbeDialog))
+    await pilot.press(*keys, "enter")
+    await wait_for(pilot, lambda: app.session.probe.shown is not None)
+    await settle(pilot)
+
+
+async def test_p_on_alexnet_shows_each_modules_output_shape() -> None:
+    async with open_app("alexnet", size=SIZE) as (app, pilot):
+        await pilot.press("p")
+        dialog = await wait_for_text(pilot, "probe: run the model once")
+        assert "input: random 1,3,224,224 (the model's default input)" in dialog
+        assert "[ ] train mode (t)" in dialog and "[ ] backward pass (b)" in dialog
+        await pilot.press("enter")
+        await wait_for_text(pilot, "no NaN/Inf")
+        assert "probe: 24 modules in" in status(app)
+        await pilot.press("down", "l")  # open features
+        await pilot.pause()
+        tree = tree_lines(app)
+        assert tree[:4] == [
+            "▼ AlexNet 61.1M →1×1000",
+            "├─ ▼ features Sequential 2.5M →1×256×6×6",
+            "│ ├─ ▶ 0 Conv2d 23.3K →1×64×55×55",
+            "│ ├─ 1 ReLU 0 →1×64×55×55",
+        ]
+        assert "NaN" not in "\n".join(tree)
+        await pilot.press("down", "down")  # features.1, a ReLU
+        pane = await wait_for_text(pilot, "dead units")
+        assert "probe eval mode" in pane
+        for label in ("output 1×64×55×55 float32", "mean", "std", "absmax", "zeros", "histogram"):
+            assert label in pane
+
+
+async def test_bang_goes_to_the_third_layer_where_nan_starts(models_file: Path) -> None:
+    options = AppOptions(f"{models_file}:NanAtThird", input_shape="4,8")
+    async with open_app(options, size=SIZE) as (app, pilot):
+        await probe(pilot)
+        assert "NaN first from 2 (! goes there)" in status(app)
+        assert tree_lines(app)[:5] == [
+            "▼ NanAtThird 90 →4×2 NaN",
+            "├─ ▶ 0 Linear 72 →4×8",
+            "├─ 1 Tanh 0 →4×8",
+            "├─ 2 Log 0 →4×8 NaN",
+            "└─ ▶ 3 Linear 18 →4×2 NaN",
+        ]
+        await pilot.press("exclamation_mark")
+        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "2")
+        line = unwrapped(status(app))
+        assert unwrapped("1/3 NaN first from 2 · input 4×8 mean") in line
+        assert unwrapped("NaN 0 Inf 0") in line  # the NaN is made here, not passed on
+        await pilot.press("exclamation_mark")
+        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "3")
+        assert "2/3 NaN then from 3" in status(app)
+
+
+async def test_backward_on_an_unused_branch_says_no_gradient(models_file: Path) -> None:
+    options = AppOptions(f"{models_file}:UnusedBranch", input_shape="2,8")
+    async with open_app(options, size=SIZE) as (app, pilot):
+        await probe(pilot, "b")
+        line = unwrapped(status(app))
+        assert unwrapped("2 trainable parameters got no gradient: unused.weight, unused.bias") in (
+            line
+        )
+        await pilot.press("exclamation_mark")
+        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "unused.weight")
+        assert "1/2 no gradient: unused.weight (in unused)" in status(app)
+        await wait_for_text(pilot, "no gradient: the loss")
+        assert "◆ weight (4, 8) 32 no grad" in squeeze(widget_text(app, "#tree"))
+        for key in ("g", "down", "l", "down"):  # to used.weight
+            await pilot.press(key)
+            await settle(pilot)
+        pane = await wait_for_text(pilot, "grad/weight")
+        assert "grad norm" in pane and "no gradient" not in squeeze(widget_text(app, "#detail"))
+
+
+async def test_an_edit_marks_the_probe_stale_and_p_runs_it_again(models_file: Path) -> None:
+    options = AppOptions(f"{models_file}:UnusedBranch", input_shape="2,8")
+    async with open_app(options, size=SIZE) as (app, pilot):
+        await probe(pilot)
+        assert "stale" not in squeeze(widget_text(app, "#detail"))
+        await pilot.press("f")  # freeze the root
+        await wait_for_text(pilot, "stale: the model changed since this run")
+        assert app.session.probe.stale
+        await pilot.press("u")
+        await settle(pilot)
+        assert app.session.probe.stale  # undo changes the model too
+        await probe(pilot)
+        assert not app.session.probe.stale
+        assert "stale" not in squeeze(widget_text(app, "#detail"))
+
+
+async def test_escape_cancels_a_running_probe(models_file: Path) -> None:
+    options = AppOptions(f"{models_file}:SlowNet", input_shape="1,8")
+    async with open_app(options, size=SIZE) as (app, pilot):
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProbeDialog))
+        await pilot.press("enter")
+        await wait_for_text(pilot, "probing… 3/52 modules · escape cancels")
+        await pilot.press("f")  # edits wait while the hooks are on the model
+        await pilot.press("escape")
+        await wait_for_text(pilot, "probe cancelled")
+        await settle(pilot)
+        assert app.session.probe.shown is None and not app.session.probe.running
+        assert app.session.history is not None and not app.session.history.done
+        assert "→" not in widget_text(app, "#tree")
+
+
+async def test_p_is_refused_with_one_line_under_meta() -> None:
+    async with open_app(AppOptions("alexnet", meta=True), size=SIZE, loaded=False) as (
+        app,
+        pilot,
+    ):
+        await wait_for(pilot, lambda: app.session.index is not None and not app.session.previewing)
+        await pilot.press("p")
+        await wait_for_notification(pilot, "--meta: the model has no values to run")
+        assert not isinstance(app.screen, ProbeDialog)
