@@ -29,7 +29,7 @@ from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
-from modelbrowse.tui.probing import ProbeActions
+from modelbrowse.tui.probe_keys import ProbeActions
 from modelbrowse.tui.prompting import PromptActions
 from modelbrowse.tui.recovering import RecoveryActions
 from modelbrowse.tui.saving import SaveActions

@@ -63,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--serve runs the app; leave out --print and --output")
     if args.json and not args.check:
         parser.error("--json goes with --check")
+    from modelbrowse.tui.probing import probe_usage_problem
+
+    problem = probe_usage_problem(args)
+    if problem is not None:
+        return error(problem)  # one line, status 2
+    if args.probe:
+        from modelbrowse.tui.probing import probe
+
+        return probe(args, _options(args), _guarded)
     if args.check:
         from modelbrowse.tui.checking import check, usage_problem
 
@@ -124,6 +133,8 @@ def _options(args: argparse.Namespace) -> AppOptions:
         weights=args.weights,
         input_shape=args.input_shape,
         input_dtype=args.input_dtype,
+        input_file=args.input,
+        target_file=args.target,
         debug=args.debug,
         seed=args.seed,
         arch=args.arch,

@@ -25,6 +25,7 @@ examples:
   modelbrowse mypkg.models:build_model --kw depth=12 --input-shape 1,3,64,64
   modelbrowse vit_b_16 --print --depth 2
   modelbrowse best.pth --check
+  modelbrowse alexnet --print --probe --backward
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json --output again.pt
   modelbrowse alexnet --recipe alexnet-edited.pt.recipe.json      (the app, edits applied)
 
@@ -214,6 +215,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show a Hugging Face folder as its checkpoint's keys, without building the "
         "architecture from config.json (which needs transformers)",
+    )
+    probe = parser.add_argument_group("the probe (one pass on an example input)")
+    probe.add_argument(
+        "--probe",
+        action="store_true",
+        help="with --print: run the model once on the example input and print each module's "
+        "output statistics (shape, mean, std, absmax, zeros, dead units, NaN/Inf) and the "
+        "first module that produced NaN/Inf; exit 1 when one did",
+    )
+    probe.add_argument(
+        "--input",
+        metavar="FILE",
+        help="with --probe: the input, an image (preprocessed by the --weights' transforms, "
+        "else resized and ImageNet-normalised) or a .safetensors/.pt file of tensors "
+        "(default: random, of --input-shape)",
+    )
+    probe.add_argument(
+        "--train", action="store_true", help="with --probe: run in train mode (default: eval)"
+    )
+    probe.add_argument(
+        "--backward",
+        action="store_true",
+        help="with --probe: a backward pass too (loss: the output's sum, or cross-entropy "
+        "against --target); prints each parameter's gradient norm and the trainable "
+        "parameters that got no gradient",
+    )
+    probe.add_argument(
+        "--target",
+        metavar="FILE",
+        help="with --backward: a .safetensors/.pt file holding the target tensor for "
+        "cross-entropy (class indices, or probabilities of the output's shape)",
     )
     browser = parser.add_argument_group("in a browser")
     browser.add_argument(

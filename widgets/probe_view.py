@@ -28,9 +28,7 @@ def bad_text(stats: OutputStats) -> str:
     return " ".join(word for word, n in (("NaN", stats.nan), ("Inf", stats.inf)) if n)
 
 
-def tree_suffix(
-    stats: OutputStats | None, stale: bool, no_grad: bool = False
-) -> Text | None:
+def tree_suffix(stats: OutputStats | None, stale: bool, no_grad: bool = False) -> Text | None:
     """What a probe adds to a tree line: `  →1×64×55×55`, a red `NaN`, a `no grad`; dim
     when stale. None when it adds nothing."""
     if stats is None and not no_grad:

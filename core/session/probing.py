@@ -40,6 +40,7 @@ class ProbeInput:
     example: ExampleInput | None
     file: Path | None
     text: str  # how the dialog names it
+    target: Path | None = None  # `--target`: the loss is cross-entropy against it
 
 
 class Probe:
@@ -109,12 +110,22 @@ class Probe:
         return None if result is None else result.grads.get(path)
 
     def bad_modules(self) -> list[str]:
-        """Modules whose output holds NaN or Inf, in execution order."""
+        """Modules whose output holds NaN or Inf, in execution order: the first producer
+        first, and no container whose output has them only because a module inside made them."""
         result = self.shown
         if result is None:
             return []
-        bad = [(s.order, p) for p, s in result.outputs.items() if s.nan or s.inf]
-        return [path for _, path in sorted(bad)]
+        bad = [path for _, path in sorted((s.order, p) for p, s in result.outputs.items() if s.bad)]
+        containers = set()
+        for path in bad:
+            while path:
+                path = path.rpartition(".")[0]
+                containers.add(path)
+        found = [path for path in bad if path not in containers or path == result.first_bad]
+        if result.first_bad in found:
+            found.remove(result.first_bad)
+            found.insert(0, result.first_bad)
+        return found
 
     # --- the session's part ------------------------------------------------------------------
 
@@ -141,9 +152,11 @@ class Probe:
 
         assert session.index is not None
         model = session.index.model
+        target_file = getattr(session.request, "target_file", None)
+        target = Path(target_file) if target_file else None
         file = getattr(session.request, "input_file", None)
         if file:
-            return ProbeInput(None, Path(file), f"{file} (--input)")
+            return ProbeInput(None, Path(file), f"{file} (--input)", target)
         example = session.example_input()
         how = "--input-shape" if session.request.input_shape else "the model's default input"
         if example is None:
@@ -152,7 +165,7 @@ class Probe:
             example = example_input(input_hint(model), session.request.input_dtype, None)
             how = "a shape its first layer takes; --input-shape sets it"
         shape = describe_input(example.shapes, input_dtypes(model, example))
-        return ProbeInput(example, None, f"random {shape} ({how})")
+        return ProbeInput(example, None, f"random {shape} ({how})", target)
 
     @staticmethod
     def run(
@@ -164,17 +177,20 @@ class Probe:
     ) -> ProbeResult:
         """The worker's part: build the input and run the model once; raises
         `ModelBrowseError` (or `ProbeCancelled`)."""
-        from modelbrowse.core.probe import probe_inputs, run_probe
+        from modelbrowse.core.probe import probe_inputs, probe_target, run_probe
 
         assert session.history is not None and session.source is not None
         model = session.history.model
         seed = session.init_seed or 0
         inputs = probe_inputs(model, given.example, given.file, session.source.weights, seed=seed)
+        use_target = settings.backward and given.target is not None
+        target = probe_target(given.target) if use_target and given.target else None
         return run_probe(
             model,
             inputs,
             train=settings.train,
             backward=settings.backward,
+            target=target,
             progress=progress,
             cancel=cancel,
         )

@@ -22,9 +22,6 @@ from tests.app_support import (
     wait_for_text,
     widget_text,
 )
-from tests.probe_standin import install
-
-install()  # until the probe's own package is there
 
 SIZE = (120, 40)
 
@@ -75,41 +72,41 @@ async def test_p_on_alexnet_shows_each_modules_output_shape() -> None:
 
 
 async def test_bang_goes_to_the_third_layer_where_nan_starts(models_file: Path) -> None:
-    options = AppOptions(f"{models_file}:NanAtThird", input_shape="4,8")
+    options = AppOptions(f"{models_file}:NanInThird", input_shape="2,4")
     async with open_app(options, size=SIZE) as (app, pilot):
         await probe(pilot)
-        assert "NaN first from 2 (! goes there)" in status(app)
-        assert tree_lines(app)[:5] == [
-            "▼ NanAtThird 90 →4×2 NaN",
-            "├─ ▶ 0 Linear 72 →4×8",
-            "├─ 1 Tanh 0 →4×8",
-            "├─ 2 Log 0 →4×8 NaN",
-            "└─ ▶ 3 Linear 18 →4×2 NaN",
+        assert "NaN first from fc2 (! goes there)" in status(app)
+        assert tree_lines(app)[:6] == [
+            "▼ NanInThird 130 →2×2 NaN",
+            "├─ ▶ fc1 Linear 40 →2×8",
+            "├─ act1 ReLU 0 →2×8",
+            "├─ ▶ fc2 Linear 72 →2×8 NaN",
+            "├─ act2 ReLU 0 →2×8 NaN",
+            "└─ ▶ head Linear 18 →2×2 NaN",
         ]
         await pilot.press("exclamation_mark")
-        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "2")
+        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "fc2")
         line = unwrapped(status(app))
-        assert unwrapped("1/3 NaN first from 2 · input 4×8 mean") in line
+        assert unwrapped("1/3 NaN first from fc2 · input 2×8 mean") in line
         assert unwrapped("NaN 0 Inf 0") in line  # the NaN is made here, not passed on
         await pilot.press("exclamation_mark")
-        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "3")
-        assert "2/3 NaN then from 3" in status(app)
+        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "act2")
+        assert "2/3 NaN then from act2" in status(app)
 
 
 async def test_backward_on_an_unused_branch_says_no_gradient(models_file: Path) -> None:
-    options = AppOptions(f"{models_file}:UnusedBranch", input_shape="2,8")
+    options = AppOptions(f"{models_file}:UnusedBranch", input_shape="2,4")
     async with open_app(options, size=SIZE) as (app, pilot):
         await probe(pilot, "b")
         line = unwrapped(status(app))
-        assert unwrapped("2 trainable parameters got no gradient: unused.weight, unused.bias") in (
-            line
-        )
+        named = "4 trainable parameters got no gradient: aux.0.weight, aux.0.bias, aux.2.weight,"
+        assert unwrapped(f"{named} and 1 more (!)") in line
         await pilot.press("exclamation_mark")
-        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "unused.weight")
-        assert "1/2 no gradient: unused.weight (in unused)" in status(app)
+        await wait_for(pilot, lambda: app.query_one(ModuleTree).cursor_path == "aux.0.weight")
+        assert "1/4 no gradient: aux.0.weight (in aux.0)" in status(app)
         await wait_for_text(pilot, "no gradient: the loss")
-        assert "◆ weight (4, 8) 32 no grad" in squeeze(widget_text(app, "#tree"))
-        for key in ("g", "down", "l", "down"):  # to used.weight
+        assert "◆ weight (3, 4) 12 no grad" in squeeze(widget_text(app, "#tree"))
+        for key in ("g", "down", "l", "down"):  # to trunk.weight
             await pilot.press(key)
             await settle(pilot)
         pane = await wait_for_text(pilot, "grad/weight")
@@ -117,7 +114,7 @@ async def test_backward_on_an_unused_branch_says_no_gradient(models_file: Path) 
 
 
 async def test_an_edit_marks_the_probe_stale_and_p_runs_it_again(models_file: Path) -> None:
-    options = AppOptions(f"{models_file}:UnusedBranch", input_shape="2,8")
+    options = AppOptions(f"{models_file}:UnusedBranch", input_shape="2,4")
     async with open_app(options, size=SIZE) as (app, pilot):
         await probe(pilot)
         assert "stale" not in squeeze(widget_text(app, "#detail"))

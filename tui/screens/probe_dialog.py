@@ -31,9 +31,10 @@ class ProbeDialog(Guarded, ModalScreen[ProbeSettings | None]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, input_text: str, settings: ProbeSettings) -> None:
+    def __init__(self, input_text: str, settings: ProbeSettings, loss: str = "") -> None:
         super().__init__()
         self.input_text = input_text
+        self.loss = loss or "the output's sum"
         self.train = settings.train
         self.backward = settings.backward
 
@@ -55,7 +56,7 @@ class ProbeDialog(Guarded, ModalScreen[ProbeSettings | None]):
         text.append(
             f"{box(self.backward)} backward pass (b)", style="bold" if self.backward else ""
         )
-        text.append("   loss: the output's sum; gradients per parameter", style="dim")
+        text.append(f"   loss: {self.loss}; gradients per parameter", style="dim")
         return text
 
     def action_toggle(self, which: str) -> None:
