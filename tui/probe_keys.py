@@ -152,6 +152,7 @@ class ProbeActions(AppBase):
         """The tree's lines and the cursor's pane again, with (or without) the result."""
         tree = self.query_one(ModuleTree)
         tree.suffix = self._probe_suffix
+        self.screen_stack[0].set_class(self.session.probe.shown is not None, "probed")
         if tree.index is not None:
             tree.refresh_labels()
         self._show_detail(tree.cursor_path or "")

@@ -29,13 +29,13 @@ def bad_text(stats: OutputStats) -> str:
 
 
 def tree_suffix(stats: OutputStats | None, stale: bool, no_grad: bool = False) -> Text | None:
-    """What a probe adds to a tree line: `  →1×64×55×55`, a red `NaN`, a `no grad`; dim
+    """What a probe adds to a tree line: ` →1×64×55×55`, a red `NaN`, a `no grad`; dim
     when stale. None when it adds nothing."""
     if stats is None and not no_grad:
         return None
     text = Text()
     if stats is not None:
-        text.append(f"  →{compact_shape(stats.shape)}", style="dim" if stale else "cyan")
+        text.append(f" →{compact_shape(stats.shape)}", style="dim" if stale else "cyan")
         bad = bad_text(stats)
         if bad:
             text.append(f"  {bad}", style="dim red" if stale else "bold red")

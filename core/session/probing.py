@@ -160,9 +160,9 @@ class Probe:
         example = session.example_input()
         how = "--input-shape" if session.request.input_shape else "the model's default input"
         if example is None:
-            from modelbrowse.core.arguments import example_input
+            from modelbrowse.core.arguments import parse_example_input
 
-            example = example_input(input_hint(model), session.request.input_dtype, None)
+            example = parse_example_input(input_hint(model), session.request.input_dtype)
             how = "a shape its first layer takes; --input-shape sets it"
         shape = describe_input(example.shapes, input_dtypes(model, example))
         return ProbeInput(example, None, f"random {shape} ({how})", target)

@@ -26,8 +26,8 @@ class ProbeDialog(Guarded, ModalScreen[ProbeSettings | None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "run", "Run"),
-        Binding("t", "toggle('train')", "Train mode"),
-        Binding("b", "toggle('backward')", "Backward"),
+        Binding("t", "flip('train')", "Train mode"),
+        Binding("b", "flip('backward')", "Backward"),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -56,10 +56,10 @@ class ProbeDialog(Guarded, ModalScreen[ProbeSettings | None]):
         text.append(
             f"{box(self.backward)} backward pass (b)", style="bold" if self.backward else ""
         )
-        text.append(f"   loss: {self.loss}; gradients per parameter", style="dim")
+        text.append(f"   loss: {self.loss}", style="dim")
         return text
 
-    def action_toggle(self, which: str) -> None:
+    def action_flip(self, which: str) -> None:
         if which == "train":
             self.train = not self.train
         else:
