@@ -388,6 +388,7 @@ class DetailPane(Guarded, VerticalScroll):
         self._note = Static("", id="detail-note")
         self._stats = Static("", id="detail-stats")
         self._probe = Static("", id="detail-probe")
+        self._probe.display = False  # shown once a probe has run
         yield self._body
         yield self._note
         yield self._stats
@@ -422,4 +423,5 @@ class DetailPane(Guarded, VerticalScroll):
 
     def show_probe(self, block: RenderableType | None) -> None:
         """The probe's block below the statistics (`widgets/probe_view.py`), or none."""
+        self._probe.display = block is not None
         self._probe.update(RenderOnce(block) if block is not None else "")
