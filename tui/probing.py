@@ -36,9 +36,9 @@ def probe_usage_problem(args: argparse.Namespace) -> str | None:
         app = not (args.print_tree or args.check or args.output is not None)
         for dest, flag in PROBE_ONLY.items():
             if getattr(args, dest) not in (None, False) and not (app and dest in APP_TOO):
-                return f"{flag} goes with --probe" + (" or the app's p" if dest in APP_TOO else "")
+                return f"{flag} goes with --probe"
         if args.target is not None and not app:
-            return "--target goes with --probe --backward, or the app's p"
+            return "--target goes with --probe --backward"
         return None
     if not args.print_tree:
         return "--probe goes with --print (it prints the probe's table)"

@@ -76,6 +76,7 @@ class ProbeResult:
     modules: tuple[tuple[str, str], ...] = ()  # (path, class name) of every module, tree order
     inputs: str = ""  # the inputs as the table's title names them: `1,3,224,224 (float32)`
     loss_kind: str = ""  # "sum of the output" or "cross-entropy against the target"
+    containers: frozenset[str] = frozenset()  # paths of modules without a forward (ModuleList)
 
     def module_of(self, parameter: str) -> str:
         """The path of the module that holds `parameter` ("" for the root's own)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -153,10 +153,8 @@ def _check_runnable(model: nn.Module) -> None:
         raise ProbeError(
             "this model has no forward to run (weights without an architecture: give --arch)"
         )
-    for tensor in (*model.parameters(), *model.buffers()):
-        if tensor.is_meta:
-            raise ProbeError("the model is on meta (shapes only): the probe needs real values")
-        break
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise ProbeError("the model is on meta (shapes only): the probe needs real values")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -223,12 +221,17 @@ def run_probe(
     no_grad: tuple[str, ...] = ()
     try:
         model.train(train)
-        args, kwargs = _place(inputs, _device(model))
+        device = _device(model)
+        args, kwargs = _place(inputs, device)
         described = _describe(args, kwargs)
         if backward:
             for p in parameters:
                 p.grad = None
-        with nullcontext() if backward else torch.no_grad():
+        # Dropout draws from a random state of its own: train mode repeats, and the caller's
+        # random state is left as it was.
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), grad_mode(backward):
+            _seed(device)
             try:
                 output = model(*args, **kwargs)
             except ProbeCancelled:
@@ -278,7 +281,25 @@ def run_probe(
         ),
         inputs=described,
         loss_kind=loss_kind,
+        containers=frozenset(
+            path
+            for path, m in model.named_modules(remove_duplicate=False)
+            if type(m).forward is nn.Module.forward
+        ),
     )
+
+
+def _seed(device: torch.device) -> None:
+    """Seed 0 for the CPU and the model's GPU (only these: the others' states were not saved)."""
+    torch.random.default_generator.manual_seed(0)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(0)
+
+
+def grad_mode(backward: bool) -> AbstractContextManager[Any]:
+    """Gradients for a backward pass; none for a forward alone."""
+    return nullcontext() if backward else torch.no_grad()
 
 
 def _norm_buffers(model: nn.Module) -> dict[torch.Tensor, torch.Tensor]:

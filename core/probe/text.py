@@ -21,6 +21,7 @@ COLUMNS = (
     "NaN/Inf",
 )
 NOT_RUN = "not run"
+CONTAINER = "(a container: no forward)"
 
 
 def number(value: float) -> str:
@@ -68,7 +69,8 @@ def output_rows(result: ProbeResult, depth: int | None = None) -> list[list[str]
         label = "  " * _depth(path) + (printable(path) if path else "(root)")
         stats = result.outputs.get(path)
         if stats is None:
-            rows.append([label, kind, "", NOT_RUN, "", "", "", "", "", ""])
+            what = CONTAINER if path in result.containers else NOT_RUN
+            rows.append([label, kind, "", what, "", "", "", "", "", ""])
             continue
         rows.append(
             [
@@ -129,10 +131,11 @@ def grad_lines(result: ProbeResult) -> list[str]:
         lines.append("every trainable parameter got a gradient")
         return lines
     lines.append(f"no gradient: {len(result.no_grad)} trainable parameter(s)")
+    width = max(len(printable(name)) for name in result.no_grad)
     for name in result.no_grad:
         module = result.module_of(name)
         where = printable(module) if module else "(root)"
-        lines.append(f"  {printable(name)}  (module {where}: {result.class_of(module)})")
+        lines.append(f"  {printable(name):<{width}}  (module {where}: {result.class_of(module)})")
     return lines
 
 

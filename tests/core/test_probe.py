@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelbrowse.core.probe import ProbeCancelled, ProbeError, run_probe
+from modelbrowse.core.probe import ProbeCancelled, ProbeError, probe_table, run_probe
 from modelbrowse.core.probe.tensor_stats import tensor_stats
 from tests.fixtures.models import NanInThird, SharedNet, UnusedBranch
 
@@ -103,7 +103,7 @@ def test_cross_entropy_against_a_target() -> None:
     target = torch.tensor([0, 1, 2, 0, 1])
     result = run_probe(model, [x], backward=True, target=target)
     expected = nn.functional.cross_entropy(model(x), target)
-    assert result.loss == pytest.approx(float(expected))
+    assert result.loss == pytest.approx(float(expected.detach()))
     assert result.loss_kind == "cross-entropy against the target"
     with pytest.raises(ProbeError, match=r"target's shape 4 does not fit the output's 5x3"):
         run_probe(model, [x], backward=True, target=target[:4])
@@ -119,13 +119,15 @@ def test_a_shared_module_keeps_its_first_call_and_counts_them() -> None:
 
 
 def test_train_mode_leaves_running_statistics_and_modes_as_they_were() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5)).eval()
-    running = model[1].running_mean.clone()  # type: ignore[union-attr]
+    norm = nn.BatchNorm2d(4)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), norm, nn.Dropout(0.5)).eval()
+    assert norm.running_mean is not None and norm.num_batches_tracked is not None
+    running = norm.running_mean.clone()
     result = run_probe(model, [torch.randn(2, 3, 8, 8)], train=True)
     assert result.train and result.outputs["2"].zeros > 0.2  # dropout ran
     assert not any(m.training for m in model.modules())
-    assert torch.equal(model[1].running_mean, running)  # type: ignore[arg-type]
-    assert int(model[1].num_batches_tracked) == 0  # type: ignore[arg-type]
+    assert torch.equal(norm.running_mean, running)
+    assert int(norm.num_batches_tracked) == 0
 
 
 def test_cancelling_stops_in_a_hook_and_removes_the_hooks(alexnet: nn.Module) -> None:
@@ -197,3 +199,25 @@ def test_a_model_without_a_forward_or_on_meta_is_one_line() -> None:
         run_probe(meta, [torch.randn(1, 2)])
     with pytest.raises(ProbeError, match=r"the forward failed for input 1,3 \(float32\): "):
         run_probe(nn.Linear(2, 2), [torch.randn(1, 3)])
+
+
+def test_a_list_of_layers_is_a_container_and_train_mode_repeats() -> None:
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Linear(4, 4), nn.Dropout(0.5)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    model, x = Stack(), torch.randn(8, 4)
+    state = torch.random.get_rng_state()
+    first = run_probe(model, [x], train=True)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's draws are untouched
+    assert run_probe(model, [x], train=True).outputs == first.outputs
+    assert first.containers == frozenset({"layers"}) and "layers" not in first.outputs
+    row = next(line for line in probe_table(first).splitlines() if line.startswith("  layers "))
+    assert row.split()[:2] == ["layers", "ModuleList"]
+    assert row.endswith("(a container: no forward)")

@@ -16,28 +16,34 @@ from modelbrowse.core.probe import ProbeError, probe_inputs, probe_target
 from tests.fixtures.models import SharedNet
 
 
+def _only(found: list[torch.Tensor] | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The one positional input."""
+    assert isinstance(found, list) and len(found) == 1
+    return found[0]
+
+
 def test_random_inputs_repeat_with_their_seed() -> None:
     model = nn.Linear(4, 2)
     example = ExampleInput.of(((2, 4),))
-    (first,) = probe_inputs(model, example, None, None, seed=1)
-    (again,) = probe_inputs(model, example, None, None, seed=1)
-    (other,) = probe_inputs(model, example, None, None, seed=2)
+    first = _only(probe_inputs(model, example, None, None, seed=1))
+    again = _only(probe_inputs(model, example, None, None, seed=1))
+    other = _only(probe_inputs(model, example, None, None, seed=2))
     assert first.shape == (2, 4) and first.dtype == torch.float32
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
 def test_a_model_fed_tokens_gets_ids_within_its_vocabulary() -> None:
     model = SharedNet()  # nn.Embedding(10, 8) first
-    (ids,) = probe_inputs(model, ExampleInput.of(((4, 64),)), None, None)
+    ids = _only(probe_inputs(model, ExampleInput.of(((4, 64),)), None, None))
     assert ids.dtype == torch.int64 and ids.shape == (4, 64)
-    assert int(ids.min()) >= 0 and int(ids.max()) <= 9 and len(ids.unique()) == 10
+    assert int(ids.min()) >= 0 and int(ids.max()) <= 9 and len(set(ids.flatten().tolist())) == 10
 
 
 def test_float_inputs_take_the_model_dtype_unless_given() -> None:
     model = nn.Linear(4, 2).to(torch.bfloat16)
-    (x,) = probe_inputs(model, ExampleInput.of(((1, 4),)), None, None)
+    x = _only(probe_inputs(model, ExampleInput.of(((1, 4),)), None, None))
     assert x.dtype == torch.bfloat16
-    (y,) = probe_inputs(model, parse_example_input("1,4:double"), None, None)
+    y = _only(probe_inputs(model, parse_example_input("1,4:double"), None, None))
     assert y.dtype == torch.float64
 
 
@@ -61,16 +67,16 @@ def _image(path: Path, height: int = 40, width: int = 50) -> Path:
 
 def test_an_image_is_resized_and_normalised(tmp_path: Path) -> None:
     png = _image(tmp_path / "cat.png")
-    (x,) = probe_inputs(nn.Conv2d(3, 4, 3), None, png, None)
+    x = _only(probe_inputs(nn.Conv2d(3, 4, 3), None, png, None))
     assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
     assert float(x.min()) > -2.2 and float(x.max()) < 2.7  # ImageNet-normalised [0, 1]
-    (small,) = probe_inputs(nn.Conv2d(3, 4, 3), ExampleInput.of(((1, 3, 64, 32),)), png, None)
+    small = _only(probe_inputs(nn.Conv2d(3, 4, 3), ExampleInput.of(((1, 3, 64, 32),)), png, None))
     assert small.shape == (1, 3, 64, 32)
 
 
 def test_an_image_goes_through_the_weights_own_transforms(tmp_path: Path) -> None:
     png = _image(tmp_path / "cat.png", 300, 400)
-    (x,) = probe_inputs(nn.Conv2d(3, 4, 3), None, png, "AlexNet_Weights.IMAGENET1K_V1")
+    x = _only(probe_inputs(nn.Conv2d(3, 4, 3), None, png, "AlexNet_Weights.IMAGENET1K_V1"))
     weights = torchvision.models.AlexNet_Weights.IMAGENET1K_V1
     expected = weights.transforms()(_pixels(300, 400))  # a PNG keeps the pixels exactly
     assert torch.equal(x, expected.unsqueeze(0))
@@ -80,7 +86,7 @@ def test_a_bmp_is_read_by_pillow_and_a_broken_image_is_one_line(tmp_path: Path) 
     from PIL import Image
 
     Image.new("RGB", (30, 20), (255, 0, 0)).save(tmp_path / "red.bmp")
-    (x,) = probe_inputs(nn.Conv2d(3, 4, 3), None, tmp_path / "red.bmp", None)
+    x = _only(probe_inputs(nn.Conv2d(3, 4, 3), None, tmp_path / "red.bmp", None))
     assert x.shape == (1, 3, 224, 224) and float(x[0, 0].mean()) == pytest.approx(2.2489, 1e-3)
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     with pytest.raises(ProbeError, match=r"--input .*broken.jpg: cannot read the image"):
@@ -95,7 +101,7 @@ def test_tensor_files_are_positional_or_keyword_inputs(tmp_path: Path) -> None:
     assert torch.equal(found["input_ids"], ids)
     x = torch.randn(2, 4)
     torch.save(x, tmp_path / "one.pt")
-    (got,) = probe_inputs(nn.Linear(4, 1), None, tmp_path / "one.pt", None)
+    got = _only(probe_inputs(nn.Linear(4, 1), None, tmp_path / "one.pt", None))
     assert torch.equal(got, x)
     torch.save({"1": x * 2, "0": x}, tmp_path / "two.pt")
     pair = probe_inputs(nn.Linear(4, 1), None, tmp_path / "two.pt", None)
