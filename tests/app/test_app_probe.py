@@ -154,3 +154,32 @@ async def test_p_is_refused_with_one_line_under_meta() -> None:
         await pilot.press("p")
         await wait_for_notification(pilot, "--meta: the model has no values to run")
         assert not isinstance(app.screen, ProbeDialog)
+
+
+async def test_after_a_probe_every_tree_line_fits_at_80x24() -> None:
+    async with open_app("alexnet", size=(80, 24)) as (app, pilot):
+        await probe(pilot)
+        await pilot.press("down", "l")
+        await settle(pilot)
+        lines = tree_lines(app)
+        assert "├─ ▼ features Sequential 2.5M →1×256×6×6" in lines
+        assert "├─ avgpool AdaptiveAvgPool2d 0 →1×256×6×6" in lines
+        assert "└─ ▶ classifier Sequential 58.6M →1×1000" in lines
+        assert app.query_one(ModuleTree).max_scroll_x == 0  # nothing hidden to the right
+
+
+async def test_the_input_file_is_what_the_probe_feeds(models_file: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    batch = tmp_path / "batch.safetensors"
+    save_file({"x": torch.ones(3, 4)}, str(batch))
+    options = AppOptions(f"{models_file}:UnusedBranch", input_file=str(batch))
+    async with open_app(options, size=SIZE) as (app, pilot):
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProbeDialog))
+        shown = unwrapped(widget_text(app, "#probe-input"))
+        assert shown == unwrapped(f"input: {batch} (--input)")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "no NaN/Inf")
+        assert tree_lines(app)[0] == "▼ UnusedBranch 69 partly frozen →3×2"
