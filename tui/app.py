@@ -31,6 +31,7 @@ from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
+from modelbrowse.tui.probe_keys import ProbeActions
 from modelbrowse.tui.prompting import PromptActions
 from modelbrowse.tui.recovering import RecoveryActions
 from modelbrowse.tui.saving import SaveActions
@@ -75,7 +76,8 @@ CHANGING_ACTIONS |= {"transplant"}
 
 
 # What waits for the full open while the tree read before torch is shown.
-WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets", "check"}
+WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
+WAIT_FOR_MODEL_ACTIONS |= {"check", "probe"}
 
 
 class ModelBrowseApp(
@@ -93,6 +95,7 @@ class ModelBrowseApp(
     BuildActions,
     SaveActions,
     HealthCheckActions,
+    ProbeActions,
 ):
     """Browse a model: tree on the left, details on the right. The state is the session's
     (`core/session/`); the parts map keys and workers to its calls."""
@@ -128,6 +131,8 @@ class ModelBrowseApp(
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
         Binding("c", "cast", "Cast", show=False, id="cast"),
         Binding("T", "transplant", "Transplant", show=False, priority=True, id="transplant"),
+        Binding("p", "probe", "Probe", show=False, id="probe"),
+        Binding("exclamation_mark", "first_bad", "First NaN", show=False, id="first_bad"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:
@@ -149,6 +154,8 @@ class ModelBrowseApp(
             return None  # the model must not change while it is being written
         if self.session.diff_view is not None and action in CHANGING_ACTIONS:
             return None  # a comparison is read-only
+        if self.session.probe.running and action in CHANGING_ACTIONS:
+            return None  # the probe's hooks are on the model until it ends
         if len(self.screen_stack) > 1:
             own = {b.action for b in self.BINDINGS if isinstance(b, Binding)}
             return action not in own
@@ -258,6 +265,7 @@ class ModelBrowseApp(
         pane = self.query_one(DetailPane)
         node = index.node(path)
         pane.show_node(index, path)
+        self._show_probe_detail(path, node.is_module)
         if self.session.previewing:
             if not node.is_module:
                 pane.show_stats(None, "reading values…")

@@ -154,6 +154,8 @@ def _options(args: argparse.Namespace) -> AppOptions:
         weights=args.weights,
         input_shape=args.input_shape,
         input_dtype=args.input_dtype,
+        input_file=args.input,
+        target_file=args.target,
         debug=args.debug,
         seed=args.seed,
         arch=args.arch,

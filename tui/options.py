@@ -20,6 +20,8 @@ class AppOptions:
     weights: str | None = None
     input_shape: str | None = None
     input_dtype: str | None = None  # a dtype word (long) for inputs without their own
+    input_file: str | None = None  # `--input FILE`: what the probe (p) feeds the model
+    target_file: str | None = None  # `--target FILE`: the probe's cross-entropy target
     debug: bool = False
     seed: int | None = None
     arch: str | None = None

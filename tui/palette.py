@@ -37,6 +37,8 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "save": ("Write", "save the edited weights and the recipe beside them"),
     "summary": ("Summary", "torchinfo's table of the model"),
     "check": ("Health check", "NaN, Inf, constant tensors, norms at init, duplicates, ties"),
+    "probe": ("Probe", "run the model once: output shapes and statistics, gradients"),
+    "first_bad": ("First NaN/Inf", "after a probe: where NaN/Inf start, then missing gradients"),
     "help": ("Help", "every key and what it does"),
     "quit_app": ("Quit", "leave (asks first when edits are unsaved)"),
 }

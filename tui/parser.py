@@ -252,9 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--input",
         metavar="FILE",
-        help="with --probe: the input, an image (preprocessed by the --weights' transforms, "
-        "else resized and ImageNet-normalised) or a .safetensors/.pt file of tensors "
-        "(default: random, of --input-shape)",
+        help="with --probe, and for the app's probe (p): the input, an image (preprocessed by "
+        "the --weights' transforms, else resized and ImageNet-normalised) or a "
+        ".safetensors/.pt file of tensors (default: random, of --input-shape)",
     )
     probe.add_argument(
         "--train", action="store_true", help="with --probe: run in train mode (default: eval)"
@@ -269,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--target",
         metavar="FILE",
-        help="with --backward: a .safetensors/.pt file holding the target tensor for "
-        "cross-entropy (class indices, or probabilities of the output's shape)",
+        help="with --backward (or the app's probe): a .safetensors/.pt file holding the target "
+        "tensor for cross-entropy (class indices, or probabilities of the output's shape)",
     )
     browser = parser.add_argument_group("in a browser")
     browser.add_argument(

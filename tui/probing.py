@@ -26,15 +26,18 @@ LEFT_OUT = {
 }
 # The flags that only mean something with --probe (or --backward).
 PROBE_ONLY = {"input": "--input", "train": "--train", "backward": "--backward"}
+# Of those, the ones the app's probe (p) reads too.
+APP_TOO = {"input", "target"}
 
 
 def probe_usage_problem(args: argparse.Namespace) -> str | None:
     """Why the probe's flags do not go together, or None."""
     if not args.probe:
+        app = not (args.print_tree or args.check or args.output is not None)
         for dest, flag in PROBE_ONLY.items():
-            if getattr(args, dest) not in (None, False):
+            if getattr(args, dest) not in (None, False) and not (app and dest in APP_TOO):
                 return f"{flag} goes with --probe"
-        if args.target is not None:
+        if args.target is not None and not app:
             return "--target goes with --probe --backward"
         return None
     if not args.print_tree:

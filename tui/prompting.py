@@ -116,10 +116,10 @@ class PromptActions(AppBase):
         self._jump_match(-1)
 
     def action_clear(self) -> None:
-        """Escape: cancel a build, else close the prompt, else drop the selection, else the
-        filter; one press each."""
+        """Escape: cancel a build or a probe, else close the prompt, else drop the selection,
+        else the filter; one press each."""
         mode = self.query_one(PromptBar).mode if self.query(PromptBar) else None
-        if mode is None and self.cancel_build():
+        if mode is None and (self.cancel_build() or self.cancel_probe()):
             return
         if mode is not None:
             if mode is PromptMode.SELECT:

@@ -387,9 +387,12 @@ class DetailPane(Guarded, VerticalScroll):
         self._body = Static(Text("loading…", style="italic"), id="detail-body")
         self._note = Static("", id="detail-note")
         self._stats = Static("", id="detail-stats")
+        self._probe = Static("", id="detail-probe")
+        self._probe.display = False  # shown once a probe has run
         yield self._body
         yield self._note
         yield self._stats
+        yield self._probe
 
     def show_note(self, title: str, text: str, style: str = "") -> None:
         """A block between the details and the statistics (how a tensor differs, in --diff)."""
@@ -401,6 +404,7 @@ class DetailPane(Guarded, VerticalScroll):
         self._body.update(Text(message, style="italic"))
         self._note.update("")
         self._stats.update("")
+        self._probe.update("")
 
     def show_node(self, index: NodeIndex, path: str) -> None:
         node = index.node(path)
@@ -410,8 +414,14 @@ class DetailPane(Guarded, VerticalScroll):
         self._body.update(RenderOnce(body))
         self._note.update("")
         self._stats.update("")
+        self._probe.update("")
         self.scroll_home(animate=False)
 
     def show_stats(self, stats: TensorStats | None, note: str = "") -> None:
         block = Group(Text(""), stats_renderable(stats, note))
         self._stats.update(RenderOnce(block))
+
+    def show_probe(self, block: RenderableType | None) -> None:
+        """The probe's block below the statistics (`widgets/probe_view.py`), or none."""
+        self._probe.display = block is not None
+        self._probe.update(RenderOnce(block) if block is not None else "")

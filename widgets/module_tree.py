@@ -7,6 +7,7 @@ Children are added when a node is first expanded, and long module lists are spli
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -121,11 +122,17 @@ class ModuleTree(Guarded, QuickTree[TreeEntry]):
         self.marks: dict[str, str] = {}
         # The source's own marks (a PEFT adapter's modules), under any selection's.
         self.source_marks: dict[str, str] = {}
+        # What a probe adds after a line's label (its output shape, a NaN mark), if one ran.
+        self.suffix: Callable[[Node], Text | None] | None = None
 
     def _label(self, node: Node) -> Text:
         assert self.index is not None
         path = node.path
-        return node_label(self.index, node, self.marks.get(path) or self.source_marks.get(path, ""))
+        label = node_label(
+            self.index, node, self.marks.get(path) or self.source_marks.get(path, "")
+        )
+        suffix = self.suffix(node) if self.suffix is not None else None
+        return label if suffix is None else label + suffix
 
     # --- loading -------------------------------------------------------------------------
 

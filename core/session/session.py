@@ -25,6 +25,7 @@ from modelbrowse.core.session.opening import (
     Request,
     open_model,
 )
+from modelbrowse.core.session.probing import Probe
 from modelbrowse.core.session.selecting import SelectionState
 from modelbrowse.core.units import human_count
 
@@ -69,6 +70,7 @@ class Session:
         self.diff_view: DiffView | None = None
         self.warning = ""  # the first thing the header warns about
         self.selection = SelectionState()
+        self.probe = Probe()  # the last probe run, stale after any change
         self.building: Build | None = None
         self.saving = False
         self.last_save_path: str | None = None
@@ -255,6 +257,7 @@ class Session:
         note_aliases(self.index, edit)
         also = [] if isinstance(edit, Batch) else self.index.aliases_outside(edit.path)
         self.history.apply(edit)
+        self.probe.mark_stale()
         if note:
             self._notes[id(edit)] = (edit, note)
         edit.update_index(self.index)
@@ -277,6 +280,7 @@ class Session:
             return None
         assert self.index is not None
         edit.update_index(self.index)
+        self.probe.mark_stale()
         words = "undid" if undo else "redid"
         return ApplyResult(edit, f"{words}: {self.describe(edit)}", self.note(edit))
 

@@ -95,11 +95,12 @@ async def test_keys_remapped_in_the_config_work_and_the_palette_shows_them() -> 
         assert "F Freeze" in squeeze(screen_text(app))  # the footer too
 
         await pilot.press("question_mark")  # and the help screen
-        screen = await wait_for_text(pilot, "Keys as remapped in the config file")
-        assert "F freeze / unfreeze the subtree" in screen
+        screen = await wait_for_text(pilot, "F freeze / unfreeze the subtree")
         assert "r ^e replace the module" in screen
         assert "j k ↑ ↓ move the cursor" in screen
         assert "f freeze" not in screen
+        await pilot.press("end")  # the note at its foot
+        await wait_for_text(pilot, "Keys as remapped in the config file")
 
 
 async def test_the_config_theme_is_used() -> None:

@@ -432,3 +432,18 @@ def test_at_80x24_the_help_key_stays_and_w_writes_the_path_typed(
     names = sorted(p.name for p in (tmp_path / "x").iterdir())
     assert names == ["alex10.safetensors", "alex10.safetensors.recipe.json"]
     assert "features.0.weight" in load_file(tmp_path / "x" / "alex10.safetensors")
+
+
+def test_probe_alexnet_at_80x24(terminal: Terminal, tmp_path: Path) -> None:
+    status = start(terminal, tmp_path, "alexnet", size=(80, 24))
+    terminal.wait_for("[random init]")
+    terminal.keys("p")
+    terminal.wait_for("probe: run the model once")
+    terminal.keys("Enter")
+    screen = terminal.wait_for("no NaN/Inf", timeout=120)
+    assert "probe: 24 modules in" in screen
+    assert "▼ AlexNet 61.1M →1×1000" in screen
+    assert "├─ ▶ features Sequential 2.5M →1×256×6×6" in screen
+    assert "└─ ▶ classifier Sequential 58.6M →1×1000" in screen
+    terminal.keys("q")
+    assert wait_for_file(status) == "0"

@@ -42,6 +42,18 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "enter on a finding goes to it",
     ),
     (
+        ("probe",),
+        "",
+        "probe: run the model once on the example input (train mode, backward: t, b in the "
+        "dialog); the tree shows output shapes, the pane statistics; escape cancels",
+    ),
+    (
+        ("first_bad",),
+        "",
+        "after a probe: the first module with NaN/Inf (and its input), then each trainable "
+        "parameter that got no gradient",
+    ),
+    (
         ("freeze",),
         "",
         "freeze / unfreeze the subtree or parameter (requires_grad); with "
