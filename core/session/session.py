@@ -379,12 +379,27 @@ class Session:
     def save(self, path: Path, progress: Callable[[float], None]) -> SaveReport:
         """Write the weights and the recipe beside them (in a worker); raises
         `ModelBrowseError`, the edits kept."""
+        from modelbrowse.core.edits.lora import lora_edit
         from modelbrowse.core.recipe import save_edited
 
         assert self.history is not None and self.source is not None
         edits = list(self.history.done)
         model, source, seed = self.history.model, self.source, self.init_seed
+        lora = lora_edit(edits)
+        if lora is not None:  # a PEFT adapter folder, the recipe in it
+            from modelbrowse.core.recipe_lora import save_adapter_edited
+
+            return save_adapter_edited(model, path, source, seed, edits, lora, progress=progress)
         return save_edited(model, path, source, seed, edits, progress=progress)
+
+    @property
+    def has_lora(self) -> bool:
+        """LoRA adapters are on the model: `w` writes a PEFT adapter folder."""
+        if self.history is None:
+            return False
+        from modelbrowse.core.edits.lora import lora_edit
+
+        return lora_edit(self.history.done) is not None
 
     def saved(self, report: SaveReport) -> None:
         self.saving = False
