@@ -1,4 +1,4 @@
-"""LoRA adapters as an edit, through the `peft` library (an extra: `pip install 'modelbrowse[peft]'`).
+"""LoRA adapters as an edit, through the `peft` library (`pip install 'modelbrowse[peft]'`).
 
 The adapters are injected in place (`peft.inject_adapter_in_model`), so every path the app
 knows stays a path: `q_proj` is still `q_proj`, now a LoRA layer around the module it had (its
@@ -276,7 +276,9 @@ class AddLora(Edit):
         count = len(self.adapted) or len(self.targets)
         where = f" matching {self.path}" if self.path else ""
         text = f"add LoRA (r={self.r}, alpha={self.lora_alpha}) to {count} modules{where}"
-        return text + (f", training {', '.join(self.modules_to_save)}" if self.modules_to_save else "")
+        return text + (
+            f", training {', '.join(self.modules_to_save)}" if self.modules_to_save else ""
+        )
 
     def as_code(self) -> list[str]:
         saved = f", modules_to_save={list(self.modules_to_save)!r}" if self.modules_to_save else ""
