@@ -27,6 +27,7 @@ from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
+from modelbrowse.tui.lora import LoraActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
 from modelbrowse.tui.prompting import PromptActions
@@ -64,9 +65,11 @@ STACK_MIN_HEIGHT = 20
 # Keys that open an input take priority, so that it is open before the keys typed after them
 # arrive (else those go to the tree); inside an input they are text.
 PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
+PROMPT_ACTIONS |= {"add_lora"}
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
+CHANGING_ACTIONS |= {"add_lora"}
 
 
 # What waits for the full open while the tree read before torch is shown.
@@ -83,6 +86,7 @@ class ModelBrowseApp(
     LoadActions,
     FreezeActions,
     InsertActions,
+    LoraActions,
     BuildActions,
     SaveActions,
 ):
@@ -117,6 +121,7 @@ class ModelBrowseApp(
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
+        Binding("A", "add_lora", "LoRA", show=False, priority=True, id="add_lora"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:

@@ -65,6 +65,9 @@ class SaveActions(AppBase):
         if refusal is not None:
             self.notify(refusal, severity="warning", title="nothing written")
             return
+        if session.has_lora:
+            self._ask_adapter_folder()
+            return
         self.push_screen(
             PathDialog(
                 "write the weights (and the recipe beside them)",
@@ -74,6 +77,20 @@ class SaveActions(AppBase):
             ),
             self._path_chosen,
         )
+
+    def _ask_adapter_folder(self) -> None:
+        """With LoRA on the model, `w` writes a PEFT adapter folder (the recipe inside)."""
+        from modelbrowse.core.saving.adapter_folder import folder_problem
+
+        def problem(text: str) -> str | None:
+            text = text.strip()
+            return folder_problem(Path(text).expanduser()) if text else "type a folder name"
+
+        name = Path(self.session.save_name())
+        stem = name.name.partition(".")[0]
+        default = str(name.with_name(stem if stem.endswith("-lora") else f"{stem}-lora"))
+        title = "write the LoRA adapter folder (adapter_config.json, adapter_model.safetensors)"
+        self.push_screen(PathDialog(title, default, problem), self._path_chosen)
 
     def _path_chosen(self, text: str | None) -> None:
         if text is None:
@@ -144,6 +161,8 @@ class SaveActions(AppBase):
         self.refresh_bindings()
         self._refresh_header()
         recipe = recipe_path_for(report.path).name
+        if report.path.is_dir():  # a PEFT adapter folder: the recipe is inside
+            recipe = f"{report.path.name}/{recipe_path_for('adapter_model.safetensors').name}"
         self._status(f"{report.summary()} · and {recipe}", "green")
 
     def _save_failed(self, message: str) -> None:

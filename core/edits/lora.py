@@ -275,7 +275,8 @@ class AddLora(Edit):
     def describe(self) -> str:
         count = len(self.adapted) or len(self.targets)
         where = f" matching {self.path}" if self.path else ""
-        text = f"add LoRA (r={self.r}, alpha={self.lora_alpha}) to {count} modules{where}"
+        modules = "module" if count == 1 else "modules"
+        text = f"add LoRA (r={self.r}, alpha={self.lora_alpha}) to {count} {modules}{where}"
         return text + (
             f", training {', '.join(self.modules_to_save)}" if self.modules_to_save else ""
         )

@@ -252,7 +252,8 @@ class Session:
 
         assert self.history is not None and self.index is not None
         note_aliases(self.index, edit)
-        also = [] if isinstance(edit, Batch) else self.index.aliases_outside(edit.path)
+        whole = isinstance(edit, Batch) or edit.path not in self.index  # a selector's edit
+        also = [] if whole else self.index.aliases_outside(edit.path)
         self.history.apply(edit)
         if note:
             self._notes[id(edit)] = (edit, note)

@@ -50,9 +50,20 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "insert a module after or before it in a list, at a list's start or end, or inside "
         "any module by name (↑ ↓ in the dialog choose where)",
     ),
+    (
+        ("add_lora",),
+        "",
+        "add LoRA adapters (peft) to the selection or the subtree: r, alpha, dropout, targets, "
+        "modules_to_save; shows the modules that get adapters and those LoRA cannot adapt",
+    ),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
-    (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
+    (
+        ("save",),
+        "",
+        f"write the weights ({extensions_text()}) and the recipe beside them; "
+        "with LoRA, a PEFT adapter folder",
+    ),
     (("help",), "", "this help"),
     ((), "^p", "command palette: every action by name, with its key"),
     (
