@@ -125,7 +125,7 @@ def load_adapter(path: Path, peft_model: Any) -> None:
 
     state = read_weights(path)
     try:
-        result = set_peft_model_state_dict(peft_model, state)
+        result: Any = set_peft_model_state_dict(peft_model, state)
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()
         raise RecipeError(f"the adapter does not fit the rebuilt model: {first[0]}") from exc

@@ -49,7 +49,9 @@ class LoraActions(EditActions):
         plan = plan_for_paths(model, paths)
         if not plan.adapted:
             wrong = plan.unadaptable_text() or "no module"
-            self.notify(f"nothing LoRA can adapt in {where or 'the model'}: {wrong}", severity="warning")
+            self.notify(
+                f"nothing LoRA can adapt in {where or 'the model'}: {wrong}", severity="warning"
+            )
             return
 
         def preview(targets: list[str], saved: list[str]) -> LoraPreview:
@@ -99,4 +101,3 @@ def _replaced_heads(app: EditActions) -> list[str]:
         for e in done
         if isinstance(e, Replace) and not isinstance(e, Delete) and index and e.path in index
     ]
-
