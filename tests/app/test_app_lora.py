@@ -86,7 +86,11 @@ async def test_lora_undo_restores_the_header_and_the_modules() -> None:
         await pilot.press("ctrl+a", "ctrl+k", *"classifier.6", "enter")
         screen = await wait_for_text(pilot, "% trainable")
         assert "(40.8K trainable, 61.1M frozen) 0.07% trainable" in screen
-        await pilot.press("u")
+        await pilot.press("L")  # the PEFT code that does the same
+        await wait_for_text(pilot, "model = get_peft_model(model, config)")
+        screen = await wait_for_text(pilot, "target_modules=['classifier.6']")
+        assert "LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05," in screen
+        await pilot.press("escape", "u")
         screen = await wait_for_text(pilot, "undid: add LoRA")
         await wait_for(pilot, lambda: "% trainable" not in squeeze(screen_text(app)))
         assert "61.1M params (61.1M trainable, 0 frozen)" in squeeze(screen_text(app))

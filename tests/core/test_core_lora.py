@@ -19,7 +19,14 @@ from modelbrowse.core.edits.history import EditHistory
 from modelbrowse.core.edits.lora import AddLora, match_targets, plan_for_paths
 from modelbrowse.core.edits.modules import Replace
 from modelbrowse.core.index import NodeIndex
-from modelbrowse.core.recipe import edits_of, load_edited, read_recipe, recipe_path_for
+from modelbrowse.core.recipe import (
+    edits_of,
+    load_edited,
+    read_recipe,
+    recipe_path_for,
+    replay_recipe,
+    save_edited,
+)
 from modelbrowse.core.recipe_lora import save_adapter_edited
 from modelbrowse.core.sources.base import resolve_source
 from tests.lora_support import TINY_LLAMA, tiny_llama
@@ -231,3 +238,19 @@ def test_alexnet_with_a_new_head_kept_trainable(tmp_path: Path) -> None:
 
     save_adapter_edited(model, folder, source, 1, history.done, edit)  # replaced whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alexnet-lora"]
+
+
+def test_a_recipe_replayed_to_one_file_loads_as_the_peft_model(tmp_path: Path) -> None:
+    source = resolve_source("alexnet")
+    model = source.build_real(1)
+    edit = AddLora("classifier", ["classifier.1", "classifier.4"], seed=3)
+    edit.apply(model)
+    first = tmp_path / "first.pt"
+    save_edited(model, first, source, 1, [edit])
+    again = tmp_path / "again.safetensors"
+    replay_recipe(recipe_path_for(first), resolve_source("alexnet"), again)
+    loaded = load_edited(again)
+    assert type(loaded).__name__ == "PeftModel"
+    assert trainable(loaded) == [f"base_model.model.{n}" for n in trainable(model)]
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[f"base_model.model.{name}"], value), name
