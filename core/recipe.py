@@ -24,6 +24,7 @@ from modelbrowse.core.edits.freezing import SetTrainable
 from modelbrowse.core.edits.registry import EDIT_TYPES
 from modelbrowse.core.edits.reinit import Reinit
 from modelbrowse.core.edits.specs import SpecError, parse_spec
+from modelbrowse.core.edits.transplant import Transplant
 from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.core.reading.limits import ReadError
 from modelbrowse.core.reading.structured_text import parse_json, read_bounded
@@ -207,7 +208,7 @@ def replay(
     """Apply the edits in order; the first that fails is one line naming its step (the first
     edit is step `start`)."""
     for number, edit in enumerate(edits, start=start):
-        if structure_only and isinstance(edit, Reinit):
+        if structure_only and isinstance(edit, (Reinit, Transplant)):
             continue  # the weights come from the file
         if structure_only and isinstance(edit, SetTrainable) and not edit.norm_stats:
             continue  # the flags come from the recipe; running statistics kept need the edit

@@ -129,6 +129,12 @@ EDIT_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
         "modules_to_save": (_list_of(NAME, MAX_TARGETS), False),
         "seed": (SEED, False),
     },
+    "transplant": {
+        "source": (NAME, True),
+        "sha256": (_text(64), True),
+        "source_prefix": (NAME, False),
+        "target_prefix": (NAME, False),
+    },
 }
 
 CHECKPOINT_FIELDS: dict[str, tuple[Check, bool]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import inspect
 import os
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,24 @@ def alexnet() -> nn.Module:
 def models_file() -> Path:
     """The path of the tiny-models file, for `file.py:attr` sources."""
     return MODELS_FILE
+
+
+@pytest.fixture
+def full_open_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Hold the app's full open (the torch side) until the test sets the event: the tree read
+    before torch stays on screen meanwhile. Released at teardown whatever happened."""
+    from modelbrowse.tui.options import AppOptions
+
+    release = threading.Event()
+    resolve = AppOptions.resolve
+
+    def held(self: AppOptions, spec: str | None = None) -> object:
+        release.wait(60)
+        return resolve(self, spec)
+
+    monkeypatch.setattr(AppOptions, "resolve", held)
+    yield release
+    release.set()
 
 
 @pytest.fixture(scope="session")

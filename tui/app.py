@@ -36,6 +36,7 @@ from modelbrowse.tui.saving import SaveActions
 from modelbrowse.tui.screens.help import HelpScreen
 from modelbrowse.tui.screens.summary import SummaryScreen
 from modelbrowse.tui.signals import SignalHandling
+from modelbrowse.tui.transplanting import TransplantActions
 from modelbrowse.widgets.detail_pane import DetailPane
 from modelbrowse.widgets.guarded import Guarded
 from modelbrowse.widgets.key_footer import KeyFooter
@@ -70,6 +71,8 @@ CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save"}
 )
 CHANGING_ACTIONS |= {"add_lora"}
+PROMPT_ACTIONS |= {"transplant"}
+CHANGING_ACTIONS |= {"transplant"}
 
 
 # What waits for the full open while the tree read before torch is shown.
@@ -87,6 +90,7 @@ class ModelBrowseApp(
     FreezeActions,
     InsertActions,
     LoraActions,
+    TransplantActions,
     BuildActions,
     SaveActions,
 ):
@@ -122,6 +126,7 @@ class ModelBrowseApp(
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
         Binding("A", "add_lora", "LoRA", show=False, priority=True, id="add_lora"),
+        Binding("T", "transplant", "Transplant", show=False, priority=True, id="transplant"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:

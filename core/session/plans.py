@@ -205,3 +205,10 @@ def build_for(edit: Edit, model: nn.Module) -> Build | None:
         text = text[: _LABEL_CHARS - 1] + "…"
     label = f"{len(modules)} × {text}" if len(modules) > 1 else text
     return Build(edit, modules, label)
+
+
+def transplant_refusal(index: NodeIndex, path: str) -> str | None:
+    """Why weights cannot be transplanted at `path` (a tensor, not a subtree), or None."""
+    if not index.node(path).is_module:
+        return "transplant into a module: move the cursor to one"
+    return None

@@ -41,16 +41,9 @@ def gptq_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 async def test_a_gptq_q_proj_shows_its_logical_shape_and_true_count(
-    gptq_folder: Path, monkeypatch: pytest.MonkeyPatch
+    gptq_folder: Path, full_open_held: threading.Event
 ) -> None:
-    release = threading.Event()
-    resolve = AppOptions.resolve
-
-    def held(self: AppOptions, spec: str | None = None) -> object:
-        release.wait(60)
-        return resolve(self, spec)
-
-    monkeypatch.setattr(AppOptions, "resolve", held)
+    release = full_open_held
     app = ModelBrowseApp(AppOptions(str(gptq_folder)))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.previewing)  # the tree before torch

@@ -111,16 +111,9 @@ def test_the_tree_and_its_totals_show_before_torch_is_imported(weights: Path) ->
 
 
 async def test_the_full_open_takes_the_previews_place_keeping_cursor_and_lines(
-    weights: Path, monkeypatch: pytest.MonkeyPatch
+    weights: Path, full_open_held: threading.Event
 ) -> None:
-    release = threading.Event()
-    resolve = AppOptions.resolve
-
-    def held(self: AppOptions, spec: str | None = None) -> object:
-        release.wait(60)
-        return resolve(self, spec)
-
-    monkeypatch.setattr(AppOptions, "resolve", held)
+    release = full_open_held
     app = ModelBrowseApp(AppOptions(str(weights)))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.session.previewing)

@@ -56,6 +56,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "add LoRA adapters (peft) to the selection or the subtree: r, alpha, dropout, targets, "
         "modules_to_save; shows the modules that get adapters and those LoRA cannot adapt",
     ),
+    (
+        ("transplant",),
+        "",
+        "transplant: copy weights from another checkpoint into the subtree, through a "
+        "prefix mapping (prefilled), after a report of what is copied",
+    ),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
     (

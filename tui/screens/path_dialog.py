@@ -49,6 +49,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         check: PathCheck,
         question: PathCheck | None = None,
         hint: str = "",
+        placeholder: str = "",
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -56,6 +57,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
         self.check = check
         self.question = question
         self.hint = hint
+        self.placeholder = placeholder or f"a path ending in {extensions_text()}"
         self._asked = ""  # the path whose question was shown: enter again on it goes on
 
     def compose(self) -> ComposeResult:
@@ -65,7 +67,7 @@ class PathDialog(TypeAhead, Guarded, ModalScreen[str | None]):
             # them, and the next key would replace them.
             yield PathInput(
                 self.value,
-                placeholder=f"a path ending in {extensions_text()}",
+                placeholder=self.placeholder,
                 select_on_focus=False,
             )
             yield Static("", id="dialog-error")
