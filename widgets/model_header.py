@@ -87,7 +87,7 @@ class ModelHeader(Guarded, Static):
             style="",
         )
         items = [self._title(index.root.type_name), counts]
-        if totals.frozen and totals.params:  # the share that trains (LoRA: well under 1%)
+        if totals.frozen and totals.trainable:  # the share that trains (LoRA: well under 1%)
             items.append(Text(f"{share(totals.trainable, totals.params)} trainable", style="green"))
         items.append(Text(human_bytes(totals.nbytes)))
         if unsaved:

@@ -53,8 +53,7 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (
         ("add_lora",),
         "",
-        "add LoRA adapters (peft) to the selection or the subtree: r, alpha, dropout, targets, "
-        "modules_to_save; shows the modules that get adapters and those LoRA cannot adapt",
+        "add LoRA adapters (peft) to the selection or subtree; w then writes an adapter folder",
     ),
     (
         ("transplant",),
@@ -64,12 +63,7 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     ),
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
-    (
-        ("save",),
-        "",
-        f"write the weights ({extensions_text()}) and the recipe beside them; "
-        "with LoRA, a PEFT adapter folder",
-    ),
+    (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
     (("help",), "", "this help"),
     ((), "^p", "command palette: every action by name, with its key"),
     (
