@@ -19,6 +19,7 @@ from modelbrowse.tui.screens.dialogs import ConfirmDialog
 from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.saving.weights import SaveReport
 
 
@@ -43,6 +44,12 @@ def path_problem(text: str) -> str | None:
     return None
 
 
+def _has_lora(edits: list[Edit]) -> bool:
+    from modelbrowse.core.edits.lora import lora_edit
+
+    return lora_edit(edits) is not None
+
+
 class SaveNews(Message):
     """From the save's thread: run `callback(*args)` on the app. Posting never waits on the
     app, so the write goes on while it leaves (see inflight.py)."""
@@ -65,8 +72,8 @@ class SaveActions(AppBase):
         if refusal is not None:
             self.notify(refusal, severity="warning", title="nothing written")
             return
-        if session.has_lora:
-            self._ask_adapter_folder()
+        if session.history is not None and _has_lora(session.history.done):
+            self._ask_adapter_folder()  # a PEFT adapter folder, the recipe inside
             return
         self.push_screen(
             PathDialog(

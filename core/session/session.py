@@ -393,15 +393,6 @@ class Session:
             return save_adapter_edited(model, path, source, seed, edits, lora, progress=progress)
         return save_edited(model, path, source, seed, edits, progress=progress)
 
-    @property
-    def has_lora(self) -> bool:
-        """LoRA adapters are on the model: `w` writes a PEFT adapter folder."""
-        if self.history is None:
-            return False
-        from modelbrowse.core.edits.lora import lora_edit
-
-        return lora_edit(self.history.done) is not None
-
     def saved(self, report: SaveReport) -> None:
         self.saving = False
         assert self.history is not None
