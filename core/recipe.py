@@ -212,9 +212,12 @@ def edits_of(recipe: dict[str, Any]) -> list[Edit]:
     return edits
 
 
-def replay(model: nn.Module, edits: list[Edit], *, structure_only: bool = False) -> None:
-    """Apply the edits in order; the first that fails is one line naming its step."""
-    for number, edit in enumerate(edits, start=1):
+def replay(
+    model: nn.Module, edits: list[Edit], *, structure_only: bool = False, start: int = 1
+) -> None:
+    """Apply the edits in order; the first that fails is one line naming its step (the first
+    edit is step `start`)."""
+    for number, edit in enumerate(edits, start=start):
         if structure_only and isinstance(edit, (Reinit, Transplant)):
             continue  # the weights come from the file
         if structure_only and isinstance(edit, SetTrainable) and not edit.norm_stats:
@@ -248,15 +251,28 @@ def load_edited(
 
     A recipe rebuilds zoo models and checkpoints itself; a model from an import path is code,
     which runs only when the caller names it here (`source`: its import path, or the class or
-    factory): the recipe's own word is not enough.
+    factory): the recipe's own word is not enough. With LoRA in the recipe, `path` may be the
+    adapter folder `w` wrote, and the model returned is a `peft.PeftModel`.
     """
+    from modelbrowse.core.edits.lora import lora_edit
+
     path = Path(path).expanduser()
+    if path.is_dir():  # a PEFT adapter folder: its weights file has the recipe beside it
+        from modelbrowse.core.recipe_lora import adapter_weights
+
+        path = adapter_weights(path)
     recipe = read_recipe(recipe_path_for(path))
     problem = _hash_mismatch(path, recipe)
     if problem:
         raise RecipeError(problem)
     edits = edits_of(recipe)
     built = rebuild_architecture(recipe["source"], source)
+    lora = lora_edit(edits)
+    if lora is not None:  # the PeftModel, as get_peft_model makes it
+        from modelbrowse.core.recipe_lora import load_lora_edited
+
+        peft_model: nn.Module = load_lora_edited(path, recipe, edits, lora, built)
+        return peft_model.to(map_location)
     state = read_weights(path)
     check_files_hold(state)  # mapped: a file truncated since its hash was taken is an error
     if built is None:  # a checkpoint edited without an architecture: its keys are the model

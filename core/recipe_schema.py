@@ -23,6 +23,7 @@ MAX_NAME = 4096  # a path, a file name, a spec that names a source
 MAX_CODE = 100_000  # a module spec (`nn.Sequential(...)`) or a keyword argument's literal
 SEED_BOUND = 2**64
 INDEX_BOUND = 10**9
+MAX_TARGETS = 100_000  # LoRA's target_modules: names or full paths
 SOURCE_KINDS = ("torchvision", "timm", "import", "checkpoint", "huggingface")
 
 Check = Callable[[Any, str], Any]
@@ -84,6 +85,15 @@ def _list_of(check: Check, limit: int) -> Check:
     return checked
 
 
+def _fraction(value: Any, field: str) -> float:
+    """A number from 0 up to (not including) 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SchemaError(f"'{field}' must be a number, not {_kind(value)}")
+    if not 0 <= value < 1:
+        raise SchemaError(f"'{field}' is out of range (from 0 up to 1)")
+    return float(value)
+
+
 def _kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "true/false"}
     if value is None:
@@ -125,6 +135,14 @@ EDIT_FIELDS: dict[str, dict[str, tuple[Check, bool]]] = {
         "dtype": (_cast_dtype, True),
         "keep": (_list_of(NAME, MAX_FROZEN), False),
         "leave": (_list_of(NAME, MAX_FROZEN), False),
+    },
+    "add_lora": {
+        "targets": (_list_of(NAME, MAX_TARGETS), True),
+        "r": (_integer(1, 2**20), False),
+        "lora_alpha": (_integer(1, 2**20), False),
+        "lora_dropout": (_fraction, False),
+        "modules_to_save": (_list_of(NAME, MAX_TARGETS), False),
+        "seed": (SEED, False),
     },
     "transplant": {
         "source": (NAME, True),

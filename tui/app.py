@@ -29,6 +29,7 @@ from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.health_check import HealthCheckActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
+from modelbrowse.tui.lora import LoraActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
 from modelbrowse.tui.probe_keys import ProbeActions
@@ -68,10 +69,12 @@ STACK_MIN_HEIGHT = 20
 # Keys that open an input take priority, so that it is open before the keys typed after them
 # arrive (else those go to the tree); inside an input they are text.
 PROMPT_ACTIONS = frozenset({"goto", "filter", "select", "save", "replace", "insert"})
-PROMPT_ACTIONS |= {"transplant"}
+PROMPT_ACTIONS |= {"add_lora"}
 CHANGING_ACTIONS = frozenset(
     {"freeze", "reinit", "replace", "delete", "insert", "undo", "redo", "save", "cast"}
 )
+CHANGING_ACTIONS |= {"add_lora"}
+PROMPT_ACTIONS |= {"transplant"}
 CHANGING_ACTIONS |= {"transplant"}
 
 
@@ -91,6 +94,7 @@ class ModelBrowseApp(
     FreezeActions,
     CastActions,
     InsertActions,
+    LoraActions,
     TransplantActions,
     BuildActions,
     SaveActions,
@@ -130,6 +134,7 @@ class ModelBrowseApp(
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
         Binding("c", "cast", "Cast", show=False, id="cast"),
+        Binding("A", "add_lora", "LoRA", show=False, priority=True, id="add_lora"),
         Binding("T", "transplant", "Transplant", show=False, priority=True, id="transplant"),
         Binding("p", "probe", "Probe", show=False, id="probe"),
         Binding("exclamation_mark", "first_bad", "First NaN", show=False, id="first_bad"),

@@ -30,6 +30,7 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "replace": ("Replace", "put a torch.nn module of your spec in the cursor's place"),
     "delete": ("Delete", "nn.Identity() in the module's place, or drop a checkpoint key"),
     "insert": ("Insert", "a module after or before the cursor's, or inside it by name"),
+    "add_lora": ("Add LoRA", "LoRA adapters (peft) on the selection or the cursor's subtree"),
     "transplant": ("Transplant", "copy weights from another checkpoint into the subtree"),
     "undo": ("Undo", "take back the last edit"),
     "redo": ("Redo", "apply again what was undone"),

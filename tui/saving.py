@@ -19,6 +19,7 @@ from modelbrowse.tui.screens.dialogs import ConfirmDialog
 from modelbrowse.tui.screens.path_dialog import PathDialog
 
 if TYPE_CHECKING:
+    from modelbrowse.core.edits.base import Edit
     from modelbrowse.core.saving.hf_folder import FolderReport
     from modelbrowse.core.saving.weights import SaveReport
 
@@ -60,6 +61,12 @@ def path_problem(text: str, folders: bool = False) -> str | None:
     return None
 
 
+def _has_lora(edits: list[Edit]) -> bool:
+    from modelbrowse.core.edits.lora import lora_edit
+
+    return lora_edit(edits) is not None
+
+
 class SaveNews(Message):
     """From the save's thread: run `callback(*args)` on the app. Posting never waits on the
     app, so the write goes on while it leaves (see inflight.py)."""
@@ -82,6 +89,9 @@ class SaveActions(AppBase):
         if refusal is not None:
             self.notify(refusal, severity="warning", title="nothing written")
             return
+        if session.history is not None and _has_lora(session.history.done):
+            self._ask_adapter_folder()  # a PEFT adapter folder, the recipe inside
+            return
         folders = session.folder_refusal() is None
         title = "write the weights (and the recipe beside them)"
         if folders:
@@ -96,6 +106,20 @@ class SaveActions(AppBase):
             placeholder=f"a folder, or a path ending in {extensions_text()}" if folders else "",
         )
         self.push_screen(dialog, lambda text: self._path_chosen(text, dialog.chosen))
+
+    def _ask_adapter_folder(self) -> None:
+        """With LoRA on the model, `w` writes a PEFT adapter folder (the recipe inside)."""
+        from modelbrowse.core.saving.adapter_folder import folder_problem
+
+        def problem(text: str) -> str | None:
+            text = text.strip()
+            return folder_problem(Path(text).expanduser()) if text else "type a folder name"
+
+        name = Path(self.session.save_name())
+        stem = name.name.partition(".")[0]
+        default = str(name.with_name(stem if stem.endswith("-lora") else f"{stem}-lora"))
+        title = "write the LoRA adapter folder (adapter_config.json, adapter_model.safetensors)"
+        self.push_screen(PathDialog(title, default, problem), self._path_chosen)
 
     def _path_chosen(self, text: str | None, dtype: str | None = None) -> None:
         if text is None:
@@ -171,6 +195,8 @@ class SaveActions(AppBase):
         recipe = recipe_path_for(report.path).name
         if isinstance(report, FolderReport):  # the recipe is inside the folder
             recipe = f"{RECIPE_NAME} in it"
+        elif report.path.is_dir():  # a PEFT adapter folder: the recipe is inside
+            recipe = f"{report.path.name}/{recipe_path_for('adapter_model.safetensors').name}"
         self._status(f"{report.summary()} · and {recipe}", "green")
 
     def _save_failed(self, message: str) -> None:

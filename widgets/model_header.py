@@ -32,6 +32,14 @@ def pack(items: list[Text], width: int) -> Text:
     return out
 
 
+def share(part: int, whole: int) -> str:
+    """`4.1%`, `0.27%`, `<0.01%`: enough digits to tell a LoRA's share from nothing."""
+    percent = 100 * part / whole
+    if part and percent < 0.01:
+        return "<0.01%"
+    return f"{percent:.1f}%" if percent >= 10 or not part else f"{percent:.2f}%"
+
+
 class ModelHeader(Guarded, Static):
     """`modelbrowse  alexnet · AlexNet  61.1M params (61.1M trainable, 0 frozen)  233.1 MiB`."""
 
@@ -78,7 +86,10 @@ class ModelHeader(Guarded, Static):
             f" ({human_count(totals.trainable)} trainable, {human_count(totals.frozen)} frozen)",
             style="",
         )
-        items = [self._title(index.root.type_name), counts, Text(human_bytes(totals.nbytes))]
+        items = [self._title(index.root.type_name), counts]
+        if totals.frozen and totals.trainable:  # the share that trains (LoRA: well under 1%)
+            items.append(Text(f"{share(totals.trainable, totals.params)} trainable", style="green"))
+        items.append(Text(human_bytes(totals.nbytes)))
         if unsaved:
             plural = "s" if unsaved != 1 else ""
             items.append(Text(f"{unsaved} unsaved edit{plural}", style="bold red"))

@@ -255,7 +255,8 @@ class Session:
 
         assert self.history is not None and self.index is not None
         note_aliases(self.index, edit)
-        also = [] if isinstance(edit, Batch) else self.index.aliases_outside(edit.path)
+        whole = isinstance(edit, Batch) or edit.path not in self.index  # a selector's edit
+        also = [] if whole else self.index.aliases_outside(edit.path)
         self.history.apply(edit)
         self.probe.mark_stale()
         if note:
@@ -396,11 +397,17 @@ class Session:
     ) -> SaveReport | FolderReport:
         """Write the weights and the recipe beside them (in a worker), floating tensors in
         `dtype` where one is given; raises `ModelBrowseError`, the edits kept."""
+        from modelbrowse.core.edits.lora import lora_edit
         from modelbrowse.core.recipe import save_edited
 
         assert self.history is not None and self.source is not None
         edits = list(self.history.done)
         model, source, seed = self.history.model, self.source, self.init_seed
+        lora = lora_edit(edits)
+        if lora is not None:  # a PEFT adapter folder, the recipe in it
+            from modelbrowse.core.recipe_lora import save_adapter_edited
+
+            return save_adapter_edited(model, path, source, seed, edits, lora, progress=progress)
         if is_folder_target(path):
             from modelbrowse.core.saving.hf_output import save_model_folder
 

@@ -32,6 +32,8 @@ def tie_question(index: NodeIndex, edit: Edit) -> str:
 
     if isinstance(edit, Batch):
         return _batch_consequence(index, edit)
+    if edit.path not in index:  # a selector (LoRA on a selection): nothing it replaces is tied
+        return ""
     return consequence(edit, index.aliases_outside(edit.path))
 
 

@@ -118,7 +118,7 @@ async def test_the_help_names_the_extensions_the_error_lists(
     listed = ".pt, .pth, .bin, .ckpt or .safetensors"
     assert extensions_text() == listed
     async with open_app(f"{models_file}:SharedNet", size=(120, 40)) as (_app, pilot):
-        await pilot.press("question_mark")
+        await pilot.press("question_mark", "end")  # w is near the help's foot
         screen = await wait_for_text(pilot, "write the weights")
         assert f"write the weights ({listed})" in screen
         await pilot.press("escape", "w")

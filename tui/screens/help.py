@@ -75,6 +75,11 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
         "any module by name (↑ ↓ in the dialog choose where)",
     ),
     (
+        ("add_lora",),
+        "",
+        "add LoRA adapters (peft) to the selection or subtree; w then writes an adapter folder",
+    ),
+    (
         ("transplant",),
         "",
         "transplant: copy weights from another checkpoint into the subtree, through a "
