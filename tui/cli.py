@@ -29,6 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     if args.depth is not None and args.depth < 0:
         parser.error("--depth must be 0 or more")
+    if args.merge is not None:
+        from modelbrowse.tui.merging import merge_command, usage_problem
+
+        problem = usage_problem(args)
+        if problem is not None:
+            parser.error(problem)
+        return merge_command(args, _guarded)
     if args.output is not None and args.recipe is None:
         parser.error("--output goes with --recipe")
     if args.recipe is not None and args.output is None and (args.print_tree or args.diff):
