@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from modelbrowse.tui.console import write
+
+if TYPE_CHECKING:
+    import torch
 
 # The flags --merge cannot go with.
 LEFT_OUT = {
@@ -54,11 +58,26 @@ def merge_command(
     return guarded(args, run)
 
 
-def _dtype(args: argparse.Namespace) -> object:
-    """`--dtype`, where the command line has it."""
-    return None
+def _dtype(args: argparse.Namespace) -> torch.dtype | None:
+    """`--dtype bf16|fp16|fp32`, where the command line has it."""
+    import torch
+
+    from modelbrowse.core.errors import UsageError
+
+    name = getattr(args, "dtype", None)
+    if name is None:
+        return None
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if str(name).lower() not in names:
+        raise UsageError(f"--dtype {name}: use bf16, fp16 or fp32")
+    return names[str(name).lower()]
 
 
 def _max_shard_size(args: argparse.Namespace) -> int | None:
     """`--max-shard-size`, where the command line has it."""
-    return None
+    size = getattr(args, "max_shard_size", None)
+    if size is None or isinstance(size, int):
+        return size
+    from modelbrowse.core.saving.hf_folder import parse_size
+
+    return parse_size(str(size))

@@ -19,11 +19,13 @@ from modelbrowse.core.sources.adapter_layout import LoraModule
 BLOCK_ELEMENTS = 1 << 24
 
 
-def merged_tensor(plan: MergePlan, key: str, base: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def merged_tensor(
+    plan: MergePlan, key: str, base: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
     """The tensor the merge writes for `key` (base values `base`), in `dtype`."""
     copy = plan.replaced.get(key)
-    if copy is not None:
-        return plan.adapter_tensors[copy].to(dtype)
+    if copy is not None:  # a whole copy loads first (PEFT's modules_to_save, base_layer)
+        base = plan.adapter_tensors[copy].to(base.dtype)
     modules = plan.updates.get(key, [])
     biases = plan.bias_updates.get(key, [])
     if not modules and not biases:

@@ -37,7 +37,9 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(flat.view(torch.uint8).numpy())
 
 
-def write_safetensors(path: Path, entries: list[Entry], aliases: dict[str, str], tensors: Tensors) -> int:
+def write_safetensors(
+    path: Path, entries: list[Entry], aliases: dict[str, str], tensors: Tensors
+) -> int:
     """A safetensors file of `entries`, their values from `tensors` in the same order; tied
     keys recorded as the app records them (`modelbrowse.aliases`). Returns the bytes written."""
     header: dict[str, Any] = {}
@@ -65,7 +67,10 @@ def write_safetensors(path: Path, entries: list[Entry], aliases: dict[str, str],
 def write_torch(path: Path, entries: list[Entry], aliases: dict[str, str], tensors: Tensors) -> int:
     """A torch.save archive of a state_dict (aliases share their key's storage, as a tied
     model's do), readable by `torch.load(weights_only=True)`. Returns the data bytes written."""
-    storages = {key: _Storage(str(number), dtype, shape) for number, (key, shape, dtype) in enumerate(entries)}
+    storages = {
+        key: _Storage(str(number), dtype, shape)
+        for number, (key, shape, dtype) in enumerate(entries)
+    }
     state: dict[str, _Tensor] = {key: _Tensor(storages[key]) for key, _, _ in entries}
     for alias, key in aliases.items():
         state[alias] = state[key]
@@ -102,7 +107,9 @@ def _write_values(handle: Any, entries: list[Entry], tensors: Tensors) -> None:
         raise MergeError("the merge ended before every tensor was written")
 
 
-def _check(key: str, tensor: torch.Tensor, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+def _check(
+    key: str, tensor: torch.Tensor, name: str, shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
     if key != name or tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
         raise MergeError(f"{key}: came out as {tuple(tensor.shape)} {tensor.dtype}, not as planned")
 

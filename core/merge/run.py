@@ -69,9 +69,7 @@ def merge_adapter(
     output = Path(output).expanduser()
     is_file = output.suffix.lower() in FORMATS
     if not is_file and output.suffix and not output.is_dir():
-        raise MergeError(
-            f"--output {output.name}: name a file ({extensions_text()}) or a folder"
-        )
+        raise MergeError(f"--output {output.name}: name a file ({extensions_text()}) or a folder")
     plan = plan_merge(base, adapter)
     entries, aliases = _entries(plan, dtype)
     tensors = merged_tensors(plan, dtype, progress, cancel)
@@ -142,7 +140,41 @@ def _write_folder(
     dtype: torch.dtype | None,
     max_shard_size: int | None,
 ) -> int:
-    raise MergeError(f"--output {output}: a Hugging Face folder output is not available yet")
+    """A Hugging Face folder: the base's config (its dtype updated where cast) and tokenizer
+    files beside the merged shards. Shards are at most the base's largest unless asked: a
+    shard's tensors are held until it is written."""
+    from modelbrowse.core.saving.hf_folder import write_hf_folder
+
+    config = dict(plan.config) if plan.config is not None else None
+    if config is not None and dtype is not None:
+        name = str(dtype).removeprefix("torch.")
+        config["torch_dtype"] = name
+        if "dtype" in config:
+            config["dtype"] = name
+    report = write_hf_folder(
+        output,
+        _with_aliases(plan, tensors),
+        max_shard_size=max_shard_size or max(plan.largest_shard, 1),
+        config=config,
+        copy_from=plan.folder,
+        verify=False,  # reading each shard back would hold it a second time
+    )
+    return report.bytes
+
+
+def _with_aliases(
+    plan: MergePlan, tensors: Iterator[tuple[str, torch.Tensor]]
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Each tensor, then each key that repeats it (a folder of safetensors shards cannot
+    record a tie other than through the config)."""
+    repeats: dict[str, list[str]] = {}
+    for shard in plan.shards:
+        for alias, key in shard.aliases.items():
+            repeats.setdefault(key, []).append(alias)
+    for key, tensor in tensors:
+        yield key, tensor
+        for alias in repeats.get(key, []):
+            yield alias, tensor
 
 
 # --- handing pages back --------------------------------------------------------------------
