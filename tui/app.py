@@ -27,6 +27,7 @@ from modelbrowse.tui.failures import FailureHandling
 from modelbrowse.tui.freezing import FreezeActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
+from modelbrowse.tui.merging_app import MergeActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
 from modelbrowse.tui.prompting import PromptActions
@@ -70,7 +71,7 @@ CHANGING_ACTIONS = frozenset(
 
 
 # What waits for the full open while the tree read before torch is shown.
-WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
+WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets", "merge"}
 
 
 class ModelBrowseApp(
@@ -85,6 +86,7 @@ class ModelBrowseApp(
     InsertActions,
     BuildActions,
     SaveActions,
+    MergeActions,
 ):
     """Browse a model: tree on the left, details on the right. The state is the session's
     (`core/session/`); the parts map keys and workers to its calls."""
@@ -117,6 +119,7 @@ class ModelBrowseApp(
         Binding("escape", "clear", "Clear filter", show=False, id="clear"),
         Binding("asterisk,m", "select", "Select", show=False, priority=True, id="select"),
         Binding("Y", "copy_targets", "Copy targets", show=False, id="copy_targets"),
+        Binding("M", "merge", "Merge", show=False, id="merge"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:

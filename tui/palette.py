@@ -33,6 +33,10 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "redo": ("Redo", "apply again what was undone"),
     "edit_log": ("Edit log", "the edits so far, as code that repeats them"),
     "save": ("Write", "save the edited weights and the recipe beside them"),
+    "merge": (
+        "Merge adapter",
+        "the open adapter merged into its base, written to a file or folder",
+    ),
     "summary": ("Summary", "torchinfo's table of the model"),
     "help": ("Help", "every key and what it does"),
     "quit_app": ("Quit", "leave (asks first when edits are unsaved)"),
