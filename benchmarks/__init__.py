@@ -29,6 +29,7 @@ FIGURE_MODULES = (
     "benchmarks.interaction",
     "benchmarks.many_keys",
     "benchmarks.gguf_file",
+    "benchmarks.merge",
 )
 
 DEFAULT_TIMEOUT_S = 60.0

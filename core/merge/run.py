@@ -141,8 +141,8 @@ def _write_folder(
     max_shard_size: int | None,
 ) -> int:
     """A Hugging Face folder: the base's config (its dtype updated where cast) and tokenizer
-    files beside the merged shards. Shards are at most the base's largest unless asked: a
-    shard's tensors are held until it is written."""
+    files beside the merged shards. The folder's writer holds a shard's tensors until it is
+    written, so shards are at most half the base's largest unless asked."""
     from modelbrowse.core.saving.hf_folder import write_hf_folder
 
     config = dict(plan.config) if plan.config is not None else None
@@ -154,7 +154,7 @@ def _write_folder(
     report = write_hf_folder(
         output,
         _with_aliases(plan, tensors),
-        max_shard_size=max_shard_size or max(plan.largest_shard, 1),
+        max_shard_size=max_shard_size or max(plan.largest_shard // 2, 1),
         config=config,
         copy_from=plan.folder,
         verify=False,  # reading each shard back would hold it a second time
