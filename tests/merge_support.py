@@ -13,8 +13,15 @@ from torch import nn
 from tests.adapter_support import save_adapter
 
 
-def llama(folder: Path, *, tied: bool = False, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """A two-layer Llama saved with `save_pretrained` in `dtype`."""
+def llama(
+    folder: Path,
+    *,
+    tied: bool = False,
+    dtype: torch.dtype = torch.float32,
+    max_shard_size: str = "5GB",
+) -> nn.Module:
+    """A two-layer Llama saved with `save_pretrained` in `dtype` (in shards of at most
+    `max_shard_size`)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -28,10 +35,11 @@ def llama(folder: Path, *, tied: bool = False, dtype: torch.dtype = torch.float3
         tie_word_embeddings=tied,
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(dtype)
+    llama = LlamaForCausalLM(config).to(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.save_pretrained(str(folder))
+        llama.save_pretrained(str(folder), max_shard_size=max_shard_size)
+    model: nn.Module = llama
     return model
 
 

@@ -35,11 +35,11 @@ def merged_tensor(
     if not modules and not biases:
         return base if base.dtype == dtype else base.to(dtype)
     if biases:
-        total = base.float()
+        summed = base.float()
         for module in biases:
             bias = plan.adapter_tensors[f"{module.path}.lora_B.bias"].float()
-            total = total + bias * module.scaling
-        return total.to(dtype)
+            summed = summed + bias * module.scaling
+        return summed.to(dtype)
     out = torch.empty(base.shape, dtype=dtype)
     rows = base.shape[0] if base.dim() else 1
     step = rows

@@ -34,7 +34,7 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().contiguous().reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 def write_safetensors(
@@ -140,7 +140,14 @@ class _Tensor:
     def __reduce_ex__(self, protocol: object) -> tuple[Any, ...]:
         shape = self.storage.shape
         stride = tuple(torch.empty(shape, device="meta").stride())
-        args = (self.storage, 0, torch.Size(shape), stride, False, collections.OrderedDict())
+        args: tuple[Any, ...] = (
+            self.storage,
+            0,
+            torch.Size(shape),
+            stride,
+            False,
+            collections.OrderedDict(),
+        )
         return (torch._utils._rebuild_tensor_v2, args)
 
 

@@ -284,12 +284,7 @@ def test_a_folder_output_is_a_hugging_face_folder_with_config_and_tokenizer(
 def test_a_sharded_base_merges_shard_by_shard_into_shards(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import warnings
-
-    base = llama(tmp_path / "single")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base.save_pretrained(str(tmp_path / "base"), max_shard_size="8KB")
+    base = llama(tmp_path / "base", max_shard_size="8KB")
     shards = sorted((tmp_path / "base").glob("model-*.safetensors"))
     assert len(shards) > 2
     expected = peft_merged(tmp_path / "adapter", base, lora())
