@@ -30,6 +30,7 @@ FIGURE_MODULES = (
     "benchmarks.many_keys",
     "benchmarks.gguf_file",
     "benchmarks.health_check",
+    "benchmarks.merge",
 )
 
 DEFAULT_TIMEOUT_S = 60.0

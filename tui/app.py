@@ -30,6 +30,7 @@ from modelbrowse.tui.health_check import HealthCheckActions
 from modelbrowse.tui.inserting import InsertActions
 from modelbrowse.tui.loading import LoadActions
 from modelbrowse.tui.lora import LoraActions
+from modelbrowse.tui.merging_app import MergeActions
 from modelbrowse.tui.options import AppOptions
 from modelbrowse.tui.palette import PaletteActions
 from modelbrowse.tui.probe_keys import ProbeActions
@@ -81,6 +82,7 @@ CHANGING_ACTIONS |= {"transplant"}
 # What waits for the full open while the tree read before torch is shown.
 WAIT_FOR_MODEL_ACTIONS = CHANGING_ACTIONS | {"select", "summary", "copy_targets"}
 WAIT_FOR_MODEL_ACTIONS |= {"check", "probe"}
+WAIT_FOR_MODEL_ACTIONS |= {"merge"}
 
 
 class ModelBrowseApp(
@@ -100,6 +102,7 @@ class ModelBrowseApp(
     SaveActions,
     HealthCheckActions,
     ProbeActions,
+    MergeActions,
 ):
     """Browse a model: tree on the left, details on the right. The state is the session's
     (`core/session/`); the parts map keys and workers to its calls."""
@@ -138,6 +141,7 @@ class ModelBrowseApp(
         Binding("T", "transplant", "Transplant", show=False, priority=True, id="transplant"),
         Binding("p", "probe", "Probe", show=False, id="probe"),
         Binding("exclamation_mark", "first_bad", "First NaN", show=False, id="first_bad"),
+        Binding("M", "merge", "Merge", show=False, id="merge"),
     ]
 
     def __init__(self, options: AppOptions, driver_class: type[Driver] | None = None) -> None:

@@ -30,9 +30,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = " ".join(sys.argv[1:] if argv is None else argv)
     if args.depth is not None and args.depth < 0:
         parser.error("--depth must be 0 or more")
-    if args.output is not None and args.recipe is None and not _names_folder(args.output):
-        parser.error("--output goes with --recipe (or names a folder for a Hugging Face folder)")
-    converting = args.output is not None and args.recipe is None
+    merging = args.merge is not None
+    if args.output is not None and args.recipe is None and not merging:  # noqa: SIM102
+        if not _names_folder(args.output):
+            parser.error(
+                "--output goes with --recipe or --merge (or names a folder for a Hugging Face "
+                "folder)"
+            )
+    converting = args.output is not None and args.recipe is None and not merging
     if converting and (args.print_tree or args.meta or args.diff is not None):
         parser.error("--output writes a Hugging Face folder; leave out --print, --meta, --diff")
     if args.recipe is not None and args.output is None and (args.print_tree or args.diff):
@@ -67,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.dtype = parse_dtype(args.dtype)
         except UsageError as exc:
             return error(str(exc))
+    if args.merge is not None:
+        from modelbrowse.tui.merging import merge_command, usage_problem
+
+        problem = usage_problem(args)
+        if problem is not None:
+            parser.error(problem)
+        return merge_command(args, _guarded)
     if args.meta and (args.recipe is not None or args.diff is not None):
         parser.error(
             "--meta has no values to compare or write; leave it out with --recipe or --diff"

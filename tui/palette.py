@@ -36,6 +36,10 @@ APP_ACTIONS: dict[str, tuple[str, str]] = {
     "redo": ("Redo", "apply again what was undone"),
     "edit_log": ("Edit log", "the edits so far, as code that repeats them"),
     "save": ("Write", "save the edited weights and the recipe beside them"),
+    "merge": (
+        "Merge adapter",
+        "the open adapter merged into its base, written to a file or folder",
+    ),
     "summary": ("Summary", "torchinfo's table of the model"),
     "check": ("Health check", "NaN, Inf, constant tensors, norms at init, duplicates, ties"),
     "probe": ("Probe", "run the model once: output shapes and statistics, gradients"),

@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         "cast edit's path keep the dtype it gave them); recorded in the recipe",
     )
     parser.add_argument(
+        "--merge",
+        metavar="ADAPTER",
+        help="with --output: merge this PEFT LoRA adapter folder into SOURCE (a Hugging Face "
+        "folder or a weights file) and write the result (.safetensors, .pt or a folder), "
+        "streamed shard by shard",
+    )
+    parser.add_argument(
         "--diff",
         metavar="OTHER",
         help="compare SOURCE with OTHER key by key (a fine-tuned checkpoint against its base); "

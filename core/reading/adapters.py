@@ -38,6 +38,8 @@ class AdapterConfig:
     base_model: str | None = None
     use_rslora: bool = False
     use_dora: bool = False
+    # The base layer stores its weight transposed (GPT-2's Conv1D): B @ A is transposed.
+    fan_in_fan_out: bool = False
     alpha_pattern: dict[str, float] = field(default_factory=dict)
     rank_pattern: dict[str, int] = field(default_factory=dict)
     task_type: str | None = None
@@ -77,6 +79,7 @@ def read_adapter_config(folder: Path, limits: Limits = DEFAULT_LIMITS) -> Adapte
         base_model=_text(data.get("base_model_name_or_path"), where, "base_model_name_or_path"),
         use_rslora=_flag(data.get("use_rslora"), where, "use_rslora"),
         use_dora=_flag(data.get("use_dora"), where, "use_dora"),
+        fan_in_fan_out=_flag(data.get("fan_in_fan_out"), where, "fan_in_fan_out"),
         alpha_pattern={
             k: _number(v, where, f"alpha_pattern[{k!r}]")
             for k, v in _mapping(data.get("alpha_pattern"), where, "alpha_pattern").items()

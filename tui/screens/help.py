@@ -88,6 +88,12 @@ KEYS: list[tuple[tuple[str, ...], str, str]] = [
     (("undo", "redo"), "", "undo / redo"),
     (("edit_log",), "", "the edit log, in words and as PyTorch code, then every message in full"),
     (("save",), "", f"write the weights ({extensions_text()}) and the recipe beside them"),
+    (
+        ("merge",),
+        "",
+        "on an adapter opened with --arch BASE: merge it into the base and write the result "
+        "(.safetensors, .pt or a Hugging Face folder)",
+    ),
     (("help",), "", "this help"),
     ((), "^p", "command palette: every action by name, with its key"),
     (

@@ -1,0 +1,1 @@
+"""Merging a PEFT LoRA adapter into its base, out of core: `BASE --merge ADAPTER --output OUT`."""
