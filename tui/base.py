@@ -89,7 +89,11 @@ class AppBase(App[None]):
         def _apply_filter(self, query: str) -> None: ...
 
         def _apply(
-            self, edit: Edit, confirmed: bool = False, then: Then | None = None
+            self,
+            edit: Edit,
+            confirmed: bool = False,
+            then: Then | None = None,
+            quiet: bool = False,
         ) -> bool | None: ...
 
         def _build_first(self, edit: Edit, note: str, then: Then | None) -> bool: ...

@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # read before anything opens: a typo is one line at once
         example_input(args.input_shape, args.input_dtype, ())
-        args.shard_bytes = _shard_size(args.max_shard_size)
+        _shard_size(args.max_shard_size)
     except UsageError as exc:
         return error(str(exc))
     if args.dtype is not None:
@@ -180,7 +180,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         meta=args.meta,
         keys_only=args.keys_only,
         recipe=args.recipe if args.output is None else None,
-        max_shard_size=args.shard_bytes,
+        max_shard_size=_shard_size(args.max_shard_size),
     )
 
 
@@ -283,7 +283,11 @@ def _replay(args: argparse.Namespace) -> int:
 
             output = Path(args.output).expanduser()
             report = replay_to_folder(
-                args.recipe, source, output, max_shard_size=args.shard_bytes, dtype=args.dtype
+                args.recipe,
+                source,
+                output,
+                max_shard_size=_shard_size(args.max_shard_size),
+                dtype=args.dtype,
             )
             print(report.summary())
             return 0
@@ -327,7 +331,7 @@ def _convert(args: argparse.Namespace) -> int:
         output = Path(args.output).expanduser()
         dtype = None if args.dtype is None else getattr(torch, args.dtype)
         report = convert_folder(
-            options.resolve(), output, max_shard_size=args.shard_bytes, dtype=dtype
+            options.resolve(), output, max_shard_size=_shard_size(args.max_shard_size), dtype=dtype
         )
         print(report.summary())
         return 0

@@ -56,14 +56,16 @@ class EditActions(AppBase):
             self.notify(refusal, severity="warning")
         return refusal is not None
 
-    def _apply(self, edit: Edit, confirmed: bool = False, then: Then | None = None) -> bool | None:
+    def _apply(
+        self, edit: Edit, confirmed: bool = False, then: Then | None = None, quiet: bool = False
+    ) -> bool | None:
         """Apply an edit: True when applied, False when not, None when it waits (for a
         question's answer, or for its new modules to be built; then `then` is told whether it
-        was applied)."""
-        return self._apply_noted(edit, "", confirmed, then)
+        was applied). `quiet`: an edit that makes no sense raises, for the caller to say."""
+        return self._apply_noted(edit, "", confirmed, then, quiet)
 
     def _apply_noted(
-        self, edit: Edit, note: str, confirmed: bool, then: Then | None
+        self, edit: Edit, note: str, confirmed: bool, then: Then | None, quiet: bool = False
     ) -> bool | None:
         refusal = self.session.build_refusal()
         if refusal:
@@ -88,6 +90,8 @@ class EditActions(AppBase):
         try:
             result = self.session.apply(edit, note)
         except ModelBrowseError as exc:
+            if quiet:
+                raise
             self.notify(str(exc), severity="error", title="nothing changed")
             self._status(f"nothing changed: {exc}", "bold red")
             return False

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelbrowse.core.errors import ModelBrowseError
 from modelbrowse.tui.base import AppBase
 from modelbrowse.tui.signals import stopped_message
 
@@ -57,9 +58,11 @@ class RecoveryActions(AppBase):
 
             why = ""
             try:
-                applied = self._apply(edit, confirmed=True, then=then)  # errors are notified
+                applied = self._apply(edit, confirmed=True, then=then, quiet=True)
             except KeyError as exc:  # a path the model does not have
                 applied, why = False, f": no {exc} in the model"
+            except ModelBrowseError as exc:  # one message says which step and why
+                applied, why = False, f": {exc}"
             if applied is None:
                 return  # being built: `then` goes on
             if not applied or not history.done or history.done[-1] is not edit:

@@ -123,7 +123,8 @@ async def test_a_step_that_does_not_apply_is_said_and_the_ones_before_stay(
     async with app.run_test(size=SIZE) as pilot:
         text = await wait_for_notification(pilot, "did not apply")
         assert (
-            "step 2 of r.json (freeze nowhere) did not apply: no 'nowhere' in the model; "
+            "step 2 of r.json (freeze nowhere) did not apply: "
+            "no parameter or buffer at 'nowhere'; "
             "the 1 before it did"
         ) in text
         await wait_for_text(pilot, "1 unsaved edit")

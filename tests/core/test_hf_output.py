@@ -221,7 +221,10 @@ def test_only_folder_sources_become_folders(
     with pytest.raises(SystemExit) as exited:
         main(["alexnet", "--output", str(tmp_path / "o.pt")])
     assert exited.value.code == 2
-    assert "error: --output goes with --recipe (or names a folder" in capsys.readouterr().err
+    assert (
+        "error: --output goes with --recipe or --merge (or names a folder"
+        in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         main([str(tiny_llama_folder), "--output", str(tmp_path / "out"), "--print"])
     assert "error: --output writes a Hugging Face folder; leave out --print" in (
