@@ -192,6 +192,8 @@ def test_written_folder_loads_in_peft_and_trains_only_the_adapters(tmp_path: Pat
     assert report.tensors == 8
     config = json.loads((folder / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"], sorted(config["target_modules"])) == (8, 16, QV)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # every file readable as a new file is
 
     peft_model = quiet_peft_model(source.build_real(7), folder)
     tokens = torch.tensor([[1, 2, 3, 4]])

@@ -47,7 +47,9 @@ class EditLogScreen(Guarded, ModalScreen[None]):
 
         with VerticalScroll(id="log-body") as body:
             body.border_subtitle = "escape closes · ↑ ↓ scroll"  # on the frame: never scrolled
-            yield Static(Text(f"Edit log: {len(self.entries)} edits", style="bold underline"))
+            count = len(self.entries)
+            title = f"Edit log: {count} edit{'' if count == 1 else 's'}"
+            yield Static(Text(title, style="bold underline"))
             if not self.entries:
                 yield Static(Text("no edits yet", style="italic"))
             parts: list[RenderableType] = []

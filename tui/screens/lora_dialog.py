@@ -72,7 +72,9 @@ class LoraDialog(Guarded, ModalScreen[LoraAnswer | None]):
             yield Label("target_modules")
             yield Input(", ".join(self.targets), id="targets", select_on_focus=False)
             yield Label("modules_to_save (kept trainable, saved whole)")
-            yield Input(", ".join(self.saved), id="saved", placeholder="e.g. classifier.6")
+            yield Input(
+                ", ".join(self.saved), id="saved", placeholder="module paths, e.g. a replaced head"
+            )
             yield Static("", id="lora-adapted")
             yield Static("", id="lora-wrong")
             yield Static("", id="dialog-error")
