@@ -278,6 +278,10 @@ def _replay(args: argparse.Namespace) -> int:
         from modelbrowse.core.recipe import replay_recipe
 
         source = _options(args).resolve()
+        inputs = {"recipe": Path(args.recipe)}
+        if Path(args.source).expanduser().exists():  # not a zoo name
+            inputs["source"] = Path(args.source)
+        _refuse_replacing(args.output, source.files, inputs)
         if _names_folder(args.output):
             from modelbrowse.core.saving.hf_output import replay_to_folder
 
@@ -295,6 +299,18 @@ def _replay(args: argparse.Namespace) -> int:
         return 0
 
     return _guarded(args, replay)
+
+
+def _refuse_replacing(output: str, files: list[Path], others: dict[str, Path]) -> None:
+    """A command cannot ask twice as the app does: an output that would replace what it reads
+    is refused in one line."""
+    from modelbrowse.core.errors import UsageError
+    from modelbrowse.core.saving.names import replaces_an_input
+
+    inputs = others | {f"source file {path.name}": path for path in files}
+    problem = replaces_an_input(output, inputs)
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def _names_folder(output: str) -> bool:
@@ -328,10 +344,15 @@ def _convert(args: argparse.Namespace) -> int:
         arch = Path(args.arch).expanduser() if args.arch else None
         if arch is not None and arch.is_dir() and (arch / "config.json").is_file():
             options.arch = str(arch / "config.json")  # its config, not its weights
+        source = options.resolve()
+        inputs = {"source": Path(args.source)}
+        if options.arch:
+            inputs["architecture"] = Path(options.arch)
+        _refuse_replacing(args.output, source.files, inputs)
         output = Path(args.output).expanduser()
         dtype = None if args.dtype is None else getattr(torch, args.dtype)
         report = convert_folder(
-            options.resolve(), output, max_shard_size=_shard_size(args.max_shard_size), dtype=dtype
+            source, output, max_shard_size=_shard_size(args.max_shard_size), dtype=dtype
         )
         print(report.summary())
         return 0

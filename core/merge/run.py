@@ -23,7 +23,7 @@ import torch
 from modelbrowse.core.merge.compute import merged_tensor
 from modelbrowse.core.merge.files import Entry, write_safetensors, write_torch
 from modelbrowse.core.merge.plan import MergeError, MergePlan, open_shard, plan_merge
-from modelbrowse.core.saving.names import FORMATS, extensions_text
+from modelbrowse.core.saving.names import FORMATS, extensions_text, replaces_an_input
 from modelbrowse.core.saving.transaction import write_atomic
 from modelbrowse.core.tensor_bytes import _file_mappings
 
@@ -70,6 +70,9 @@ def merge_adapter(
     is_file = output.suffix.lower() in FORMATS
     if not is_file and output.suffix and not output.is_dir():
         raise MergeError(f"--output {output.name}: name a file ({extensions_text()}) or a folder")
+    problem = replaces_an_input(output, {"base": Path(base), "adapter": Path(adapter)})
+    if problem is not None:
+        raise MergeError(problem)
     plan = plan_merge(base, adapter)
     entries, aliases = _entries(plan, dtype)
     tensors = merged_tensors(plan, dtype, progress, cancel)

@@ -85,3 +85,22 @@ def parse_size(text: str) -> int:
     if size < 1:
         raise UsageError(f"{text!r} is not a size: it must be at least one byte")
     return size
+
+
+def replaces_an_input(output: str | os.PathLike[str], inputs: dict[str, Path]) -> str | None:
+    """Why writing `output` would replace what the command reads (`inputs`: what each is
+    called -> its path), or None: an output that is an input, a folder that holds one, or a
+    file that an input folder holds would be replaced by the result."""
+    target = Path(output).expanduser().resolve()
+    for what, given in inputs.items():
+        path = Path(given).expanduser().resolve()
+        if target == path:
+            relation = "is"
+        elif target in path.parents:
+            relation = "holds"
+        elif path in target.parents and target.exists():  # a file the input folder holds
+            relation = "is part of"
+        else:
+            continue
+        return f"cannot write {output}: it {relation} the {what} this reads; name another path"
+    return None

@@ -330,3 +330,30 @@ def test_a_folder_written_in_bf16_keeps_what_a_cast_edit_decided(
     assert set(dtypes.values()) == {"BF16"}
     recipe = json.loads((out / RECIPE_NAME).read_text())
     assert [e["op"] for e in recipe["edits"]] == ["cast", "cast"]
+
+
+def test_a_conversion_or_a_recipe_onto_its_own_source_is_refused(
+    tiny_llama_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    folder = tmp_path / "llama"
+    shutil.copytree(tiny_llama_folder, folder)
+    recipe = tmp_path / "r.json"
+    recipe.write_text(
+        '{"version": 1, "source": "llama", "edits": '
+        '[{"op": "set_trainable", "path": "model", "trainable": false}]}'
+    )
+    before = {path: path.read_bytes() for path in folder.iterdir()}
+    for argv, problem in [
+        ([str(folder), "--output", str(folder)], f"cannot write {folder}: it is the source"),
+        ([str(folder), "--output", str(tmp_path)], f"cannot write {tmp_path}: it holds the source"),
+        (
+            [str(folder), "--recipe", str(recipe), "--output", str(folder)],
+            f"cannot write {folder}: it is the source this reads",
+        ),
+    ]:
+        assert main(argv) == 2
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"modelbrowse: error: {problem}"), line
+    assert {path: path.read_bytes() for path in folder.iterdir()} == before

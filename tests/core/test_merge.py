@@ -300,3 +300,26 @@ def test_a_sharded_base_merges_shard_by_shard_into_shards(
     assert_bitwise(found, expected)
     merged(capsys, tmp_path / "base", tmp_path / "adapter", tmp_path / "out.safetensors")
     assert_bitwise(read_weights(tmp_path / "out.safetensors"), expected)
+
+
+def test_an_output_that_would_replace_the_base_or_the_adapter_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = llama(tmp_path / "base")
+    peft_merged(tmp_path / "adapter", base, lora())
+    shard = tmp_path / "base" / "model.safetensors"
+    files = sorted(tmp_path.rglob("*"))
+    before = {path: path.read_bytes() for path in files if path.is_file()}
+    capsys.readouterr()  # what building the fixtures printed
+    for out, problem in [
+        (tmp_path / "base", "it is the base this reads"),
+        (tmp_path / "adapter", "it is the adapter this reads"),
+        (tmp_path, "it holds the base this reads"),
+        (shard, "it is part of the base this reads"),
+    ]:
+        args = [str(tmp_path / "base"), "--merge", str(tmp_path / "adapter"), "--output", str(out)]
+        assert main(args) == 2
+        line = the_error_line(capsys.readouterr())
+        assert f"cannot write {out}:" in line and problem in line and "another path" in line
+    assert sorted(tmp_path.rglob("*")) == files
+    assert {path: path.read_bytes() for path in files if path.is_file()} == before
