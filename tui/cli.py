@@ -11,7 +11,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
 
 from modelbrowse.tui.console import error, say, write
 from modelbrowse.tui.parser import build_parser
+from modelbrowse.tui.writing import names_folder, shard_size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--depth must be 0 or more")
     merging = args.merge is not None
     if args.output is not None and args.recipe is None and not merging:  # noqa: SIM102
-        if not _names_folder(args.output):
+        if not names_folder(args.output):
             parser.error(
                 "--output goes with --recipe or --merge (or names a folder for a Hugging Face "
                 "folder)"
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:  # read before anything opens: a typo is one line at once
         example_input(args.input_shape, args.input_dtype, ())
-        _shard_size(args.max_shard_size)
+        shard_size(args.max_shard_size)
     except UsageError as exc:
         return error(str(exc))
     if args.dtype is not None:
@@ -109,9 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A check in CI tells a source it could not read (2) from one with problems (1).
         return check(args, _options(args), lambda a, w: _guarded(a, w, unexpected_status=2))
     if args.recipe is not None and args.output is not None:
-        return _replay(args)
+        from modelbrowse.tui.writing import replay
+
+        return replay(args, _options(args), _guarded)
     if args.output is not None:
-        return _convert(args)
+        from modelbrowse.tui.writing import convert
+
+        return convert(args, _options(args), _guarded)
     if args.print_tree and args.diff is not None:
         return _print_diff(args)
     if args.print_tree:
@@ -180,7 +184,7 @@ def _options(args: argparse.Namespace) -> AppOptions:
         meta=args.meta,
         keys_only=args.keys_only,
         recipe=args.recipe if args.output is None else None,
-        max_shard_size=_shard_size(args.max_shard_size),
+        max_shard_size=shard_size(args.max_shard_size),
     )
 
 
@@ -263,101 +267,6 @@ def _print_diff(args: argparse.Namespace) -> int:
         return 0 if is_equal(diffs) else 1
 
     return _guarded(args, print_diff)
-
-
-def _replay(args: argparse.Namespace) -> int:
-    """`SOURCE --recipe R.json --output OUT.pt`: the edits again, without the app."""
-    from modelbrowse.core.saving.names import doubled_extension
-
-    # The app's write dialog asks about such a name; a command cannot, so it refuses.
-    doubled = doubled_extension(args.output)
-    if doubled is not None:
-        return error(f"--output {doubled}; name the file as it should be written")
-
-    def replay() -> int:
-        from modelbrowse.core.recipe import replay_recipe
-
-        source = _options(args).resolve()
-        inputs = {"recipe": Path(args.recipe)}
-        if Path(args.source).expanduser().exists():  # not a zoo name
-            inputs["source"] = Path(args.source)
-        _refuse_replacing(args.output, source.files, inputs)
-        if _names_folder(args.output):
-            from modelbrowse.core.saving.hf_output import replay_to_folder
-
-            output = Path(args.output).expanduser()
-            report = replay_to_folder(
-                args.recipe,
-                source,
-                output,
-                max_shard_size=_shard_size(args.max_shard_size),
-                dtype=args.dtype,
-            )
-            print(report.summary())
-            return 0
-        print(replay_recipe(args.recipe, source, args.output, dtype=args.dtype).summary())
-        return 0
-
-    return _guarded(args, replay)
-
-
-def _refuse_replacing(output: str, files: list[Path], others: dict[str, Path]) -> None:
-    """A command cannot ask twice as the app does: an output that would replace what it reads
-    is refused in one line."""
-    from modelbrowse.core.errors import UsageError
-    from modelbrowse.core.saving.names import replaces_an_input
-
-    inputs = others | {f"source file {path.name}": path for path in files}
-    problem = replaces_an_input(output, inputs)
-    if problem is not None:
-        raise UsageError(problem)
-
-
-def _names_folder(output: str) -> bool:
-    from modelbrowse.core.saving.names import is_folder_target
-
-    return is_folder_target(output)
-
-
-def _shard_size(text: str | None) -> int | None:
-    from modelbrowse.core.errors import UsageError
-    from modelbrowse.core.saving.names import parse_size
-
-    if text is None:
-        return None
-    try:
-        return parse_size(text)
-    except UsageError as exc:
-        raise UsageError(f"--max-shard-size {exc}") from None
-
-
-def _convert(args: argparse.Namespace) -> int:
-    """`FOLDER --output HF_FOLDER [--arch CONFIG]`: a Hugging Face or distributed checkpoint
-    folder written as a Hugging Face folder, tensor by tensor, without the app."""
-
-    def convert() -> int:
-        import torch
-
-        from modelbrowse.core.saving.hf_output import convert_folder
-
-        options = _options(args)
-        arch = Path(args.arch).expanduser() if args.arch else None
-        if arch is not None and arch.is_dir() and (arch / "config.json").is_file():
-            options.arch = str(arch / "config.json")  # its config, not its weights
-        source = options.resolve()
-        inputs = {"source": Path(args.source)}
-        if options.arch:
-            inputs["architecture"] = Path(options.arch)
-        _refuse_replacing(args.output, source.files, inputs)
-        output = Path(args.output).expanduser()
-        dtype = None if args.dtype is None else getattr(torch, args.dtype)
-        report = convert_folder(
-            source, output, max_shard_size=_shard_size(args.max_shard_size), dtype=dtype
-        )
-        print(report.summary())
-        return 0
-
-    return _guarded(args, convert)
 
 
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
