@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from modelbrowse.core.errors import UsageError
+from modelbrowse.core.units import human_bytes
 
 InputShape = tuple[tuple[int, ...], ...]
 """One shape per forward argument: ((1, 3, 224, 224),) for an image classifier."""
@@ -26,6 +28,10 @@ INPUT_DTYPES: dict[str, str] = {
     "float64": "float64",
     "bool": "bool",
 }
+# An example input is a probe's or a shape check's sample, not a dataset: 1 GiB of float32 at
+# most, so that a typo in a batch size is a line rather than an allocation the machine refuses.
+MAX_INPUT_VALUES = 1 << 28
+
 _DTYPE_WORDS = "long, int, float, half, bfloat16, double, bool (or torch's names: int64, ...)"
 
 
@@ -94,6 +100,12 @@ def parse_example_input(text: str, dtype: str | None = None) -> ExampleInput:
             )
         shapes.append(dims)
         dtypes.append(parse_input_dtype(word, "--input-shape SHAPE:DTYPE") if colon else default)
+    values = sum(math.prod(dims) for dims in shapes)
+    if values > MAX_INPUT_VALUES:  # checked before torch allocates anything
+        raise UsageError(
+            f"--input-shape {text} is {values:,} values ({human_bytes(values * 4)} as float32); "
+            f"an example input holds at most {MAX_INPUT_VALUES:,} (a smaller batch shows the same)"
+        )
     return ExampleInput(tuple(shapes), tuple(dtypes))
 
 

@@ -158,6 +158,11 @@ def test_a_zoo_model_keeps_its_default_input(capsys: pytest.CaptureFixture[str])
             ["--input-shape", "1,a:long"],
             "--input-shape expects positive integers such as 1,3,224,224, got '1,a:long'",
         ),
+        (
+            ["--input-shape", "100000,3,224,224", "--probe"],
+            "--input-shape 100000,3,224,224 is 15,052,800,000 values (56.1 GiB as float32); "
+            "an example input holds at most 268,435,456 (a smaller batch shows the same)",
+        ),
     ],
 )
 def test_a_bad_input_is_one_line_before_anything_opens(
