@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from modelbrowse.tui.console import write
+from modelbrowse.tui.writing import shard_size
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +51,7 @@ def merge_command(
             Path(args.merge),
             Path(args.output),
             dtype=_dtype(args),
-            max_shard_size=_max_shard_size(args),
+            max_shard_size=shard_size(args.max_shard_size),
         )
         write(report.summary() + "\n")
         return 0
@@ -66,13 +67,3 @@ def _dtype(args: argparse.Namespace) -> torch.dtype | None:
 
     name = getattr(args, "dtype", None)
     return None if name is None else getattr(torch, parse_dtype(str(name)))  # type: ignore[no-any-return]
-
-
-def _max_shard_size(args: argparse.Namespace) -> int | None:
-    """`--max-shard-size`, where the command line has it."""
-    size = getattr(args, "max_shard_size", None)
-    if size is None or isinstance(size, int):
-        return size
-    from modelbrowse.core.saving.hf_folder import parse_size
-
-    return parse_size(str(size))

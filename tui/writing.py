@@ -41,7 +41,7 @@ def replay(args: argparse.Namespace, options: AppOptions, guarded: Guarded) -> i
                 args.recipe,
                 source,
                 output,
-                max_shard_size=shard_size(args.max_shard_size),
+                max_shard_size=options.max_shard_size,
                 dtype=args.dtype,
             )
             print(report.summary())
@@ -71,6 +71,7 @@ def names_folder(output: str) -> bool:
 
 
 def shard_size(text: str | None) -> int | None:
+    """`--max-shard-size` in bytes, or None; a bad size is a UsageError naming the flag."""
     from modelbrowse.core.errors import UsageError
     from modelbrowse.core.saving.names import parse_size
 
@@ -101,9 +102,7 @@ def convert(args: argparse.Namespace, options: AppOptions, guarded: Guarded) -> 
         _refuse_replacing(args.output, source.files, inputs)
         output = Path(args.output).expanduser()
         dtype = None if args.dtype is None else getattr(torch, args.dtype)
-        report = convert_folder(
-            source, output, max_shard_size=shard_size(args.max_shard_size), dtype=dtype
-        )
+        report = convert_folder(source, output, max_shard_size=options.max_shard_size, dtype=dtype)
         print(report.summary())
         return 0
 

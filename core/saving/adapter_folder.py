@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from modelbrowse.core.saving.transaction import (
     _make_work_folder,
     _take_lock,
     as_save_error,
+    create_empty,
     remove_leftovers,
 )
 
@@ -72,10 +72,7 @@ def _fill(target: Path, work: Path, files: dict[str, Writer], check: Writer | No
     with as_save_error(target):
         new.mkdir()
         for name, write in files.items():
-            # Created first as any new file is (0666 less the umask): a writer that makes its
-            # own private temp file and renames it would leave the result readable by no one else.
-            os.close(os.open(new / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            mode = stat.S_IMODE(os.stat(new / name).st_mode)
+            mode = create_empty(new / name)
             write(new / name)
             os.chmod(new / name, mode)
             _fsync_file(new / name)

@@ -165,10 +165,8 @@ class Transaction:
             before = _stat(path)
             staged = _Staged(path, _make_work_folder(path), before)
             self._staged.append(staged)
-            # Created as any new file is (0666 less the umask, by the kernel), inside a folder
-            # no one else may enter; the writer may replace it, and this is the mode it keeps.
-            os.close(os.open(staged.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            new_mode = stat.S_IMODE(os.stat(staged.tmp).st_mode)
+            # Inside a folder no one else may enter; the writer may replace it.
+            new_mode = create_empty(staged.tmp)
             write(staged.tmp)
             # The fsync waits on the disk and the check on the CPU: they run side by side.
             with ThreadPoolExecutor(max_workers=1) as pool:
@@ -240,6 +238,14 @@ def write_atomic(
 
 
 # --- the files beside a target ---------------------------------------------------------------
+
+
+def create_empty(path: Path) -> int:
+    """Create `path` empty, as any new file is (0666 less the umask, by the kernel), and return
+    that mode: what the file is given back after a writer that may have replaced it with a
+    private temporary file of its own."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def _lock_path(target: Path) -> Path:
