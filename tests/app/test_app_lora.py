@@ -96,3 +96,15 @@ async def test_lora_undo_restores_the_header_and_the_modules() -> None:
         assert "61.1M params (61.1M trainable, 0 frozen)" in squeeze(screen_text(app))
         model = app.session.history.model
         assert type(model.get_submodule("classifier.6")) is torch.nn.Linear
+
+
+async def test_at_80x24_the_long_lists_scroll_and_the_error_and_hint_stay_on_screen() -> None:
+    from tests.lora_support import TINY_LLAMA
+
+    async with open_app(TINY_LLAMA, size=(80, 24)) as (_app, pilot):
+        await pilot.press("A")
+        screen = await wait_for_text(pilot, "add LoRA adapters: the whole model")
+        assert "16 get adapters" in screen  # eight lines of names on this width
+        await pilot.press("ctrl+a", "ctrl+k", "enter")  # no targets
+        screen = await wait_for_text(pilot, "no target modules")
+        assert "enter applies · tab next field · escape cancels" in screen

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -75,8 +75,11 @@ class LoraDialog(Guarded, ModalScreen[LoraAnswer | None]):
             yield Input(
                 ", ".join(self.saved), id="saved", placeholder="module paths, e.g. a replaced head"
             )
-            yield Static("", id="lora-adapted")
-            yield Static("", id="lora-wrong")
+            # The lists can be long: they scroll, so that the error and the hint stay on a
+            # small terminal's screen.
+            with VerticalScroll(id="lora-lists", can_focus=False):
+                yield Static("", id="lora-adapted")
+                yield Static("", id="lora-wrong")
             yield Static("", id="dialog-error")
             yield Static(
                 Text("enter applies · tab next field · escape cancels", style="dim"),
