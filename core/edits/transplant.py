@@ -199,7 +199,11 @@ def plan(
         size += found.numel() * found.element_size()
         if tensor.dtype != found.dtype:
             cast.append((target, _dtype(tensor.dtype), _dtype(found.dtype)))
-    missing = tuple(k for k in destination if k not in reached)
+    # A tied key (lm_head.weight of a Llama, absent from its files) is reached through its twin.
+    reached_tensors = {id(destination[key]) for key in reached}
+    missing = tuple(
+        k for k in destination if k not in reached and id(destination[k]) not in reached_tensors
+    )
     return TransplantReport(
         mapping, tuple(copied), size, missing, tuple(unexpected), tuple(mismatched), tuple(cast)
     )

@@ -128,6 +128,20 @@ def test_ties_and_identities_are_kept(tmp_path: Path) -> None:
     assert model.get_parameter("head.weight") is model.get_parameter("embed.weight")
 
 
+def test_a_tied_key_the_file_leaves_out_is_reached_through_its_twin(tmp_path: Path) -> None:
+    from tests.fixtures.models import SharedNet
+
+    donor = SharedNet().state_dict()
+    del donor["head.weight"]  # as save_pretrained leaves out a tied lm_head
+    torch.save(donor, tmp_path / "untied.pt")
+    model = SharedNet()
+    edit = Transplant("", str(tmp_path / "untied.pt"))
+    edit.apply(model)
+    assert edit.report is not None
+    assert edit.report.missing == ()
+    assert torch.equal(model.get_parameter("head.weight"), donor["embed.weight"])
+
+
 def test_the_recipe_records_the_hash_and_the_replay_checks_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
